@@ -1,0 +1,22 @@
+"""featx: classical computer-vision feature extraction.
+
+The small Python API::
+
+    import featx
+    vec = featx.extract(image, "hog", cell_size=16)      # same numbers as the CLI
+    ext = featx.open_extractor("gradients", bins=12)    # build once, call many times
+    featx.list_extractors()                             # names -> plugin status
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "extract", "open_extractor", "list_extractors"]
+
+
+def __getattr__(name):  # keep `import featx` light: load the API on first use
+    if name in ("extract", "open_extractor", "list_extractors", "extract_files"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

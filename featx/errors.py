@@ -1,0 +1,54 @@
+"""Error types and exit codes.
+
+Library code raises :class:`FeatxError` (or a subclass) with a one-line
+message and an optional hint; the CLI turns it into ``featx: error: ...`` on
+stderr and the matching exit code.  Library code never imports click.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, documented in the README."""
+
+    OK = 0            #: everything was processed and written
+    ITEMS_FAILED = 1  #: some inputs failed; everything else was written
+    USAGE = 2         #: usage or configuration error; nothing was processed
+    INTERRUPTED = 130 #: SIGINT/SIGTERM; what was done is committed, marked incomplete
+
+
+class FeatxError(Exception):
+    """An error with a message for the user and an optional hint."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(FeatxError):
+    """Bad command line, configuration or parameter value."""
+
+
+class ParamError(UsageError):
+    """An invalid or unknown extractor parameter."""
+
+
+class PluginError(UsageError):
+    """An unknown extractor, or one whose plugin failed to import."""
+
+
+class OutputError(UsageError):
+    """The output cannot be written as asked (exists, incompatible format...)."""
+
+
+class InputError(FeatxError):
+    """One input could not be read or decoded.  Per-item: the run goes on."""
+
+    exit_code = ExitCode.ITEMS_FAILED

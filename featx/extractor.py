@@ -1,0 +1,291 @@
+"""The extractor contract: parameter declaration, output spec, base class.
+
+An extractor is a class with
+
+* ``name`` and ``summary`` (one line), and a docstring that ``featx info``
+  shows;
+* ``Params``: a frozen dataclass whose fields are declared with
+  :func:`param`.  That one declaration drives the CLI options, the config
+  file keys, ``featx info``, validation and the provenance record;
+* ``output_spec(height, width)``: what ``extract`` returns for an image of
+  that size (after any resize done by the pipeline);
+* ``extract(image)``: pixels in, numbers out.  ``image`` is a numpy array,
+  ``uint8`` or ``uint16``, shaped ``(H, W)`` (grayscale) or ``(H, W, 3)``
+  (RGB order).  See :mod:`featx.imageops` for the conversions extractors use.
+
+Extractors never open files, print, or know about the CLI.  They are built
+once per worker from frozen parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from .errors import ParamError
+
+# ---------------------------------------------------------------------------
+# Parameter declaration
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+          choices: tuple | list | None = None, metavar: str | None = None) -> Any:
+    """Declare one extractor parameter (a dataclass field with metadata).
+
+    ``min``/``max`` are inclusive bounds for numbers; ``choices`` lists the
+    allowed values of a string parameter.  Tuple-valued parameters such as a
+    grid are annotated ``tuple[int, int]`` and written ``ROWSxCOLS`` on the
+    command line and in config files.
+    """
+    meta = {"help": help, "min": min, "max": max,
+            "choices": tuple(choices) if choices is not None else None, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """Everything known about one declared parameter."""
+
+    name: str
+    type: type            # int, float, bool, str or tuple (a pair of ints)
+    optional: bool        # ``None`` is allowed
+    default: Any
+    help: str
+    min: float | None
+    max: float | None
+    choices: tuple | None
+    metavar: str | None
+
+    @property
+    def option(self) -> str:
+        """The command-line spelling: ``--cell-size``."""
+        return "--" + self.name.replace("_", "-")
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.type is tuple:
+            lo = "" if self.min is None else f", each >= {self.min:g}"
+            return f"ROWSxCOLS{lo}"
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g} to {self.max:g}"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        if self.max is not None:
+            return f"<= {self.max:g}"
+        return ""
+
+
+def _resolve_type(tp: Any) -> tuple[type, bool]:
+    optional = False
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        if len(args) != 1:
+            raise TypeError(f"unsupported parameter type {tp!r}")
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    if origin is tuple or tp is tuple:
+        return tuple, optional
+    if tp in (int, float, bool, str):
+        return tp, optional
+    raise TypeError(f"unsupported parameter type {tp!r}")
+
+
+def param_infos(params_cls: type) -> list[ParamInfo]:
+    """The declared parameters of a ``Params`` dataclass, in order."""
+    hints = typing.get_type_hints(params_cls)
+    out = []
+    for f in dataclasses.fields(params_cls):
+        tp, optional = _resolve_type(hints[f.name])
+        m = f.metadata
+        out.append(ParamInfo(name=f.name, type=tp, optional=optional, default=f.default,
+                             help=m.get("help", ""), min=m.get("min"), max=m.get("max"),
+                             choices=m.get("choices"), metavar=m.get("metavar")))
+    return out
+
+
+def parse_pair(text: str) -> tuple[int, int]:
+    """Parse ``"4x4"`` (or ``"4,4"``, or ``"4"`` for a square) into a pair of ints."""
+    s = str(text).strip().lower().replace(",", "x").replace("*", "x")
+    parts = s.split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ValueError(f"expected AxB, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
+    """Convert ``value`` to the declared type and check range/choices.
+
+    Raises :class:`ParamError` naming the parameter and the valid values.
+    """
+    where = f"{extractor}: " if extractor else ""
+    bad = f"{where}invalid value {value!r} for {info.option}"
+    if value is None:
+        if info.optional:
+            return None
+        raise ParamError(f"{bad}: a value is required", f"valid: {info.describe_range() or info.type.__name__}")
+    try:
+        if info.type is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    value = True
+                elif low in ("0", "false", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(value)
+            elif isinstance(value, (bool, np.bool_)) or value in (0, 1):
+                value = bool(value)
+            else:
+                raise ValueError(value)
+        elif info.type is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not float(value).is_integer()):
+                raise ValueError(value)
+            value = int(value)
+        elif info.type is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            value = float(value)
+        elif info.type is tuple:
+            if isinstance(value, (list, tuple)):
+                if len(value) != 2:
+                    raise ValueError(value)
+                value = (int(value[0]), int(value[1]))
+            else:
+                value = parse_pair(value)
+        elif info.type is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+    except (TypeError, ValueError):
+        kind = {tuple: "ROWSxCOLS", bool: "true/false"}.get(info.type, info.type.__name__)
+        raise ParamError(f"{bad}: expected {kind}",
+                         f"valid: {info.describe_range() or kind}") from None
+    if info.choices is not None and value not in info.choices:
+        raise ParamError(f"{bad}", "valid: " + ", ".join(str(c) for c in info.choices))
+    nums = value if info.type is tuple else (value,)
+    if info.type in (int, float, tuple):
+        for v in nums:
+            if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
+                raise ParamError(f"{bad}: out of range", f"valid: {info.describe_range()}")
+    return value
+
+
+def build_params(extractor_cls: type[Extractor], values: dict[str, Any] | None = None) -> Any:
+    """Validate ``values`` (names with ``_`` or ``-``) and build the frozen Params.
+
+    Unknown names and invalid values raise :class:`ParamError` that names
+    the valid ones.  Missing names take their declared defaults.
+    """
+    infos = {i.name: i for i in param_infos(extractor_cls.Params)}
+    kwargs = {}
+    for key, value in (values or {}).items():
+        name = key.replace("-", "_")
+        if name not in infos:
+            valid = ", ".join(i.option for i in infos.values()) or "(none)"
+            raise ParamError(f"{extractor_cls.name}: unknown parameter {key!r}",
+                             f"valid parameters: {valid}")
+        kwargs[name] = coerce_value(infos[name], value, extractor_cls.name)
+    params = extractor_cls.Params(**kwargs)
+    check = getattr(params, "validate", None)
+    if check is not None:
+        check()
+    return params
+
+
+def params_to_dict(params: Any) -> dict[str, Any]:
+    """A plain, JSON/TOML-friendly dict of every parameter value."""
+    out = {}
+    for f in dataclasses.fields(params):
+        v = getattr(params, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Outputs
+
+
+OutputKind = Literal["vector", "keypoints", "dense"]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What an extractor returns for one image.
+
+    * ``vector``: a float32 array of shape ``shape == (D,)``.
+    * ``keypoints``: a :class:`Keypoints` (variable count); ``shape`` is
+      ``(None, descriptor_length)``.
+    * ``dense``: a float32 array of shape ``shape`` (e.g. ``(H, W, C)``).
+    """
+
+    kind: OutputKind
+    shape: tuple
+
+    @property
+    def length(self) -> int | None:
+        """Vector length ``D`` for vectors, else None."""
+        return int(self.shape[0]) if self.kind == "vector" else None
+
+
+@dataclass
+class Keypoints:
+    """Local features of one image.
+
+    ``points``: float32 ``(N, 6)`` — x, y, size, angle (degrees), response,
+    octave.  ``descriptors``: float32 ``(N, L)``.  N may be zero.
+    """
+
+    points: np.ndarray
+    descriptors: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+# ---------------------------------------------------------------------------
+# The base class
+
+
+class Extractor:
+    """Base class for extractors.  Subclasses set the class attributes below."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type]
+    #: True for extractors (optical flow) that need consecutive frames:
+    #: ``extract`` is then called in order on one sequence and ``reset``
+    #: starts a new one.
+    temporal: ClassVar[bool] = False
+
+    def __init__(self, params: Any = None):
+        self.params = params if params is not None else build_params(type(self))
+
+    @classmethod
+    def create(cls, **values: Any) -> Extractor:
+        """Build from keyword parameters, validated like the CLI does."""
+        return cls(build_params(cls, values))
+
+    def output_spec(self, height: int, width: int) -> OutputSpec:  # pragma: no cover
+        raise NotImplementedError
+
+    def extract(self, image: np.ndarray) -> np.ndarray | Keypoints:  # pragma: no cover
+        raise NotImplementedError
+
+    def extract_batch(self, images: list[np.ndarray]) -> list[np.ndarray | Keypoints]:
+        """Several images at once; extractors that gain from batching override it."""
+        return [self.extract(im) for im in images]
+
+    def reset(self) -> None:
+        """Forget any state carried between frames (temporal extractors)."""
+
+    def render(self, image: np.ndarray) -> np.ndarray:
+        """A picture (uint8 RGB) of what the extractor computes, for ``featx show``."""
+        raise NotImplementedError(f"{self.name} has no picture to show")
