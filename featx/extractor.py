@@ -228,6 +228,8 @@ class OutputSpec:
 
     kind: OutputKind
     shape: tuple
+    #: Optional names for the vector's values (CSV header); default f0..f{D-1}.
+    columns: tuple[str, ...] | None = None
 
     @property
     def length(self) -> int | None:
