@@ -209,6 +209,32 @@ def params_to_dict(params: Any) -> dict[str, Any]:
     return out
 
 
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def params_to_toml(params: Any, table: str | None = None) -> str:
+    """The parameters as a TOML config file that ``--config`` reads back.
+
+    Parameters whose value is ``None`` (unset optional paths) are written as
+    comments, since TOML has no null.
+    """
+    lines = [f"[{table}]"] if table else []
+    for info in param_infos(type(params)):
+        v = getattr(params, info.name)
+        key = info.name.replace("_", "-")
+        lines.append(f"# {info.help}")
+        lines.append(f"# {key} =" if v is None else f"{key} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------
 # Outputs
 
@@ -277,6 +303,10 @@ class Extractor:
 
     def output_spec(self, height: int, width: int) -> OutputSpec:  # pragma: no cover
         raise NotImplementedError
+
+    def output_kind(self) -> OutputKind:
+        """The kind of output, known before any image is seen (sinks check it first)."""
+        return self.output_spec(480, 640).kind
 
     def extract(self, image: np.ndarray) -> np.ndarray | Keypoints:  # pragma: no cover
         raise NotImplementedError

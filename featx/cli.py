@@ -1,0 +1,495 @@
+"""The ``featx`` command line: a thin click shell over the library.
+
+Every extractor parameter option is generated from the extractor's one
+``Params`` declaration; config files feed click's defaults, so values from a
+file go through exactly the same parsing and validation as flags.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import ExitCode, FeatxError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+RESERVED = {"output", "format", "overwrite", "jobs", "resize", "resize_mode", "config", "quiet",
+            "null", "files_from", "sidecar", "max_pixels", "inputs", "image", "size"}
+
+
+# ---------------------------------------------------------------------------
+# error reporting
+
+
+def _say(msg: str) -> None:
+    click.echo(f"featx: {msg}", err=True)
+
+
+def _fail(exc: FeatxError, ctx: click.Context | None = None) -> None:
+    _say(f"error: {exc.message}")
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+    if _show_traceback(ctx):
+        traceback.print_exc()
+    sys.exit(int(exc.exit_code))
+
+
+def _show_traceback(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx is not None else click.get_current_context(silent=True)
+    return bool(root and root.find_root().obj and root.find_root().obj.get("traceback"))
+
+
+# ---------------------------------------------------------------------------
+# parameter types
+
+
+class SizeType(click.ParamType):
+    """``WIDTHxHEIGHT`` (e.g. 640x480)."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        if isinstance(value, list) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        from .extractor import parse_pair
+
+        try:
+            w, h = parse_pair(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 640x480", param, ctx)
+        if w < 1 or h < 1:
+            self.fail(f"{value!r}: width and height must be at least 1", param, ctx)
+        return w, h
+
+
+class PairType(click.ParamType):
+    """``ROWSxCOLS`` pairs for extractor parameters such as grids."""
+
+    name = "RxC"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        if isinstance(value, list) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        from .extractor import parse_pair
+
+        try:
+            return parse_pair(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a pair; write ROWSxCOLS, e.g. 4x4", param, ctx)
+
+
+SIZE = SizeType()
+PAIR = PairType()
+
+
+def _param_option(info) -> click.Option:
+    """One click option from one declared extractor parameter."""
+    from .extractor import ParamInfo  # noqa: F401  (type only)
+
+    decl = info.option
+    extra = info.describe_range()
+    help_text = info.help + (f" [{extra}]" if extra and not info.choices else "")
+    kw: dict[str, Any] = {"default": info.default, "show_default": True, "help": help_text}
+    if info.type is bool:
+        return click.Option([f"{decl}/--no-{decl[2:]}", info.name], **kw)
+    if info.choices:
+        kw["type"] = click.Choice([str(c) for c in info.choices])
+    elif info.type is tuple:
+        kw["type"] = PAIR
+        if isinstance(info.default, tuple):
+            kw["default"] = "x".join(str(v) for v in info.default)
+    else:
+        kw["type"] = {int: click.INT, float: click.FLOAT, str: click.STRING}[info.type]
+    if info.metavar:
+        kw["metavar"] = info.metavar
+    return click.Option([decl, info.name], **kw)
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
+    """Eager ``--config``: read TOML into click's default map (same validation as flags)."""
+    if not value:
+        return value
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(value, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc.strerror or exc}", ctx, param)
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param)
+    name = ctx.command.name
+    table = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if isinstance(data.get(name), dict):
+        table.update(data[name])
+    valid = {p.name: p for p in ctx.command.params
+             if isinstance(p, click.Option) and p.name not in ("config", "help")}
+    defaults = {}
+    for key, v in table.items():
+        pname = key.replace("-", "_")
+        if pname not in valid:
+            names = ", ".join(sorted(k.replace("_", "-") for k in valid))
+            raise click.BadParameter(f"{value}: unknown key {key!r} (valid keys: {names})", ctx, param)
+        defaults[pname] = v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+# ---------------------------------------------------------------------------
+# shared options (declared once, used by several commands)
+
+
+def _resize_options() -> list[click.Option]:
+    return [
+        click.Option(["--resize"], type=SIZE, default=None, metavar="WxH",
+                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length."),
+        click.Option(["--resize-mode"], type=click.Choice(["stretch", "crop"]), default="stretch",
+                     show_default=True,
+                     help="How --resize fits: stretch each axis, or scale the shorter side and cut the centre."),
+    ]
+
+
+def _config_option() -> click.Option:
+    return click.Option(["--config"], type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                        callback=_load_config,
+                        help="TOML file of option values (same names as the options; flags override it).")
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="featx")
+@click.option("--traceback", is_flag=True, help="Show the full Python traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """Turn images and image folders into feature vectors (.npy / .csv).
+
+    \b
+    featx list                                 extractors available
+    featx info hog --size 640x480              parameters and output size
+    featx extract hog photos/ -o hog.npy       one row per image
+    featx show hog photo.jpg -o hog.png        a picture of what it computes
+
+    Exit codes: 0 all good; 1 some inputs failed (the rest written);
+    2 usage or configuration error; 130 interrupted.
+    """
+    ctx.ensure_object(dict)["traceback"] = traceback
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """List the installed extractors (name, summary, providing package)."""
+    from . import registry
+
+    infos = registry.discover()
+    width = max([len(i.name) for i in infos] + [4])
+    for i in infos:
+        if i.ok:
+            click.echo(f"{i.name:<{width}}  {i.cls.summary}  [{i.package}]")
+        else:
+            click.echo(f"{i.name:<{width}}  BROKEN: {i.error}  [{i.package}: {i.target}]")
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--size", type=SIZE, default=None, metavar="WxH",
+              help="Also give the output size for an input of WIDTHxHEIGHT.")
+@click.option("--as-config", is_flag=True,
+              help="Print the default parameters as a TOML file for --config instead.")
+@click.pass_context
+def info_cmd(ctx: click.Context, name: str, size: tuple[int, int] | None, as_config: bool) -> None:
+    """Describe one extractor: parameters (type, default, range) and output size."""
+    from . import registry
+    from .extractor import param_infos, params_to_toml
+
+    try:
+        cls = registry.get(name)
+        ext = cls()
+    except FeatxError as exc:
+        _fail(exc, ctx)
+    if as_config:
+        click.echo(params_to_toml(ext.params), nl=False)
+        return
+    doc = (cls.__doc__ or "").strip()
+    click.echo(f"{cls.name}: {cls.summary}")
+    if doc:
+        click.echo("")
+        for line in doc.splitlines():
+            click.echo(f"  {line.strip()}" if line.strip() else "")
+    click.echo("\nParameters:")
+    for p in param_infos(cls.Params):
+        kind = "RxC" if p.type is tuple else ("flag" if p.type is bool else p.type.__name__)
+        default = "x".join(map(str, p.default)) if isinstance(p.default, tuple) else p.default
+        rng = p.describe_range()
+        click.echo(f"  {p.option:<22} {kind:<6} default {default!s:<10} {rng}")
+        click.echo(f"  {'':<22} {p.help}")
+    click.echo("\nOutput:")
+    try:
+        spec = ext.output_spec(480, 640)
+        if spec.kind == "vector":
+            other = ext.output_spec(240, 320)
+            if other.shape == spec.shape:
+                click.echo(f"  vector of {spec.length} float32 values, whatever the image size")
+            else:
+                click.echo("  vector of float32 values; its length depends on the image size (use --size WxH)")
+        elif spec.kind == "keypoints":
+            click.echo(f"  keypoints: (N, 6) x, y, size, angle, response, octave + descriptors (N, {spec.shape[1]})")
+        else:
+            click.echo(f"  dense float32 map per image, shape {spec.shape} for 640x480")
+        if size is not None:
+            s = ext.output_spec(size[1], size[0])
+            click.echo(f"  for {size[0]}x{size[1]}: {s.kind} of shape {tuple(s.shape)}"
+                       + (f" ({s.length} values)" if s.kind == "vector" else ""))
+    except FeatxError as exc:
+        _fail(exc, ctx)
+
+
+class ExtractorGroup(click.Group):
+    """``featx extract NAME`` / ``featx show NAME``: one subcommand per extractor,
+    built on demand so that only the extractor asked for is imported."""
+
+    def __init__(self, *args, build, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._build = build
+
+    def list_commands(self, ctx):
+        from . import registry
+
+        return registry.names()
+
+    def get_command(self, ctx, name):
+        from . import registry
+
+        try:
+            cls = registry.get(name)
+        except FeatxError as exc:
+            if ctx.resilient_parsing:
+                return None
+            _fail(exc, ctx)
+        return self._build(cls)
+
+    def format_commands(self, ctx, formatter):
+        from . import registry
+
+        rows = [(n, "") for n in registry.names()]
+        if rows:
+            with formatter.section("Extractors (featx list describes them)"):
+                formatter.write_dl(rows)
+
+
+def _extractor_options(cls) -> list[click.Option]:
+    from .extractor import param_infos
+
+    opts = []
+    for info in param_infos(cls.Params):
+        if info.name in RESERVED:
+            raise UsageError(f"extractor {cls.name!r} declares parameter {info.name!r}, "
+                             "which clashes with a featx option", "rename the parameter in the plugin")
+        opts.append(_param_option(info))
+    return opts
+
+
+def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from .extractor import param_infos
+
+    names = {i.name for i in param_infos(cls.Params)}
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+
+
+def _build_extract(cls) -> click.Command:
+    def callback(**kwargs):
+        ctx = click.get_current_context()
+        params = _split_params(cls, kwargs)
+        try:
+            _do_extract(ctx, cls, params, **kwargs)
+        except FeatxError as exc:
+            _fail(exc, ctx)
+
+    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
+                        help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
+                             "sorted) or - for paths on stdin.",
+                        short_help=cls.summary)
+    common = [
+        click.Argument(["inputs"], nargs=-1, type=click.Path(allow_dash=True)),
+        click.Option(["-o", "--output"], required=True, metavar="PATH",
+                     help="Output: NAME.npy, NAME.csv, a folder/ (npy-dir) or - for CSV on stdout."),
+        click.Option(["-f", "--format"], type=click.Choice(["csv", "npy", "npy-dir"]), default=None,
+                     help="Output format (default: from the output name)."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace an existing output."),
+        click.Option(["-j", "--jobs"], type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Worker processes (0 = one per core)."),
+        *_resize_options(),
+        click.Option(["--max-pixels"], type=click.IntRange(min=0), default=None,
+                     help="Refuse images with more pixels than this (default 178956970; 0 = no limit)."),
+        click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
+                     type=click.Path(dir_okay=False, allow_dash=True),
+                     help="Read input paths from FILE, one per line (repeatable; - for stdin)."),
+        click.Option(["-0", "--null"], is_flag=True,
+                     help="Paths on stdin / in list files are NUL-separated (find -print0)."),
+        click.Option(["--sidecar"], default=None, metavar="PATH",
+                     help="Where to write the provenance record (default: OUTPUT.featx.json)."),
+        click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
+        _config_option(),
+    ]
+    cmd.params = common + _extractor_options(cls)
+    return cmd
+
+
+def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
+                max_pixels, files_from, null, sidecar, quiet):
+    from . import pipeline, provenance, sinks, sources
+    from .extractor import build_params, params_to_dict
+
+    if not inputs and not files_from:
+        raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
+    if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    extractor = cls(build_params(cls, params))
+    spec_cols = None
+    try:
+        spec = extractor.output_spec(*(resize[::-1] if resize else (480, 640)))
+        spec_cols = spec.columns
+    except FeatxError:
+        pass
+    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols)
+    if max_pixels is None:
+        max_pixels = pipeline.DEFAULT_MAX_PIXELS
+    jobs = jobs or pipeline.default_jobs()
+    stats = sources.Enumeration()
+    stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats)
+    started = provenance.now()
+
+    def on_failure(f):
+        _say(f"error: {f.path}: {f.reason}")
+
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="img", file=sys.stderr, desc=cls.name, dynamic_ncols=True, leave=False)
+    try:
+        summary = pipeline.run(extractor, stream, sink, jobs=jobs, resize=resize, resize_mode=resize_mode,
+                               max_pixels=max_pixels or None, on_failure=on_failure, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.skipped_non_images = stats.skipped_non_images
+    options = {"output": output, "format": sink.format, "jobs": jobs,
+               "resize": list(resize) if resize else None, "resize_mode": resize_mode,
+               "max_pixels": max_pixels or None}
+    doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
+                            summary=summary, started=started)
+    side = sidecar or sink.sidecar_path
+    if side:
+        provenance.write(side, doc)
+    if not quiet:
+        shape = summary.output.get("shape")
+        parts = [f"{summary.processed} processed"]
+        if summary.failed:
+            parts.append(f"{len(summary.failed)} failed")
+        if stats.skipped_non_images:
+            parts.append(f"{stats.skipped_non_images} non-image files skipped")
+        dest = "stdout" if output == "-" else output
+        _say(", ".join(parts) + f" in {summary.seconds:.1f} s -> {dest}"
+             + (f" {tuple(shape)}" if shape else ""))
+    if summary.interrupted:
+        _say("interrupted: what was done is written and the sidecar marks the output incomplete")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    if summary.failed:
+        _say(f"{len(summary.failed)} input(s) failed; they are listed in {side or 'the messages above'}")
+        sys.exit(int(ExitCode.ITEMS_FAILED))
+
+
+def _build_show(cls) -> click.Command:
+    def callback(image, output, resize, resize_mode, **kwargs):
+        ctx = click.get_current_context()
+        params = _split_params(cls, kwargs)
+        try:
+            from . import imageops, sources
+            from .extractor import build_params
+            from .sinks import write_atomic
+
+            extractor = cls(build_params(cls, params))
+            try:
+                img = sources.decode_image(image)
+            except FeatxError as exc:
+                raise UsageError(f"{image}: {exc.message}") from None
+            if resize:
+                img = imageops.resize(img, resize[0], resize[1], resize_mode)
+            try:
+                pic = extractor.render(img)
+            except NotImplementedError as exc:
+                raise UsageError(str(exc)) from None
+            import cv2
+
+            pic = imageops.to_rgb_uint8(pic)
+            ok, buf = cv2.imencode(os.path.splitext(output)[1] or ".png", cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise UsageError(f"cannot encode a picture as {output}", "use a .png or .jpg name")
+            write_atomic(output, buf.tobytes())
+            _say(f"wrote {output} ({pic.shape[1]}x{pic.shape[0]})")
+        except FeatxError as exc:
+            _fail(exc, ctx)
+
+    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
+                        help=f"Render what {cls.name} computes for IMAGE as a PNG.", short_help=cls.summary)
+    cmd.params = [
+        click.Argument(["image"], type=click.Path(dir_okay=False)),
+        click.Option(["-o", "--output"], required=True, metavar="PNG", help="Picture to write (.png or .jpg)."),
+        *_resize_options(),
+        _config_option(),
+    ] + _extractor_options(cls)
+    return cmd
+
+
+cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
+                               help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. "
+                                    "`featx extract NAME --help` lists NAME's options."))
+cli.add_command(ExtractorGroup("show", build=_build_show, context_settings=CONTEXT,
+                               help="Render a picture of what an extractor computes for one image."))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    try:
+        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        rc = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        rc = exc.exit_code
+    except (KeyboardInterrupt, click.Abort):  # outside a run (e.g. while reading stdin)
+        _say("interrupted")
+        rc = int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `featx ... -o - | head`: the reader went away
+        try:
+            sys.stdout = None  # do not flush into the closed pipe again at exit
+        finally:
+            rc = int(ExitCode.ITEMS_FAILED)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

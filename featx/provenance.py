@@ -1,0 +1,59 @@
+"""The provenance sidecar: enough to know what was run, and to run it again."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+from . import __version__
+from .sinks import write_atomic
+
+_LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "scikit-image", "click", "tqdm",
+              "onnxruntime")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"featx": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], summary: Any,
+           started: str, argv: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict:
+    """The sidecar document for one run."""
+    n_failed = len(summary.failed)
+    doc = {
+        "featx_sidecar": 1,
+        "status": summary.status,
+        "complete": summary.status != "interrupted",
+        "command": list(argv if argv is not None else sys.argv),
+        "extractor": {"name": extractor, "params": params},
+        "options": options,
+        "output": summary.output,
+        "inputs": {"processed": summary.processed, "failed": n_failed,
+                   "skipped_non_images": summary.skipped_non_images},
+        "failures": [{"path": f.path, "reason": f.reason} for f in summary.failed],
+        "timing": {"started": started, "finished": now(), "seconds": round(summary.seconds, 3),
+                   "items_per_second": round(summary.processed / summary.seconds, 2)
+                   if summary.seconds > 0 else None},
+        "versions": library_versions(),
+        "platform": {"system": platform.system(), "machine": platform.machine()},
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def write(path: str, doc: dict) -> None:
+    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,285 @@
+"""Inputs: enumerate what to process (main process) and decode it (workers).
+
+Enumeration is cheap and streaming: it yields :class:`Input` records (a path
+and where its output goes), never pixels.  Decoding happens where the
+extraction happens (a worker process), through :func:`load`, which yields
+:class:`Item` records (a key and the decoded pixels).
+
+What the extractor sees (documented in the README):
+
+* 8-bit images arrive as ``uint8``, 16-bit PNG/TIFF as ``uint16``;
+* grayscale files as ``(H, W)``, colour files as ``(H, W, 3)`` in RGB order;
+* an alpha channel is dropped: the colour channels are used as stored;
+* JPEGs with an EXIF orientation tag are rotated upright first.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: Extensions taken as images without looking inside (lower case).
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".dib",
+    ".webp", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr", ".pic",
+})
+
+# File signatures of formats OpenCV decodes, for files without a known extension.
+_MAGIC = (
+    b"\xff\xd8\xff",            # JPEG
+    b"\x89PNG\r\n\x1a\n",       # PNG
+    b"II*\x00", b"MM\x00*",      # TIFF
+    b"BM",                      # BMP
+    b"\x00\x00\x00\x0cjP  ",    # JPEG 2000
+    b"\x76\x2f\x31\x01",        # OpenEXR
+)
+
+
+def sniff_image(path: str) -> bool:
+    """True if the file starts with the signature of an image format."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    if head.startswith(_MAGIC):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n"
+
+
+def is_image_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+# ---------------------------------------------------------------------------
+# Enumeration (main process)
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to process, as enumerated in the main process.
+
+    ``path`` is the path as given (or joined from a directory argument);
+    ``mirror`` is the relative path under an ``npy-dir`` output folder.
+    """
+
+    path: str
+    mirror: str
+
+
+def mirror_path(path: str) -> str:
+    """Where ``path``'s output goes under an output folder (relative, safe).
+
+    Paths inside the current directory keep their relative form
+    (``photos/a/x.jpg``); paths outside it go under ``_abs/`` followed by
+    their absolute path without the leading separator.  Distinct input paths
+    never share a mirror path, and no mirror path can leave the output folder
+    (``..`` is resolved away before it is used).
+    """
+    ap = os.path.abspath(path)
+    cwd = os.getcwd()
+    try:
+        rel = os.path.relpath(ap, cwd)
+    except ValueError:  # another drive on Windows
+        rel = os.pardir
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        drive, tail = os.path.splitdrive(ap)
+        rel = os.path.join("_abs", drive.replace(":", ""), tail.lstrip("\\/"))
+    elif rel.split(os.sep, 1)[0] == "_abs":
+        rel = os.path.join("_rel", rel)  # keep "_abs" free for outside paths
+    return rel
+
+
+@dataclass
+class Enumeration:
+    """Counts gathered while enumerating (read after the iterator is drained)."""
+
+    skipped_non_images: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+
+
+def _walk(root: str, stats: Enumeration) -> Iterator[str]:
+    """Image files under ``root``, recursively, in sorted order; dotfiles skipped."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        path = os.path.join(root, e.name)
+        try:
+            is_dir = e.is_dir(follow_symlinks=False)
+            is_file = e.is_file()
+        except OSError:
+            continue
+        if is_dir:
+            yield from _walk(path, stats)
+        elif is_file:
+            if is_image_name(e.name) or sniff_image(path):
+                yield path
+            else:
+                stats.skipped_non_images += 1
+                if len(stats.skipped_examples) < 5:
+                    stats.skipped_examples.append(path)
+
+
+def read_path_list(stream: IO[bytes], null: bool = False) -> Iterator[str]:
+    """Paths from a byte stream, one per line (or NUL-separated), streaming."""
+    sep = b"\0" if null else b"\n"
+    buf = b""
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            break
+        buf += chunk
+        *parts, buf = buf.split(sep)
+        for p in parts:
+            p = p.rstrip(b"\r") if not null else p
+            if p:
+                yield os.fsdecode(p)
+    if buf.rstrip(b"\r\n"):
+        yield os.fsdecode(buf.rstrip(b"\r\n") if not null else buf)
+
+
+def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), null: bool = False,
+                     stdin: IO[bytes] | None = None, stats: Enumeration | None = None) -> Iterator[Input]:
+    """Turn command-line arguments into a stream of :class:`Input`.
+
+    * a directory is walked recursively in sorted order; image files are
+      recognised by extension or, failing that, by content; others are
+      counted in ``stats`` and skipped;
+    * a file (or a path from a list) is always taken: if it is missing or
+      not an image, that is reported for that input when it is decoded;
+    * ``-`` reads paths from ``stdin`` (newline- or NUL-separated);
+    * ``files_from`` names list files with one path per line.
+    """
+    stats = stats if stats is not None else Enumeration()
+
+    def expand(path: str) -> Iterator[str]:
+        if os.path.isdir(path):
+            yield from _walk(path, stats)
+        else:
+            yield path
+
+    def listed() -> Iterator[str]:
+        for arg in args:
+            if arg == "-":
+                yield from read_path_list(stdin if stdin is not None else sys.stdin.buffer, null)
+            else:
+                yield arg
+        for lf in files_from:
+            if lf == "-":
+                yield from read_path_list(stdin if stdin is not None else sys.stdin.buffer, null)
+                continue
+            with open(lf, "rb") as fh:
+                yield from read_path_list(fh, null)
+
+    for p in listed():
+        for path in expand(p):
+            yield Input(path=path, mirror=mirror_path(path))
+
+
+# ---------------------------------------------------------------------------
+# Decoding (worker side)
+
+
+@dataclass
+class Item:
+    """One image to extract from: its key columns and its pixels."""
+
+    key: dict[str, Any]
+    image: np.ndarray
+
+
+_DECODE_FLAGS = None
+
+
+def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """Read and decode one image file as featx's extractors see it.
+
+    Raises :class:`InputError` with a one-line reason (missing, unreadable,
+    empty, not an image or corrupt, too large).
+    """
+    import cv2
+
+    global _DECODE_FLAGS
+    if _DECODE_FLAGS is None:
+        _DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR  # EXIF orientation applied
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError("no such file (missing or vanished)") from None
+    except IsADirectoryError:
+        raise InputError("is a directory") from None
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}") from None
+    if data.size == 0:
+        raise InputError("empty file (0 bytes)")
+    if max_pixels:
+        dims = _header_dims(data)
+        if dims is not None and dims[0] * dims[1] > max_pixels:
+            raise InputError(f"image is {dims[0]}x{dims[1]} pixels, over the limit of {max_pixels}",
+                             "raise --max-pixels if this is intended")
+    img = cv2.imdecode(data, _DECODE_FLAGS)
+    if img is None:
+        what = "corrupt or truncated image" if sniff_bytes(data[:16].tobytes()) or is_image_name(path) \
+            else "not an image (unrecognised format)"
+        raise InputError(f"cannot decode: {what}")
+    if img.dtype not in (np.uint8, np.uint16):
+        if img.dtype == np.float32 or img.dtype == np.float64:
+            img = np.clip(img * 255.0, 0, 255).astype(np.uint8)  # HDR/EXR: 0..1 -> 8-bit
+        else:
+            raise InputError(f"unsupported pixel type {img.dtype}")
+    if img.ndim == 3:
+        if img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        elif img.shape[2] == 1:
+            img = img[:, :, 0]
+    return img
+
+
+def sniff_bytes(head: bytes) -> bool:
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding, else None."""
+    b = data[:65536].tobytes()
+    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24:
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(b):
+            if b[i] != 0xFF:
+                i += 1
+                continue
+            marker = b[i + 1]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h = int.from_bytes(b[i + 5:i + 7], "big")
+                w = int.from_bytes(b[i + 7:i + 9], "big")
+                return w, h
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    return None
+
+
+def load(inp: Input, max_pixels: int | None = None) -> Iterator[Item]:
+    """Decode one input into items (one for an image file)."""
+    img = decode_image(inp.path, max_pixels)
+    yield Item(key={"path": inp.path}, image=img)

@@ -1,0 +1,319 @@
+"""End-to-end tests of the command line, run as a real subprocess."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import SAMPLES, featx, write_rgb
+
+SMALL = ["--resize", "64x48"]
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> Path:
+    """A small tree of real photos: a/x.jpg and b/x.jpg share a name; a note file is not an image."""
+    root = tmp_path / "photos"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    shutil.copy(SAMPLES / "coffee.jpg", root / "a" / "x.jpg")
+    shutil.copy(SAMPLES / "rocket.jpg", root / "b" / "x.jpg")
+    shutil.copy(SAMPLES / "chelsea.png", root / "cat.png")
+    shutil.copy(SAMPLES / "camera.png", root / "b" / "camera")  # no extension: found by content
+    (root / "notes.txt").write_text("not an image\n")
+    return root
+
+
+def read_index(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_version_and_help_are_fast():
+    t = time.perf_counter()
+    r = featx("--version")
+    assert r.returncode == 0 and b"featx, version" in r.stdout
+    r = featx("--help")
+    assert r.returncode == 0 and b"extract" in r.stdout
+    # start-up must not import the heavy libraries
+    code = ("import sys, featx.cli; featx.cli.cli.main(['--help'], standalone_mode=False); "
+            "bad=[m for m in ('cv2','skimage','onnxruntime','tqdm') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    assert time.perf_counter() - t < 20
+
+
+def test_list_and_info():
+    r = featx("list")
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    for name in ("gradients", "hog"):
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert "BROKEN" not in line and "[featx]" in line
+    r = featx("info", "hog", "--size", "640x480")
+    assert r.returncode == 0
+    text = r.stdout.decode()
+    assert "--cell-size" in text and "--block-norm" in text and "L2-Hys" in text
+    from featx.extractors.hog import HOG
+
+    assert f"({HOG().output_spec(480, 640).length} values)" in text
+
+
+def test_extract_npy_index_sidecar(photos, tmp_path):
+    out = tmp_path / "out" / "hog.npy"
+    out.parent.mkdir()
+    r = featx("extract", "hog", photos, "-o", out, *SMALL, "-j", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b""  # nothing but data on stdout, and the data went to a file
+    m = np.load(out)
+    assert m.dtype == np.float32 and m.shape[0] == 4
+    idx = read_index(tmp_path / "out" / "hog.index.csv")
+    paths = [row["path"] for row in idx]
+    # recursive, sorted, non-images skipped, extension-less image found by content
+    assert paths == [str(photos / "a" / "x.jpg"), str(photos / "b" / "camera"), str(photos / "b" / "x.jpg"),
+                     str(photos / "cat.png")]
+    assert [int(r["row"]) for r in idx] == [0, 1, 2, 3]
+    side = json.loads((tmp_path / "out" / "hog.featx.json").read_text())
+    assert side["status"] == "complete" and side["complete"] is True
+    assert side["extractor"]["name"] == "hog" and side["extractor"]["params"]["cell_size"] == 8
+    assert side["output"]["shape"] == list(m.shape)
+    assert side["inputs"] == {"processed": 4, "failed": 0, "skipped_non_images": 1}
+    assert "numpy" in side["versions"] and side["options"]["resize"] == [64, 48]
+    assert b"1 non-image files skipped" in r.stderr
+    # no temporary files left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["hog.featx.json", "hog.index.csv", "hog.npy"]
+
+
+def test_csv_matches_npy_exactly(photos, tmp_path):
+    featx("extract", "hog", photos, "-o", tmp_path / "h.npy", *SMALL, "-q")
+    r = featx("extract", "hog", photos, "-o", tmp_path / "h.csv", *SMALL, "-q")
+    assert r.returncode == 0, r.stderr
+    m = np.load(tmp_path / "h.npy")
+    with open(tmp_path / "h.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:3] == ["path", "f0", "f1"] and len(rows[0]) == 1 + m.shape[1]
+    vals = np.array([[np.float32(v) for v in row[1:]] for row in rows[1:]], dtype=np.float32)
+    assert np.array_equal(vals, m)  # decimal text reads back as the same float32
+
+
+def test_jobs_give_identical_bytes(photos, tmp_path):
+    for j in ("1", "2"):
+        r = featx("extract", "hog", photos, "-o", tmp_path / f"j{j}.csv", *SMALL, "-j", j, "-q")
+        assert r.returncode == 0, r.stderr
+        r = featx("extract", "hog", photos, "-o", tmp_path / f"j{j}.npy", *SMALL, "-j", j, "-q")
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "j1.csv").read_bytes() == (tmp_path / "j2.csv").read_bytes()
+    assert (tmp_path / "j1.npy").read_bytes() == (tmp_path / "j2.npy").read_bytes()
+    assert (tmp_path / "j1.index.csv").read_bytes() == (tmp_path / "j2.index.csv").read_bytes()
+
+
+def test_npy_dir_mirrors_tree_without_collisions(photos, tmp_path):
+    out = tmp_path / "feats"
+    r = featx("extract", "hog", "photos", "-o", str(out) + "/", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.npy"))
+    assert files == ["photos/a/x.jpg.npy", "photos/b/camera.npy", "photos/b/x.jpg.npy", "photos/cat.png.npy"]
+    a = np.load(out / "photos/a/x.jpg.npy")
+    b = np.load(out / "photos/b/x.jpg.npy")
+    assert a.dtype == np.float32 and a.shape != b.shape  # each its own size: no resize needed here
+    assert (tmp_path / "feats.featx.json").exists()
+
+
+def test_npy_dir_never_writes_outside(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(SAMPLES / "coffee.jpg", outside / "c.jpg")
+    evil = b"../elsewhere/c.jpg\n" + str(outside / "c.jpg").encode() + b"\n"
+    r = featx("extract", "hog", "-", "-o", "out/", "-q", *SMALL, cwd=work, stdin=evil)
+    assert r.returncode == 0, r.stderr
+    written = [p for p in tmp_path.rglob("*.npy")]
+    assert written and all(work / "out" in p.parents for p in written)
+    assert len(written) == 1  # both spellings name one file, so one output (written twice, atomically)
+
+
+def test_stdin_paths_to_stdout_csv(photos, tmp_path):
+    lst = b"\n".join(str(p).encode() for p in sorted(photos.rglob("*.jpg")))
+    r = featx("extract", "hog", "-", "-o", "-", *SMALL, stdin=lst + b"\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("path,f0,") and len(lines) == 3
+    assert b"processed" in r.stderr and b"processed" not in r.stdout
+    # NUL-separated, as from find -print0
+    r0 = featx("extract", "hog", "-", "-0", "-o", "-", "-q", *SMALL, stdin=lst.replace(b"\n", b"\0"))
+    assert r0.returncode == 0 and r0.stdout == r.stdout
+    # list file
+    (tmp_path / "list.txt").write_bytes(lst)
+    rl = featx("extract", "hog", "--files-from", tmp_path / "list.txt", "-o", "-", "-q", *SMALL)
+    assert rl.returncode == 0 and rl.stdout == r.stdout
+
+
+def test_bad_inputs_are_isolated(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(SAMPLES / "coffee.jpg", d / "1-good.jpg")
+    (d / "2-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (d / "3-empty.png").write_bytes(b"")
+    data = (SAMPLES / "astronaut.png").read_bytes()
+    (d / "4-truncated.png").write_bytes(data[: len(data) // 3])
+    (d / "5-text.txt").write_text("hello")
+    shutil.copy(SAMPLES / "chelsea.png", d / "6-good.png")
+    args = [d / "1-good.jpg", d / "2-corrupt.jpg", d / "3-empty.png", d / "4-truncated.png", d / "5-text.txt",
+            d / "missing.jpg", d / "6-good.png"]
+    r = featx("extract", "hog", *args, "-o", tmp_path / "o.npy", *SMALL, "-j", "2")
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    for name, why in [("2-corrupt.jpg", "corrupt"), ("3-empty.png", "empty"), ("4-truncated.png", "decode"),
+                      ("5-text.txt", "not an image"), ("missing.jpg", "no such file")]:
+        line = next(l for l in err.splitlines() if name in l)
+        assert why in line
+    assert np.load(tmp_path / "o.npy").shape[0] == 2
+    side = json.loads((tmp_path / "o.featx.json").read_text())
+    assert side["status"] == "complete-with-failures" and side["inputs"]["failed"] == 5
+    assert {Path(f["path"]).name for f in side["failures"]} == {
+        "2-corrupt.jpg", "3-empty.png", "4-truncated.png", "5-text.txt", "missing.jpg"}
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "o.npy"
+    out.write_bytes(b"precious")
+    r = featx("extract", "hog", SAMPLES / "coffee.jpg", "-o", out, *SMALL)
+    assert r.returncode == 2 and b"--overwrite" in r.stderr
+    assert out.read_bytes() == b"precious"
+    r = featx("extract", "hog", SAMPLES / "coffee.jpg", "-o", out, *SMALL, "--overwrite", "-q")
+    assert r.returncode == 0 and np.load(out).shape[0] == 1
+
+
+def test_usage_errors_name_valid_values(tmp_path):
+    img = SAMPLES / "coffee.jpg"
+    r = featx("extract", "nosuch", img, "-o", "-")
+    assert r.returncode == 2 and b"available: " in r.stderr and b"hog" in r.stderr
+    r = featx("extract", "hog", img, "-o", "-", "--bins", "0")
+    assert r.returncode == 2 and b"--bins" in r.stderr and b"1 to 180" in r.stderr
+    r = featx("extract", "hog", img, "-o", "-", "--block-norm", "L3")
+    assert r.returncode == 2 and b"L2-Hys" in r.stderr
+    r = featx("extract", "hog", img, "-o", "-", "--no-such-option", "1")
+    assert r.returncode == 2
+    r = featx("extract", "hog", img, "-o", tmp_path / "x.weird")
+    assert r.returncode == 2 and b"--format" in r.stderr
+    r = featx("extract", "hog", "-o", "-")
+    assert r.returncode == 2 and b"no inputs" in r.stderr
+
+
+def test_config_file_same_validation_and_flags_win(tmp_path):
+    img = SAMPLES / "coffee.jpg"
+    cfg = tmp_path / "hog.toml"
+    cfg.write_text('[hog]\ncell-size = 16\nbins = 12\nresize = "96x64"\n')
+    r = featx("extract", "hog", img, "-o", tmp_path / "a.npy", "--config", cfg, "-q")
+    assert r.returncode == 0, r.stderr
+    side = json.loads((tmp_path / "a.featx.json").read_text())
+    assert side["extractor"]["params"]["cell_size"] == 16 and side["extractor"]["params"]["bins"] == 12
+    assert side["options"]["resize"] == [96, 64]
+    r = featx("extract", "hog", img, "-o", tmp_path / "b.npy", "--config", cfg, "--bins", "6", "-q")
+    assert json.loads((tmp_path / "b.featx.json").read_text())["extractor"]["params"]["bins"] == 6
+    # a file holds the same defaults `featx info --as-config` prints
+    dump = featx("info", "hog", "--as-config").stdout
+    (tmp_path / "dump.toml").write_bytes(dump)
+    r = featx("extract", "hog", img, "-o", tmp_path / "c.npy", "--config", tmp_path / "dump.toml", *SMALL, "-q")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "bad.toml").write_text("bins = 0\n")
+    r = featx("extract", "hog", img, "-o", "-", "--config", tmp_path / "bad.toml")
+    assert r.returncode == 2 and b"--bins" in r.stderr
+    (tmp_path / "unk.toml").write_text("binz = 3\n")
+    r = featx("extract", "hog", img, "-o", "-", "--config", tmp_path / "unk.toml")
+    assert r.returncode == 2 and b"binz" in r.stderr and b"bins" in r.stderr
+
+
+def test_mixed_sizes_fail_before_writing(tmp_path):
+    r = featx("extract", "hog", SAMPLES / "coffee.jpg", SAMPLES / "chelsea.png", "-o", tmp_path / "o.npy")
+    assert r.returncode == 2 and b"--resize" in r.stderr and b"chelsea.png" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+
+
+def test_image_kinds_are_handled(tmp_path, sample):
+    """16-bit, alpha and EXIF-rotated inputs give what the README promises."""
+    import cv2
+    from PIL import Image
+
+    rgb = sample("chelsea.png")
+    write_rgb(tmp_path / "a8.png", rgb)
+    write_rgb(tmp_path / "b16.png", rgb.astype(np.uint16) * 257)  # same picture, 16-bit
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    assert cv2.imwrite(str(tmp_path / "c-alpha.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    # EXIF orientation 6: stored sideways, shown rotated 90 degrees clockwise
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "d-exif.jpg", exif=ex, quality=95)
+    stored = cv2.cvtColor(cv2.imread(str(tmp_path / "d-exif.jpg"),
+                                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION), cv2.COLOR_BGR2RGB)
+    write_rgb(tmp_path / "e-upright.png", np.ascontiguousarray(np.rot90(stored, -1)))
+    r = featx("extract", "hog", tmp_path, "-o", tmp_path / "o.npy", "-q")
+    assert r.returncode == 0, r.stderr
+    m = np.load(tmp_path / "o.npy")
+    a8, b16, alpha, exif, upright = m
+    assert np.array_equal(a8, b16)
+    assert np.array_equal(a8, alpha)
+    assert np.array_equal(exif, upright)
+
+
+def test_interrupt_commits_what_was_done(tmp_path):
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(400):
+        os.link(SAMPLES / "rocket.jpg", d / f"{i:04d}.jpg")
+    out = tmp_path / "o.npy"
+    env = dict(os.environ)
+    p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "hog", str(d), "-o", str(out), "-j", "2",
+                          "--resize", "320x240", "-q"], stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 60
+    # wait until work is under way (spool folder exists), then Ctrl-C
+    while time.time() < deadline and not any(x.name.startswith(".featx-spool") for x in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    side = json.loads((tmp_path / "o.featx.json").read_text())
+    assert side["status"] == "interrupted" and side["complete"] is False
+    m = np.load(out)
+    assert 0 < m.shape[0] < 400 and side["output"]["shape"] == list(m.shape)
+    assert len(read_index(tmp_path / "o.index.csv")) == m.shape[0]
+    assert not [x for x in tmp_path.iterdir() if "featx-tmp" in x.name or "spool" in x.name]
+
+
+def test_broken_plugin_is_listed_not_fatal(tmp_path):
+    dist = tmp_path / "brokenplug-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[featx.extractors]\nzzbroken = brokenplug_missing:Thing\n")
+    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = featx("list", env=env)
+    assert r.returncode == 0
+    line = next(l for l in r.stdout.decode().splitlines() if l.startswith("zzbroken"))
+    assert "BROKEN" in line and "brokenplug" in line
+    assert b"hog " in r.stdout  # the others still work
+    r = featx("extract", "zzbroken", SAMPLES / "coffee.jpg", "-o", "-", env=env)
+    assert r.returncode == 2 and b"failed to load" in r.stderr
+
+
+def test_show_writes_png(tmp_path):
+    import cv2
+
+    for name in ("hog", "gradients"):
+        out = tmp_path / f"{name}.png"
+        r = featx("show", name, SAMPLES / "astronaut.png", "-o", out)
+        assert r.returncode == 0, r.stderr
+        pic = cv2.imread(str(out))
+        assert pic is not None and pic.shape[0] > 100 and pic.std() > 1
+    r = featx("show", "hog", tmp_path / "nope.png", "-o", tmp_path / "x.png")
+    assert r.returncode == 2 and b"nope.png" in r.stderr
