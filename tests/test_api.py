@@ -1,0 +1,31 @@
+"""The Python API gives the numbers the CLI writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featx
+from featx.errors import ParamError
+from helpers import SAMPLES, featx as run_featx
+
+
+def test_api_equals_cli(tmp_path, sample):
+    r = run_featx("extract", "hog", SAMPLES / "coffee.jpg", SAMPLES / "camera.png", "-o", tmp_path / "o.npy",
+                  "--resize", "160x120", "--cell-size", "16", "--bins", "12", "-q")
+    assert r.returncode == 0, r.stderr
+    cli = np.load(tmp_path / "o.npy")
+    api = np.stack([featx.extract(sample(n), "hog", resize=(160, 120), cell_size=16, bins=12)
+                    for n in ("coffee.jpg", "camera.png")])
+    assert api.dtype == np.float32 and np.array_equal(api, cli)
+    ext = featx.open_extractor("hog", cell_size=16, bins=12)
+    assert np.array_equal(featx.extract(sample("coffee.jpg"), ext, resize=(160, 120)), cli[0])
+
+
+def test_api_validates_like_the_cli(sample):
+    with pytest.raises(ParamError, match="bins"):
+        featx.extract(sample("coffee.jpg"), "hog", bins=0)
+    with pytest.raises(ParamError, match="valid parameters"):
+        featx.open_extractor("hog", cellsize=3)
+    with pytest.raises(TypeError, match="uint8"):
+        featx.extract(sample("coffee.jpg").astype(np.float64), "hog")
+    assert "hog" in featx.list_extractors()

@@ -1,0 +1,80 @@
+"""Sinks: exact formats, atomic commit, refusal of what a format cannot hold."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from featx import sinks
+from featx.errors import OutputError
+from featx.extractor import Keypoints
+
+
+def _feed(sink, rows):
+    enc = sink.encoder()
+    sink.open()
+    for key, v in rows:
+        sink.append(key, enc.encode(key, key["path"], v), v.shape)
+    return sink.commit()
+
+
+def test_npy_header_is_valid_for_any_count(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [({"path": f"p{i}"}, rng.standard_normal(7).astype(np.float32)) for i in range(1000)]
+    out = tmp_path / "x.npy"
+    info = _feed(sinks.NpySink(str(out)), rows)
+    m = np.load(out)
+    assert info["shape"] == [1000, 7] and np.array_equal(m, np.stack([v for _, v in rows]))
+    assert len(sinks.npy_header(10**15, 10**9)) == len(sinks.npy_header(0, 0)) == 128
+    with open(tmp_path / "x.index.csv", newline="") as fh:
+        idx = list(csv.reader(fh))
+    assert idx[0] == ["row", "path"] and idx[1000] == ["999", "p999"]
+
+
+def test_csv_quotes_awkward_paths_and_round_trips_floats(tmp_path):
+    vals = np.array([0.1, -1e-38, 3.4028235e38, 1 / 3, 0.0], dtype=np.float32)
+    out = tmp_path / "x.csv"
+    _feed(sinks.CsvSink(str(out)), [({"path": 'a,b "c".jpg'}, vals)])
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path", "f0", "f1", "f2", "f3", "f4"]
+    assert rows[1][0] == 'a,b "c".jpg'
+    assert np.array_equal(np.array(rows[1][1:], dtype=np.float32), vals)
+
+
+def test_abort_leaves_nothing(tmp_path):
+    for cls, name in ((sinks.NpySink, "x.npy"), (sinks.CsvSink, "x.csv")):
+        s = cls(str(tmp_path / name))
+        s.open()
+        enc = s.encoder()
+        s.append({"path": "a"}, enc.encode({"path": "a"}, "a", np.ones(3, np.float32)), (3,))
+        s.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stacked_outputs_refuse_keypoints_and_maps(tmp_path):
+    for fmt, name in (("npy", "x.npy"), ("csv", "x.csv")):
+        s = sinks.make_sink(str(tmp_path / name), fmt)
+        with pytest.raises(OutputError, match="npy-dir"):
+            s.check_kind("keypoints", "sift")
+        with pytest.raises(OutputError, match="npy-dir"):
+            s.check_kind("dense", "flow")
+    sinks.make_sink(str(tmp_path / "d") + "/", None).check_kind("keypoints", "sift")
+
+
+def test_npy_dir_writes_npz_for_keypoints(tmp_path):
+    enc = sinks.NpyDirEncoder(str(tmp_path))
+    kp = Keypoints(np.zeros((2, 6), np.float32), np.ones((2, 128), np.float32))
+    enc.encode({"path": "a/b.jpg"}, "a/b.jpg", kp)
+    with np.load(tmp_path / "a" / "b.jpg.npz", allow_pickle=False) as z:
+        assert z["keypoints"].shape == (2, 6) and z["descriptors"].shape == (2, 128)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.jpg.npz"]
+
+
+def test_format_inference():
+    assert sinks.infer_format("-", None) == "csv"
+    assert sinks.infer_format("a.NPY", None) == "npy"
+    assert sinks.infer_format("feats/", None) == "npy-dir"
+    with pytest.raises(OutputError, match="--format"):
+        sinks.infer_format("features", None)
