@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     OK = 0            #: everything was processed and written
     ITEMS_FAILED = 1  #: some inputs failed; everything else was written
     USAGE = 2         #: usage or configuration error; nothing was processed
+    LOCKED = 75       #: another run is writing the same output (EX_TEMPFAIL: try later)
     INTERRUPTED = 130 #: SIGINT/SIGTERM; what was done is committed, marked incomplete
 
 

@@ -1,19 +1,19 @@
-"""The pipeline: ordering, parallel execution, failures, progress, commit.
+"""The pipeline: ordering, parallel execution, failures, state, commit.
 
 Data flow for one run::
 
-    main process                         worker process (or in-process, -j 1)
-    ------------                         ------------------------------------
-    enumerate Inputs  ──chunks──▶  decode → resize → extract → encode
-                                   (results spooled to a file per chunk)
-    append in input order  ◀──metadata (keys, shapes, errors)──
-    commit atomically, write the sidecar
+    main process                            worker process (or in-process, -j 1)
+    ------------                            ------------------------------------
+    enumerate Inputs, skip up-to-date ──chunks──▶ decode → resize → extract → encode
+                                                  (encoded rows spooled to a file per chunk)
+    append in input order  ◀──small records (keys, shapes, errors)──
+    commit every few seconds (data durable, then the state transaction)
 
 Workers are built once (the extractor is constructed in the worker's
-initializer), get paths rather than pixels, and hand back only small
-metadata: the encoded output bytes go through a spool file per chunk, which
-keeps the main process cheap and memory flat however long an input is.
-Results are identical and in the same order whatever ``jobs`` is.
+initializer), get paths rather than pixels, and hand back only small records:
+the encoded output goes through a spool file per chunk, so the main process
+stays cheap and memory stays flat however long an input is.  Results are
+identical and in the same order whatever ``jobs`` is.
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from . import imageops, registry, sources
 from .errors import FeatxError, InputError, OutputError
 from .extractor import Extractor, Keypoints, build_params, params_to_dict
 from .sinks import Encoder, Sink
+from .state import Entry, State, check_config, identify, same
 
 DEFAULT_MAX_PIXELS = 178_956_970  # about 13,400 x 13,400: decompression-bomb guard
 
@@ -47,17 +49,35 @@ class Job:
     resize_mode: str = "stretch"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     encoder: Encoder | None = None
+    source_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (none of these change the numbers)."""
+
+    jobs: int = 1
+    resize: tuple[int, int] | None = None
+    resize_mode: str = "stretch"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    chunk: int = 4                    # inputs per worker task
+    use_hash: bool = False            # up-to-date by content hash, not just size + mtime
+    prune: bool = False               # drop outputs of inputs that no longer exist
+    wait_lock: float | None = 0.0     # 0: fail if locked; None: wait forever; else seconds
+    timeout: float | None = None      # per input, seconds
+    shard: tuple[int, int] | None = None   # (i, n), 1-based i
+    commit_every: float = 2.0         # seconds between commits
+    source_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Record:
-    """What comes back for one item: key, output shape and byte count, or an error."""
+    """One item's outcome: key, output shape and byte count, or an error."""
 
     key: dict[str, Any]
     shape: tuple | None = None
     nbytes: int = 0
     error: str | None = None
-    kind: str = "vector"
 
 
 @dataclass
@@ -70,10 +90,17 @@ class Failure:
 class Summary:
     """The outcome of a run (also recorded in the sidecar)."""
 
-    processed: int = 0
+    processed: int = 0                # inputs extracted and written this run
+    rows: int = 0                     # rows written this run (frames, regions...)
+    up_to_date: int = 0               # inputs skipped: already in the output, unchanged
     failed: list[Failure] = field(default_factory=list)
+    partial: list[Failure] = field(default_factory=list)   # inputs with some rows written, then an error
+    disappeared: list[str] = field(default_factory=list)   # in the output, no longer on disk
+    removed: int = 0                  # of those, removed from the output (--prune)
+    compacted_rows: int = 0
     skipped_non_images: int = 0
     interrupted: bool = False
+    resumed: bool = False
     seconds: float = 0.0
     output: dict[str, Any] = field(default_factory=dict)
     first_key: dict[str, Any] | None = None
@@ -82,7 +109,13 @@ class Summary:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
-        return "complete" if not self.failed else "complete-with-failures"
+        return "complete" if not (self.failed or self.partial) else "complete-with-failures"
+
+    def counts(self) -> dict[str, Any]:
+        return {"processed": self.processed, "rows": self.rows, "up_to_date": self.up_to_date,
+                "failed": len(self.failed), "partial": len(self.partial),
+                "disappeared": len(self.disappeared), "removed": self.removed,
+                "skipped_non_images": self.skipped_non_images, "seconds": round(self.seconds, 3)}
 
 
 # ---------------------------------------------------------------------------
@@ -97,51 +130,47 @@ class _Worker:
         self.job = job
         self.extractor: Extractor = cls(build_params(cls, job.params))
 
-    def items(self, inp: sources.Input) -> Iterator[sources.Item]:
-        return sources.load(inp, self.job.max_pixels)
-
     def compute(self, image: np.ndarray) -> Any:
         job = self.job
         if job.resize is not None:
             image = imageops.resize(image, job.resize[0], job.resize[1], job.resize_mode)
         value = self.extractor.extract(image)
-        if isinstance(value, Keypoints):
+        if value is None or isinstance(value, Keypoints):
             return value
         return np.ascontiguousarray(value, dtype=np.float32)
 
-    def run(self, inputs: list[sources.Input], sink_write: Callable[[bytes], None]) -> list[Record]:
-        out: list[Record] = []
-        for inp in inputs:
-            if self.extractor.temporal:
-                self.extractor.reset()
-            try:
-                for item in self.items(inp):
-                    try:
-                        value = self.compute(item.image)
-                    except FeatxError as exc:
-                        out.append(Record(item.key, error=exc.message))
-                        continue
-                    except Exception as exc:  # isolate the item, keep going
-                        out.append(Record(item.key, error=f"{type(exc).__name__}: {exc}"))
-                        continue
-                    if value is None:   # a temporal extractor's "no row" (e.g. first frame dropped)
-                        continue
-                    data = self.job.encoder.encode(item.key, inp.mirror, value)
-                    if data:
-                        sink_write(data)
-                    if isinstance(value, Keypoints):
-                        rec = Record(item.key, shape=(len(value), value.descriptors.shape[1] if
-                                                      value.descriptors.ndim == 2 else 0),
-                                     nbytes=len(data), kind="keypoints")
-                    else:
-                        rec = Record(item.key, shape=tuple(value.shape), nbytes=len(data),
-                                     kind="vector" if value.ndim == 1 else "dense")
-                    out.append(rec)
-            except InputError as exc:
-                out.append(Record({"path": inp.path}, error=str(exc)))
-            except Exception as exc:
-                out.append(Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}"))
-        return out
+    def run_one(self, inp: sources.Input, write: Callable[[bytes], None]) -> list[Record]:
+        recs: list[Record] = []
+        if self.extractor.temporal:
+            self.extractor.reset()
+        try:
+            for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+                try:
+                    value = self.compute(item.image)
+                except FeatxError as exc:
+                    recs.append(Record(item.key, error=exc.message))
+                    continue
+                except Exception as exc:  # isolate the item, keep going
+                    recs.append(Record(item.key, error=f"{type(exc).__name__}: {exc}"))
+                    continue
+                if value is None:   # a temporal extractor's "no row" (first frame dropped)
+                    continue
+                data = self.job.encoder.encode(item.key, inp.mirror, value)
+                if data:
+                    write(data)
+                if isinstance(value, Keypoints):
+                    shape = (len(value), value.descriptors.shape[1] if value.descriptors.ndim == 2 else 0)
+                else:
+                    shape = tuple(value.shape)
+                recs.append(Record(item.key, shape=shape, nbytes=len(data)))
+        except InputError as exc:
+            recs.append(Record({"path": inp.path}, error=str(exc)))
+        except Exception as exc:
+            recs.append(Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}"))
+        return recs
+
+    def run(self, inputs: list[sources.Input], write: Callable[[bytes], None]) -> list[list[Record]]:
+        return [self.run_one(inp, write) for inp in inputs]
 
 
 _WORKER: _Worker | None = None
@@ -151,12 +180,13 @@ def _init_worker(job: Job) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tune_allocator()
     global _WORKER
     _WORKER = _Worker(job)
 
 
-def _run_chunk(inputs: list[sources.Input], spool: str) -> list[Record]:
+def _run_chunk(inputs: list[sources.Input], spool: str) -> list[list[Record]]:
     with open(spool, "wb") as fh:
         return _WORKER.run(inputs, fh.write)
 
@@ -188,7 +218,7 @@ def tune_allocator() -> None:
 
 
 # ---------------------------------------------------------------------------
-# executors: yield (inputs, records, spool-or-bytes) in input order
+# executors: yield (inputs, per-input records, spool path or bytes) in input order
 
 
 def _chunks(it: Iterable[sources.Input], size: int) -> Iterator[list[sources.Input]]:
@@ -208,36 +238,49 @@ class _InProcess:
     def __init__(self, job: Job):
         self.worker = _Worker(job)
 
-    def results(self, inputs: Iterable[sources.Input]) -> Iterator[tuple[list[Record], bytes]]:
+    def results(self, inputs):
         for inp in inputs:
             parts: list[bytes] = []
             recs = self.worker.run([inp], parts.append)
-            yield recs, b"".join(parts)
+            yield [inp], recs, b"".join(parts)
 
     def close(self, cancel: bool = False) -> None:
         pass
 
 
 class _ProcessPool:
-    """``-j N``: N worker processes; bounded window of chunks in flight."""
+    """``-j N``: N worker processes; a bounded window of chunks in flight.
 
-    def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str):
+    A worker that dies (a decoder crash, the OOM killer) or an input that runs
+    past ``timeout`` breaks the pool: it is restarted and what was in flight
+    is redone one input at a time, so only the guilty input fails.
+    """
+
+    def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None):
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
 
-        self.job, self.jobs, self.chunk, self.spool_dir = job, jobs, chunk, spool_dir
+        self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
-        self._make = lambda: ProcessPoolExecutor(max_workers=jobs, mp_context=self._ctx,
-                                                 initializer=_init_worker, initargs=(job,))
         self.pool = self._make()
         self._seq = 0
+
+    def _make(self):
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=self._ctx,
+                                   initializer=_init_worker, initargs=(self.job,))
 
     def _spool(self) -> str:
         self._seq += 1
         return os.path.join(self.spool_dir, f"chunk-{self._seq}.bin")
 
+    def _restart(self) -> None:
+        self.close(cancel=True)
+        self.pool = self._make()
+
     def results(self, inputs):
+        from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 
         window: deque = deque()
@@ -255,40 +298,40 @@ class _ProcessPool:
                 window.append((c, spool, self.pool.submit(_run_chunk, c, spool)))
             if not window:
                 return
-            c, spool, fut = window.popleft()
+            c, spool, fut = window[0]
             try:
-                recs = fut.result()
-            except BrokenProcessPool:
-                # A worker died (a decoder crash, the OOM killer...).  Restart the
-                # pool and redo what was in flight one input at a time, so that
-                # only the input that kills a worker is reported as failed.
-                pending = [c] + [w[0] for w in window]
+                recs = fut.result(timeout=None if self.timeout is None else self.timeout * len(c))
+            except (BrokenProcessPool, FutTimeout):
+                pending = [w[0] for w in window]
                 window.clear()
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = self._make()
+                self._restart()
                 for chunk_inputs in pending:
                     for inp in chunk_inputs:
                         yield self._isolated(inp)
                 continue
-            yield recs, spool
+            window.popleft()
+            yield c, recs, spool
 
     def _isolated(self, inp: sources.Input):
+        from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 
         spool = self._spool()
         try:
-            return self.pool.submit(_run_chunk, [inp], spool).result(), spool
+            return [inp], self.pool.submit(_run_chunk, [inp], spool).result(timeout=self.timeout), spool
         except BrokenProcessPool:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = self._make()
-            return [Record({"path": inp.path}, error="the worker process crashed on this input")], b""
+            why = "the worker process crashed on this input"
+        except FutTimeout:
+            why = f"timed out after {self.timeout:g} s"
+        self._restart()
+        return [inp], [[Record({"path": inp.path}, error=why)]], b""
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
-            procs = list(getattr(self.pool, "_processes", {}).values())
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            procs = list((getattr(self.pool, "_processes", None) or {}).values())
             for p in procs:
                 p.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
         else:
             self.pool.shutdown(wait=True)
 
@@ -309,82 +352,245 @@ def build_extractor(name_or_cls: str | type, params: dict[str, Any] | None = Non
     return cls(build_params(cls, params or {}))
 
 
-def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, *,
-        jobs: int = 1, resize: tuple[int, int] | None = None, resize_mode: str = "stretch",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS, chunk: int = 4,
-        on_failure: Callable[[Failure], None] | None = None,
+def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
+    """Stable hash partition of inputs: the same path is always in the same shard,
+    however the folder grows."""
+    if shard is None:
+        return True
+    i, n = shard
+    return zlib.crc32(os.path.normpath(path).encode("utf-8", "surrogateescape")) % n == i - 1
+
+
+def run_config(extractor: Extractor, sink: Sink, opts: RunOptions) -> dict[str, Any]:
+    """What determines the numbers in an output; a continued output must match it."""
+    return {"extractor": {"name": extractor.name, **params_to_dict(extractor.params)},
+            "options": {"resize": list(opts.resize) if opts.resize else None,
+                        "resize_mode": opts.resize_mode if opts.resize else None,
+                        "format": sink.format, "keys": list(sink.key_columns),
+                        "shard": list(opts.shard) if opts.shard else None,
+                        **{k: v for k, v in sorted(opts.source_options.items())}}}
+
+
+def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts: RunOptions | None = None, *,
+        on_failure: Callable[[Failure], None] | None = None, on_note: Callable[[str], None] | None = None,
         progress: Any = None) -> Summary:
     """Extract features from ``inputs`` into ``sink``; returns a :class:`Summary`.
 
-    The sink is committed even when some inputs fail, and on
-    ``KeyboardInterrupt`` (what was done is committed and the summary is
-    marked interrupted).  Any other error aborts the sink: no output appears.
+    Incremental: an output written before (with the same extractor, parameters
+    and options) is continued — inputs already in it and unchanged are skipped,
+    changed ones are redone, and a run killed half-way is resumed.  What was
+    done is committed every ``opts.commit_every`` seconds, at the end, and on
+    ``KeyboardInterrupt`` (the summary is then marked interrupted).
     """
+    from .lock import OutputLock
+
+    opts = opts or RunOptions()
+    note = on_note or (lambda msg: None)
     kind = extractor.output_kind()
     sink.check_kind(kind, extractor.name)
-    sink.check_output()
-    job = Job(target=registry.target_of(type(extractor)), params=params_to_dict(extractor.params),
-              resize=resize, resize_mode=resize_mode, max_pixels=max_pixels, encoder=sink.encoder())
+    config = run_config(extractor, sink, opts)
     summary = Summary()
     t0 = time.perf_counter()
     tune_allocator()
+
+    lock = state = None
+    if sink.output != "-":
+        parent = os.path.dirname(os.path.abspath(sink.output.rstrip("/" + os.sep)))
+        if not os.path.isdir(parent):
+            raise OutputError(f"output folder {parent} does not exist", "create it first")
+        lock = OutputLock(sink.lock_path)
+        lock.acquire(opts.wait_lock, on_wait=lambda h: note(
+            f"waiting for the run holding this output (pid {h.get('pid', '?')}, since {h.get('started', '?')})"))
+    try:
+        if lock is not None:
+            if lock.previous and lock.previous.get("pid"):
+                note(f"the previous run on this output (pid {lock.previous['pid']}, "
+                     f"started {lock.previous.get('started', '?')}) did not finish; resuming it")
+                summary.resumed = True
+            existing = sink.prepare()
+            state = State(sink.state_path)
+            state.recover_renames()
+            _remove_leftovers(sink)
+            if existing:
+                check_config(state, config, sink.output)
+            state.set_meta(config=config)
+        return _run_locked(extractor, inputs, sink, opts, job_for(extractor, sink, opts), state, summary, t0,
+                           on_failure, note, progress)
+    finally:
+        if state is not None:
+            state.close()
+        if lock is not None:
+            lock.release()
+
+
+def job_for(extractor: Extractor, sink: Sink, opts: RunOptions) -> Job:
+    return Job(target=registry.target_of(type(extractor)), params=params_to_dict(extractor.params),
+               resize=opts.resize, resize_mode=opts.resize_mode, max_pixels=opts.max_pixels,
+               encoder=sink.encoder(), source_options=dict(opts.source_options))
+
+
+def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failure, note, progress) -> Summary:
+    seen: list[str] = []
+
+    def todo() -> Iterator[sources.Input]:
+        for inp in inputs:
+            if not in_shard(inp.path, opts.shard):
+                continue
+            if state is None:
+                yield inp
+                continue
+            ident = identify(inp.path, opts.use_hash)
+            seen.append(inp.path)
+            if len(seen) >= 1000:
+                state.mark_seen(seen)
+                seen.clear()
+            if same(state.lookup(inp.path), ident, opts.use_hash):
+                summary.up_to_date += 1
+                if progress is not None:
+                    progress.update(1)
+                continue
+            yield replace(inp, ident=ident)
+
     spool_dir = None
-    if jobs > 1:
+    use_pool = opts.jobs > 1 or opts.timeout is not None
+    if use_pool:
         base = os.path.dirname(os.path.abspath(sink.output)) if sink.output != "-" else None
-        if base and not os.path.isdir(base):
-            raise OutputError(f"output folder {base} does not exist", "create it first")
-        spool_dir = tempfile.mkdtemp(prefix=".featx-spool-", dir=base)
-        executor: Any = _ProcessPool(job, jobs, chunk, spool_dir)
+        spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
+        executor: Any = _ProcessPool(job, opts.jobs, opts.chunk, spool_dir, opts.timeout)
     else:
         executor = _InProcess(job)
-    sink.open()
-    committed = False
+    sink.open(state)
+    pending: list[Entry] = []
+    last_commit = time.monotonic()
+
+    def commit():
+        nonlocal last_commit
+        if state is None:
+            sink.commit(None, [])
+        else:
+            if seen:
+                state.mark_seen(seen)
+                seen.clear()
+            sink.commit(state, pending)
+        pending.clear()
+        last_commit = time.monotonic()
+
+    ok = False
     try:
         try:
-            for records, payload in executor.results(inputs):
-                _consume(records, payload, sink, summary, on_failure, progress)
+            for chunk_inputs, per_input, payload in executor.results(todo()):
+                _consume(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
+                if time.monotonic() - last_commit >= opts.commit_every:
+                    commit()
         except KeyboardInterrupt:
             summary.interrupted = True
             executor.close(cancel=True)
         else:
             executor.close()
-        summary.output = sink.commit()
-        committed = True
+        commit()
+        if state is not None and not summary.interrupted:
+            _finish(state, sink, opts, summary, note)
+        ok = True
     finally:
-        if not committed:
+        if not ok:
             executor.close(cancel=True)
-            sink.abort()
+            sink.close()
+            if sink.created and state is not None:  # a run that made nothing usable leaves nothing
+                sink.remove_all()
+                for p in (sink.state_path,):
+                    if p and os.path.exists(p):
+                        os.unlink(p)
         if spool_dir:
             shutil.rmtree(spool_dir, ignore_errors=True)
+    sink.close()
+    summary.output = sink.info()
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _consume(records: list[Record], payload: bytes | str, sink: Sink, summary: Summary,
+def _spool_prefix(sink: Sink) -> str:
+    name = os.path.basename(sink.output.rstrip("/" + os.sep)) if sink.output != "-" else "stdout"
+    return f".{name}.featx-spool-"
+
+
+def _remove_leftovers(sink: Sink) -> None:
+    """Spool folders and temporary files a killed run left (we hold the lock now)."""
+    out = sink.output.rstrip("/" + os.sep)
+    folder = os.path.dirname(os.path.abspath(out))
+    prefixes = (_spool_prefix(sink),) + tuple(f".{os.path.basename(p)}.featx-tmp-" for p in sink.paths())
+    for name in os.listdir(folder):
+        if name.startswith(prefixes):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+
+def _finish(state: State, sink: Sink, opts: RunOptions, summary: Summary, note) -> None:
+    """End of a complete run: find vanished inputs, prune if asked, compact."""
+    gone = [(p, out) for p, out in state.unseen() if not os.path.exists(p)]
+    summary.disappeared = [p for p, _ in gone]
+    if gone and opts.prune:
+        if sink.format == "npy-dir":
+            for _, out in gone:
+                if out:
+                    for suffix in (".npy", ".npz"):
+                        target = os.path.join(sink.output, out + suffix)
+                        if os.path.isfile(target):
+                            os.unlink(target)
+                    frames = os.path.join(sink.output, out)
+                    if os.path.isdir(frames):
+                        shutil.rmtree(frames)
+        state.forget([p for p, _ in gone])
+        summary.removed = len(gone)
+    elif gone:
+        note(f"{len(gone)} input(s) in the output no longer exist (e.g. {gone[0][0]}); "
+             "--prune removes them from the output")
+    summary.partial.extend(Failure(p, "partial: some rows written, then an error")
+                           for p in state.partial() if p not in {f.path for f in summary.partial})
+    summary.compacted_rows = sink.compact(state)
+
+
+def _consume(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pending: list[Entry],
              on_failure, progress) -> None:
     fh = open(payload, "rb") if isinstance(payload, str) else None
     try:
         offset = 0
-        for rec in records:
-            if rec.error is not None:
-                f = Failure(str(rec.key.get("path")), rec.error)
+        for inp, records in zip(chunk_inputs, per_input):
+            row0 = sink.rows
+            errors = []
+            for rec in records:
+                if rec.error is not None:
+                    errors.append(rec)
+                    continue
+                data = fh.read(rec.nbytes) if fh is not None else payload[offset:offset + rec.nbytes]
+                offset += rec.nbytes
+                why = sink.check_width(rec.key, rec.shape, summary.first_key)
+                if why is not None:
+                    raise OutputError(f"{rec.key.get('path')}: {why}",
+                                      "pass --resize WxH so every image gives the same length, "
+                                      "or use --format npy-dir")
+                if summary.first_key is None:
+                    summary.first_key = dict(rec.key)
+                sink.append(rec.key, data, rec.shape)
+            nrows = sink.rows - row0
+            summary.rows += nrows
+            if errors and nrows == 0:
+                f = Failure(inp.path, errors[0].error)
                 summary.failed.append(f)
-                if on_failure:
-                    on_failure(f)
-                if progress is not None:
-                    progress.update(1)
-                continue
-            data = fh.read(rec.nbytes) if fh is not None else payload[offset:offset + rec.nbytes]
-            offset += rec.nbytes
-            why = sink.check_width(rec.key, rec.shape, summary.first_key)
-            if why is not None:
-                raise OutputError(f"{rec.key.get('path')}: {why}",
-                                  "pass --resize WxH so every image gives the same length, "
-                                  "or use --format npy-dir")
-            if summary.first_key is None:
-                summary.first_key = dict(rec.key)
-            sink.append(rec.key, data, rec.shape)
-            summary.processed += 1
+            else:
+                status = "ok"
+                if errors:
+                    status = "partial"
+                    f = Failure(inp.path, "partial: " + errors[0].error)
+                    summary.partial.append(f)
+                else:
+                    f = None
+                summary.processed += 1
+                pending.append(Entry(inp.path, inp.ident, row0, nrows, inp.mirror, status))
+            if f is not None and on_failure:
+                on_failure(f)
             if progress is not None:
                 progress.update(1)
     finally:

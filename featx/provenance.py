@@ -32,7 +32,6 @@ def now() -> str:
 def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], summary: Any,
            started: str, argv: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict:
     """The sidecar document for one run."""
-    n_failed = len(summary.failed)
     doc = {
         "featx_sidecar": 1,
         "status": summary.status,
@@ -41,9 +40,10 @@ def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], s
         "extractor": {"name": extractor, "params": params},
         "options": options,
         "output": summary.output,
-        "inputs": {"processed": summary.processed, "failed": n_failed,
-                   "skipped_non_images": summary.skipped_non_images},
+        "inputs": summary.counts(),
         "failures": [{"path": f.path, "reason": f.reason} for f in summary.failed],
+        "partial": [{"path": f.path, "reason": f.reason} for f in summary.partial],
+        "disappeared": summary.disappeared,
         "timing": {"started": started, "finished": now(), "seconds": round(summary.seconds, 3),
                    "items_per_second": round(summary.processed / summary.seconds, 2)
                    if summary.seconds > 0 else None},

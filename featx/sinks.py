@@ -7,25 +7,30 @@ little as possible:
   output holds — a CSV line, raw float32 row bytes — or, for ``npy-dir``,
   writes the per-input file itself.  It runs where the features were
   computed (a worker process);
-* the :class:`Sink` (main process only) appends those bytes in input order,
-  keeps the index, and commits atomically: everything is written under a
-  temporary name and renamed into place at the end, so a killed run never
-  leaves a truncated file that looks complete.
+* the :class:`Sink` (main process only) appends those bytes in input order
+  and commits them progressively through the run's :class:`~featx.state.State`.
+
+Crash safety: data is appended in place and made durable, then the state
+records the committed lengths in one transaction; the ``.npy`` header's row
+count is updated only after that.  On the next run anything beyond the
+committed lengths is cut off.  A stacked ``.npy`` therefore always loads as
+exactly its committed rows, and ``NAME.index.csv`` always lists those rows.
+When inputs changed or were removed, the stacked outputs are compacted
+(rewritten under a temporary name, then renamed) so rows and index agree.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-from .extractor import Keypoints
 from .errors import OutputError
+from .extractor import Keypoints
 
 FORMATS = ("csv", "npy", "npy-dir")
 
@@ -76,7 +81,7 @@ def infer_format(output: str, fmt: str | None) -> str:
                       "end the name with .csv or .npy, end a folder with /, or pass --format")
 
 
-def _key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
+def key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
     out = []
     for c in columns:
         v = key.get(c)
@@ -89,10 +94,22 @@ def _key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
     return out
 
 
-def _csv_line(fields: list[str]) -> str:
+def csv_line(fields: list[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(fields)
     return buf.getvalue()
+
+
+def _fsync(fh) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -120,7 +137,7 @@ class CsvEncoder(Encoder):
         self.key_columns = tuple(key_columns)
 
     def encode(self, key, mirror, value):
-        head = _csv_line(_key_text(key, self.key_columns)).rstrip("\n")
+        head = csv_line(key_text(key, self.key_columns)).rstrip("\n")
         vals = format_floats(value)
         return (head + ("," + vals if vals else "") + "\n").encode("utf-8")
 
@@ -136,6 +153,8 @@ class NpyDirEncoder(Encoder):
         rel = mirror
         if key is not None and key.get("frame") is not None:
             rel = os.path.join(mirror, "frame%06d" % int(key["frame"]))
+        if key is not None and key.get("region") is not None:
+            rel = rel + ".region%04d" % int(key["region"])
         return os.path.join(self.root, rel + suffix)
 
     def encode(self, key, mirror, value):
@@ -157,7 +176,7 @@ class NpyDirEncoder(Encoder):
 
 
 class Sink:
-    """Base sink.  Lifecycle: ``open`` → ``append``* → ``commit`` | ``abort``."""
+    """Base sink.  Lifecycle: ``prepare`` → ``open`` → (``append``* ``commit``)* → ``close``."""
 
     format: str = ""
     stacked = True  # one matrix: every value must have the same length
@@ -166,24 +185,38 @@ class Sink:
         self.output = output
         self.key_columns = tuple(key_columns)
         self.overwrite = overwrite
-        self.rows = 0
+        self.rows = 0                 # rows appended (committed + pending)
         self.width: int | None = None
+        self.created = False          # this run created the output
 
-    # what would be written, for the overwrite check and the sidecar
+    # -- names ------------------------------------------------------------
     def paths(self) -> list[str]:
+        """The files a reader sees."""
         return [self.output]
 
     @property
+    def base(self) -> str:
+        out = self.output.rstrip("/" + os.sep) or self.output
+        return out[:-4] if self.format in ("npy", "csv") and out.lower().endswith("." + self.format) else out
+
+    @property
     def sidecar_path(self) -> str | None:
-        return None if self.output == "-" else self.output.rstrip("/" + os.sep) + ".featx.json"
+        return None if self.output == "-" else self.base + ".featx.json"
 
-    def check_output(self) -> None:
-        if self.overwrite:
-            return
-        for p in self.paths() + ([self.sidecar_path] if self.sidecar_path else []):
-            if p != "-" and os.path.exists(p):
-                raise OutputError(f"{p} already exists", "pass --overwrite to replace it, or choose another -o")
+    def _hidden(self, suffix: str) -> str:
+        d, b = os.path.split(self.output.rstrip("/" + os.sep))
+        return os.path.join(d, f".{b}.{suffix}")
 
+    @property
+    def state_path(self) -> str | None:
+        return None if self.output == "-" else self._hidden("featx-state")
+
+    @property
+    def lock_path(self) -> str | None:
+        """Beside the output (for a folder too), so it exists before the output does."""
+        return None if self.output == "-" else self._hidden("featx-lock")
+
+    # -- checks -----------------------------------------------------------
     def check_kind(self, kind: str, extractor: str) -> None:
         """Refuse, before any work, outputs this format cannot hold."""
         if self.stacked and kind == "keypoints":
@@ -195,118 +228,198 @@ class Sink:
             raise OutputError(f"{extractor} returns dense maps, which cannot go into one {self.format} matrix",
                               "use --format npy-dir (one .npy per image)")
 
+    def exists(self) -> bool:
+        return any(os.path.exists(p) for p in self.paths())
+
+    def prepare(self) -> bool:
+        """Before the lock: True if there is an earlier output to continue."""
+        if self.output == "-":
+            return False
+        have_state = os.path.exists(self.state_path)
+        if self.overwrite:
+            self.remove_all()
+            return False
+        if self.exists() and not have_state:
+            raise OutputError(f"{self.output} already exists and was not written by featx's incremental mode",
+                              "pass --overwrite to replace it, or choose another -o")
+        return have_state
+
+    def remove_all(self) -> None:
+        for p in self.paths() + [self.state_path, self.sidecar_path]:
+            if p and os.path.isfile(p):
+                os.unlink(p)
+
+    def check_width(self, key: dict[str, Any], shape: tuple, first_key: dict | None) -> str | None:
+        """None if a value of ``shape`` fits; otherwise why not."""
+        if not self.stacked:
+            return None
+        if len(shape) != 1:
+            return f"value of shape {shape} is not a vector"
+        if self.width is None or shape[0] == self.width:
+            return None
+        first = (first_key or {}).get("path", "earlier inputs")
+        return (f"gives {shape[0]} values but the output has {self.width} per row "
+                f"(from {first}); sizes differ")
+
+    # -- writing ----------------------------------------------------------
     def encoder(self) -> Encoder:  # pragma: no cover
         raise NotImplementedError
 
-    def open(self) -> None:
+    def open(self, state) -> None:
         pass
 
     def append(self, key: dict[str, Any], data: bytes, shape: tuple) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def commit(self) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
+    def commit(self, state, entries: list) -> None:
+        """Make appended data durable, then record ``entries`` in ``state``."""
+        state.record(entries, **self._lengths())
 
-    def abort(self) -> None:
+    def _lengths(self) -> dict[str, Any]:
+        return {"rows": self.rows, "width": self.width}
+
+    def compact(self, state) -> int:
+        """Drop rows no committed input owns (changed or removed inputs); returns how many."""
+        return 0
+
+    def close(self) -> None:
         pass
 
-    def check_width(self, key: dict[str, Any], shape: tuple, first_key: dict | None) -> str | None:
-        """None if a value of ``shape`` fits; otherwise why not (with a hint)."""
-        if not self.stacked:
-            return None
-        if len(shape) != 1:
-            return f"value of shape {shape} is not a vector"
+    def info(self) -> dict[str, Any]:
+        return {"path": self.output, "format": self.format, "shape": [self.rows, self.width or 0]}
+
+
+class _StackedSink(Sink):
+    """Shared machinery of ``npy`` and ``csv``: one data file, appended in place."""
+
+    data_header_len = 0
+
+    def _data_header(self) -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+    def _row_bytes_known(self) -> bool:
+        return False
+
+    def open(self, state) -> None:
+        self._fh = self._open_data(state)
+
+    def _open_data(self, state) -> IO[bytes]:
+        committed = state.get("data_len") if state is not None else None
+        if committed is None or not os.path.exists(self.output):
+            self.created = True
+            fh = open(self.output, "w+b")
+            fh.write(self._data_header())
+            _fsync(fh)
+            self.data_len = fh.tell()
+            self.rows, self.width = 0, None
+            if state is not None:
+                state.set_meta(data_len=self.data_len, rows=0, width=None)
+            return fh
+        fh = open(self.output, "r+b")
+        fh.truncate(committed)          # drop what a crashed run appended past its last commit
+        fh.seek(committed)
+        self.data_len = committed
+        self.rows = state.get("rows", 0)
+        self.width = state.get("width")
+        return fh
+
+    def append(self, key, data, shape):
         if self.width is None:
-            return None
-        if shape[0] != self.width:
-            first = (first_key or {}).get("path", "the first input")
-            return (f"gives {shape[0]} values but the output has {self.width} per row "
-                    f"(from {first}); sizes differ")
-        return None
+            self.width = int(shape[0])
+        self._fh.write(data)
+        self.data_len += len(data)
+        self.rows += 1
+
+    def _lengths(self):
+        return {"rows": self.rows, "width": self.width, "data_len": self.data_len}
+
+    def commit(self, state, entries):
+        _fsync(self._fh)
+        super().commit(state, entries)
+
+    def close(self):
+        fh = getattr(self, "_fh", None)
+        if fh is not None and not fh.closed:
+            fh.close()
 
 
-class CsvSink(Sink):
+class CsvSink(_StackedSink):
+    """One CSV: a header ``path,...,f0..f{D-1}``, then a line per row.
+
+    To stdout (``-o -``) lines are streamed with no state.  To a file, the
+    header is written once the vector length is known (from the first row).
+    """
+
     format = "csv"
 
     def __init__(self, output, key_columns=("path",), overwrite=False, columns: Sequence[str] | None = None):
         super().__init__(output, key_columns, overwrite)
         self.columns = tuple(columns) if columns else None
-        self._fh: IO[bytes] | None = None
-        self._tmp: str | None = None
-        self._header_written = False
 
     def encoder(self):
         return CsvEncoder(self.key_columns)
 
-    def open(self):
-        if self.output == "-":
-            self._fh = sys.stdout.buffer
-        else:
-            self._tmp = tmp_name(self.output)
-            self._fh = open(self._tmp, "wb")
-
-    def _header(self, width: int | None):
+    def _header_line(self, width: int | None) -> bytes:
         names = list(self.columns) if self.columns and width == len(self.columns) else \
             [f"f{i}" for i in range(width or 0)]
-        self._fh.write(_csv_line(list(self.key_columns) + names).encode("utf-8"))
-        self._header_written = True
+        return csv_line(list(self.key_columns) + names).encode("utf-8")
+
+    def _data_header(self):
+        return b""
+
+    def open(self, state):
+        if self.output == "-":
+            self._fh = sys.stdout.buffer
+            self.data_len = 0
+            return
+        super().open(state)
 
     def append(self, key, data, shape):
-        if not self._header_written:
-            self.width = int(shape[0])
-            self._header(self.width)
-        self._fh.write(data)
-        self.rows += 1
+        if self.width is None and self.rows == 0 and self.data_len == 0:
+            head = self._header_line(int(shape[0]))
+            self._fh.write(head)
+            self.data_len += len(head)
+        super().append(key, data, shape)
 
-    def commit(self):
-        if not self._header_written:
-            self._header(self.width)
+    def commit(self, state, entries):
         if self.output == "-":
             self._fh.flush()
-        else:
+            return
+        if self.data_len == 0:  # no row yet: still write the header
+            head = self._header_line(self.width)
+            self._fh.write(head)
+            self.data_len += len(head)
+        super().commit(state, entries)
+
+    def close(self):
+        if self.output == "-":
             self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            os.replace(self._tmp, self.output)
-            self._tmp = None
-        return {"path": self.output, "format": "csv", "shape": [self.rows, self.width or 0]}
+            return
+        super().close()
 
-    def abort(self):
-        if self._tmp:
-            if self._fh:
-                self._fh.close()
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
-            self._tmp = None
+    def compact(self, state):
+        return _compact_lines(self, state, self.output, header_lines=1, also_data=None)
 
 
-_NPY_HEADER_LEN = 128
+NPY_HEADER_LEN = 128
 
 
 def npy_header(rows: int, cols: int) -> bytes:
     """A version 1.0 ``.npy`` header of fixed length for a C-order float32 matrix."""
     text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-    pad = _NPY_HEADER_LEN - 10 - len(text) - 1
-    return b"\x93NUMPY\x01\x00" + (_NPY_HEADER_LEN - 10).to_bytes(2, "little") + \
+    pad = NPY_HEADER_LEN - 10 - len(text) - 1
+    return b"\x93NUMPY\x01\x00" + (NPY_HEADER_LEN - 10).to_bytes(2, "little") + \
         (text + " " * pad + "\n").encode("latin1")
 
 
-class NpySink(Sink):
+class NpySink(_StackedSink):
     """Stacked float32 ``(N, D)`` matrix, plus ``<name>.index.csv`` (row, key columns)."""
 
     format = "npy"
 
     @property
     def index_path(self) -> str:
-        base = self.output[:-4] if self.output.lower().endswith(".npy") else self.output
-        return base + ".index.csv"
-
-    @property
-    def sidecar_path(self) -> str:
-        base = self.output[:-4] if self.output.lower().endswith(".npy") else self.output
-        return base + ".featx.json"
+        return self.base + ".index.csv"
 
     def paths(self):
         return [self.output, self.index_path]
@@ -314,47 +427,114 @@ class NpySink(Sink):
     def encoder(self):
         return RawEncoder()
 
-    def open(self):
-        self._tmp = tmp_name(self.output)
-        self._itmp = tmp_name(self.index_path)
-        self._fh = open(self._tmp, "wb")
-        self._fh.write(npy_header(0, 0))
-        self._ifh = open(self._itmp, "w", newline="")
-        self._index = csv.writer(self._ifh, lineterminator="\n")
-        self._index.writerow(["row", *self.key_columns])
+    def _data_header(self):
+        return npy_header(0, 0)
+
+    def open(self, state):
+        super().open(state)
+        committed = state.get("index_len") if state is not None and not self.created else None
+        if committed is None or not os.path.exists(self.index_path):
+            self._ifh = open(self.index_path, "w+b")
+            self._ifh.write(csv_line(["row", *self.key_columns]).encode("utf-8"))
+        else:
+            self._ifh = open(self.index_path, "r+b")
+            self._ifh.truncate(committed)
+            self._ifh.seek(committed)
+        self._set_rows_in_header(self.rows)  # a crash may have left the header behind its commit
 
     def append(self, key, data, shape):
-        if self.width is None:
-            self.width = int(shape[0])
-        self._fh.write(data)
-        self._index.writerow([self.rows, *_key_text(key, self.key_columns)])
-        self.rows += 1
+        self._ifh.write(csv_line([str(self.rows), *key_text(key, self.key_columns)]).encode("utf-8"))
+        super().append(key, data, shape)
 
-    def commit(self):
-        self._fh.seek(0)
-        self._fh.write(npy_header(self.rows, self.width or 0))
-        for fh in (self._fh, self._ifh):
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
-        os.replace(self._tmp, self.output)
-        os.replace(self._itmp, self.index_path)
-        self._tmp = self._itmp = None
-        return {"path": self.output, "index": self.index_path, "format": "npy",
-                "shape": [self.rows, self.width or 0], "dtype": "float32"}
+    def _lengths(self):
+        d = super()._lengths()
+        d["index_len"] = self._ifh.tell()
+        return d
 
-    def abort(self):
-        for name in ("_tmp", "_itmp"):
-            p = getattr(self, name, None)
-            if p:
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-                setattr(self, name, None)
-        for fh in (getattr(self, "_fh", None), getattr(self, "_ifh", None)):
-            if fh and not fh.closed:
-                fh.close()
+    def commit(self, state, entries):
+        _fsync(self._ifh)
+        super().commit(state, entries)
+        self._set_rows_in_header(self.rows)  # readers see the new rows only now
+
+    def _set_rows_in_header(self, rows: int) -> None:
+        os.pwrite(self._fh.fileno(), npy_header(rows, self.width or 0), 0)
+
+    def close(self):
+        super().close()
+        if getattr(self, "_ifh", None) is not None and not self._ifh.closed:
+            self._ifh.close()
+
+    def compact(self, state):
+        return _compact_lines(self, state, self.index_path, header_lines=1, also_data=self.output)
+
+
+def _live_ranges(state) -> list[tuple[int, int]]:
+    rng = []
+    for _, row0, n in state.live_rows():
+        if n:
+            rng.append((row0, row0 + n))
+    return rng
+
+
+def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int, also_data: str | None) -> int:
+    """Rewrite the stacked output keeping only rows owned by committed inputs.
+
+    ``text_path`` is a line-per-row file (the CSV itself, or the npy index);
+    for npy, ``also_data`` is the matrix whose rows move with the lines.
+    Rows keep their relative order; the state's row numbers are renumbered in
+    the same transaction that schedules the renames.
+    """
+    ranges = _live_ranges(state)
+    live = sum(b - a for a, b in ranges)
+    dead = sink.rows - live
+    if dead <= 0:
+        return 0
+    keep = np.zeros(sink.rows, dtype=bool)
+    for a, b in ranges:
+        keep[a:b] = True
+    new_row = np.cumsum(keep) - 1
+    tmp_text = tmp_name(text_path)
+    _fsync(sink._fh)
+    with open(text_path, "rb") as src, open(tmp_text, "wb") as dst:
+        for _ in range(header_lines):
+            dst.write(src.readline())
+        r = 0
+        for line in src:
+            if r < sink.rows and keep[r]:
+                if also_data is not None:  # the npy index: renumber the row column
+                    rest = line.split(b",", 1)[1]
+                    line = str(int(new_row[r])).encode() + b"," + rest
+                dst.write(line)
+            r += 1
+        _fsync(dst)
+        text_len = dst.tell()
+    pairs = [(tmp_text, text_path)]
+    meta: dict[str, Any] = {"rows": live}
+    if also_data is not None:
+        row_bytes = 4 * (sink.width or 0)
+        tmp_data = tmp_name(also_data)
+        with open(also_data, "rb") as src, open(tmp_data, "wb") as dst:
+            dst.write(npy_header(live, sink.width or 0))
+            for a, b in ranges:
+                src.seek(NPY_HEADER_LEN + a * row_bytes)
+                remaining = (b - a) * row_bytes
+                while remaining:
+                    chunk = src.read(min(remaining, 1 << 24))
+                    dst.write(chunk)
+                    remaining -= len(chunk)
+            _fsync(dst)
+            meta["data_len"] = dst.tell()
+        meta["index_len"] = text_len
+        pairs.append((tmp_data, also_data))
+    else:
+        meta["data_len"] = text_len
+    sink.close()
+    with state.transaction():
+        for path, row0, n in list(state.live_rows()):
+            state.db.execute("UPDATE items SET row0=? WHERE path=?", (int(new_row[row0]) if n else 0, path))
+    state.replace_files(pairs, **meta)
+    sink.rows = live
+    return dead
 
 
 class NpyDirSink(Sink):
@@ -367,22 +547,32 @@ class NpyDirSink(Sink):
         super().__init__(output.rstrip("/" + os.sep) or output, key_columns, overwrite)
         self.shape: tuple | None = None
 
-    def check_output(self):
-        if self.overwrite:
-            return
-        if os.path.isdir(self.output) and any(os.scandir(self.output)):
-            raise OutputError(f"{self.output}/ already exists and is not empty",
-                              "pass --overwrite to write into it, or choose another -o")
+    @property
+    def state_path(self):
+        return os.path.join(self.output, ".featx-state")
+
+    def exists(self):
+        return os.path.isdir(self.output) and any(not e.name.startswith(".") for e in os.scandir(self.output))
+
+    def prepare(self):
         if os.path.exists(self.output) and not os.path.isdir(self.output):
             raise OutputError(f"{self.output} exists and is not a folder", "choose another -o")
-        if self.sidecar_path and os.path.exists(self.sidecar_path):
-            raise OutputError(f"{self.sidecar_path} already exists", "pass --overwrite to replace it")
+        os.makedirs(self.output, exist_ok=True)
+        if self.overwrite:
+            for p in (self.state_path, self.sidecar_path):
+                if os.path.isfile(p):
+                    os.unlink(p)
+            return False
+        if self.exists() and not os.path.exists(self.state_path):
+            raise OutputError(f"{self.output}/ already exists, is not empty and was not written by featx",
+                              "pass --overwrite to write into it, or choose another -o")
+        return os.path.exists(self.state_path)
 
     def encoder(self):
         return NpyDirEncoder(self.output)
 
-    def open(self):
-        os.makedirs(self.output, exist_ok=True)
+    def open(self, state):
+        self.rows = state.get("rows", 0) if state is not None else 0
 
     def append(self, key, data, shape):
         self.rows += 1
@@ -391,7 +581,7 @@ class NpyDirSink(Sink):
         elif self.shape != tuple(shape):
             self.shape = ()  # mixed shapes
 
-    def commit(self):
+    def info(self):
         return {"path": self.output, "format": "npy-dir", "files": self.rows,
                 "shape": list(self.shape) if self.shape else None}
 
@@ -410,5 +600,6 @@ def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("pa
     return NpyDirSink(output, key_columns, overwrite)
 
 
-def remove_tree_tmp(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def iter_index(path: str) -> Iterator[dict[str, str]]:
+    with open(path, newline="") as fh:
+        yield from csv.DictReader(fh)

@@ -73,6 +73,7 @@ class Input:
 
     path: str
     mirror: str
+    ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
 
 
 def mirror_path(path: str) -> str:
@@ -279,7 +280,7 @@ def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def load(inp: Input, max_pixels: int | None = None) -> Iterator[Item]:
+def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[Item]:
     """Decode one input into items (one for an image file)."""
     img = decode_image(inp.path, max_pixels)
     yield Item(key={"path": inp.path}, image=img)

@@ -86,11 +86,13 @@ def test_extract_npy_index_sidecar(photos, tmp_path):
     assert side["status"] == "complete" and side["complete"] is True
     assert side["extractor"]["name"] == "hog" and side["extractor"]["params"]["cell_size"] == 8
     assert side["output"]["shape"] == list(m.shape)
-    assert side["inputs"] == {"processed": 4, "failed": 0, "skipped_non_images": 1}
+    assert {k: side["inputs"][k] for k in ("processed", "failed", "up_to_date", "skipped_non_images")} == \
+        {"processed": 4, "failed": 0, "up_to_date": 0, "skipped_non_images": 1}
     assert "numpy" in side["versions"] and side["options"]["resize"] == [64, 48]
     assert b"1 non-image files skipped" in r.stderr
-    # no temporary files left behind
-    assert sorted(p.name for p in out.parent.iterdir()) == ["hog.featx.json", "hog.index.csv", "hog.npy"]
+    # no temporary files left behind: only the outputs and featx's hidden state and lock
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        ".hog.npy.featx-lock", ".hog.npy.featx-state", "hog.featx.json", "hog.index.csv", "hog.npy"]
 
 
 def test_csv_matches_npy_exactly(photos, tmp_path):
@@ -237,7 +239,7 @@ def test_config_file_same_validation_and_flags_win(tmp_path):
 def test_mixed_sizes_fail_before_writing(tmp_path):
     r = featx("extract", "hog", SAMPLES / "coffee.jpg", SAMPLES / "chelsea.png", "-o", tmp_path / "o.npy")
     assert r.returncode == 2 and b"--resize" in r.stderr and b"chelsea.png" in r.stderr
-    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+    assert [p.name for p in tmp_path.iterdir()] in ([], [".o.npy.featx-lock"])  # nothing written
 
 
 def test_image_kinds_are_handled(tmp_path, sample):

@@ -9,14 +9,21 @@ import pytest
 from featx import sinks
 from featx.errors import OutputError
 from featx.extractor import Keypoints
+from featx.state import Entry, State
 
 
-def _feed(sink, rows):
+def _feed(sink, rows, state=None):
+    state = state or State(sink.state_path)
     enc = sink.encoder()
-    sink.open()
+    sink.open(state)
+    entries = []
     for key, v in rows:
+        r0 = sink.rows
         sink.append(key, enc.encode(key, key["path"], v), v.shape)
-    return sink.commit()
+        entries.append(Entry(key["path"], None, r0, 1))
+    sink.commit(state, entries)
+    sink.close()
+    return sink.info()
 
 
 def test_npy_header_is_valid_for_any_count(tmp_path):
@@ -43,14 +50,26 @@ def test_csv_quotes_awkward_paths_and_round_trips_floats(tmp_path):
     assert np.array_equal(np.array(rows[1][1:], dtype=np.float32), vals)
 
 
-def test_abort_leaves_nothing(tmp_path):
+def test_uncommitted_appends_are_cut_on_reopen(tmp_path):
+    """What a killed run appended after its last commit disappears; committed rows stay."""
     for cls, name in ((sinks.NpySink, "x.npy"), (sinks.CsvSink, "x.csv")):
-        s = cls(str(tmp_path / name))
-        s.open()
-        enc = s.encoder()
-        s.append({"path": "a"}, enc.encode({"path": "a"}, "a", np.ones(3, np.float32)), (3,))
-        s.abort()
-    assert list(tmp_path.iterdir()) == []
+        out = str(tmp_path / name)
+        rows = [({"path": f"p{i}"}, np.full(4, i, np.float32)) for i in range(3)]
+        _feed(cls(out), rows[:2])
+        committed = {p: open(p, "rb").read() for p in cls(out).paths()}
+        st = State(cls(out).state_path)
+        s = cls(out)
+        s.open(st)
+        key, v = rows[2]
+        s.append(key, s.encoder().encode(key, "p2", v), v.shape)
+        s._fh.flush()  # written, never committed: as if killed here
+        s.close()
+        s = cls(out)
+        s.open(State(s.state_path))
+        s.close()
+        assert {p: open(p, "rb").read() for p in s.paths()} == committed
+        if name.endswith(".npy"):
+            assert np.array_equal(np.load(out), np.stack([rows[0][1], rows[1][1]]))
 
 
 def test_stacked_outputs_refuse_keypoints_and_maps(tmp_path):

@@ -1,0 +1,171 @@
+"""Merge the outputs of ``--shard i/n`` runs into one output, verified.
+
+The shards must come from the same extractor, parameters and options, cover
+``1..n`` exactly once (no gap, no shard twice), be complete (not interrupted)
+and share no input.  Rows are ordered by input path (component by component,
+which is the order of a folder walk), so merging the shards of a folder gives
+exactly the output of one unsharded run over it.  The merged output gets its
+own state, so later runs can continue it incrementally without sharding.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import provenance, sinks
+from .errors import OutputError, UsageError
+from .state import Entry, Identity, State
+
+
+def _sort_key(path: str) -> tuple:
+    return tuple(os.path.normpath(path).split(os.sep))
+
+
+def _load_sidecar(sink: sinks.Sink) -> dict:
+    try:
+        with open(sink.sidecar_path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        raise OutputError(f"{sink.output}: no readable sidecar {sink.sidecar_path}",
+                          "merge outputs written by featx extract --shard I/N") from None
+
+
+def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict[str, Any]:
+    """Merge shard outputs ``parts`` into ``output``; returns the merged output's info."""
+    if not parts:
+        raise UsageError("nothing to merge", "name the shard outputs")
+    fmt = sinks.infer_format(output, None)
+    if fmt not in ("npy", "csv"):
+        raise UsageError("merge writes a stacked .npy or .csv output")
+    srcs = [sinks.make_sink(p, None) for p in parts]
+    for s in srcs:
+        if s.format != fmt:
+            raise UsageError(f"{s.output} is {s.format}, the merged output is {fmt}", "merge like with like")
+        if not os.path.exists(s.output):
+            raise OutputError(f"{s.output} does not exist")
+    docs = [_load_sidecar(s) for s in srcs]
+    states = [State(s.state_path) for s in srcs]
+    try:
+        configs = [st.get("config") for st in states]
+        if any(c is None for c in configs):
+            bad = srcs[configs.index(None)].output
+            raise OutputError(f"{bad} has no featx state", "merge outputs written by featx extract --shard I/N")
+        shards = [tuple(c["options"].get("shard") or ()) for c in configs]
+        seen: dict[tuple, str] = {}
+        for s, sh in zip(srcs, shards):
+            if len(sh) != 2:
+                raise OutputError(f"{s.output} was not written with --shard I/N")
+            if sh in seen:
+                raise OutputError(f"shard {sh[0]}/{sh[1]} is given twice ({seen[sh]} and {s.output})")
+            seen[sh] = s.output
+        n = shards[0][1]
+        if any(sh[1] != n for sh in shards):
+            raise OutputError("the shards split the inputs differently (" +
+                              ", ".join(f"{s.output}: */{sh[1]}" for s, sh in zip(srcs, shards)) + ")")
+        missing = [f"shard {i}/{n}" for i in range(1, n + 1) if (i, n) not in seen]
+        if missing:
+            raise OutputError(f"missing {', '.join(missing)}", "run the missing shards, then merge all of them")
+        strip = [{k: v for k, v in c.items() if k != "options"} | {"options": {k: v for k, v in c["options"].items()
+                                                                                 if k != "shard"}} for c in configs]
+        for s, c in zip(srcs[1:], strip[1:]):
+            if c != strip[0]:
+                raise OutputError(f"{s.output} was made with other settings than {srcs[0].output}",
+                                  "merge only shards of one command")
+        for s, d in zip(srcs, docs):
+            if d.get("status") == "interrupted" or not d.get("complete", False):
+                raise OutputError(f"{s.output} is incomplete (its run was interrupted)",
+                                  "run that shard's command again to finish it, then merge")
+        # rows of every input, with their source; overlaps are refused
+        owners: dict[str, str] = {}
+        items: list[tuple[tuple, str, int, int, int, Identity, str | None, str]] = []
+        for k, (s, st) in enumerate(zip(srcs, states)):
+            for path, size, mtime, h, row0, nrows, out, status in st.db.execute(
+                    "SELECT path, size, mtime_ns, hash, row0, nrows, out, status FROM items"):
+                if path in owners:
+                    raise OutputError(f"{path} is in two shards ({owners[path]} and {s.output})",
+                                      "the shards overlap: they were not made from the same inputs")
+                owners[path] = s.output
+                items.append((_sort_key(path), path, k, row0, nrows, Identity(size, mtime, h), out, status))
+        items.sort(key=lambda t: t[0])
+        dst = sinks.make_sink(output, fmt, key_columns=srcs[0].key_columns, overwrite=overwrite)
+        if dst.prepare():
+            raise OutputError(f"{output} already exists", "pass --overwrite to replace it")
+        config = dict(configs[0])
+        config["options"] = dict(config["options"], shard=None)
+        width = states[0].get("width")
+        info = _write(dst, srcs, items, width)
+        st = State(dst.state_path)
+        try:
+            entries, row = [], 0
+            for _, path, _, _, nrows, ident, out, status in items:
+                entries.append(Entry(path, ident, row, nrows, out, status))
+                row += nrows
+            st.record(entries, config=config, **info["lengths"])
+        finally:
+            st.close()
+        doc = {"featx_sidecar": 1, "status": "complete", "complete": True, "command": ["featx", "merge", output,
+                                                                                          *parts],
+               "extractor": docs[0].get("extractor"), "options": dict(docs[0].get("options", {}), shard=None),
+               "output": info["output"], "merged_from": list(parts),
+               "inputs": {"processed": len(items), "failed": sum(d.get("inputs", {}).get("failed", 0)
+                                                                 for d in docs)},
+               "failures": [f for d in docs for f in d.get("failures", [])],
+               "versions": provenance.library_versions(), "timing": {"finished": provenance.now()}}
+        provenance.write(dst.sidecar_path, doc)
+        return info["output"]
+    finally:
+        for st in states:
+            st.close()
+
+
+def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
+    if dst.format == "npy":
+        mats = [np.load(s.output, mmap_mode="r") for s in srcs]
+        idx = [list(csv.reader(open(s.index_path, newline=""))) for s in srcs]
+        total = sum(t[4] for t in items)
+        tmp, itmp = sinks.tmp_name(dst.output), sinks.tmp_name(dst.index_path)
+        with open(tmp, "wb") as fh, open(itmp, "w", newline="") as ih:
+            fh.write(sinks.npy_header(total, width or 0))
+            w = csv.writer(ih, lineterminator="\n")
+            w.writerow(idx[0][0])
+            row = 0
+            for _, _, k, row0, nrows, _, _, _ in items:
+                fh.write(np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes())
+                for r in range(row0, row0 + nrows):
+                    w.writerow([str(row)] + idx[k][1 + r][1:])
+                    row += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+            ih.flush()
+            os.fsync(ih.fileno())
+            lengths = {"rows": total, "width": width, "data_len": fh.tell(), "index_len": ih.tell()}
+        os.replace(itmp, dst.index_path)
+        os.replace(tmp, dst.output)
+        return {"lengths": lengths, "output": {"path": dst.output, "index": dst.index_path, "format": "npy",
+                                               "shape": [total, width or 0]}}
+    lines = []
+    header = None
+    for s in srcs:
+        with open(s.output, "rb") as fh:
+            h = fh.readline()
+            if header is None:
+                header = h
+            elif h != header:
+                raise OutputError(f"{s.output} has another CSV header than {srcs[0].output}")
+            lines.append(fh.readlines())
+    total = sum(t[4] for t in items)
+    tmp = sinks.tmp_name(dst.output)
+    with open(tmp, "wb") as fh:
+        fh.write(header or b"")
+        for _, _, k, row0, nrows, _, _, _ in items:
+            fh.writelines(lines[k][row0:row0 + nrows])
+        fh.flush()
+        os.fsync(fh.fileno())
+        lengths = {"rows": total, "width": width, "data_len": fh.tell()}
+    os.replace(tmp, dst.output)
+    return {"lengths": lengths, "output": {"path": dst.output, "format": "csv", "shape": [total, width or 0]}}

@@ -1,0 +1,223 @@
+"""Run state for incremental, resumable outputs (a small SQLite file).
+
+Every output has a hidden state file beside it (``.NAME.featx-state``; inside
+the folder for ``npy-dir``).  It records, per input that has been committed,
+the input's identity (path, size, modification time, optional content hash)
+and where its rows are, plus the committed lengths of the data files.  The
+state file is the commit point: data is appended and made durable first,
+then one SQLite transaction records it.  After a crash, whatever lies beyond
+the recorded lengths is cut off and recomputed, so a resumed run ends with
+exactly the output an uninterrupted run gives.
+
+SQLite is in the standard library, transactional and indexed, so the state of
+a million inputs is looked up without holding it in memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import OutputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    path TEXT PRIMARY KEY,
+    size INTEGER, mtime_ns INTEGER, hash TEXT,
+    row0 INTEGER NOT NULL, nrows INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    out TEXT,            -- npy-dir: the input's path under the output folder
+    status TEXT          -- 'ok' or 'partial' (a video that broke off)
+);
+CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
+CREATE TABLE IF NOT EXISTS pending_renames (src TEXT PRIMARY KEY, dst TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes an input 'the same' as last time."""
+
+    size: int | None
+    mtime_ns: int | None
+    hash: str | None = None
+
+
+def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
+    """Is ``new`` the input recorded as ``old``?  By size and content hash with
+    ``use_hash``, else by size and modification time."""
+    if old is None or new is None or old.size != new.size:
+        return False
+    if use_hash:
+        return old.hash is not None and old.hash == new.hash
+    return old.mtime_ns == new.mtime_ns
+
+
+def identify(path: str, use_hash: bool = False) -> Identity | None:
+    """Size and modification time (and a BLAKE2b content hash when asked); None if missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    h = None
+    if use_hash:
+        import hashlib
+
+        d = hashlib.blake2b(digest_size=16)
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    d.update(block)
+        except OSError:
+            return None
+        h = d.hexdigest()
+    return Identity(st.st_size, st.st_mtime_ns, h)
+
+
+@dataclass
+class Entry:
+    """One committed input: where its rows are."""
+
+    path: str
+    ident: Identity | None
+    row0: int
+    nrows: int
+    out: str | None = None
+    status: str = "ok"
+
+
+class State:
+    """The state database of one output."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
+        self.db.execute("PRAGMA journal_mode=DELETE")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+
+    # -- meta -------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def _set(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction():
+            for k, v in values.items():
+                self._set(k, v)
+
+    # -- transactions -----------------------------------------------------
+    class _Tx:
+        def __init__(self, db):
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+            return self
+
+        def __exit__(self, et, ev, tb):
+            self.db.execute("COMMIT" if et is None else "ROLLBACK")
+            return False
+
+    def transaction(self):
+        return State._Tx(self.db)
+
+    # -- items ------------------------------------------------------------
+    def lookup(self, path: str) -> Identity | None:
+        row = self.db.execute("SELECT size, mtime_ns, hash FROM items WHERE path=?", (path,)).fetchone()
+        return None if row is None else Identity(row[0], row[1], row[2])
+
+    def record(self, entries: list[Entry], **meta: Any) -> None:
+        """Commit items and meta values in one transaction."""
+        with self.transaction():
+            for e in entries:
+                self._seq += 1
+                ident = e.ident or Identity(None, None, None)
+                self.db.execute("INSERT OR REPLACE INTO items(path, size, mtime_ns, hash, row0, nrows, seq, out, "
+                                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (e.path, ident.size, ident.mtime_ns, ident.hash, e.row0, e.nrows, self._seq,
+                                 e.out, e.status))
+            for k, v in meta.items():
+                self._set(k, v)
+
+    # -- inputs seen by this run (a temporary table: memory stays flat) ---
+    def mark_seen(self, paths: list[str]) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
+        self.db.executemany("INSERT OR IGNORE INTO seen(path) VALUES (?)", [(p,) for p in paths])
+
+    def unseen(self) -> Iterator[tuple[str, str | None]]:
+        """(path, out) of committed inputs this run did not list."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
+        yield from self.db.execute("SELECT path, out FROM items WHERE path NOT IN (SELECT path FROM seen) "
+                                   "ORDER BY seq").fetchall()
+
+    def partial(self) -> list[str]:
+        return [p for (p,) in self.db.execute("SELECT path FROM items WHERE status='partial' ORDER BY seq")]
+
+    def forget(self, paths: list[str], **meta: Any) -> None:
+        with self.transaction():
+            self.db.executemany("DELETE FROM items WHERE path=?", [(p,) for p in paths])
+            for k, v in meta.items():
+                self._set(k, v)
+
+    def paths(self) -> Iterator[str]:
+        for (p,) in self.db.execute("SELECT path FROM items ORDER BY seq"):
+            yield p
+
+    def live_rows(self) -> Iterator[tuple[str, int, int]]:
+        """(path, first row, number of rows) of every committed input, in row order."""
+        yield from self.db.execute("SELECT path, row0, nrows FROM items ORDER BY row0, seq")
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    # -- multi-file replacement ------------------------------------------
+    def replace_files(self, pairs: list[tuple[str, str]], **meta: Any) -> None:
+        """Rename each finished temporary file over its target, crash-safely.
+
+        The renames and ``meta`` are recorded in one transaction first, so a
+        crash half-way is rolled forward by :meth:`recover_renames`.
+        """
+        with self.transaction():
+            for src, dst in pairs:
+                self.db.execute("INSERT OR REPLACE INTO pending_renames(src, dst) VALUES (?, ?)", (src, dst))
+            for k, v in meta.items():
+                self._set(k, v)
+        self.recover_renames()
+
+    def recover_renames(self) -> None:
+        rows = self.db.execute("SELECT src, dst FROM pending_renames").fetchall()
+        for src, dst in rows:
+            if os.path.exists(src):
+                os.replace(src, dst)
+        if rows:
+            with self.transaction():
+                self.db.execute("DELETE FROM pending_renames")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def check_config(state: State, config: dict[str, Any], output: str) -> None:
+    """Refuse to mix results of different extractors, parameters or options."""
+    old = state.get("config")
+    if old is None or old == config:
+        return
+    diffs = []
+    for section in sorted(set(old) | set(config)):
+        a, b = old.get(section), config.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    diffs.append(f"{k}: {a.get(k)!r} -> {b.get(k)!r}")
+        elif a != b:
+            diffs.append(f"{section}: {a!r} -> {b!r}")
+    raise OutputError(f"{output} was made with other settings ({'; '.join(diffs[:6])})",
+                      "pass --overwrite to start a fresh output, or choose another -o")

@@ -1,0 +1,247 @@
+"""Production runs: incremental re-runs, crash-safe resume, locks, timeouts, shards."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import SAMPLES, featx
+
+SMALL = ["--resize", "64x48", "-q"]
+
+
+def make_folder(root: Path, n: int) -> Path:
+    """n distinct real images (crops of the samples, as PNG so rewriting is exact)."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    photos = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
+    for i in range(n):
+        p = photos[i % 4]
+        y, x = (i * 7) % 60, (i * 13) % 80
+        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + 200, x:x + 240])
+    return root
+
+
+def outputs(base: Path) -> dict[str, bytes]:
+    """The bytes a reader sees (data and index), not the sidecar's timings."""
+    return {p.name: p.read_bytes() for p in sorted(base.parent.glob(base.stem + "*"))
+            if not p.name.endswith(".featx.json")}
+
+
+def test_rerun_skips_unchanged_and_handles_new_changed_removed(tmp_path):
+    src = make_folder(tmp_path / "in", 6)
+    out = tmp_path / "h.npy"
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--summary-json", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    first = outputs(out)
+    assert json.loads((tmp_path / "s.json").read_text())["processed"] == 6
+    # unchanged: nothing recomputed, nothing rewritten
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--summary-json", tmp_path / "s.json")
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert (s["processed"], s["up_to_date"]) == (0, 6)
+    assert outputs(out) == first
+    # new, changed and removed inputs
+    shutil.copy(src / "img000.png", src / "img100.png")
+    import cv2
+
+    changed = cv2.imread(str(src / "img002.png"))[::-1]
+    cv2.imwrite(str(src / "img002.png"), changed)
+    os.utime(src / "img002.png", ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    (src / "img004.png").unlink()
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--summary-json", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert (s["processed"], s["up_to_date"], s["disappeared"], s["removed"]) == (2, 4, 1, 0)
+    m = np.load(out)
+    idx = [l.split(",")[1] for l in (tmp_path / "h.index.csv").read_text().splitlines()[1:]]
+    assert len(idx) == m.shape[0] == 7  # img004 kept until --prune; img002's old row compacted away
+    assert [Path(p).name for p in idx] == ["img000.png", "img001.png", "img003.png", "img004.png", "img005.png",
+                                           "img002.png", "img100.png"]
+    fresh = featx("extract", "hog", src / "img002.png", "-o", tmp_path / "c.npy", *SMALL)
+    assert fresh.returncode == 0
+    assert np.array_equal(m[5], np.load(tmp_path / "c.npy")[0])  # the changed file's new numbers
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--prune", "--summary-json", tmp_path / "s.json")
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert (s["processed"], s["removed"]) == (0, 1)
+    idx = [Path(l.split(",")[1]).name for l in (tmp_path / "h.index.csv").read_text().splitlines()[1:]]
+    assert "img004.png" not in idx and np.load(out).shape[0] == len(idx) == 6
+    side = json.loads((tmp_path / "h.featx.json").read_text())
+    assert side["inputs"]["removed"] == 1
+
+
+def test_changed_parameters_are_refused(tmp_path):
+    src = make_folder(tmp_path / "in", 2)
+    out = tmp_path / "h.csv"
+    assert featx("extract", "hog", src, "-o", out, *SMALL).returncode == 0
+    before = out.read_bytes()
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--bins", "5")
+    assert r.returncode == 2 and b"bins: 9 -> 5" in r.stderr and b"--overwrite" in r.stderr
+    assert out.read_bytes() == before
+    r = featx("extract", "hog", src, "-o", out, "--resize", "32x32", "-q")
+    assert r.returncode == 2 and b"resize" in r.stderr
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--bins", "5", "--overwrite")
+    assert r.returncode == 0 and out.read_bytes() != before
+
+
+def test_content_hash_mode(tmp_path):
+    src = make_folder(tmp_path / "in", 3)
+    out = tmp_path / "h.npy"
+    assert featx("extract", "hog", src, "-o", out, *SMALL, "--hash").returncode == 0
+    os.utime(src / "img001.png", ns=(1, 1))  # touched, same content
+    r = featx("extract", "hog", src, "-o", out, *SMALL, "--hash", "--summary-json", "-")
+    assert json.loads(r.stderr.decode().strip().splitlines()[-1])["up_to_date"] == 3
+    # without --hash, the new modification time makes img001 look changed
+    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48", "--summary-json", "-")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stderr.decode().strip().splitlines()[-2])
+    assert (s["processed"], s["up_to_date"]) == (1, 2)
+
+
+def committed_rows(out: Path, fmt: str) -> int:
+    if not out.exists():
+        return 0
+    if fmt == "npy":
+        return np.load(out, mmap_mode="r").shape[0]
+    return max(0, out.read_bytes().count(b"\n") - 1)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
+    src = make_folder(tmp_path / "in", 60)
+    ref = tmp_path / "ref" / f"h.{fmt}"
+    ref.parent.mkdir()
+    args = ["--resize", "320x240", "-q", "-j", "2", "--commit-every", "0.2"]
+    assert featx("extract", "hog", src, "-o", ref, *args).returncode == 0
+    expected = outputs(ref)
+    out = tmp_path / "run" / f"h.{fmt}"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "featx", "extract", "hog", str(src), "-o", str(out), *args]
+    kills, seen_rows = 0, []
+    for extra in (0.0, 0.07, 0.15, 0.03, 0.11, 0.19):
+        before = committed_rows(out, fmt)
+        p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and committed_rows(out, fmt) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(extra)  # land the kill at different points: mid-chunk, mid-write, mid-commit
+        if p.poll() is not None:
+            break
+        os.killpg(p.pid, signal.SIGKILL)  # the main process and its workers
+        p.wait()
+        kills += 1
+        if fmt == "npy":
+            # after a kill the output is always a loadable prefix of the final result
+            m = np.load(out)
+            seen_rows.append(m.shape[0])
+            assert m.shape[0] == 0 or np.array_equal(m, np.load(ref)[: m.shape[0]])
+    assert kills >= 3
+    r = subprocess.run(cmd, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert outputs(out) == expected
+    leftovers = [p.name for p in out.parent.iterdir() if "tmp" in p.name or "spool" in p.name]
+    assert leftovers == []
+    if fmt == "npy":
+        assert any(0 < n < 60 for n in seen_rows), seen_rows  # kills landed mid-run, after commits
+
+
+def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
+    from featx.lock import OutputLock
+
+    src = make_folder(tmp_path / "in", 2)
+    out = tmp_path / "h.npy"
+    lock = OutputLock(str(tmp_path / ".h.npy.featx-lock"))
+    lock.acquire()
+    r = featx("extract", "hog", src, "-o", out, *SMALL)
+    assert r.returncode == 75 and f"pid {os.getpid()}".encode() in r.stderr
+    assert not out.exists()
+    threading.Timer(1.5, lock.release).start()
+    t = time.monotonic()
+    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48", "--wait")
+    assert r.returncode == 0 and time.monotonic() - t > 1.0 and b"waiting" in r.stderr
+    # a lock file left by a killed run (nobody holds the flock) is taken over
+    (tmp_path / ".h.npy.featx-lock").write_text(json.dumps({"pid": 999999, "started": "yesterday"}))
+    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48")
+    assert r.returncode == 0 and b"did not finish" in r.stderr and b"999999" in r.stderr
+
+
+PLUGIN = '''
+import os, time
+import numpy as np
+from dataclasses import dataclass
+from featx.extractor import Extractor, OutputSpec, param
+
+@dataclass(frozen=True)
+class P:
+    scale: float = param(1.0, "Scale.", min=0)
+
+class Trouble(Extractor):
+    """Hangs on images 33 pixels wide, kills its process on 34; mean brightness otherwise."""
+    name = "trouble"
+    summary = "A test extractor that misbehaves on purpose"
+    Params = P
+    def output_spec(self, h, w):
+        return OutputSpec("vector", (1,))
+    def extract(self, image):
+        if image.shape[1] == 33:
+            time.sleep(600)
+        if image.shape[1] == 34:
+            os.kill(os.getpid(), 9)
+        return np.array([image.mean() * self.params.scale], np.float32)
+'''
+
+
+def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
+    import cv2
+
+    plug = tmp_path / "plug"
+    (plug / "trouble-1.0.dist-info").mkdir(parents=True)
+    (plug / "trouble-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trouble\nVersion: 1.0\n")
+    (plug / "trouble-1.0.dist-info" / "entry_points.txt").write_text(
+        "[featx.extractors]\ntrouble = trouble_ext:Trouble\n")
+    (plug / "trouble_ext.py").write_text(PLUGIN)
+    src = tmp_path / "in"
+    src.mkdir()
+    img = cv2.imread(str(SAMPLES / "coffee.jpg"))
+    for name, w in (("a", 40), ("b-hang", 33), ("c", 41), ("d-crash", 34), ("e", 42)):
+        cv2.imwrite(str(src / f"{name}.png"), img[:30, :w])
+    env = {"PYTHONPATH": str(plug) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t = time.monotonic()
+    r = featx("extract", "trouble", src, "-o", tmp_path / "t.csv", "--timeout", "3", "-j", "2", env=env)
+    assert time.monotonic() - t < 60
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.decode()
+    assert "b-hang.png: timed out after 3 s" in err and "d-crash.png: the worker process crashed" in err
+    rows = (tmp_path / "t.csv").read_text().splitlines()[1:]
+    assert [Path(l.split(",")[0]).stem for l in rows] == ["a", "c", "e"]
+
+
+def test_shards_merge_into_the_single_run_output(tmp_path):
+    src = make_folder(tmp_path / "in", 10)
+    ref = tmp_path / "all.npy"
+    assert featx("extract", "hog", src, "-o", ref, *SMALL).returncode == 0
+    parts = []
+    for i in (1, 2, 3):
+        p = tmp_path / f"part{i}.npy"
+        assert featx("extract", "hog", src, "-o", p, *SMALL, "--shard", f"{i}/3").returncode == 0
+        parts.append(p)
+    counts = [np.load(p).shape[0] for p in parts]
+    assert sum(counts) == 10 and all(c > 0 for c in counts)
+    r = featx("merge", tmp_path / "merged.npy", *parts)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(tmp_path / "merged.npy"), np.load(ref))
+    assert (tmp_path / "merged.index.csv").read_bytes() == (tmp_path / "all.index.csv").read_bytes()
+    # gaps and overlaps are refused
+    r = featx("merge", tmp_path / "m2.npy", parts[0], parts[1])
+    assert r.returncode == 2 and b"shard 3/3" in r.stderr
+    r = featx("merge", tmp_path / "m3.npy", parts[0], parts[1], parts[2], parts[2])
+    assert r.returncode == 2 and b"twice" in r.stderr
