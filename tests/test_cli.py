@@ -279,7 +279,7 @@ def test_interrupt_commits_what_was_done(tmp_path):
                           "--resize", "320x240", "-q"], stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 60
     # wait until work is under way (spool folder exists), then Ctrl-C
-    while time.time() < deadline and not any(x.name.startswith(".featx-spool") for x in tmp_path.iterdir()):
+    while time.time() < deadline and not any("featx-spool" in x.name for x in tmp_path.iterdir()):
         time.sleep(0.05)
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
