@@ -418,7 +418,7 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         spec_cols = extractor.output_spec(*(resize[::-1] if resize else (480, 640))).columns
     except FeatxError:
         pass
-    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols)
+    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind())
     if max_pixels is None:
         max_pixels = pipeline.DEFAULT_MAX_PIXELS
     jobs = jobs or pipeline.default_jobs()
@@ -532,6 +532,43 @@ def _build_show(cls) -> click.Command:
     return cmd
 
 
+def _build_detect() -> click.Command:
+    from .regions import RegionDetector, available_cascades
+
+    cmd = _build_extract(RegionDetector)
+    cmd.name = "detect"
+    cmd.help = ("Find regions (faces, eyes, any Haar cascade) and write one CSV row per region: "
+                "path,x,y,w,h.\n\nINPUTS are image files, folders or - for paths on stdin. "
+                "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
+    cmd.short_help = "Find regions with a Viola-Jones Haar cascade (path,x,y,w,h per region)."
+    return cmd
+
+
+class _LazyDetect(click.Command):
+    """Builds the detect command on first use, so start-up stays light."""
+
+    def __init__(self):
+        super().__init__("detect", short_help="Find regions with a Viola-Jones Haar cascade (path,x,y,w,h rows).")
+
+    def _real(self):
+        if not hasattr(self, "_cmd"):
+            self._cmd = _build_detect()
+        return self._cmd
+
+    def main(self, *a, **k):  # pragma: no cover - not used as a root command
+        return self._real().main(*a, **k)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._real().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        return self._real().invoke(ctx)
+
+    def get_help(self, ctx):
+        return self._real().get_help(ctx)
+
+
+cli.add_command(_LazyDetect())
 cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
                                help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. "
                                     "`featx extract NAME --help` lists NAME's options."))

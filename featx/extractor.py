@@ -239,7 +239,7 @@ def params_to_toml(params: Any, table: str | None = None) -> str:
 # Outputs
 
 
-OutputKind = Literal["vector", "keypoints", "dense"]
+OutputKind = Literal["vector", "keypoints", "dense", "regions"]
 
 
 @dataclass(frozen=True)
@@ -250,6 +250,8 @@ class OutputSpec:
     * ``keypoints``: a :class:`Keypoints` (variable count); ``shape`` is
       ``(None, descriptor_length)``.
     * ``dense``: a float32 array of shape ``shape`` (e.g. ``(H, W, C)``).
+    * ``regions``: a float32 ``(N, 4)`` array of boxes ``x, y, w, h`` (a
+      detector, written one CSV row per box).
     """
 
     kind: OutputKind

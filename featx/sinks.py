@@ -219,6 +219,9 @@ class Sink:
     # -- checks -----------------------------------------------------------
     def check_kind(self, kind: str, extractor: str) -> None:
         """Refuse, before any work, outputs this format cannot hold."""
+        if kind == "regions":
+            raise OutputError(f"{extractor} finds regions, written one CSV row per region",
+                              "write them to a .csv (or - for stdout)")
         if self.stacked and kind == "keypoints":
             raise OutputError(f"{extractor} returns a variable number of keypoints per image, "
                               f"which cannot go into one {self.format} matrix",
@@ -399,6 +402,46 @@ class CsvSink(_StackedSink):
 
     def compact(self, state):
         return _compact_lines(self, state, self.output, header_lines=1, also_data=None)
+
+
+class RegionsEncoder(Encoder):
+    """One CSV line per box: key columns, then x, y, w, h as integers."""
+
+    def __init__(self, key_columns: Sequence[str]):
+        self.key_columns = tuple(key_columns)
+
+    def encode(self, key, mirror, value):
+        head = csv_line(key_text(key, self.key_columns)).rstrip("\n")
+        boxes = np.asarray(value).reshape(-1, 4).astype(np.int64)
+        return "".join(f"{head},{x},{y},{w},{h}\n" for x, y, w, h in boxes.tolist()).encode("utf-8")
+
+
+class RegionsCsvSink(CsvSink):
+    """``path,x,y,w,h``: one row per region (``featx detect``); an image without
+    regions writes no row."""
+
+    def __init__(self, output, key_columns=("path",), overwrite=False):
+        super().__init__(output, key_columns, overwrite, columns=("x", "y", "w", "h"))
+
+    def check_kind(self, kind, extractor):
+        if kind != "regions":
+            raise OutputError(f"{extractor} does not produce regions")
+
+    def encoder(self):
+        return RegionsEncoder(self.key_columns)
+
+    def check_width(self, key, shape, first_key):
+        return None
+
+    def append(self, key, data, shape):
+        if self.rows == 0 and self.data_len == 0:
+            head = self._header_line(4)
+            self._fh.write(head)
+            self.data_len += len(head)
+        self.width = 4
+        self._fh.write(data)
+        self.data_len += len(data)
+        self.rows += int(shape[0])
 
 
 NPY_HEADER_LEN = 128
@@ -587,8 +630,12 @@ class NpyDirSink(Sink):
 
 
 def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("path",),
-              overwrite: bool = False, columns: Sequence[str] | None = None) -> Sink:
+              overwrite: bool = False, columns: Sequence[str] | None = None, kind: str = "vector") -> Sink:
     fmt = infer_format(output, fmt)
+    if kind == "regions":
+        if fmt != "csv":
+            raise OutputError(f"regions are written as CSV, not {fmt}", "use -o NAME.csv or -o -")
+        return RegionsCsvSink(output, key_columns, overwrite)
     if output == "-" and fmt != "csv":
         raise OutputError(f"-o - writes CSV to stdout, not {fmt}", "drop --format or write to a file")
     if fmt == "csv":

@@ -319,3 +319,16 @@ def test_show_writes_png(tmp_path):
         assert pic is not None and pic.shape[0] > 100 and pic.std() > 1
     r = featx("show", "hog", tmp_path / "nope.png", "-o", tmp_path / "x.png")
     assert r.returncode == 2 and b"nope.png" in r.stderr
+
+
+def test_detect_writes_one_row_per_region(tmp_path):
+    r = featx("detect", SAMPLES / "astronaut.png", SAMPLES / "coffee.jpg", "-o", tmp_path / "faces.csv", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = read_index(tmp_path / "faces.csv")
+    assert len(rows) == 1 and rows[0]["path"].endswith("astronaut.png")
+    x, y, w, h = (int(rows[0][k]) for k in "xywh")
+    assert 150 < x + w / 2 < 260 and 60 < y + h / 2 < 170  # the astronaut's face
+    r = featx("detect", SAMPLES / "astronaut.png", "-o", tmp_path / "faces.npy")
+    assert r.returncode == 2 and b"CSV" in r.stderr
+    r = featx("detect", SAMPLES / "astronaut.png", "-o", "-", "--cascade", "nosuch")
+    assert r.returncode == 2 and b"frontalface_default" in r.stderr

@@ -1,0 +1,421 @@
+"""Gabor filter banks: complex responses of scales × orientations, pooled per cell.
+
+See :class:`Gabor` (its docstring is what ``featx info gabor`` shows).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..extractor import Extractor, OutputSpec, param
+
+#: scipy.ndimage border mode -> OpenCV border type name.
+BORDERS = {
+    "reflect": "BORDER_REFLECT",       # d c b a | a b c d | d c b a
+    "mirror": "BORDER_REFLECT_101",    # d c b | a b c d | c b a
+    "nearest": "BORDER_REPLICATE",     # a a a | a b c d | d d d
+    "wrap": "BORDER_WRAP",             # b c d | a b c d | a b c
+    "constant": "BORDER_CONSTANT",     # 0 0 0 | a b c d | 0 0 0
+}
+
+PARTS = {"magnitude": ("mag",), "real": ("real",), "imag": ("imag",),
+         "all": ("mag", "real", "imag")}
+
+#: Largest kernel half-size (pixels) a bank may have.
+MAX_KERNEL_RADIUS = 1024
+
+#: Kernel spectra are kept for one padded image size while they fit in this
+#: many bytes; beyond it they are recomputed for every image.
+SPECTRA_CACHE_BYTES = 512 * 2 ** 20
+
+
+def sigma_for_bandwidth(frequency: float, bandwidth: float) -> float:
+    """Gaussian sigma (pixels, along the wave) giving a half-magnitude bandwidth in octaves.
+
+    Parameters
+    ----------
+    frequency : float
+        Cycles per pixel.
+    bandwidth : float
+        Octaves between the half-magnitude frequencies (1 is the usual choice).
+    """
+    two_b = 2.0 ** bandwidth
+    return math.sqrt(math.log(2.0) / 2.0) / math.pi * (two_b + 1.0) / (two_b - 1.0) / frequency
+
+
+def gabor_kernel(frequency: float, theta: float, sigma_x: float, sigma_y: float,
+                 n_stds: float = 3.0, offset: float = 0.0) -> np.ndarray:
+    """One complex Gabor kernel (same definition as ``skimage.filters.gabor_kernel``).
+
+    ``g(x, y) = exp(-(u²/σx² + v²/σy²) / 2) · exp(i (2π f u + offset)) / (2π σx σy)``
+    with ``u = x cos θ + y sin θ`` and ``v = -x sin θ + y cos θ`` (``x`` along
+    columns, ``y`` along rows).
+
+    Parameters
+    ----------
+    frequency : float
+        Cycles per pixel.
+    theta : float
+        Orientation of the wave vector in radians.
+    sigma_x, sigma_y : float
+        Envelope standard deviations along and across the wave vector.
+    n_stds : float
+        Half-size of the kernel in standard deviations.
+    offset : float
+        Phase offset in radians.
+
+    Returns
+    -------
+    kernel : (2 * ry + 1, 2 * rx + 1) ndarray of complex128
+        Centred on ``(ry, rx)``, where ``rx`` and ``ry`` are the extents of the
+        rotated ``±n_stds`` box (at least 1).
+    """
+    c, s = math.cos(theta), math.sin(theta)
+    rx = math.ceil(max(abs(n_stds * sigma_x * c), abs(n_stds * sigma_y * s), 1))
+    ry = math.ceil(max(abs(n_stds * sigma_y * c), abs(n_stds * sigma_x * s), 1))
+    x = np.arange(-rx, rx + 1, dtype=np.float64)[None, :]
+    y = np.arange(-ry, ry + 1, dtype=np.float64)[:, None]
+    u = x * c + y * s
+    v = y * c - x * s
+    envelope = np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
+    carrier = np.exp(1j * (2.0 * math.pi * frequency * u + offset))
+    return envelope * carrier / (2.0 * math.pi * sigma_x * sigma_y)
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """Where one kernel sits in the bank."""
+
+    index: int
+    scale: int
+    orientation: int
+    frequency: float
+    theta: float
+    sigma_x: float
+    sigma_y: float
+
+
+class Gabor(Extractor):
+    """Gabor filter bank: complex responses pooled per grid cell, or raw response maps.
+
+    The bank
+        ``n_scales × n_orientations`` complex Gabor kernels (default 4 × 8 = 32).
+        Kernel ``k = scale * n_orientations + orientation`` has
+
+        * frequency ``f = frequency / scale_ratio**scale`` cycles per pixel
+          (wavelength ``1 / f`` pixels; defaults 0.25, 0.125, 0.0625, 0.03125);
+        * orientation ``theta = orientation * pi / n_orientations`` — the
+          direction of the wave vector, measured from the x axis (columns)
+          towards the y axis (rows, pointing down); ``theta = 0`` responds to
+          vertical stripes;
+        * Gaussian envelope ``sigma_x`` along the wave vector and
+          ``sigma_y = sigma_x / aspect`` along the stripes.  By default
+          ``sigma_x`` follows from the half-magnitude bandwidth ``b`` in octaves:
+          ``sigma_x = sqrt(ln 2 / 2) / pi * (2**b + 1) / (2**b - 1) / f``; given
+          ``--sigma``, it is ``sigma * scale_ratio**scale`` (the bank stays
+          self-similar either way);
+        * phase offset ``phase`` (radians) and support ``±n_stds`` standard
+          deviations.
+
+        The kernels are those of :func:`skimage.filters.gabor_kernel` for the same
+        ``frequency, theta, sigma_x, sigma_y, n_stds, offset`` (complex,
+        normalised by ``1 / (2 pi sigma_x sigma_y)``) — not
+        :func:`cv2.getGaborKernel`, whose kernel is real, unnormalised and
+        parameterised by wavelength and ``gamma``.
+
+    The responses
+        The luma image (0–255 scale, float32) is convolved with each complex
+        kernel, borders extended as ``--border`` (scipy.ndimage's names; the
+        default ``reflect`` repeats the edge pixel: ``d c b a | a b c d``), exactly
+        as :func:`skimage.filters.gabor` does with ``ndimage.convolve``.  The
+        image is padded and transformed once (``cv2.dft``, float32); each kernel's
+        spectrum is computed once per image size and kept; each response is one
+        spectrum product and one inverse transform.  From the complex response
+        ``r``: magnitude ``|r|`` (energy, default), real (even) part, imaginary
+        (odd) part, or all three (``--response``).
+
+    The output
+        ``--output pooled`` (default): per kernel and response part, the mean and
+        standard deviation (``--stats``) over each cell of a ``ROWSxCOLS`` grid —
+        a fixed-length vector for any image size, ordered kernel, part, statistic,
+        cell row, cell column (named in ``output_spec(...).columns``).
+        ``--output maps``: the raw maps, dense ``(H, W, n_kernels * n_parts)``
+        float32, channel ``kernel * n_parts + part`` (write them with
+        ``npy-dir``).
+    """
+
+    name = "gabor"
+    summary = "Gabor filter bank (scales x orientations): pooled magnitude statistics or maps"
+
+    @dataclass(frozen=True)
+    class Params:
+        n_scales: int = param(4, "number of scales (frequencies) in the bank", min=1, max=12)
+        n_orientations: int = param(8, "number of orientations, evenly spaced over 180 degrees",
+                                    min=1, max=64)
+        frequency: float = param(0.25, "frequency of the finest scale in cycles per pixel "
+                                       "(wavelength 1/frequency pixels)", min=0.002, max=0.5)
+        scale_ratio: float = param(2.0, "ratio between the frequencies of successive scales "
+                                        "(2: one octave apart)", min=1.05, max=4.0)
+        bandwidth: float = param(1.0, "half-magnitude bandwidth in octaves; sets sigma when "
+                                      "--sigma is not given", min=0.1, max=4.0)
+        sigma: float | None = param(None, "Gaussian sigma in pixels along the wave vector at the "
+                                          "finest scale, multiplied by --scale-ratio at each "
+                                          "coarser scale (default: from --bandwidth)",
+                                    min=0.3, max=200.0)
+        aspect: float = param(1.0, "spatial aspect ratio sigma_x / sigma_y (OpenCV's gamma): "
+                                   "below 1 elongates the kernel along its stripes (sharper "
+                                   "orientation tuning)",
+                              min=0.1, max=10.0)
+        phase: float = param(0.0, "phase offset of the carrier in radians (skimage's offset)",
+                             min=-math.pi, max=math.pi)
+        n_stds: float = param(3.0, "kernel half-size in standard deviations of the envelope",
+                              min=1.0, max=6.0)
+        response: str = param("magnitude", "which part of the complex response: magnitude "
+                                            "(energy), real (even), imag (odd), or all three",
+                              choices=tuple(PARTS))
+        output: str = param("pooled", "pooled: statistics per grid cell (a vector); maps: the "
+                                      "raw response maps, dense (H, W, kernels x parts)",
+                            choices=("pooled", "maps"))
+        grid: tuple[int, int] = param((4, 4), "pooled output: cells ROWSxCOLS", min=1, max=64)
+        stats: str = param("mean-std", "pooled output: per cell, the mean and standard "
+                                       "deviation (mean-std) or the mean only (mean)",
+                           choices=("mean-std", "mean"))
+        border: str = param("reflect", "how the image is extended past its borders "
+                                       "(scipy.ndimage mode names, as skimage.filters.gabor)",
+                            choices=tuple(BORDERS))
+
+        def validate(self) -> None:
+            from ..errors import ParamError
+
+            coarsest = self.frequency / self.scale_ratio ** (self.n_scales - 1)
+            sx = (self.sigma * self.scale_ratio ** (self.n_scales - 1) if self.sigma is not None
+                  else sigma_for_bandwidth(coarsest, self.bandwidth))
+            reach = self.n_stds * max(sx, sx / self.aspect)
+            if reach > MAX_KERNEL_RADIUS:
+                raise ParamError(f"gabor: the coarsest kernel would reach {reach:.0f} px from its "
+                                 f"centre (more than {MAX_KERNEL_RADIUS})",
+                                 "raise --frequency or --sigma's scale, or lower --n-scales, "
+                                 "--scale-ratio or --n-stds")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        p = self.params
+        self.kernel_info: list[KernelInfo] = []
+        self.kernels: list[np.ndarray] = []
+        for si in range(p.n_scales):
+            f = p.frequency / p.scale_ratio ** si
+            sx = (p.sigma * p.scale_ratio ** si) if p.sigma is not None \
+                else sigma_for_bandwidth(f, p.bandwidth)
+            sy = sx / p.aspect
+            for oi in range(p.n_orientations):
+                th = oi * math.pi / p.n_orientations
+                self.kernel_info.append(KernelInfo(len(self.kernels), si, oi, f, th, sx, sy))
+                self.kernels.append(gabor_kernel(f, th, sx, sy, p.n_stds, p.phase))
+        self.ry = max(k.shape[0] // 2 for k in self.kernels)
+        self.rx = max(k.shape[1] // 2 for k in self.kernels)
+        self.parts = PARTS[p.response]
+        self._spectra: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    # -- sizes ---------------------------------------------------------------
+
+    @property
+    def n_kernels(self) -> int:
+        return len(self.kernels)
+
+    def output_spec(self, height: int, width: int) -> OutputSpec:
+        p = self.params
+        if p.output == "maps":
+            return OutputSpec("dense", (height, width, self.n_kernels * len(self.parts)))
+        rows, cols = p.grid
+        stats = ("mean", "std") if p.stats == "mean-std" else ("mean",)
+        names = tuple(f"s{k.scale}_o{k.orientation}_{part}_{st}_r{r}c{c}"
+                      for k in self.kernel_info for part in self.parts for st in stats
+                      for r in range(rows) for c in range(cols))
+        return OutputSpec("vector", (len(names),), columns=names)
+
+    # -- filtering -----------------------------------------------------------
+
+    def _padded_spectrum(self, gray: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """The DFT of the border-extended image, laid out so outputs start at (0, 0)."""
+        import cv2
+
+        h, w = gray.shape
+        ry, rx = self.ry, self.rx
+        border = getattr(cv2, BORDERS[self.params.border])
+        padded = cv2.copyMakeBorder(gray, ry, ry, rx, rx, border, value=0)
+        m = cv2.getOptimalDFTSize(h + 2 * ry)
+        n = cv2.getOptimalDFTSize(w + 2 * rx)
+        buf = np.zeros((m, n), np.float32)
+        buf[:h + 2 * ry, :w + 2 * rx] = padded
+        # Circular shift by the kernel diameter: with kernels stored at the top
+        # left (centre at (ry, rx)), output (i, j) is then the response at
+        # image pixel (i, j), and no wrapped-around value reaches it.
+        buf = np.roll(buf, (-2 * ry, -2 * rx), axis=(0, 1))
+        return cv2.dft(buf, flags=cv2.DFT_COMPLEX_OUTPUT), (m, n)
+
+    def _kernel_spectrum(self, k: int, shape: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        ker = self.kernels[k]
+        ky, kx = ker.shape[0] // 2, ker.shape[1] // 2
+        buf = np.zeros(shape + (2,), np.float32)
+        win = buf[self.ry - ky:self.ry + ky + 1, self.rx - kx:self.rx + kx + 1]
+        win[..., 0] = ker.real
+        win[..., 1] = ker.imag
+        return cv2.dft(buf, flags=cv2.DFT_COMPLEX_OUTPUT)
+
+    def _spectra_for(self, shape: tuple[int, int]) -> list[np.ndarray] | None:
+        with self._lock:
+            if shape in self._spectra:
+                return self._spectra[shape]
+            if self.n_kernels * shape[0] * shape[1] * 8 > SPECTRA_CACHE_BYTES:
+                return None
+            self._spectra.clear()  # keep one image size only
+            specs = [self._kernel_spectrum(k, shape) for k in range(self.n_kernels)]
+            self._spectra[shape] = specs
+            return specs
+
+    def complex_responses(self, image: np.ndarray):
+        """Complex response of every kernel, one at a time.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray of uint8 or uint16, or (H, W) float
+            Pixels (converted to float32 luma on the 0–255 scale; a float
+            image is used as it is).
+
+        Yields
+        ------
+        response : (H, W) ndarray of complex64
+            ``real + 1j * imag`` of the convolution with kernel ``k``, for
+            ``k = 0 .. n_kernels - 1`` in bank order.  A view of a buffer
+            reused for the next kernel: copy it to keep it.
+        """
+        import cv2
+
+        from ..imageops import to_gray_float32
+
+        gray = to_gray_float32(image) if image.dtype.kind in "ui" or image.ndim == 3 \
+            else np.asarray(image, np.float32)
+        h, w = gray.shape
+        spec, shape = self._padded_spectrum(np.ascontiguousarray(gray))
+        kernel_specs = self._spectra_for(shape)
+        # Buffers reused for every kernel: large temporaries allocated per
+        # kernel cost page faults that take as long as the transforms.
+        prod = np.empty_like(spec)
+        full = np.empty_like(spec)
+        view = full.view(np.complex64)[:h, :w, 0]
+        for k in range(self.n_kernels):
+            ks = kernel_specs[k] if kernel_specs is not None else self._kernel_spectrum(k, shape)
+            cv2.mulSpectrums(spec, ks, 0, prod)
+            cv2.idft(prod, full, flags=cv2.DFT_COMPLEX_OUTPUT | cv2.DFT_SCALE)
+            yield view
+
+    def _parts_into(self, r: np.ndarray, out: list[np.ndarray]) -> None:
+        """Write the selected parts of the complex response ``r`` into ``out``."""
+        for part, dst in zip(self.parts, out):
+            if part == "mag":
+                np.abs(r, out=dst)
+            elif part == "real":
+                np.copyto(dst, r.real)
+            else:
+                np.copyto(dst, r.imag)
+
+    def response_maps(self, image: np.ndarray) -> np.ndarray:
+        """The raw maps: ``(H, W, n_kernels * n_parts)`` float32 (see the module notes)."""
+        h, w = image.shape[:2]
+        n = len(self.parts)
+        out = np.empty((h, w, self.n_kernels * n), np.float32)
+        for k, r in enumerate(self.complex_responses(image)):
+            self._parts_into(r, [out[:, :, k * n + i] for i in range(n)])
+        return out
+
+    def _pooled(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        rows, cols = self.params.grid
+        h, w = image.shape[:2]
+        if h < rows or w < cols:  # every cell needs at least one pixel
+            image = cv2.resize(image, (max(w, cols), max(h, rows)),
+                               interpolation=cv2.INTER_NEAREST)
+            h, w = image.shape[:2]
+        ys = np.rint(np.linspace(0, h, rows + 1)).astype(np.intp)
+        xs = np.rint(np.linspace(0, w, cols + 1)).astype(np.intp)
+        cells = [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1]))
+                 for i in range(rows) for j in range(cols)]
+        with_std = self.params.stats == "mean-std"
+        bufs = [np.empty((h, w), np.float32) for _ in self.parts]
+        n_stats = 2 if with_std else 1
+        out = np.empty((self.n_kernels, len(self.parts), n_stats, len(cells)), np.float64)
+        for k, r in enumerate(self.complex_responses(image)):
+            self._parts_into(r, bufs)
+            for p, m in enumerate(bufs):
+                for c, cell in enumerate(cells):
+                    if with_std:
+                        mean, std = cv2.meanStdDev(m[cell])  # population std, in float64
+                        out[k, p, 0, c], out[k, p, 1, c] = mean[0, 0], std[0, 0]
+                    else:
+                        out[k, p, 0, c] = cv2.mean(m[cell])[0]
+        return out.ravel().astype(np.float32)
+
+    # -- the contract --------------------------------------------------------
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        """Gabor features of one image.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray of uint8 or uint16
+
+        Returns
+        -------
+        features : ndarray of float32
+            ``output=pooled``: ``(n_kernels * n_parts * n_stats * rows * cols,)``.
+            ``output=maps``: ``(H, W, n_kernels * n_parts)``.
+        """
+        if self.params.output == "maps":
+            return self.response_maps(image)
+        return self._pooled(image)
+
+    def render(self, image: np.ndarray, tile: int = 96) -> np.ndarray:
+        """The bank's kernels (real parts) above the response magnitudes of ``image``.
+
+        Two grids of ``n_scales`` rows × ``n_orientations`` columns: kernels
+        (each scaled to a ``tile``-pixel square, red positive, blue negative),
+        then magnitudes (each tile scaled to its own maximum, viridis).
+
+        Returns
+        -------
+        picture : (H', W', 3) ndarray of uint8
+        """
+        import cv2
+
+        from .haar import diverging_rgb
+
+        p = self.params
+        ns, no = p.n_scales, p.n_orientations
+        h, w = image.shape[:2]
+        th = max(1, round(tile * h / w))
+        gap = 4
+        canvas = np.full((ns * (tile + gap) + gap + ns * (th + gap) + gap, no * (tile + gap) + gap,
+                          3), 255, np.uint8)
+        for info, ker in zip(self.kernel_info, self.kernels):
+            y, x = gap + info.scale * (tile + gap), gap + info.orientation * (tile + gap)
+            big = cv2.resize(ker.real.astype(np.float32), (tile, tile),
+                             interpolation=cv2.INTER_NEAREST if max(ker.shape) < tile
+                             else cv2.INTER_AREA)
+            canvas[y:y + tile, x:x + tile] = diverging_rgb(big)
+        top = ns * (tile + gap) + gap
+        for info, r in zip(self.kernel_info, self.complex_responses(image)):
+            mag = cv2.resize(np.abs(r), (tile, th), interpolation=cv2.INTER_AREA)
+            peak = float(mag.max())
+            u8 = np.rint(mag * (255.0 / peak)).astype(np.uint8) if peak > 0 \
+                else np.zeros(mag.shape, np.uint8)
+            rgb = cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+            y, x = top + info.scale * (th + gap), gap + info.orientation * (tile + gap)
+            canvas[y:y + th, x:x + tile] = rgb
+        return canvas

@@ -1,0 +1,376 @@
+"""Viola–Jones object detection with OpenCV's Haar cascades.
+
+Finds regions (faces, eyes, or whatever a cascade XML file was trained on)
+in an image, so that a region list can be written next to the image paths
+and any extractor can later run per region.
+
+The cascades are located, not downloaded: OpenCV 4.x wheels
+(``opencv-python``, ``opencv-python-headless``) ship the standard Haar
+cascades in ``cv2.data.haarcascades``, so detection works offline on a fresh
+install.  A cascade is named either by its short name (``frontalface_default``
+for ``haarcascade_frontalface_default.xml``; the ``haarcascade_`` prefix and
+the ``.xml`` suffix are optional) or by the path of any cascade XML file.
+
+Example
+-------
+>>> from featx.regions import detect_regions
+>>> boxes = detect_regions(image)                     # doctest: +SKIP
+>>> boxes                                             # doctest: +SKIP
+array([[177,  66,  95,  95]], dtype=int32)            # x, y, w, h
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .extractor import param
+
+#: Default cascade: OpenCV's frontal face detector (Lienhart's Haar cascade).
+DEFAULT_CASCADE = "frontalface_default"
+
+#: Columns of a region row, in order (after the image key).
+REGION_COLUMNS = ("x", "y", "w", "h")
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Parameters of cascade detection, declared once with :func:`param`.
+
+    The ``featx detect`` command derives its options from this declaration
+    (``featx.extractor.param_infos(DetectParams)``), and the ``haar``
+    extractor uses the same values for ``featx show haar``.
+    """
+
+    cascade: str = param(DEFAULT_CASCADE,
+                         "Haar cascade: a name from OpenCV's bundled set (frontalface_default, "
+                         "frontalface_alt, frontalface_alt2, profileface, eye, "
+                         "eye_tree_eyeglasses, smile, fullbody, upperbody, ...) or the path of "
+                         "a cascade XML file", metavar="NAME|XML")
+    scale_factor: float = param(1.1, "step between the scales of the detection window "
+                                     "(smaller is slower and finds more)", min=1.01, max=2.0)
+    min_neighbors: int = param(5, "overlapping raw detections needed to keep a region "
+                                  "(higher: fewer false detections)", min=0, max=100)
+    min_size: int = param(0, "smallest region side in pixels (0: the cascade's own window "
+                             "size, e.g. 24 for frontalface_default)",
+                          min=0, max=100000)
+    max_size: int = param(0, "largest region side in pixels (0: no limit)", min=0, max=100000)
+    equalize: bool = param(False, "equalise the grey-level histogram before detecting "
+                                  "(helps on low-contrast images)")
+
+    def validate(self) -> None:
+        from .errors import ParamError
+
+        if self.max_size and self.max_size < self.min_size:
+            raise ParamError(f"invalid value {self.max_size} for --max-size: smaller than "
+                             f"--min-size {self.min_size}",
+                             "valid: 0 (no limit) or a value >= --min-size")
+        resolve_cascade(self.cascade)
+
+
+# ---------------------------------------------------------------------------
+# Finding cascades
+
+
+def cascade_dirs() -> list[Path]:
+    """Folders searched for cascade names, in order.
+
+    ``$FEATX_CASCADE_DIR`` (if set), then ``featx/data/haarcascades`` (if a
+    build ships copies there), then OpenCV's ``cv2.data.haarcascades``.
+    """
+    dirs = []
+    env = os.environ.get("FEATX_CASCADE_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parent / "data" / "haarcascades")
+    try:
+        import cv2
+
+        dirs.append(Path(cv2.data.haarcascades))
+    except (ImportError, AttributeError):  # pragma: no cover - OpenCV 5 / no data module
+        pass
+    return [d for d in dirs if d.is_dir()]
+
+
+def available_cascades() -> dict[str, Path]:
+    """Short name -> path of every cascade file found in :func:`cascade_dirs`.
+
+    Earlier folders win when two hold the same name.
+    """
+    found: dict[str, Path] = {}
+    for d in cascade_dirs():
+        for p in sorted(d.glob("*.xml")):
+            name = p.stem
+            if name.startswith("haarcascade_"):
+                name = name[len("haarcascade_"):]
+            found.setdefault(name, p)
+    return found
+
+
+def resolve_cascade(cascade: str | os.PathLike) -> Path:
+    """The XML file for a cascade name or path.
+
+    Parameters
+    ----------
+    cascade : str or path-like
+        A short name (``"eye"``, ``"haarcascade_eye"``, ``"haarcascade_eye.xml"``)
+        or the path of a cascade XML file.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    UsageError
+        Unknown name (the message lists the available names) or a path
+        that does not exist.
+    """
+    text = os.fspath(cascade)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    names = available_cascades()
+    has_sep = os.sep in text or bool(os.altsep and os.altsep in text)
+    if not has_sep:
+        key = text[:-4] if text.lower().endswith(".xml") else text
+        if key.startswith("haarcascade_"):
+            key = key[len("haarcascade_"):]
+        if key in names:
+            return names[key]
+    listing = ", ".join(sorted(names)) or "(none found: install opencv-python-headless 4.x)"
+    if has_sep or text.lower().endswith(".xml"):
+        raise UsageError(f"cascade file not found: {text}",
+                         f"give the path of a cascade XML file or one of: {listing}")
+    raise UsageError(f"unknown cascade {text!r}",
+                     f"available: {listing}; or give the path of a cascade XML file")
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int):
+    import cv2
+
+    try:
+        clf = cv2.CascadeClassifier()
+        ok = clf.load(path)
+    except Exception:  # OpenCV raises SystemError/cv2.error on malformed XML
+        ok = False
+    if not ok or clf.empty():
+        raise UsageError(f"cannot read cascade file {path}",
+                         "it must be an OpenCV cascade XML (Haar or LBP), such as those in "
+                         "cv2.data.haarcascades")
+    return clf
+
+
+def load_cascade(cascade: str | os.PathLike):
+    """A loaded ``cv2.CascadeClassifier`` (cached per file and modification time).
+
+    Raises :class:`UsageError` for an unknown name or an unreadable file.
+    """
+    path = resolve_cascade(cascade)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise UsageError(f"cannot read cascade file {path}: {exc.strerror}") from None
+    return _load(str(path), mtime)
+
+
+# ---------------------------------------------------------------------------
+# Detection
+
+
+def _sort_boxes(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.int32).reshape(-1, 4)
+    if len(boxes) > 1:
+        # reading order: top to bottom, then left to right, then size
+        order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 0], boxes[:, 1]))
+        boxes = boxes[order]
+    return np.ascontiguousarray(boxes)
+
+
+class Detector:
+    """A cascade detector built once from :class:`DetectParams`, called per image.
+
+    Parameters
+    ----------
+    params : DetectParams, optional
+        Defaults to ``DetectParams()`` (OpenCV's frontal face cascade).
+    """
+
+    def __init__(self, params: DetectParams | None = None):
+        self.params = params if params is not None else DetectParams()
+        self.cascade_path = resolve_cascade(self.params.cascade)
+        self._clf = load_cascade(self.cascade_path)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Detect regions in one image.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray of uint8 or uint16
+            Grayscale or RGB pixels (featx's conventions; 16-bit is reduced
+            to 8 bits, as the cascades expect).
+
+        Returns
+        -------
+        boxes : (N, 4) ndarray of int32
+            ``x, y, w, h`` of each region in pixels (``x`` = column of the
+            left edge, ``y`` = row of the top edge), sorted by ``y``, then
+            ``x``, then size.  ``N`` may be 0.
+        """
+        import cv2
+
+        from .imageops import to_gray_uint8
+
+        p = self.params
+        gray = to_gray_uint8(image)
+        if p.equalize:
+            gray = cv2.equalizeHist(gray)
+        kw = {"scaleFactor": p.scale_factor, "minNeighbors": p.min_neighbors}
+        if p.min_size:
+            kw["minSize"] = (p.min_size, p.min_size)
+        if p.max_size:
+            kw["maxSize"] = (p.max_size, p.max_size)
+        boxes = self._clf.detectMultiScale(gray, **kw)
+        return _sort_boxes(boxes)
+
+
+def detect_regions(image: np.ndarray, cascade: str | os.PathLike = DEFAULT_CASCADE, *,
+                   scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 0,
+                   max_size: int = 0, equalize: bool = False) -> np.ndarray:
+    """Detect objects in an image with a Viola–Jones Haar cascade.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) ndarray of uint8 or uint16
+        Grayscale or RGB pixels.
+    cascade : str or path-like
+        A cascade name from OpenCV's bundled set (see
+        :func:`available_cascades`) or the path of a cascade XML file.
+    scale_factor : float
+        Ratio between successive scales of the detection window (> 1).
+    min_neighbors : int
+        How many overlapping raw detections a region needs to be kept.
+    min_size, max_size : int
+        Smallest and largest region side in pixels (0: no bound).
+    equalize : bool
+        Equalise the grey-level histogram first.
+
+    Returns
+    -------
+    boxes : (N, 4) ndarray of int32
+        ``x, y, w, h`` per region, sorted by ``y``, then ``x``, then size.
+
+    Raises
+    ------
+    featx.errors.UsageError
+        Unknown cascade name (the message lists the available ones) or an
+        unreadable cascade file.
+    """
+    from .extractor import build_params
+
+    values = {"cascade": os.fspath(cascade), "scale_factor": scale_factor,
+              "min_neighbors": min_neighbors, "min_size": min_size, "max_size": max_size,
+              "equalize": equalize}
+    params = build_params(_DetectParamsOwner, values)
+    return Detector(params).detect(image)
+
+
+from .extractor import Extractor, OutputSpec  # noqa: E402  (after the declarations above)
+
+
+class RegionDetector(Extractor):
+    """Viola–Jones cascade detection as a pipeline stage: pixels in, boxes out.
+
+    Used by ``featx detect`` (not registered as an extractor: its output is a
+    variable number of boxes per image, one CSV row each).
+    """
+
+    name = "detect"
+    summary = "Regions found by a Viola-Jones Haar cascade (x, y, w, h per region)"
+    Params = DetectParams
+
+    def __init__(self, params: DetectParams | None = None):
+        super().__init__(params)
+        self._detector = Detector(self.params)
+
+    def output_spec(self, height: int, width: int) -> OutputSpec:
+        return OutputSpec("regions", (None, 4), columns=REGION_COLUMNS)
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        return self._detector.detect(image).astype(np.float32).reshape(-1, 4)
+
+    def render(self, image: np.ndarray) -> np.ndarray:
+        return draw_boxes(image, self._detector.detect(image))
+
+
+_DetectParamsOwner = RegionDetector
+
+
+def build_detect_params(values: dict | None = None) -> DetectParams:
+    """Validate option values (names with ``_`` or ``-``) into :class:`DetectParams`.
+
+    Raises :class:`featx.errors.ParamError` naming the valid values, exactly
+    as for extractor parameters.
+    """
+    from .extractor import build_params
+
+    return build_params(_DetectParamsOwner, values)
+
+
+def crop_regions(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+    """The pixels of each box (clipped to the image), for running an extractor per region.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+    boxes : (N, 4) array-like of int
+        ``x, y, w, h`` per region.
+
+    Returns
+    -------
+    crops : list of N ndarrays
+        Views into ``image``; a box entirely outside gives an empty array.
+    """
+    h, w = image.shape[:2]
+    out = []
+    for x, y, bw, bh in np.asarray(boxes, dtype=np.int64).reshape(-1, 4):
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(w, x + bw), min(h, y + bh)
+        out.append(image[y0:max(y0, y1), x0:max(x0, x1)])
+    return out
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, color=(0, 255, 0),
+               thickness: int | None = None) -> np.ndarray:
+    """An RGB uint8 copy of ``image`` with the boxes drawn.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) ndarray of uint8 or uint16
+    boxes : (N, 4) array-like of int
+        ``x, y, w, h`` per region.
+    color : tuple of 3 ints
+        RGB colour of the outlines.
+    thickness : int, optional
+        Line width in pixels; by default about 1/200 of the image size.
+
+    Returns
+    -------
+    picture : (H, W, 3) ndarray of uint8
+    """
+    import cv2
+
+    from .imageops import to_rgb_uint8
+
+    out = np.ascontiguousarray(to_rgb_uint8(image)).copy()
+    if thickness is None:
+        thickness = max(1, round(max(out.shape[:2]) / 200))
+    for x, y, bw, bh in np.asarray(boxes, dtype=np.int64).reshape(-1, 4):
+        cv2.rectangle(out, (int(x), int(y)), (int(x + bw - 1), int(y + bh - 1)),
+                      tuple(int(c) for c in color), thickness)
+    return out
