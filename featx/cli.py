@@ -390,6 +390,10 @@ def _build_extract(cls) -> click.Command:
                      help="Give up on an input after this long (it is recorded as failed; runs in a worker)."),
         click.Option(["--shard"], type=SHARD, default=None, metavar="I/N",
                      help="Process only shard I of N (a stable partition of the inputs by path)."),
+        click.Option(["--executor"], type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run workers as local processes, or as tasks on a Ray cluster (pip install 'featx[ray]')."),
+        click.Option(["--ray-address"], default=None, metavar="ADDRESS",
+                     help="Ray cluster to join (auto, or ray://HOST:10001); default: start a local Ray."),
         click.Option(["--commit-every"], type=click.FloatRange(min=0), default=2.0, show_default=True,
                      metavar="SECONDS",
                      help="Commit what is done this often: a killed run loses at most this much work."),
@@ -404,7 +408,7 @@ def _build_extract(cls) -> click.Command:
 
 def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
                 max_pixels, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
-                summary_json, commit_every):
+                summary_json, commit_every, executor, ray_address):
     from . import pipeline, provenance, sinks, sources
     from .extractor import build_params, params_to_dict
 
@@ -424,7 +428,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     jobs = jobs or pipeline.default_jobs()
     opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, max_pixels=max_pixels or None,
                                use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
-                               timeout=timeout, shard=shard, commit_every=commit_every)
+                               timeout=timeout, shard=shard, commit_every=commit_every,
+                               executor=executor, ray_address=ray_address)
     stats = sources.Enumeration()
     stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats)
     started = provenance.now()
@@ -447,7 +452,7 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     options = {"output": output, "format": sink.format, "jobs": jobs,
                "resize": list(resize) if resize else None, "resize_mode": resize_mode,
                "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
-               "shard": list(shard) if shard else None}
+               "shard": list(shard) if shard else None, "executor": executor}
     doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
                             summary=summary, started=started)
     side = sidecar or sink.sidecar_path

@@ -67,6 +67,8 @@ class RunOptions:
     timeout: float | None = None      # per input, seconds
     shard: tuple[int, int] | None = None   # (i, n), 1-based i
     commit_every: float = 2.0         # seconds between commits
+    executor: str = "local"           # "local" (processes on this machine) or "ray"
+    ray_address: str | None = None    # "auto", "ray://host:10001", ... (None: start a local Ray)
     source_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -453,10 +455,14 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
 
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
-    if use_pool:
+    if opts.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        executor: Any = RayExecutor(job, opts)
+    elif use_pool:
         base = os.path.dirname(os.path.abspath(sink.output)) if sink.output != "-" else None
         spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
-        executor: Any = _ProcessPool(job, opts.jobs, opts.chunk, spool_dir, opts.timeout)
+        executor = _ProcessPool(job, opts.jobs, opts.chunk, spool_dir, opts.timeout)
     else:
         executor = _InProcess(job)
     sink.open(state)
