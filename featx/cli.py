@@ -420,8 +420,9 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     spec_cols = None
     try:
         spec_cols = extractor.output_spec(*(resize[::-1] if resize else (480, 640))).columns
-    except FeatxError:
-        pass
+    except FeatxError as exc:
+        if resize:  # every image would fail the same way: say it once, before any work
+            raise UsageError(f"--resize {resize[0]}x{resize[1]}: {exc.message}", exc.hint) from None
     sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind())
     if max_pixels is None:
         max_pixels = pipeline.DEFAULT_MAX_PIXELS

@@ -1,0 +1,262 @@
+"""Image gradients pooled into orientation histograms over a grid of cells.
+
+The classical first stage of gradient-based descriptors, kept as a small,
+fixed-length global descriptor: gradient magnitude and orientation of the
+grayscale image, magnitude-weighted orientation histograms in a
+``ROWS x COLS`` grid of cells, one vector whatever the image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+from ..extractor import Extractor, OutputSpec, param
+from ..imageops import to_gray_float32
+
+#: Derivative operators.  Sobel's kernel weighs the difference 8x (1+2+1
+#: rows, 2 pixels apart), Scharr's 32x (3+10+3), central differences
+#: ``I[x+1] - I[x-1]`` 2x: each is divided by that factor.
+OPERATORS = ("sobel", "scharr", "central")
+NORMS = ("none", "l1", "l2")
+
+
+class Gradients(Extractor):
+    """Orientation histograms of the image gradient over a grid of cells.
+
+    What it computes:
+
+    1. Luma of the image (BT.601 as OpenCV's RGB2GRAY) as float32 on the
+       0-255 scale (16-bit input divided by 257; grayscale input as is).
+    2. The gradient ``(dx, dy)`` with the chosen ``operator`` (x to the
+       right, y down), scaled to approximate the derivative in gray levels
+       per pixel: ``sobel`` = 3x3 Sobel / 8, ``scharr`` = 3x3 Scharr / 32,
+       ``central`` = ``(I[x+1] - I[x-1]) / 2``.  Borders are mirrored
+       without repeating the edge pixel (OpenCV ``BORDER_REFLECT_101``), so
+       the gradient across the image border is zero.
+    3. Magnitude ``sqrt(dx^2 + dy^2)`` and orientation
+       ``theta = degrees(atan2(dy, dx))`` in [0, 360), or modulo 180 when
+       ``signed`` is false (opposite gradients then count the same).
+    4. ``bins`` orientation bins of width ``w = 360/bins`` (180/bins
+       unsigned) *centred* on 0, w, 2w, ...: bin ``k`` holds
+       ``k*w - w/2 <= theta < k*w + w/2`` (modulo the full turn), so that
+       horizontal and vertical gradients sit in the middle of a bin, not on
+       an edge.  With the default 8 signed bins, bin 0 is a gradient
+       pointing right (dark-to-bright from left to right), bin 2 down,
+       bin 4 left, bin 6 up.
+    5. The image is split into ``ROWS x COLS`` cells with integer
+       boundaries: pixel ``(y, x)`` of an ``H x W`` image is in cell row
+       ``y * ROWS // H`` and cell column ``x * COLS // W`` (cells differ by
+       at most one pixel in size; on images smaller than the grid, some
+       cells are empty and hold zeros).  Each cell histogram is the sum of
+       its pixels' magnitudes per bin divided by the cell's pixel count
+       (mean gradient magnitude per pixel).
+    6. The vector (cell row, cell column, bin order) is normalised as a
+       whole with ``norm``: ``l2`` (default, unit Euclidean length, ready
+       for cosine/Euclidean comparison), ``l1`` (sums to one: a
+       distribution of gradient energy over cells and orientations) or
+       ``none`` (mean magnitudes in gray levels per pixel).  A vector of
+       zeros (a constant image) stays zeros.
+
+    Output: float32 vector of ``ROWS * COLS * bins`` values, the same length
+    for every image size.
+    """
+
+    name: ClassVar[str] = "gradients"
+    summary: ClassVar[str] = ("Gradient orientation histograms (Sobel/Scharr/central) over a "
+                              "grid of cells: a fixed-length vector")
+
+    @dataclass(frozen=True)
+    class Params:
+        operator: str = param("sobel", "Derivative operator: 3x3 Sobel, 3x3 Scharr, or central "
+                                       "differences (no smoothing).", choices=OPERATORS)
+        grid: tuple[int, int] = param((4, 4), "Cells as ROWSxCOLS; the image is split with "
+                                              "integer boundaries (cell row = y*ROWS//H).",
+                                      min=1, max=64)
+        bins: int = param(8, "Orientation bins, centred on 0 degrees (gradient pointing "
+                             "right).", min=1, max=180)
+        signed: bool = param(True, "Signed orientation over 0-360 degrees; false folds "
+                                   "opposite directions together (0-180).")
+        norm: str = param("l2", "Normalisation of the whole vector: l2 (unit length), l1 "
+                                "(sums to 1) or none (mean magnitude per pixel).",
+                          choices=NORMS)
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    # ----------------------------------------------------------------- spec
+
+    def output_spec(self, height: int, width: int) -> OutputSpec:
+        """``ROWS * COLS * bins`` values, whatever the image size."""
+        rows, cols = self.params.grid
+        n = self.params.bins
+        names = tuple(f"cell{r}_{c}_bin{k}" for r in range(rows) for c in range(cols)
+                      for k in range(n))
+        return OutputSpec("vector", (rows * cols * n,), columns=names)
+
+    # ---------------------------------------------------------------- maths
+
+    def gradient(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient of the image's luma.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray, uint8 or uint16
+            The picture (RGB order for colour).
+
+        Returns
+        -------
+        dx, dy : (H, W) ndarray, float64
+            Derivatives along x (right) and y (down), gray levels per pixel.
+            float64 (from the float32 luma) so that orientations next to a
+            bin edge are decided by the definition, not by float32 rounding
+            of the filter sums.
+        """
+        import cv2
+
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise InputError(f"gradients: expected an (H, W) or (H, W, 3) image, got shape "
+                             f"{image.shape}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise InputError(f"gradients: empty image of shape {image.shape}")
+        gray = to_gray_float32(image)
+        op = self.params.operator
+        border = cv2.BORDER_REFLECT_101
+        if op == "sobel":
+            dx = cv2.Sobel(gray, cv2.CV_64F, 1, 0, ksize=3, scale=1 / 8, borderType=border)
+            dy = cv2.Sobel(gray, cv2.CV_64F, 0, 1, ksize=3, scale=1 / 8, borderType=border)
+        elif op == "scharr":
+            dx = cv2.Scharr(gray, cv2.CV_64F, 1, 0, scale=1 / 32, borderType=border)
+            dy = cv2.Scharr(gray, cv2.CV_64F, 0, 1, scale=1 / 32, borderType=border)
+        elif op == "central":
+            dx = cv2.Sobel(gray, cv2.CV_64F, 1, 0, ksize=1, scale=0.5, borderType=border)
+            dy = cv2.Sobel(gray, cv2.CV_64F, 0, 1, ksize=1, scale=0.5, borderType=border)
+        else:  # pragma: no cover - Params validation rejects it
+            raise ValueError(f"unknown operator {op!r}")
+        return dx, dy
+
+    def _orientation_degrees(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """``degrees(atan2(dy, dx))`` in float64, in (-180, 180]."""
+        theta = np.arctan2(dy, dx)
+        theta *= 180.0 / np.pi  # what np.rad2deg computes (bit for bit), 8x faster
+        return theta
+
+    def _cells(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel, the first histogram slot of its cell; and pixels per cell."""
+        key = (h, w)
+        hit = self._cache.get(key)
+        if hit is None:
+            rows, cols = self.params.grid
+            slots = 2 * self.params.bins + 1
+            rc = np.arange(h, dtype=np.intp) * rows // h
+            cc = np.arange(w, dtype=np.intp) * cols // w
+            base = ((rc[:, None] * cols + cc[None, :]) * slots).ravel()
+            counts = (np.bincount(rc, minlength=rows)[:, None]
+                      * np.bincount(cc, minlength=cols)[None, :]).ravel()
+            hit = (base, np.maximum(counts, 1).astype(np.float64))
+            if len(self._cache) >= 4:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def histograms(self, image: np.ndarray) -> np.ndarray:
+        """Cell histograms before the final normalisation.
+
+        Returns
+        -------
+        hist : (ROWS, COLS, bins) ndarray, float32
+            Mean gradient magnitude per pixel of each cell, per orientation bin.
+        """
+        import cv2
+
+        dx, dy = self.gradient(image)
+        h, w = dx.shape
+        n = self.params.bins
+        mag = cv2.magnitude(dx, dy)
+        theta = self._orientation_degrees(dx, dy)
+        width = (360.0 if self.params.signed else 180.0) / n
+        # bin = floor(theta / width + 1/2) lies in [-n, n] for theta in
+        # (-180, 180] (either way); slots b + n in [0, 2n] are folded back
+        # modulo n after counting, which costs nothing per pixel.
+        theta /= width
+        theta += 0.5
+        np.floor(theta, out=theta)
+        slot = theta.astype(np.intp).ravel()
+        base, counts = self._cells(h, w)
+        slot += base
+        slot += n
+        rows, cols = self.params.grid
+        raw = np.bincount(slot, weights=mag.ravel(), minlength=rows * cols * (2 * n + 1))
+        raw = raw.reshape(rows * cols, 2 * n + 1)
+        hist = raw[:, :n] + raw[:, n:2 * n]
+        hist[:, 0] += raw[:, 2 * n]
+        hist /= counts[:, None]
+        return hist.reshape(rows, cols, n).astype(np.float32)
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        """The gradient-histogram vector of one image.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) ndarray, uint8 or uint16
+            The picture (RGB order for colour).
+
+        Returns
+        -------
+        vector : (ROWS * COLS * bins,) ndarray, float32
+            Cell histograms in (cell row, cell column, bin) order, normalised
+            with ``norm``.
+        """
+        v = self.histograms(image).ravel()
+        norm = self.params.norm
+        if norm != "none":
+            v64 = v.astype(np.float64)
+            total = np.abs(v64).sum() if norm == "l1" else np.sqrt(np.dot(v64, v64))
+            if total > 0:
+                v = (v64 / total).astype(np.float32)
+        return v
+
+    # -------------------------------------------------------------- picture
+
+    def render(self, image: np.ndarray) -> np.ndarray:
+        """The gradient field as colour: hue = orientation, brightness = magnitude.
+
+        Hue goes once round the colour circle over 360 degrees (signed) or
+        180 degrees (unsigned); full brightness is the 99th percentile of
+        the magnitude.  Cell boundaries are drawn as thin gray lines.
+
+        Returns
+        -------
+        picture : (H, W, 3) ndarray, uint8, RGB
+        """
+        import cv2
+
+        dx, dy = self.gradient(image)
+        mag = cv2.magnitude(dx, dy)
+        theta = self._orientation_degrees(dx, dy)
+        turn = 360.0 if self.params.signed else 180.0
+        hue = np.rint(np.mod(theta, turn) * (180.0 / turn)) % 180   # OpenCV hue: 0..179
+        top = float(np.percentile(mag, 99)) if mag.size else 0.0
+        value = np.clip(np.rint(mag * (255.0 / top)), 0, 255) if top > 0 else np.zeros_like(mag)
+        hsv = np.empty(mag.shape + (3,), np.uint8)
+        hsv[..., 0] = hue.astype(np.uint8)
+        hsv[..., 1] = 255
+        hsv[..., 2] = value.astype(np.uint8)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        h, w = mag.shape
+        rows, cols = self.params.grid
+        for r in range(1, rows):
+            y = -(-r * h // rows)  # first pixel row of cell row r
+            if y < h:
+                rgb[y, :] = 96
+        for c in range(1, cols):
+            x = -(-c * w // cols)
+            if x < w:
+                rgb[:, x] = 96
+        return rgb
