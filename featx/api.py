@@ -14,6 +14,7 @@ import numpy as np
 
 from . import imageops, registry
 from .extractor import Extractor, Keypoints, build_params
+from .sinks import Encoder, RawEncoder, Sink
 
 
 def open_extractor(name: str, **params: Any) -> Extractor:
@@ -57,6 +58,85 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     if isinstance(value, Keypoints):
         return value
     return np.ascontiguousarray(value, dtype=np.float32)
+
+
+class _MemorySink(Sink):
+    """Collects a run's rows in memory for :func:`extract_files`."""
+
+    format = "memory"
+    persistent = False
+
+    def __init__(self, stacked: bool):
+        super().__init__("<memory>")
+        self.stacked = stacked
+        self.values: list = []
+        self.keys: list[dict] = []
+
+    def encoder(self):
+        return RawEncoder() if self.stacked else _PickleEncoder()
+
+    def check_kind(self, kind, extractor):
+        pass
+
+    def append(self, key, data, shape):
+        if self.width is None and self.stacked:
+            self.width = int(shape[0])
+        self.keys.append(dict(key))
+        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
+        self.rows += 1
+
+    def commit(self, state, entries):
+        pass
+
+
+class _PickleEncoder(Encoder):
+    def encode(self, key, mirror, value):
+        import pickle
+
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpickle(data: bytes):
+    import pickle
+
+    return pickle.loads(data)  # produced by our own worker processes
+
+
+def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
+                  resize_mode: str = "stretch", executor: str = "local", ray_address: str | None = None,
+                  **params: Any):
+    """Run a batch, as ``featx extract``, and get the results back in memory.
+
+    Parameters
+    ----------
+    inputs : str or list of str
+        Files and folders (folders are walked recursively, sorted), as on the CLI.
+    name : str
+        Extractor name; ``**params`` are its parameters.
+    jobs, resize, resize_mode, executor, ray_address
+        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``.
+
+    Returns
+    -------
+    values : ndarray (N, D) float32, or list
+        Stacked vectors when the extractor gives fixed-length vectors (all of
+        one length), else a list of arrays / :class:`~featx.extractor.Keypoints`.
+    keys : list of dict
+        One per row: ``{"path": ...}`` (plus ``frame``/``time`` for video frames).
+    failures : list of (path, reason)
+    """
+    from . import pipeline, sources
+
+    ext = open_extractor(name, **params)
+    paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
+    sink = _MemorySink(stacked=ext.output_kind() == "vector")
+    opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, executor=executor,
+                               ray_address=ray_address)
+    summary = pipeline.run(ext, sources.enumerate_inputs([str(p) for p in paths]), sink, opts)
+    values = np.stack(sink.values) if sink.stacked and sink.values else sink.values
+    if sink.stacked and not sink.values:
+        values = np.zeros((0, 0), np.float32)
+    return values, sink.keys, [(f.path, f.reason) for f in summary.failed]
 
 
 def list_extractors() -> dict[str, str]:

@@ -396,7 +396,7 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
     tune_allocator()
 
     lock = state = None
-    if sink.output != "-":
+    if sink.persistent:
         parent = os.path.dirname(os.path.abspath(sink.output.rstrip("/" + os.sep)))
         if not os.path.isdir(parent):
             raise OutputError(f"output folder {parent} does not exist", "create it first")
@@ -460,7 +460,7 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
 
         executor: Any = RayExecutor(job, opts)
     elif use_pool:
-        base = os.path.dirname(os.path.abspath(sink.output)) if sink.output != "-" else None
+        base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
         spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
         executor = _ProcessPool(job, opts.jobs, opts.chunk, spool_dir, opts.timeout)
     else:
@@ -515,7 +515,7 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
 
 
 def _spool_prefix(sink: Sink) -> str:
-    name = os.path.basename(sink.output.rstrip("/" + os.sep)) if sink.output != "-" else "stdout"
+    name = os.path.basename(sink.output.rstrip("/" + os.sep)) if sink.persistent else "stream"
     return f".{name}.featx-spool-"
 
 

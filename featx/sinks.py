@@ -190,6 +190,11 @@ class Sink:
         self.created = False          # this run created the output
 
     # -- names ------------------------------------------------------------
+    @property
+    def persistent(self) -> bool:
+        """False for streams (stdout, memory): no state, lock or sidecar."""
+        return self.output != "-"
+
     def paths(self) -> list[str]:
         """The files a reader sees."""
         return [self.output]

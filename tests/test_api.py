@@ -29,3 +29,16 @@ def test_api_validates_like_the_cli(sample):
     with pytest.raises(TypeError, match="uint8"):
         featx.extract(sample("coffee.jpg").astype(np.float64), "hog")
     assert "hog" in featx.list_extractors()
+
+
+def test_extract_files_returns_the_cli_numbers(tmp_path):
+    r = run_featx("extract", "hog", SAMPLES, "-o", tmp_path / "o.npy", "--resize", "96x64", "-q")
+    assert r.returncode == 0, r.stderr
+    for jobs in (1, 2):
+        X, keys, failures = featx.extract_files(str(SAMPLES), "hog", resize=(96, 64), jobs=jobs)
+        assert np.array_equal(X, np.load(tmp_path / "o.npy")) and failures == []
+        assert [k["path"] for k in keys] == [l.split(",", 1)[1] for l in
+                                            (tmp_path / "o.index.csv").read_text().splitlines()[1:]]
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    X, keys, failures = featx.extract_files([str(SAMPLES / "coffee.jpg"), str(tmp_path / "bad.jpg")], "gradients")
+    assert X.shape[0] == 1 and failures[0][0].endswith("bad.jpg")
