@@ -442,6 +442,7 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: worker processes can be forked safely
         bar = tqdm(unit="input", file=sys.stderr, desc=cls.name, dynamic_ncols=True, leave=False)
     try:
         summary = pipeline.run(extractor, stream, sink, opts, on_failure=on_failure,
