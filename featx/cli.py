@@ -378,6 +378,9 @@ def _build_extract(cls) -> click.Command:
                      help="Read input paths from FILE, one per line (repeatable; - for stdin)."),
         click.Option(["-0", "--null"], is_flag=True,
                      help="Paths on stdin / in list files are NUL-separated (find -print0)."),
+        click.Option(["--regions"], default=None, metavar="CSV", type=click.Path(dir_okay=False),
+                     help="Extract from each box of a regions file (path,x,y,w,h, e.g. from featx detect) "
+                          "instead of whole images: one row per region."),
         click.Option(["--sidecar"], default=None, metavar="PATH",
                      help="Where to write the provenance record (default: OUTPUT.featx.json)."),
         click.Option(["--hash", "use_hash"], is_flag=True,
@@ -408,11 +411,13 @@ def _build_extract(cls) -> click.Command:
 
 def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
                 max_pixels, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
-                summary_json, commit_every, executor, ray_address):
+                summary_json, commit_every, executor, ray_address, regions):
     from . import pipeline, provenance, sinks, sources
     from .extractor import build_params, params_to_dict
 
-    if not inputs and not files_from:
+    if regions and (inputs or files_from):
+        raise UsageError("--regions names the inputs itself", "drop the INPUTS arguments, or drop --regions")
+    if not inputs and not files_from and not regions:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
@@ -423,7 +428,9 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     except FeatxError as exc:
         if resize:  # every image would fail the same way: say it once, before any work
             raise UsageError(f"--resize {resize[0]}x{resize[1]}: {exc.message}", exc.hint) from None
-    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind())
+    keys = sources.REGION_KEYS if regions else ("path",)
+    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind(),
+                           key_columns=keys)
     if max_pixels is None:
         max_pixels = pipeline.DEFAULT_MAX_PIXELS
     jobs = jobs or pipeline.default_jobs()
@@ -432,7 +439,10 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
                                timeout=timeout, shard=shard, commit_every=commit_every,
                                executor=executor, ray_address=ray_address)
     stats = sources.Enumeration()
-    stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats)
+    if regions:
+        stream = sources.read_regions(regions)
+    else:
+        stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats)
     started = provenance.now()
 
     def on_failure(f):
@@ -454,7 +464,7 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     options = {"output": output, "format": sink.format, "jobs": jobs,
                "resize": list(resize) if resize else None, "resize_mode": resize_mode,
                "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
-               "shard": list(shard) if shard else None, "executor": executor}
+               "shard": list(shard) if shard else None, "executor": executor, "regions": regions}
     doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
                             summary=summary, started=started)
     side = sidecar or sink.sidecar_path
@@ -473,8 +483,9 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     if summary.interrupted:
         _say("interrupted: what was done is written; run the same command again to finish")
         sys.exit(int(ExitCode.INTERRUPTED))
-    if summary.failed:
-        _say(f"{len(summary.failed)} input(s) failed; they are listed in {side or 'the messages above'}")
+    if summary.failed or summary.partial:
+        n = len(summary.failed) + len(summary.partial)
+        _say(f"{n} input(s) failed in whole or in part; they are listed in {side or 'the messages above'}")
         sys.exit(int(ExitCode.ITEMS_FAILED))
 
 

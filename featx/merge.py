@@ -90,7 +90,7 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
                     raise OutputError(f"{path} is in two shards ({owners[path]} and {s.output})",
                                       "the shards overlap: they were not made from the same inputs")
                 owners[path] = s.output
-                items.append((_sort_key(path), path, k, row0, nrows, Identity(size, mtime, h), out, status))
+                items.append((_sort_key(path), path, k, row0, nrows, Identity.from_stored(size, mtime, h), out, status))
         items.sort(key=lambda t: t[0])
         dst = sinks.make_sink(output, fmt, key_columns=srcs[0].key_columns, overwrite=overwrite)
         if dst.prepare():

@@ -147,6 +147,9 @@ class _Worker:
             self.extractor.reset()
         try:
             for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+                if item.image.size == 0:
+                    recs.append(Record(item.key, error="empty region (the box lies outside the image)"))
+                    continue
                 try:
                     value = self.compute(item.image)
                 except FeatxError as exc:
@@ -465,6 +468,8 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
                 yield inp
                 continue
             ident = identify(inp.path, opts.use_hash)
+            if ident is not None and inp.boxes is not None:
+                ident = replace(ident, boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             seen.append(inp.path)
             if len(seen) >= 1000:
                 state.mark_seen(seen)

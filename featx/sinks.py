@@ -153,8 +153,8 @@ class NpyDirEncoder(Encoder):
         rel = mirror
         if key is not None and key.get("frame") is not None:
             rel = os.path.join(mirror, "frame%06d" % int(key["frame"]))
-        if key is not None and key.get("region") is not None:
-            rel = rel + ".region%04d" % int(key["region"])
+        if key is not None and key.get("w") is not None:  # a region: name it by its box
+            rel = rel + ".region-{x}-{y}-{w}-{h}".format(**key)
         return os.path.join(self.root, rel + suffix)
 
     def encode(self, key, mirror, value):

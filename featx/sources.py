@@ -74,6 +74,7 @@ class Input:
     path: str
     mirror: str
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
+    boxes: tuple[tuple[int, int, int, int], ...] | None = None   # regions to crop (--regions)
 
 
 def mirror_path(path: str) -> str:
@@ -280,7 +281,53 @@ def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+REGION_KEYS = ("path", "x", "y", "w", "h")
+
+
+def read_regions(path: str) -> Iterator[Input]:
+    """Inputs from a CSV of boxes (``path,x,y,w,h``, e.g. from ``featx detect``).
+
+    Consecutive rows of one image become one input, decoded once; each box
+    becomes one item (one output row), keyed by path and box.
+    """
+    import csv as _csv
+
+    from .errors import UsageError
+
+    try:
+        fh = open(path, newline="")
+    except OSError as exc:
+        raise UsageError(f"--regions {path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
+        reader = _csv.DictReader(fh)
+        missing = [c for c in REGION_KEYS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"--regions {path}: no column {', '.join(missing)} "
+                             f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})",
+                             "a regions file has a header path,x,y,w,h, as featx detect writes")
+        current, boxes = None, []
+        for n, row in enumerate(reader, start=2):
+            try:
+                box = tuple(int(float(row[c])) for c in ("x", "y", "w", "h"))
+            except (TypeError, ValueError):
+                raise UsageError(f"--regions {path}, line {n}: x, y, w, h must be numbers") from None
+            if row["path"] != current and current is not None:
+                yield Input(current, mirror_path(current), boxes=tuple(boxes))
+                boxes = []
+            current = row["path"]
+            boxes.append(box)
+        if current is not None:
+            yield Input(current, mirror_path(current), boxes=tuple(boxes))
+
+
 def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[Item]:
-    """Decode one input into items (one for an image file)."""
+    """Decode one input into items: one for an image file, one per box with regions."""
     img = decode_image(inp.path, max_pixels)
-    yield Item(key={"path": inp.path}, image=img)
+    if inp.boxes is None:
+        yield Item(key={"path": inp.path}, image=img)
+        return
+    h, w = img.shape[:2]
+    for x, y, bw, bh in inp.boxes:
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
+        crop = img[y0:max(y0, y1), x0:max(x0, x1)]
+        yield Item(key={"path": inp.path, "x": x, "y": y, "w": bw, "h": bh}, image=np.ascontiguousarray(crop))

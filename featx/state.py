@@ -39,17 +39,34 @@ CREATE TABLE IF NOT EXISTS pending_renames (src TEXT PRIMARY KEY, dst TEXT NOT N
 
 @dataclass(frozen=True)
 class Identity:
-    """What makes an input 'the same' as last time."""
+    """What makes an input 'the same' as last time.
+
+    ``boxes`` is a digest of the regions asked for (``--regions``), so new boxes
+    for an unchanged image are redone too.
+    """
 
     size: int | None
     mtime_ns: int | None
     hash: str | None = None
+    boxes: str | None = None
+
+    def stored_hash(self) -> str | None:
+        if self.boxes is None:
+            return self.hash
+        return f"{self.hash or ''}|{self.boxes}"
+
+    @staticmethod
+    def from_stored(size, mtime_ns, stored: str | None) -> "Identity":
+        if stored is not None and "|" in stored:
+            h, b = stored.split("|", 1)
+            return Identity(size, mtime_ns, h or None, b)
+        return Identity(size, mtime_ns, stored)
 
 
 def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
     """Is ``new`` the input recorded as ``old``?  By size and content hash with
     ``use_hash``, else by size and modification time."""
-    if old is None or new is None or old.size != new.size:
+    if old is None or new is None or old.size != new.size or old.boxes != new.boxes:
         return False
     if use_hash:
         return old.hash is not None and old.hash == new.hash
@@ -132,7 +149,7 @@ class State:
     # -- items ------------------------------------------------------------
     def lookup(self, path: str) -> Identity | None:
         row = self.db.execute("SELECT size, mtime_ns, hash FROM items WHERE path=?", (path,)).fetchone()
-        return None if row is None else Identity(row[0], row[1], row[2])
+        return None if row is None else Identity.from_stored(row[0], row[1], row[2])
 
     def record(self, entries: list[Entry], **meta: Any) -> None:
         """Commit items and meta values in one transaction."""
@@ -142,7 +159,7 @@ class State:
                 ident = e.ident or Identity(None, None, None)
                 self.db.execute("INSERT OR REPLACE INTO items(path, size, mtime_ns, hash, row0, nrows, seq, out, "
                                 "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                (e.path, ident.size, ident.mtime_ns, ident.hash, e.row0, e.nrows, self._seq,
+                                (e.path, ident.size, ident.mtime_ns, ident.stored_hash(), e.row0, e.nrows, self._seq,
                                  e.out, e.status))
             for k, v in meta.items():
                 self._set(k, v)

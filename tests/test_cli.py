@@ -338,3 +338,23 @@ def test_detect_writes_one_row_per_region(tmp_path):
     assert r.returncode == 2 and b"CSV" in r.stderr
     r = featx("detect", SAMPLES / "astronaut.png", "-o", "-", "--cascade", "nosuch")
     assert r.returncode == 2 and b"frontalface_default" in r.stderr
+
+
+def test_regions_run_any_extractor_per_box(tmp_path, sample):
+    import featx as api
+
+    faces = tmp_path / "faces.csv"
+    assert featx("detect", SAMPLES / "astronaut.png", "-o", faces, "-q").returncode == 0
+    with open(faces, "a") as fh:
+        fh.write(f"{SAMPLES / 'coffee.jpg'},10,20,120,90\n{SAMPLES / 'coffee.jpg'},9000,0,10,10\n")
+    r = featx("extract", "hog", "--regions", faces, "-o", tmp_path / "r.csv", "--resize", "64x64", "-q")
+    assert r.returncode == 1 and b"outside the image" in r.stderr  # the bad box fails alone
+    rows = read_index(tmp_path / "r.csv")
+    assert [(Path(r["path"]).name, r["x"], r["w"]) for r in rows] == [("astronaut.png", "177", "95"),
+                                                                      ("coffee.jpg", "10", "120")]
+    crop = sample("coffee.jpg")[20:110, 10:130]
+    want = api.extract(crop, "hog", resize=(64, 64))
+    got = np.array([float(v) for k, v in rows[1].items() if k.startswith("f")], dtype=np.float32)
+    assert np.array_equal(got, want)  # the row is the extractor run on exactly that crop
+    r = featx("extract", "hog", SAMPLES, "--regions", faces, "-o", "-")
+    assert r.returncode == 2
