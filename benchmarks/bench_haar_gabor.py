@@ -104,7 +104,7 @@ def bench_gabor(repeats: int, skimage_all: bool) -> None:
 
     photo = cv2.resize(load_rgb(SAMPLES / "rocket.jpg"), (640, 480), interpolation=cv2.INTER_AREA)
     pooled = Gabor.create()
-    maps = Gabor.create(output="maps")
+    maps = Gabor.create(result="maps")
     pooled.extract(photo)  # kernel spectra for this size, once per worker
     maps.extract(photo)
     gray = to_gray_float32(photo)

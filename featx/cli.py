@@ -318,7 +318,10 @@ class ExtractorGroup(click.Group):
             if ctx.resilient_parsing:
                 return None
             _fail(exc, ctx)
-        return self._build(cls)
+        try:
+            return self._build(cls)
+        except FeatxError as exc:
+            _fail(exc, ctx)
 
     def format_commands(self, ctx, formatter):
         from . import registry
@@ -378,6 +381,24 @@ def _build_extract(cls) -> click.Command:
                      help="Read input paths from FILE, one per line (repeatable; - for stdin)."),
         click.Option(["-0", "--null"], is_flag=True,
                      help="Paths on stdin / in list files are NUL-separated (find -print0)."),
+        click.Option(["--video"], is_flag=True,
+                     help="Also take the video files found in folders (one row per frame; adds frame and "
+                          "time columns). Videos named on the command line are always taken."),
+        click.Option(["--frames"], is_flag=True,
+                     help="Folders are frame sequences: each folder holding images is one sequence, "
+                          "in natural order (frame2 before frame10)."),
+        click.Option(["--every"], type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Video/frames: keep every N-th frame."),
+        click.Option(["--fps"], type=click.FloatRange(min=0, min_open=True), default=None, metavar="RATE",
+                     help="Video/frames: keep at most RATE frames per second, chosen by timestamp."),
+        click.Option(["--start"], type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                     help="Video/frames: first time to keep."),
+        click.Option(["--end"], type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                     help="Video/frames: keep frames before this time."),
+        click.Option(["--max-frames"], type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Video/frames: stop after N kept frames per input."),
+        click.Option(["--frame-rate"], type=click.FloatRange(min=0, min_open=True), default=None, metavar="RATE",
+                     help="Frame folders: their frame rate (gives the time column; allows --fps/--start/--end)."),
         click.Option(["--regions"], default=None, metavar="CSV", type=click.Path(dir_okay=False),
                      help="Extract from each box of a regions file (path,x,y,w,h, e.g. from featx detect) "
                           "instead of whole images: one row per region."),
@@ -411,7 +432,8 @@ def _build_extract(cls) -> click.Command:
 
 def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
                 max_pixels, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
-                summary_json, commit_every, executor, ray_address, regions):
+                summary_json, commit_every, executor, ray_address, regions, video, frames, every, fps, start,
+                end, max_frames, frame_rate):
     from . import pipeline, provenance, sinks, sources
     from .extractor import build_params, params_to_dict
 
@@ -428,7 +450,18 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     except FeatxError as exc:
         if resize:  # every image would fail the same way: say it once, before any work
             raise UsageError(f"--resize {resize[0]}x{resize[1]}: {exc.message}", exc.hint) from None
-    keys = sources.REGION_KEYS if regions else ("path",)
+    sampling = {k: v for k, v in (("every", every), ("fps", fps), ("start", start), ("end", end),
+                                  ("max_frames", max_frames), ("frame_rate", frame_rate)) if v is not None}
+    if sampling:
+        sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
+        if (fps is not None or start is not None or end is not None) and frames and frame_rate is None:
+            raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")
+    temporal = extractor.temporal
+    video_mode = bool(video or frames or sampling or temporal
+                      or any(sources.is_video_name(a) for a in inputs if a != "-"))
+    if regions and video_mode:
+        raise UsageError("--regions works on images, not on videos or frame sequences")
+    keys = sources.REGION_KEYS if regions else (sources.VIDEO_KEYS if video_mode else ("path",))
     sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind(),
                            key_columns=keys)
     if max_pixels is None:
@@ -437,12 +470,13 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, max_pixels=max_pixels or None,
                                use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
                                timeout=timeout, shard=shard, commit_every=commit_every,
-                               executor=executor, ray_address=ray_address)
+                               executor=executor, ray_address=ray_address, source_options=sampling)
     stats = sources.Enumeration()
     if regions:
         stream = sources.read_regions(regions)
     else:
-        stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats)
+        stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats,
+                                          videos=video_mode, frames=frames or temporal, sequence=temporal)
     started = provenance.now()
 
     def on_failure(f):
@@ -461,10 +495,12 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         if bar is not None:
             bar.close()
     summary.skipped_non_images = stats.skipped_non_images
+    summary.skipped_videos = stats.skipped_videos
     options = {"output": output, "format": sink.format, "jobs": jobs,
                "resize": list(resize) if resize else None, "resize_mode": resize_mode,
                "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
-               "shard": list(shard) if shard else None, "executor": executor, "regions": regions}
+               "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
+               "video": video_mode, "frames": frames, "sampling": sampling}
     doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
                             summary=summary, started=started)
     side = sidecar or sink.sidecar_path
@@ -503,29 +539,65 @@ def summary_line(summary, output: str) -> str:
                                                                  if summary.removed else ""))
     if summary.skipped_non_images:
         parts.append(f"{summary.skipped_non_images} non-image files skipped")
+    if getattr(summary, "skipped_videos", 0):
+        parts.append(f"{summary.skipped_videos} videos skipped (--video takes them)")
     shape = summary.output.get("shape")
     dest = "stdout" if output == "-" else output
     return (", ".join(parts) + f" in {summary.seconds:.1f} s -> {dest}" + (f" {tuple(shape)}" if shape else ""))
 
 
+def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode) -> list:
+    """The pixels ``featx show`` renders: one image, two (a temporal pair), or two
+    consecutive frames of a video."""
+    from . import imageops, sources
+
+    def load_one(path: str):
+        try:
+            return sources.decode_image(path)
+        except FeatxError as exc:
+            raise UsageError(f"{path}: {exc.message}") from None
+
+    if len(images) > 2:
+        raise UsageError("show takes one image (or two for a temporal extractor such as flow)")
+    if len(images) == 1 and sources.is_video_name(images[0]):
+        from .video import Sampling, iter_video
+
+        want = 2 if cls.temporal else 1
+        try:
+            pics = [f.image for f in iter_video(images[0], sampling=Sampling(start=None, max_frames=frame + want))]
+        except FeatxError as exc:
+            raise UsageError(f"{images[0]}: {exc.message}") from None
+        pics = pics[frame:frame + want]
+        if len(pics) < want:
+            raise UsageError(f"{images[0]} has no frame {frame + want - 1}", "choose an earlier --frame")
+    else:
+        pics = [load_one(p) for p in images]
+    if resize:
+        pics = [imageops.resize(p, resize[0], resize[1], resize_mode) for p in pics]
+    return pics
+
+
 def _build_show(cls) -> click.Command:
-    def callback(image, output, resize, resize_mode, **kwargs):
+    def callback(images, output, resize, resize_mode, frame, arrows, **kwargs):
         ctx = click.get_current_context()
         params = _split_params(cls, kwargs)
         try:
-            from . import imageops, sources
+            from . import imageops
             from .extractor import build_params
             from .sinks import write_atomic
 
             extractor = cls(build_params(cls, params))
+            pics = _show_frames(cls, images, frame, resize, resize_mode)
             try:
-                img = sources.decode_image(image)
-            except FeatxError as exc:
-                raise UsageError(f"{image}: {exc.message}") from None
-            if resize:
-                img = imageops.resize(img, resize[0], resize[1], resize_mode)
-            try:
-                pic = extractor.render(img)
+                if len(pics) == 2:
+                    if not hasattr(extractor, "render_pair"):
+                        raise UsageError(f"{cls.name} renders one image; give one")
+                    pic = extractor.render_pair(pics[0], pics[1], arrows=arrows)
+                elif cls.temporal:
+                    raise UsageError(f"{cls.name} needs two frames: give two images, or a video (--frame N "
+                                     "shows the motion from frame N to N+1)")
+                else:
+                    pic = extractor.render(pics[0])
             except NotImplementedError as exc:
                 raise UsageError(str(exc)) from None
             import cv2
@@ -540,11 +612,15 @@ def _build_show(cls) -> click.Command:
             _fail(exc, ctx)
 
     cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
-                        help=f"Render what {cls.name} computes for IMAGE as a PNG.", short_help=cls.summary)
+                        help=f"Render what {cls.name} computes for IMAGE as a PNG (for a temporal extractor: "
+                             "two images, or a video and --frame).", short_help=cls.summary)
     cmd.params = [
-        click.Argument(["image"], type=click.Path(dir_okay=False)),
+        click.Argument(["images"], nargs=-1, required=True, type=click.Path(dir_okay=False)),
         click.Option(["-o", "--output"], required=True, metavar="PNG", help="Picture to write (.png or .jpg)."),
         *_resize_options(),
+        click.Option(["--frame"], type=click.IntRange(min=0), default=0, show_default=True,
+                     help="For a video: the frame to show (temporal extractors: from it to the next)."),
+        click.Option(["--arrows"], is_flag=True, help="Temporal extractors: draw motion arrows too."),
         _config_option(),
     ] + _extractor_options(cls)
     return cmd
@@ -594,8 +670,22 @@ cli.add_command(ExtractorGroup("show", build=_build_show, context_settings=CONTE
                                help="Render a picture of what an extractor computes for one image."))
 
 
+def _quiet_native_libraries() -> None:
+    """Before numpy/OpenCV load: one BLAS thread per process (featx parallelises with
+    processes; threaded BLAS in several of them made encodings 5-20x slower), and no
+    FFmpeg decoder chatter on stderr for damaged videos (featx reports them itself)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
+    from . import pipeline
+
+    _quiet_native_libraries()
+    pipeline.FORK_OK = True  # this process runs nothing threaded before the pool starts
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

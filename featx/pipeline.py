@@ -101,6 +101,7 @@ class Summary:
     removed: int = 0                  # of those, removed from the output (--prune)
     compacted_rows: int = 0
     skipped_non_images: int = 0
+    skipped_videos: int = 0
     interrupted: bool = False
     resumed: bool = False
     seconds: float = 0.0
@@ -117,7 +118,8 @@ class Summary:
         return {"processed": self.processed, "rows": self.rows, "up_to_date": self.up_to_date,
                 "failed": len(self.failed), "partial": len(self.partial),
                 "disappeared": len(self.disappeared), "removed": self.removed,
-                "skipped_non_images": self.skipped_non_images, "seconds": round(self.seconds, 3)}
+                "skipped_non_images": self.skipped_non_images, "skipped_videos": self.skipped_videos,
+                "seconds": round(self.seconds, 3)}
 
 
 # ---------------------------------------------------------------------------
@@ -147,6 +149,9 @@ class _Worker:
             self.extractor.reset()
         try:
             for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+                if item.error is not None:
+                    recs.append(Record(item.key, error=item.error))
+                    continue
                 if item.image.size == 0:
                     recs.append(Record(item.key, error="empty region (the box lies outside the image)"))
                     continue
@@ -160,7 +165,7 @@ class _Worker:
                     continue
                 if value is None:   # a temporal extractor's "no row" (first frame dropped)
                     continue
-                data = self.job.encoder.encode(item.key, inp.mirror, value)
+                data = self.job.encoder.encode(item.key, item.mirror, value)
                 if data:
                     write(data)
                 if isinstance(value, Keypoints):
@@ -187,6 +192,13 @@ def _init_worker(job: Job) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tune_allocator()
+    sources.DECODE_THREADS = 1  # several processes share the cores already
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
     global _WORKER
     _WORKER = _Worker(job)
 
@@ -222,15 +234,22 @@ def tune_allocator() -> None:
         pass
 
 
+#: Set by the CLI: its process has run nothing threaded (OpenCV, ONNX Runtime,
+#: FFmpeg) when the pool starts, so forking it is safe.  Library callers (a
+#: notebook that already used OpenCV) get forkserver/spawn.
+FORK_OK = False
+
+
 def _start_method() -> str:
     """``fork`` where it is safe, else ``forkserver``/``spawn``.
 
     Forking is what makes ``-j 2`` pay off on small batches: the workers start
     with featx, numpy, OpenCV and the extractor already imported (a
     forkserver or spawn start costs ~0.3-1 s of imports per run).  It is safe
-    here because the main process runs no other threads when the pool starts
-    (the progress bar's monitor thread is disabled) and never calls OpenCV's
-    parallel functions itself.  ``FEATX_START_METHOD`` overrides the choice.
+    from the CLI because its main process runs no other threads when the pool
+    starts (the progress bar's monitor thread is disabled) and never runs
+    OpenCV or an inference engine itself (extractors build those lazily, in
+    the workers).  ``FEATX_START_METHOD`` overrides the choice.
     """
     import multiprocessing as mp
     import threading
@@ -239,7 +258,7 @@ def _start_method() -> str:
     forced = os.environ.get("FEATX_START_METHOD")
     if forced in methods:
         return forced
-    if "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
+    if FORK_OK and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
 

@@ -148,17 +148,13 @@ class NpyDirEncoder(Encoder):
     def __init__(self, root: str):
         self.root = root
 
-    def target(self, mirror: str, value: Any, key: dict[str, Any] | None = None) -> str:
-        suffix = ".npz" if isinstance(value, Keypoints) else ".npy"
-        rel = mirror
-        if key is not None and key.get("frame") is not None:
-            rel = os.path.join(mirror, "frame%06d" % int(key["frame"]))
-        if key is not None and key.get("w") is not None:  # a region: name it by its box
-            rel = rel + ".region-{x}-{y}-{w}-{h}".format(**key)
-        return os.path.join(self.root, rel + suffix)
+    def target(self, mirror: str, value: Any) -> str:
+        """``mirror`` is the item's relative path: the input's, plus ``/frame000012``
+        for a video frame or ``.region-x-y-w-h`` for a region."""
+        return os.path.join(self.root, mirror + (".npz" if isinstance(value, Keypoints) else ".npy"))
 
     def encode(self, key, mirror, value):
-        path = self.target(mirror, value, key)
+        path = self.target(mirror, value)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = tmp_name(path)
         with open(tmp, "wb") as fh:

@@ -75,6 +75,8 @@ class Input:
     mirror: str
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
     boxes: tuple[tuple[int, int, int, int], ...] | None = None   # regions to crop (--regions)
+    kind: str = "image"  # "image", "video", "frames" (a folder of frames) or "sequence" (image files in order)
+    paths: tuple[str, ...] | None = None   # the images of a "sequence"
 
 
 def mirror_path(path: str) -> str:
@@ -105,11 +107,19 @@ class Enumeration:
     """Counts gathered while enumerating (read after the iterator is drained)."""
 
     skipped_non_images: int = 0
+    skipped_videos: int = 0
     skipped_examples: list[str] = field(default_factory=list)
 
 
-def _walk(root: str, stats: Enumeration) -> Iterator[str]:
-    """Image files under ``root``, recursively, in sorted order; dotfiles skipped."""
+def is_video_name(path: str) -> bool:
+    from .video import VIDEO_EXTENSIONS
+
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, str]]:
+    """(kind, path) of the images (and videos) under ``root``, recursively, in
+    sorted order; names starting with a dot are skipped."""
     try:
         with os.scandir(root) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -125,14 +135,35 @@ def _walk(root: str, stats: Enumeration) -> Iterator[str]:
         except OSError:
             continue
         if is_dir:
-            yield from _walk(path, stats)
+            yield from _walk(path, stats, videos)
         elif is_file:
-            if is_image_name(e.name) or sniff_image(path):
-                yield path
+            if is_image_name(e.name):
+                yield "image", path
+            elif is_video_name(e.name):
+                if videos:
+                    yield "video", path
+                else:
+                    stats.skipped_videos += 1
+            elif sniff_image(path):
+                yield "image", path
             else:
                 stats.skipped_non_images += 1
                 if len(stats.skipped_examples) < 5:
                     stats.skipped_examples.append(path)
+
+
+def _frame_folders(root: str) -> Iterator[str]:
+    """Folders under ``root`` (itself included) that directly hold image files, sorted."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    if any(not e.name.startswith(".") and e.is_file() and is_image_name(e.name) for e in entries):
+        yield root
+    for e in entries:
+        if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+            yield from _frame_folders(os.path.join(root, e.name))
 
 
 def read_path_list(stream: IO[bytes], null: bool = False) -> Iterator[str]:
@@ -154,7 +185,8 @@ def read_path_list(stream: IO[bytes], null: bool = False) -> Iterator[str]:
 
 
 def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), null: bool = False,
-                     stdin: IO[bytes] | None = None, stats: Enumeration | None = None) -> Iterator[Input]:
+                     stdin: IO[bytes] | None = None, stats: Enumeration | None = None,
+                     videos: bool = False, frames: bool = False, sequence: bool = False) -> Iterator[Input]:
     """Turn command-line arguments into a stream of :class:`Input`.
 
     * a directory is walked recursively in sorted order; image files are
@@ -163,15 +195,29 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
     * a file (or a path from a list) is always taken: if it is missing or
       not an image, that is reported for that input when it is decoded;
     * ``-`` reads paths from ``stdin`` (newline- or NUL-separated);
-    * ``files_from`` names list files with one path per line.
+    * ``files_from`` names list files with one path per line;
+    * ``videos``: folders yield their video files too (a video named
+      explicitly is always taken);
+    * ``frames``: a folder is a set of frame sequences: each folder in it that
+      directly holds images is one sequence (frames in natural order);
+    * ``sequence`` (temporal extractors): consecutive image files are one
+      sequence, in the order given (``flow a.png b.png``).
     """
     stats = stats if stats is not None else Enumeration()
 
-    def expand(path: str) -> Iterator[str]:
+    def expand(path: str) -> Iterator[tuple[str, str]]:
         if os.path.isdir(path):
-            yield from _walk(path, stats)
+            if frames:
+                for folder in _frame_folders(path):
+                    yield "frames", folder
+                if videos:
+                    yield from ((k, p) for k, p in _walk(path, stats, True) if k == "video")
+            else:
+                yield from _walk(path, stats, videos)
+        elif is_video_name(path):
+            yield "video", path
         else:
-            yield path
+            yield "image", path
 
     def listed() -> Iterator[str]:
         for arg in args:
@@ -186,9 +232,21 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
             with open(lf, "rb") as fh:
                 yield from read_path_list(fh, null)
 
+    group: list[str] = []
+
+    def flush() -> Iterator[Input]:
+        if group:
+            yield Input(path=group[0], mirror=mirror_path(group[0]), kind="sequence", paths=tuple(group))
+            group.clear()
+
     for p in listed():
-        for path in expand(p):
-            yield Input(path=path, mirror=mirror_path(path))
+        for kind, path in expand(p):
+            if sequence and kind == "image":
+                group.append(path)
+                continue
+            yield from flush()
+            yield Input(path=path, mirror=mirror_path(path), kind=kind)
+    yield from flush()
 
 
 # ---------------------------------------------------------------------------
@@ -197,10 +255,22 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 
 @dataclass
 class Item:
-    """One image to extract from: its key columns and its pixels."""
+    """One image to extract from: its key columns and its pixels (or why not).
+
+    ``mirror`` is where its file goes under an ``npy-dir`` output (without
+    the suffix).
+    """
 
     key: dict[str, Any]
-    image: np.ndarray
+    image: np.ndarray | None
+    mirror: str = ""
+    error: str | None = None
+
+
+#: FFmpeg decoding threads for videos: None = OpenCV's default; worker
+#: processes set 1 (several processes already use the cores).
+DECODE_THREADS: int | None = None
+VIDEO_KEYS = ("path", "frame", "time")
 
 
 _DECODE_FLAGS = None
@@ -320,14 +390,53 @@ def read_regions(path: str) -> Iterator[Input]:
             yield Input(current, mirror_path(current), boxes=tuple(boxes))
 
 
+def sampling_of(options: dict[str, Any]):
+    from .video import Sampling
+
+    return Sampling(**{k: options[k] for k in ("every", "fps", "start", "end", "max_frames") if k in options})
+
+
 def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[Item]:
-    """Decode one input into items: one for an image file, one per box with regions."""
+    """Decode one input into items.
+
+    An image file gives one item (one per box with ``boxes``); a video one per
+    sampled frame; a frame folder or a sequence one per frame.  Errors of the
+    whole input raise :class:`InputError` (for a video, after the frames that
+    could be decoded); a frame that cannot be read is an item with ``error``.
+    """
+    if inp.kind == "video":
+        from . import video
+
+        for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=DECODE_THREADS):
+            yield Item({"path": inp.path, "frame": fr.index, "time": fr.time}, fr.image,
+                       os.path.join(inp.mirror, "frame%06d" % fr.index))
+        return
+    if inp.kind in ("frames", "sequence"):
+        from . import video
+
+        if inp.kind == "frames":
+            refs = video.select_frames(video.list_frames(inp.path), sampling=sampling_of(options),
+                                       frame_rate=options.get("frame_rate"))
+            if not refs:
+                raise InputError("no frames (no image files, or none kept by the sampling)")
+        else:
+            refs = [video.FrameRef(i, None, p) for i, p in enumerate(inp.paths or ())]
+        for ref in refs:
+            key = {"path": ref.path, "frame": ref.index, "time": ref.time}
+            try:
+                img = decode_image(ref.path, max_pixels)
+            except InputError as exc:
+                yield Item(key, None, error=str(exc))
+                continue
+            yield Item(key, img, mirror_path(ref.path))
+        return
     img = decode_image(inp.path, max_pixels)
     if inp.boxes is None:
-        yield Item(key={"path": inp.path}, image=img)
+        yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)
         return
     h, w = img.shape[:2]
     for x, y, bw, bh in inp.boxes:
         x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
         crop = img[y0:max(y0, y1), x0:max(x0, x1)]
-        yield Item(key={"path": inp.path, "x": x, "y": y, "w": bw, "h": bh}, image=np.ascontiguousarray(crop))
+        yield Item(key={"path": inp.path, "x": x, "y": y, "w": bw, "h": bh}, image=np.ascontiguousarray(crop),
+                   mirror=f"{inp.mirror}.region-{x}-{y}-{bw}-{bh}")

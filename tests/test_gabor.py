@@ -64,7 +64,7 @@ def test_responses_match_skimage_on_photo(sample):
     from skimage.filters import gabor
 
     crop = sample("camera.png")[96:192, 180:300]      # 96 x 120, the camera man's hands
-    ext = Gabor.create(output="maps", response="all")
+    ext = Gabor.create(result="maps", response="all")
     maps = ext.extract(crop)
     assert maps.shape == (96, 120, 96) and maps.dtype == np.float32
     assert ext.output_spec(96, 120).shape == maps.shape
@@ -86,7 +86,7 @@ def test_border_modes_match_skimage(sample, border):
     from featx.imageops import to_gray_float32
 
     img = sample("coffee.jpg")
-    ext = Gabor.create(output="maps", response="all", n_scales=2, n_orientations=3,
+    ext = Gabor.create(result="maps", response="all", n_scales=2, n_orientations=3,
                        frequency=0.2, border=border)
     gray = to_gray_float32(img[:40, :56])   # the same luma (float, 0-255) as featx
     maps = ext.extract(img[:40, :56])
@@ -101,12 +101,12 @@ def test_border_modes_match_skimage(sample, border):
 def test_image_sizes_change_between_calls(sample):
     """The kernel spectra cache follows the image size."""
     img = sample("chelsea.png")
-    ext = Gabor.create(output="maps", n_scales=2, n_orientations=2)
+    ext = Gabor.create(result="maps", n_scales=2, n_orientations=2)
     a1 = ext.extract(img[:60, :80])
     b = ext.extract(img[:50, :90])
     a2 = ext.extract(img[:60, :80])
     np.testing.assert_array_equal(a1, a2)
-    np.testing.assert_allclose(b, Gabor.create(output="maps", n_scales=2, n_orientations=2)
+    np.testing.assert_allclose(b, Gabor.create(result="maps", n_scales=2, n_orientations=2)
                                .extract(img[:50, :90]), atol=1e-6)
 
 
@@ -116,7 +116,7 @@ def test_image_sizes_change_between_calls(sample):
 
 @pytest.mark.parametrize("scale, orientation", [(0, 0), (1, 3), (2, 6), (3, 2), (1, 4)])
 def test_grating_peaks_at_its_kernel(scale, orientation):
-    ext = Gabor.create(output="maps")
+    ext = Gabor.create(result="maps")
     info = ext.kernel_info[scale * 8 + orientation]
     img = grating(256, 256, info.frequency, info.theta)
     maps = ext.response_maps(np.clip(np.rint(img), 0, 255).astype(np.uint8))
@@ -141,7 +141,7 @@ def test_orientation_convention():
     stripes = np.zeros((128, 128), np.uint8)
     stripes[:, ::4] = 255
     stripes[:, 1::4] = 255
-    ext = Gabor.create(output="maps", n_scales=1, n_orientations=4, frequency=0.25)
+    ext = Gabor.create(result="maps", n_scales=1, n_orientations=4, frequency=0.25)
     centre = ext.extract(stripes)[32:96, 32:96].mean(axis=(0, 1))
     assert int(np.argmax(centre)) == 0
     centre_t = ext.extract(np.ascontiguousarray(stripes.T))[32:96, 32:96].mean(axis=(0, 1))
@@ -158,7 +158,7 @@ def test_orientation_convention():
 def test_pooled_is_cell_statistics_of_the_maps(sample, grid, stats, response):
     img = sample("rocket.jpg")[::4, ::4]          # 107 x 160: cells of unequal size
     common = dict(n_scales=2, n_orientations=4, response=response)
-    maps = Gabor.create(output="maps", **common).extract(img)
+    maps = Gabor.create(result="maps", **common).extract(img)
     ext = Gabor.create(grid=grid, stats=stats, **common)
     v = ext.extract(img)
     spec = ext.output_spec(*img.shape[:2])

@@ -107,73 +107,6 @@ def test_content_hash_mode(tmp_path):
     assert (s["processed"], s["up_to_date"]) == (1, 2)
 
 
-def committed_rows(out: Path, fmt: str) -> int:
-    if not out.exists():
-        return 0
-    if fmt == "npy":
-        return np.load(out, mmap_mode="r").shape[0]
-    return max(0, out.read_bytes().count(b"\n") - 1)
-
-
-@pytest.mark.parametrize("fmt", ["npy", "csv"])
-def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
-    src = make_folder(tmp_path / "in", 60)
-    ref = tmp_path / "ref" / f"h.{fmt}"
-    ref.parent.mkdir()
-    args = ["--resize", "320x240", "-q", "-j", "2", "--commit-every", "0.2"]
-    assert featx("extract", "hog", src, "-o", ref, *args).returncode == 0
-    expected = outputs(ref)
-    out = tmp_path / "run" / f"h.{fmt}"
-    out.parent.mkdir()
-    cmd = [sys.executable, "-m", "featx", "extract", "hog", str(src), "-o", str(out), *args]
-    kills, seen_rows = 0, []
-    for extra in (0.0, 0.07, 0.15, 0.03, 0.11, 0.19):
-        before = committed_rows(out, fmt)
-        p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while p.poll() is None and committed_rows(out, fmt) <= before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(extra)  # land the kill at different points: mid-chunk, mid-write, mid-commit
-        if p.poll() is not None:
-            break
-        os.killpg(p.pid, signal.SIGKILL)  # the main process and its workers
-        p.wait()
-        kills += 1
-        if fmt == "npy":
-            # after a kill the output is always a loadable prefix of the final result
-            m = np.load(out)
-            seen_rows.append(m.shape[0])
-            assert m.shape[0] == 0 or np.array_equal(m, np.load(ref)[: m.shape[0]])
-    assert kills >= 3
-    r = subprocess.run(cmd, capture_output=True)
-    assert r.returncode == 0, r.stderr
-    assert outputs(out) == expected
-    leftovers = [p.name for p in out.parent.iterdir() if "tmp" in p.name or "spool" in p.name]
-    assert leftovers == []
-    if fmt == "npy":
-        assert any(0 < n < 60 for n in seen_rows), seen_rows  # kills landed mid-run, after commits
-
-
-def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
-    from featx.lock import OutputLock
-
-    src = make_folder(tmp_path / "in", 2)
-    out = tmp_path / "h.npy"
-    lock = OutputLock(str(tmp_path / ".h.npy.featx-lock"))
-    lock.acquire()
-    r = featx("extract", "hog", src, "-o", out, *SMALL)
-    assert r.returncode == 75 and f"pid {os.getpid()}".encode() in r.stderr
-    assert not out.exists()
-    threading.Timer(1.5, lock.release).start()
-    t = time.monotonic()
-    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48", "--wait")
-    assert r.returncode == 0 and time.monotonic() - t > 1.0 and b"waiting" in r.stderr
-    # a lock file left by a killed run (nobody holds the flock) is taken over
-    (tmp_path / ".h.npy.featx-lock").write_text(json.dumps({"pid": 999999, "started": "yesterday"}))
-    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48")
-    assert r.returncode == 0 and b"did not finish" in r.stderr and b"999999" in r.stderr
-
-
 PLUGIN = '''
 import os, time
 import numpy as np
@@ -197,24 +130,117 @@ class Trouble(Extractor):
         if image.shape[1] == 34:
             os.kill(os.getpid(), 9)
         return np.array([image.mean() * self.params.scale], np.float32)
+
+
+class Slow(Extractor):
+    """8x8 grid of mean intensities, after a fixed pause (makes runs long enough to kill)."""
+    name = "slow"
+    summary = "A test extractor that takes its time"
+    Params = P
+    def output_spec(self, h, w):
+        return OutputSpec("vector", (64,))
+    def extract(self, image):
+        import cv2
+        time.sleep(0.02)
+        g = image.mean(axis=2) if image.ndim == 3 else image
+        return cv2.resize(g.astype(np.float32), (8, 8), interpolation=cv2.INTER_AREA).ravel() * self.params.scale
 '''
+
+
+def plugin_env(tmp_path: Path) -> dict:
+    """PYTHONPATH with a test plugin package registering `trouble` and `slow`."""
+    plug = tmp_path / "plug"
+    (plug / "trouble-1.0.dist-info").mkdir(parents=True)
+    (plug / "trouble-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trouble\nVersion: 1.0\n")
+    (plug / "trouble-1.0.dist-info" / "entry_points.txt").write_text(
+        "[featx.extractors]\ntrouble = trouble_ext:Trouble\nslow = trouble_ext:Slow\n")
+    (plug / "trouble_ext.py").write_text(PLUGIN)
+    return {"PYTHONPATH": str(plug) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+
+
+def committed_rows(out: Path, fmt: str) -> int:
+    if not out.exists():
+        return 0
+    if fmt == "npy":
+        return np.load(out, mmap_mode="r").shape[0]
+    return max(0, out.read_bytes().count(b"\n") - 1)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
+    """Kill real runs (main process and workers) at several points; the re-run's
+    output is byte-identical to an uninterrupted run.  The `slow` test extractor
+    (20 ms per image) keeps each run long enough to be killed mid-way on any machine."""
+    n = 120
+    src = make_folder(tmp_path / "in", n)
+    env = plugin_env(tmp_path)
+    ref = tmp_path / "ref" / f"h.{fmt}"
+    ref.parent.mkdir()
+    args = ["-q", "-j", "2", "--commit-every", "0.1"]
+    assert featx("extract", "slow", src, "-o", ref, *args, env=env).returncode == 0
+    expected = outputs(ref)
+    out = tmp_path / "run" / f"h.{fmt}"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(out), *args]
+    kills, seen_rows = 0, []
+    for extra in (0.0, 0.07, 0.15, 0.03, 0.11, 0.19):
+        before = committed_rows(out, fmt)
+        p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+        deadline = time.monotonic() + 60
+        while p.poll() is None and committed_rows(out, fmt) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(extra)  # land the kill at different points: mid-chunk, mid-write, mid-commit
+        if p.poll() is not None:
+            break
+        os.killpg(p.pid, signal.SIGKILL)  # the main process and its workers
+        p.wait()
+        kills += 1
+        if fmt == "npy":
+            # after a kill the output is always a loadable prefix of the final result
+            m = np.load(out)
+            seen_rows.append(m.shape[0])
+            assert m.shape[0] == 0 or np.array_equal(m, np.load(ref)[: m.shape[0]])
+    assert kills >= 3
+    r = subprocess.run(cmd, capture_output=True, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    assert outputs(out) == expected
+    leftovers = [p.name for p in out.parent.iterdir() if "tmp" in p.name or "spool" in p.name]
+    assert leftovers == []
+    if fmt == "npy":
+        assert any(0 < k < n for k in seen_rows), seen_rows  # kills landed mid-run, after commits
+
+
+def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
+    from featx.lock import OutputLock
+
+    src = make_folder(tmp_path / "in", 2)
+    out = tmp_path / "h.npy"
+    lock = OutputLock(str(tmp_path / ".h.npy.featx-lock"))
+    lock.acquire()
+    r = featx("extract", "hog", src, "-o", out, *SMALL)
+    assert r.returncode == 75 and f"pid {os.getpid()}".encode() in r.stderr
+    assert not out.exists()
+    threading.Timer(1.5, lock.release).start()
+    t = time.monotonic()
+    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48", "--wait")
+    assert r.returncode == 0 and time.monotonic() - t > 1.0 and b"waiting" in r.stderr
+    # a lock file left by a killed run (nobody holds the flock) is taken over
+    (tmp_path / ".h.npy.featx-lock").write_text(json.dumps({"pid": 999999, "started": "yesterday"}))
+    r = featx("extract", "hog", src, "-o", out, "--resize", "64x48")
+    assert r.returncode == 0 and b"did not finish" in r.stderr and b"999999" in r.stderr
 
 
 def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     import cv2
 
-    plug = tmp_path / "plug"
-    (plug / "trouble-1.0.dist-info").mkdir(parents=True)
-    (plug / "trouble-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trouble\nVersion: 1.0\n")
-    (plug / "trouble-1.0.dist-info" / "entry_points.txt").write_text(
-        "[featx.extractors]\ntrouble = trouble_ext:Trouble\n")
-    (plug / "trouble_ext.py").write_text(PLUGIN)
+    env = plugin_env(tmp_path)
     src = tmp_path / "in"
     src.mkdir()
     img = cv2.imread(str(SAMPLES / "coffee.jpg"))
     for name, w in (("a", 40), ("b-hang", 33), ("c", 41), ("d-crash", 34), ("e", 42)):
         cv2.imwrite(str(src / f"{name}.png"), img[:30, :w])
-    env = {"PYTHONPATH": str(plug) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t = time.monotonic()
     r = featx("extract", "trouble", src, "-o", tmp_path / "t.csv", "--timeout", "3", "-j", "2", env=env)
     assert time.monotonic() - t < 60

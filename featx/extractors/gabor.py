@@ -138,11 +138,11 @@ class Gabor(Extractor):
         (odd) part, or all three (``--response``).
 
     The output
-        ``--output pooled`` (default): per kernel and response part, the mean and
+        ``--result pooled`` (default): per kernel and response part, the mean and
         standard deviation (``--stats``) over each cell of a ``ROWSxCOLS`` grid —
         a fixed-length vector for any image size, ordered kernel, part, statistic,
         cell row, cell column (named in ``output_spec(...).columns``).
-        ``--output maps``: the raw maps, dense ``(H, W, n_kernels * n_parts)``
+        ``--result maps``: the raw maps, dense ``(H, W, n_kernels * n_parts)``
         float32, channel ``kernel * n_parts + part`` (write them with
         ``npy-dir``).
     """
@@ -176,7 +176,7 @@ class Gabor(Extractor):
         response: str = param("magnitude", "which part of the complex response: magnitude "
                                             "(energy), real (even), imag (odd), or all three",
                               choices=tuple(PARTS))
-        output: str = param("pooled", "pooled: statistics per grid cell (a vector); maps: the "
+        result: str = param("pooled", "pooled: statistics per grid cell (a vector); maps: the "
                                       "raw response maps, dense (H, W, kernels x parts)",
                             choices=("pooled", "maps"))
         grid: tuple[int, int] = param((4, 4), "pooled output: cells ROWSxCOLS", min=1, max=64)
@@ -228,7 +228,7 @@ class Gabor(Extractor):
 
     def output_spec(self, height: int, width: int) -> OutputSpec:
         p = self.params
-        if p.output == "maps":
+        if p.result == "maps":
             return OutputSpec("dense", (height, width, self.n_kernels * len(self.parts)))
         rows, cols = p.grid
         stats = ("mean", "std") if p.stats == "mean-std" else ("mean",)
@@ -374,10 +374,10 @@ class Gabor(Extractor):
         Returns
         -------
         features : ndarray of float32
-            ``output=pooled``: ``(n_kernels * n_parts * n_stats * rows * cols,)``.
-            ``output=maps``: ``(H, W, n_kernels * n_parts)``.
+            ``result=pooled``: ``(n_kernels * n_parts * n_stats * rows * cols,)``.
+            ``result=maps``: ``(H, W, n_kernels * n_parts)``.
         """
-        if self.params.output == "maps":
+        if self.params.result == "maps":
             return self.response_maps(image)
         return self._pooled(image)
 
