@@ -662,7 +662,113 @@ class _LazyDetect(click.Command):
         return self._real().get_help(ctx)
 
 
+def _build_codebook(cls) -> click.Command:
+    def callback(inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null, overwrite, quiet,
+                 **kwargs):
+        ctx = click.get_current_context()
+        params = _split_params(cls, kwargs)
+        try:
+            _do_codebook(cls, params, inputs=inputs, output=output, k=k, sample=sample, seed=seed, gmm=gmm,
+                         resize=resize, resize_mode=resize_mode, files_from=files_from, null=null,
+                         overwrite=overwrite, quiet=quiet)
+        except FeatxError as exc:
+            _fail(exc, ctx)
+
+    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
+                        help=f"Learn a codebook of {cls.name} descriptors (k-means visual words, and a "
+                             "diagonal GMM with --gmm) from a seeded random sample of the descriptors of "
+                             "INPUTS, for --encode bovw|vlad|fisher.",
+                        short_help=f"Learn visual words from {cls.name} descriptors")
+    cmd.params = [
+        click.Argument(["inputs"], nargs=-1, type=click.Path(allow_dash=True)),
+        click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
+        click.Option(["-k"], type=click.IntRange(min=1), required=True, help="Number of visual words."),
+        click.Option(["--sample"], type=click.IntRange(min=1), default=100_000, show_default=True,
+                     help="Descriptors kept in the seeded random sample (bounds memory: sample x 512 bytes)."),
+        click.Option(["--seed"], type=int, default=0, show_default=True, help="Seed of sampling and k-means++."),
+        click.Option(["--gmm"], is_flag=True, help="Also fit a diagonal-covariance GMM (for --encode fisher)."),
+        *_resize_options(),
+        click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
+                     type=click.Path(dir_okay=False, allow_dash=True), help="Read input paths from FILE."),
+        click.Option(["-0", "--null"], is_flag=True, help="Paths on stdin / in list files are NUL-separated."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace an existing codebook."),
+        click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
+        _config_option(),
+    ] + _extractor_options(cls)
+    return cmd
+
+
+def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null,
+                 overwrite, quiet):
+    from . import imageops, sources
+    from .encoding import learn_codebook, local_descriptors, save_codebook, supports_codebook
+    from .extractor import build_params
+
+    if not inputs and not files_from:
+        raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
+    if os.path.exists(output) and not overwrite:
+        raise UsageError(f"{output} already exists", "pass --overwrite to replace it")
+    if not supports_codebook(cls):
+        raise UsageError(f"{cls.name} has no local descriptors to learn a codebook from",
+                         "codebooks are for extractors with keypoint descriptors, such as sift")
+    if params.get("encode") not in (None, "none"):
+        raise UsageError("a codebook is learnt from raw descriptors: drop --encode")
+    extractor = cls(build_params(cls, params))
+    stats = sources.Enumeration()
+    failed = 0
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="img", file=sys.stderr, desc=f"{cls.name} codebook", leave=False)
+
+    def stream():
+        nonlocal failed
+        for inp in sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats):
+            try:
+                for item in sources.load(inp):
+                    img = item.image
+                    if resize:
+                        img = imageops.resize(img, resize[0], resize[1], resize_mode)
+                    yield local_descriptors(extractor, img)
+            except FeatxError as exc:
+                failed += 1
+                _say(f"error: {inp.path}: {exc.message}")
+            if bar is not None:
+                bar.update(1)
+
+    try:
+        cb = learn_codebook(stream(), k, sample=sample, seed=seed, gmm=gmm, extractor=extractor,
+                            metadata={"resize": list(resize) if resize else None, "resize_mode": resize_mode})
+    finally:
+        if bar is not None:
+            bar.close()
+    save_codebook(cb, output)
+    if not quiet:
+        _say(f"codebook of {k} words{' + GMM' if gmm else ''} -> {output}"
+             + (f" ({failed} inputs failed)" if failed else ""))
+    if failed:
+        sys.exit(int(ExitCode.ITEMS_FAILED))
+
+
+class _CodebookGroup(ExtractorGroup):
+    def list_commands(self, ctx):
+        from . import registry
+        from .encoding import supports_codebook
+
+        out = []
+        for n in registry.names():
+            try:
+                if supports_codebook(registry.get(n)):
+                    out.append(n)
+            except FeatxError:
+                pass
+        return out
+
+
 cli.add_command(_LazyDetect())
+cli.add_command(_CodebookGroup("codebook", build=_build_codebook, context_settings=CONTEXT,
+                               help="Learn visual words for --encode: featx codebook sift INPUTS... -k 256 -o cb.npz"))
 cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
                                help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. "
                                     "`featx extract NAME --help` lists NAME's options."))

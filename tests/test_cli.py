@@ -358,3 +358,30 @@ def test_regions_run_any_extractor_per_box(tmp_path, sample):
     assert np.array_equal(got, want)  # the row is the extractor run on exactly that crop
     r = featx("extract", "hog", SAMPLES, "--regions", faces, "-o", "-")
     assert r.returncode == 2
+
+
+def test_sift_codebook_and_encodings_through_the_cli(tmp_path):
+    cb = tmp_path / "cb.npz"
+    r = featx("codebook", "sift", SAMPLES, "-k", "16", "-o", cb, "--gmm", "--resize", "320x240", "-q")
+    assert r.returncode == 0, r.stderr
+    for enc, d in (("bovw", 16), ("vlad", 16 * 128), ("fisher", 2 * 16 * 128)):
+        out = tmp_path / f"{enc}.npy"
+        r = featx("extract", "sift", SAMPLES, "-o", out, "--encode", enc, "--codebook", cb, "--resize", "320x240",
+                  "-q")
+        assert r.returncode == 0, r.stderr
+        m = np.load(out)
+        assert m.shape == (5, d) and np.isfinite(m).all()
+        assert np.allclose(np.linalg.norm(m, axis=1), 1, atol=1e-5)  # power + L2 normalised
+    # a codebook made for other descriptor parameters is refused before any work
+    r = featx("extract", "sift", SAMPLES, "-o", tmp_path / "x.npy", "--encode", "vlad", "--codebook", cb,
+              "--root-sift", "--resize", "320x240")
+    assert r.returncode == 2 and b"root" in r.stderr.lower()
+    # raw keypoints: npy-dir only, one .npz per image
+    r = featx("extract", "sift", SAMPLES / "chelsea.png", "-o", tmp_path / "kp.npy")
+    assert r.returncode == 2 and b"npy-dir" in r.stderr
+    (tmp_path / "imgs").mkdir()
+    shutil.copy(SAMPLES / "chelsea.png", tmp_path / "imgs" / "chelsea.png")
+    r = featx("extract", "sift", "imgs", "-o", "kp/", "--max-keypoints", "50", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "kp" / "imgs" / "chelsea.png.npz") as z:
+        assert z["keypoints"].shape == (50, 6) and z["descriptors"].shape == (50, 128)
