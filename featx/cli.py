@@ -276,6 +276,40 @@ def info_cmd(ctx: click.Context, name: str, size: tuple[int, int] | None, as_con
         _fail(exc, ctx)
 
 
+@cli.group("models", invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def models_cmd(ctx: click.Context) -> None:
+    """CNN models: list the known and cached ones (default), or fetch one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .extractors.cnn import models
+
+    for m in models.list_models():
+        state = "available" if m["available"] else "not cached (featx models fetch " + m["name"] + ")"
+        click.echo(f"{m['name']:<22} {state}")
+        if m.get("description"):
+            click.echo(f"  {m['description']}")
+        if m.get("path"):
+            click.echo(f"  {m['path']}")
+        click.echo(f"  sha256 {m['sha256']}" + (f"  licence {m['license']}" if m.get("license") else ""))
+
+
+@models_cmd.command("fetch")
+@click.argument("name")
+@click.option("--url", default=None, help="Where to download from (required for a model featx does not know).")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the file (required with --url for a new name).")
+@click.pass_context
+def models_fetch(ctx: click.Context, name: str, url: str | None, sha256: str | None) -> None:
+    """Download a model into the cache; refused (nothing cached) unless its SHA-256 matches."""
+    from .extractors.cnn import models
+
+    try:
+        path = models.fetch(name, url, sha256)
+    except FeatxError as exc:
+        _fail(exc, ctx)
+    _say(f"{name}: {path}")
+
+
 @cli.command("merge")
 @click.argument("output")
 @click.argument("parts", nargs=-1, required=True)
@@ -443,10 +477,14 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
+    if jobs is None or jobs == 0:
+        jobs = pipeline.default_jobs()
+    if params.get("threads") == 0 and jobs > 1:  # engines with their own threads: no oversubscription
+        params["threads"] = max(1, pipeline.default_jobs() // jobs)
     extractor = cls(build_params(cls, params))
-    spec_cols = None
+    spec = None
     try:
-        spec_cols = extractor.output_spec(*(resize[::-1] if resize else (480, 640))).columns
+        spec = extractor.output_spec(*(resize[::-1] if resize else (480, 640)))
     except FeatxError as exc:
         if resize:  # every image would fail the same way: say it once, before any work
             raise UsageError(f"--resize {resize[0]}x{resize[1]}: {exc.message}", exc.hint) from None
@@ -462,11 +500,11 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     if regions and video_mode:
         raise UsageError("--regions works on images, not on videos or frame sequences")
     keys = sources.REGION_KEYS if regions else (sources.VIDEO_KEYS if video_mode else ("path",))
-    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec_cols, kind=extractor.output_kind(),
-                           key_columns=keys)
+    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec.columns if spec else None,
+                           kind=extractor.output_kind(), key_columns=keys,
+                           labels=spec.labels if spec else None, label_columns=spec.label_columns if spec else ())
     if max_pixels is None:
         max_pixels = pipeline.DEFAULT_MAX_PIXELS
-    jobs = jobs or pipeline.default_jobs()
     opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, max_pixels=max_pixels or None,
                                use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
                                timeout=timeout, shard=shard, commit_every=commit_every,
@@ -501,8 +539,10 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
                "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
                "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
                "video": video_mode, "frames": frames, "sampling": sampling}
+    extra = getattr(extractor, "provenance", None)
     doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
-                            summary=summary, started=started)
+                            summary=summary, started=started,
+                            extra={"extractor_details": extra} if isinstance(extra, dict) else None)
     side = sidecar or sink.sidecar_path
     if side:
         provenance.write(side, doc)
@@ -788,9 +828,16 @@ def _quiet_native_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
+    import logging
+
     from . import pipeline
 
     _quiet_native_libraries()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("featx: %(message)s"))
+    log = logging.getLogger("featx")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
     pipeline.FORK_OK = True  # this process runs nothing threaded before the pool starts
 
     def on_term(signum, frame):

@@ -258,6 +258,10 @@ class OutputSpec:
     shape: tuple
     #: Optional names for the vector's values (CSV header); default f0..f{D-1}.
     columns: tuple[str, ...] | None = None
+    #: Values at ``label_columns`` are class indices into ``labels``: CSV writes
+    #: the names there (``.npy`` keeps the indices).
+    labels: tuple[str, ...] | None = None
+    label_columns: tuple[int, ...] = ()
 
     @property
     def length(self) -> int | None:
@@ -294,6 +298,13 @@ class Extractor:
     #: ``extract`` is then called in order on one sequence and ``reset``
     #: starts a new one.
     temporal: ClassVar[bool] = False
+    #: False for extractors whose constructor starts native threads (an
+    #: inference engine): worker processes are then not forked from a process
+    #: holding such an instance, but started fresh (forkserver).
+    fork_safe: ClassVar[bool] = True
+    #: Parameters that change how the work runs but not the numbers (threads,
+    #: device); a continued output does not need them to match.
+    runtime_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else build_params(type(self))
@@ -316,6 +327,11 @@ class Extractor:
     def extract_batch(self, images: list[np.ndarray]) -> list[np.ndarray | Keypoints]:
         """Several images at once; extractors that gain from batching override it."""
         return [self.extract(im) for im in images]
+
+    @property
+    def batch_size(self) -> int:
+        """How many images the pipeline hands :meth:`extract_batch` at once."""
+        return int(getattr(self.params, "batch_size", 1) or 1)
 
     def reset(self) -> None:
         """Forget any state carried between frames (temporal extractors)."""

@@ -129,19 +129,44 @@ class Summary:
 class _Worker:
     """Decode, resize, extract and encode inputs with one extractor instance."""
 
-    def __init__(self, job: Job):
-        cls = registry.load_target(job.target)
+    def __init__(self, job: Job, extractor: Extractor | None = None):
         self.job = job
-        self.extractor: Extractor = cls(build_params(cls, job.params))
+        if extractor is None:
+            cls = registry.load_target(job.target)
+            extractor = cls(build_params(cls, job.params))
+        self.extractor: Extractor = extractor
 
-    def compute(self, image: np.ndarray) -> Any:
+    def prepare(self, image: np.ndarray) -> np.ndarray:
         job = self.job
         if job.resize is not None:
             image = imageops.resize(image, job.resize[0], job.resize[1], job.resize_mode)
-        value = self.extractor.extract(image)
-        if value is None or isinstance(value, Keypoints):
-            return value
-        return np.ascontiguousarray(value, dtype=np.float32)
+        return image
+
+    def compute(self, image: np.ndarray) -> Any:
+        return self.extractor.extract(self.prepare(image))
+
+    def emit(self, item: sources.Item, value: Any, write: Callable[[bytes], None]) -> Record | None:
+        """Encode one result (None: a temporal extractor's "no row")."""
+        if value is None:
+            return None
+        if not isinstance(value, Keypoints):
+            value = np.ascontiguousarray(value, dtype=np.float32)
+        data = self.job.encoder.encode(item.key, item.mirror, value)
+        if data:
+            write(data)
+        if isinstance(value, Keypoints):
+            shape = (len(value), value.descriptors.shape[1] if value.descriptors.ndim == 2 else 0)
+        else:
+            shape = tuple(value.shape)
+        return Record(item.key, shape=shape, nbytes=len(data))
+
+    @staticmethod
+    def _bad_item(item: sources.Item) -> Record | None:
+        if item.error is not None:
+            return Record(item.key, error=item.error)
+        if item.image.size == 0:
+            return Record(item.key, error="empty region (the box lies outside the image)")
+        return None
 
     def run_one(self, inp: sources.Input, write: Callable[[bytes], None]) -> list[Record]:
         recs: list[Record] = []
@@ -149,11 +174,9 @@ class _Worker:
             self.extractor.reset()
         try:
             for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
-                if item.error is not None:
-                    recs.append(Record(item.key, error=item.error))
-                    continue
-                if item.image.size == 0:
-                    recs.append(Record(item.key, error="empty region (the box lies outside the image)"))
+                bad = self._bad_item(item)
+                if bad is not None:
+                    recs.append(bad)
                     continue
                 try:
                     value = self.compute(item.image)
@@ -163,16 +186,9 @@ class _Worker:
                 except Exception as exc:  # isolate the item, keep going
                     recs.append(Record(item.key, error=f"{type(exc).__name__}: {exc}"))
                     continue
-                if value is None:   # a temporal extractor's "no row" (first frame dropped)
-                    continue
-                data = self.job.encoder.encode(item.key, item.mirror, value)
-                if data:
-                    write(data)
-                if isinstance(value, Keypoints):
-                    shape = (len(value), value.descriptors.shape[1] if value.descriptors.ndim == 2 else 0)
-                else:
-                    shape = tuple(value.shape)
-                recs.append(Record(item.key, shape=shape, nbytes=len(data)))
+                rec = self.emit(item, value, write)
+                if rec is not None:
+                    recs.append(rec)
         except InputError as exc:
             recs.append(Record({"path": inp.path}, error=str(exc)))
         except Exception as exc:
@@ -180,7 +196,60 @@ class _Worker:
         return recs
 
     def run(self, inputs: list[sources.Input], write: Callable[[bytes], None]) -> list[list[Record]]:
-        return [self.run_one(inp, write) for inp in inputs]
+        bs = self.extractor.batch_size
+        if bs <= 1 or self.extractor.temporal:
+            return [self.run_one(inp, write) for inp in inputs]
+        return self._run_batched(inputs, write, bs)
+
+    def _run_batched(self, inputs, write, bs: int) -> list[list[Record]]:
+        """Items of all ``inputs`` in batches of ``bs``; decoding and preprocessing of
+        the next batch overlap inference when the extractor offers ``extract_stream``."""
+        out: list[list[Record]] = [[] for _ in inputs]
+        queued: list[list[tuple[int, sources.Item]]] = []
+
+        def batches():
+            pending: list[tuple[int, sources.Item]] = []
+            for i, inp in enumerate(inputs):
+                try:
+                    for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+                        bad = self._bad_item(item)
+                        if bad is not None:
+                            out[i].append(bad)
+                            continue
+                        item.image = self.prepare(item.image)
+                        pending.append((i, item))
+                        if len(pending) >= bs:
+                            queued.append(pending)
+                            yield [it.image for _, it in pending]
+                            pending = []
+                except InputError as exc:
+                    out[i].append(Record({"path": inp.path}, error=str(exc)))
+                except Exception as exc:
+                    out[i].append(Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}"))
+            if pending:
+                queued.append(pending)
+                yield [it.image for _, it in pending]
+
+        stream = getattr(self.extractor, "extract_stream", None)
+        results = stream(batches()) if stream is not None else (self.extractor.extract_batch(b) for b in batches())
+        try:
+            for values in results:
+                batch = queued.pop(0)
+                for (i, item), value in zip(batch, values):
+                    rec = self.emit(item, value, write)
+                    if rec is not None:
+                        out[i].append(rec)
+        except Exception as exc:  # a batch failed: redo its items one by one to find the culprit
+            for batch in queued:
+                for i, item in batch:
+                    try:
+                        rec = self.emit(item, self.extractor.extract(item.image), write)
+                    except Exception as e:
+                        rec = Record(item.key, error=(e.message if isinstance(e, FeatxError)
+                                                      else f"{type(e).__name__}: {e}") or str(exc))
+                    if rec is not None:
+                        out[i].append(rec)
+        return out
 
 
 _WORKER: _Worker | None = None
@@ -240,7 +309,7 @@ def tune_allocator() -> None:
 FORK_OK = False
 
 
-def _start_method() -> str:
+def _start_method(fork: bool = True) -> str:
     """``fork`` where it is safe, else ``forkserver``/``spawn``.
 
     Forking is what makes ``-j 2`` pay off on small batches: the workers start
@@ -258,7 +327,7 @@ def _start_method() -> str:
     forced = os.environ.get("FEATX_START_METHOD")
     if forced in methods:
         return forced
-    if FORK_OK and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
+    if fork and FORK_OK and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
 
@@ -279,16 +348,16 @@ def _chunks(it: Iterable[sources.Input], size: int) -> Iterator[list[sources.Inp
 
 
 class _InProcess:
-    """``-j 1``: everything in this process, written straight through."""
+    """``-j 1``: everything in this process (with the caller's extractor), written straight through."""
 
-    def __init__(self, job: Job):
-        self.worker = _Worker(job)
+    def __init__(self, job: Job, extractor: Extractor):
+        self.worker = _Worker(job, extractor)
 
     def results(self, inputs):
-        for inp in inputs:
+        for chunk in _chunks(inputs, max(1, self.worker.extractor.batch_size)):
             parts: list[bytes] = []
-            recs = self.worker.run([inp], parts.append)
-            yield [inp], recs, b"".join(parts)
+            recs = self.worker.run(chunk, parts.append)
+            yield chunk, recs, b"".join(parts)
 
     def close(self, cancel: bool = False) -> None:
         pass
@@ -302,11 +371,12 @@ class _ProcessPool:
     is redone one input at a time, so only the guilty input fails.
     """
 
-    def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None):
+    def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
+                 fork: bool = True):
         import multiprocessing as mp
 
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
-        self._ctx = mp.get_context(_start_method())
+        self._ctx = mp.get_context(_start_method(fork))
         self.pool = self._make()
         self._seq = 0
 
@@ -410,7 +480,8 @@ def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
 
 def run_config(extractor: Extractor, sink: Sink, opts: RunOptions) -> dict[str, Any]:
     """What determines the numbers in an output; a continued output must match it."""
-    return {"extractor": {"name": extractor.name, **params_to_dict(extractor.params)},
+    values = {k: v for k, v in params_to_dict(extractor.params).items() if k not in extractor.runtime_params}
+    return {"extractor": {"name": extractor.name, **values},
             "options": {"resize": list(opts.resize) if opts.resize else None,
                         "resize_mode": opts.resize_mode if opts.resize else None,
                         "format": sink.format, "keys": list(sink.key_columns),
@@ -509,9 +580,10 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
     elif use_pool:
         base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
         spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
-        executor = _ProcessPool(job, opts.jobs, opts.chunk, spool_dir, opts.timeout)
+        executor = _ProcessPool(job, opts.jobs, max(opts.chunk, extractor.batch_size), spool_dir, opts.timeout,
+                                fork=extractor.fork_safe)
     else:
-        executor = _InProcess(job)
+        executor = _InProcess(job, extractor)
     sink.open(state)
     pending: list[Entry] = []
     last_commit = time.monotonic()

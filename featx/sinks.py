@@ -131,14 +131,26 @@ class RawEncoder(Encoder):
 
 
 class CsvEncoder(Encoder):
-    """One CSV line: key columns, then the values."""
+    """One CSV line: key columns, then the values (class names where the spec says)."""
 
-    def __init__(self, key_columns: Sequence[str]):
+    def __init__(self, key_columns: Sequence[str], labels: Sequence[str] | None = None,
+                 label_columns: Sequence[int] = ()):
         self.key_columns = tuple(key_columns)
+        self.labels = tuple(labels) if labels else None
+        self.label_columns = tuple(label_columns) if labels else ()
 
     def encode(self, key, mirror, value):
         head = csv_line(key_text(key, self.key_columns)).rstrip("\n")
-        vals = format_floats(value)
+        if self.label_columns:
+            v = np.asarray(value, dtype=np.float32).ravel()
+            fields = format_floats(v).split(",")
+            for c in self.label_columns:
+                i = int(v[c])
+                if 0 <= i < len(self.labels):
+                    fields[c] = csv_line([self.labels[i]]).rstrip("\n")
+            vals = ",".join(fields)
+        else:
+            vals = format_floats(value)
         return (head + ("," + vals if vals else "") + "\n").encode("utf-8")
 
 
@@ -356,12 +368,14 @@ class CsvSink(_StackedSink):
 
     format = "csv"
 
-    def __init__(self, output, key_columns=("path",), overwrite=False, columns: Sequence[str] | None = None):
+    def __init__(self, output, key_columns=("path",), overwrite=False, columns: Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None, label_columns: Sequence[int] = ()):
         super().__init__(output, key_columns, overwrite)
         self.columns = tuple(columns) if columns else None
+        self.labels, self.label_columns = labels, tuple(label_columns)
 
     def encoder(self):
-        return CsvEncoder(self.key_columns)
+        return CsvEncoder(self.key_columns, self.labels, self.label_columns)
 
     def _header_line(self, width: int | None) -> bytes:
         names = list(self.columns) if self.columns and width == len(self.columns) else \
@@ -631,7 +645,8 @@ class NpyDirSink(Sink):
 
 
 def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("path",),
-              overwrite: bool = False, columns: Sequence[str] | None = None, kind: str = "vector") -> Sink:
+              overwrite: bool = False, columns: Sequence[str] | None = None, kind: str = "vector",
+              labels: Sequence[str] | None = None, label_columns: Sequence[int] = ()) -> Sink:
     fmt = infer_format(output, fmt)
     if kind == "regions":
         if fmt != "csv":
@@ -640,7 +655,7 @@ def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("pa
     if output == "-" and fmt != "csv":
         raise OutputError(f"-o - writes CSV to stdout, not {fmt}", "drop --format or write to a file")
     if fmt == "csv":
-        return CsvSink(output, key_columns, overwrite, columns)
+        return CsvSink(output, key_columns, overwrite, columns, labels, label_columns)
     if fmt == "npy":
         if not output.lower().endswith(".npy"):
             raise OutputError(f"a stacked npy output must end with .npy, got {output!r}")

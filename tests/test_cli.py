@@ -385,3 +385,24 @@ def test_sift_codebook_and_encodings_through_the_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "kp" / "imgs" / "chelsea.png.npz") as z:
         assert z["keypoints"].shape == (50, 6) and z["descriptors"].shape == (50, 128)
+
+
+def test_cnn_through_the_cli(tmp_path):
+    imgs = [SAMPLES / "chelsea.png", SAMPLES / "coffee.jpg", SAMPLES / "astronaut.png"]
+    r = featx("extract", "cnn", *imgs, "-o", tmp_path / "top.csv", "--top-k", "2", "-j", "1")
+    assert r.returncode == 0, r.stderr
+    assert b"CPUExecutionProvider" in r.stderr  # which provider ran is said, never silently chosen
+    rows = read_index(tmp_path / "top.csv")
+    assert rows[0]["top1_class"] in ("tabby, tabby cat", "tiger cat", "Egyptian cat")
+    assert rows[1]["top1_class"] in ("espresso", "cup", "coffee mug")
+    for j in ("1", "2"):
+        r = featx("extract", "cnn", *imgs, "-o", tmp_path / f"e{j}.npy", "-j", j, "--batch-size", "2", "-q")
+        assert r.returncode == 0, r.stderr
+    e1, e2 = np.load(tmp_path / "e1.npy"), np.load(tmp_path / "e2.npy")
+    assert e1.shape == (3, 1280) and np.allclose(e1, e2, atol=1e-5)
+    side = json.loads((tmp_path / "e2.featx.json").read_text())
+    assert side["extractor_details"]["provider"] == "CPUExecutionProvider"
+    assert side["extractor_details"]["preprocess"]["input_size"] == [224, 224]
+    # batch size and threads do not change the output's identity: a re-run continues it
+    r = featx("extract", "cnn", *imgs, "-o", tmp_path / "e2.npy", "-j", "1", "--summary-json", "-", "-q")
+    assert r.returncode == 0 and json.loads(r.stderr.decode().splitlines()[-1])["up_to_date"] == 3
