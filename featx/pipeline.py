@@ -548,28 +548,37 @@ def job_for(extractor: Extractor, sink: Sink, opts: RunOptions) -> Job:
 
 
 def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failure, note, progress) -> Summary:
-    seen: list[str] = []
-
     def todo() -> Iterator[sources.Input]:
+        """The inputs to process: this shard's, minus those already in the output and unchanged.
+        Looked up in batches, so a re-run over a large unchanged folder is quick."""
+        batch: list[sources.Input] = []
+
+        def decide() -> Iterator[sources.Input]:
+            known = state.lookup_many([inp.path for inp in batch])
+            state.mark_seen([inp.path for inp in batch])
+            for inp in batch:
+                ident = identify(inp.path, opts.use_hash)
+                if ident is not None and inp.boxes is not None:
+                    ident = replace(ident, boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
+                if same(known.get(inp.path), ident, opts.use_hash):
+                    summary.up_to_date += 1
+                    if progress is not None:
+                        progress.update(1)
+                    continue
+                yield replace(inp, ident=ident, mirror=sources.mirror_path(inp.path))
+            batch.clear()
+
         for inp in inputs:
             if not in_shard(inp.path, opts.shard):
                 continue
             if state is None:
-                yield inp
+                yield replace(inp, mirror=sources.mirror_path(inp.path))
                 continue
-            ident = identify(inp.path, opts.use_hash)
-            if ident is not None and inp.boxes is not None:
-                ident = replace(ident, boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
-            seen.append(inp.path)
-            if len(seen) >= 1000:
-                state.mark_seen(seen)
-                seen.clear()
-            if same(state.lookup(inp.path), ident, opts.use_hash):
-                summary.up_to_date += 1
-                if progress is not None:
-                    progress.update(1)
-                continue
-            yield replace(inp, ident=ident)
+            batch.append(inp)
+            if len(batch) >= 256:
+                yield from decide()
+        if batch:
+            yield from decide()
 
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
@@ -593,9 +602,6 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
         if state is None:
             sink.commit(None, [])
         else:
-            if seen:
-                state.mark_seen(seen)
-                seen.clear()
             sink.commit(state, pending)
         pending.clear()
         last_commit = time.monotonic()

@@ -542,11 +542,11 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
     Rows keep their relative order; the state's row numbers are renumbered in
     the same transaction that schedules the renames.
     """
+    if sink.rows - state.live_count() <= 0:  # the common case: nothing changed or vanished
+        return 0
     ranges = _live_ranges(state)
     live = sum(b - a for a, b in ranges)
     dead = sink.rows - live
-    if dead <= 0:
-        return 0
     keep = np.zeros(sink.rows, dtype=bool)
     for a, b in ranges:
         keep[a:b] = True

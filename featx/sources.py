@@ -72,7 +72,7 @@ class Input:
     """
 
     path: str
-    mirror: str
+    mirror: str = ""    # set by the pipeline for inputs it processes (see mirror_path)
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
     boxes: tuple[tuple[int, int, int, int], ...] | None = None   # regions to crop (--regions)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames) or "sequence" (image files in order)
@@ -236,7 +236,7 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 
     def flush() -> Iterator[Input]:
         if group:
-            yield Input(path=group[0], mirror=mirror_path(group[0]), kind="sequence", paths=tuple(group))
+            yield Input(path=group[0], kind="sequence", paths=tuple(group))
             group.clear()
 
     for p in listed():
@@ -245,7 +245,7 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
                 group.append(path)
                 continue
             yield from flush()
-            yield Input(path=path, mirror=mirror_path(path), kind=kind)
+            yield Input(path=path, kind=kind)
     yield from flush()
 
 
@@ -382,12 +382,12 @@ def read_regions(path: str) -> Iterator[Input]:
             except (TypeError, ValueError):
                 raise UsageError(f"--regions {path}, line {n}: x, y, w, h must be numbers") from None
             if row["path"] != current and current is not None:
-                yield Input(current, mirror_path(current), boxes=tuple(boxes))
+                yield Input(current, boxes=tuple(boxes))
                 boxes = []
             current = row["path"]
             boxes.append(box)
         if current is not None:
-            yield Input(current, mirror_path(current), boxes=tuple(boxes))
+            yield Input(current, boxes=tuple(boxes))
 
 
 def sampling_of(options: dict[str, Any]):

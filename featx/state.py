@@ -151,6 +151,19 @@ class State:
         row = self.db.execute("SELECT size, mtime_ns, hash FROM items WHERE path=?", (path,)).fetchone()
         return None if row is None else Identity.from_stored(row[0], row[1], row[2])
 
+    def lookup_many(self, paths: list[str]) -> dict[str, Identity]:
+        """:meth:`lookup` for many paths in one query (up to 500 at a time)."""
+        out: dict[str, Identity] = {}
+        for i in range(0, len(paths), 500):
+            part = paths[i:i + 500]
+            q = "SELECT path, size, mtime_ns, hash FROM items WHERE path IN (%s)" % ",".join("?" * len(part))
+            for path, size, mtime, h in self.db.execute(q, part):
+                out[path] = Identity.from_stored(size, mtime, h)
+        return out
+
+    def live_count(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(nrows), 0) FROM items").fetchone()[0])
+
     def record(self, entries: list[Entry], **meta: Any) -> None:
         """Commit items and meta values in one transaction."""
         with self.transaction():
