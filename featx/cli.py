@@ -49,43 +49,28 @@ def _show_traceback(ctx: click.Context | None) -> bool:
 # parameter types
 
 
-class SizeType(click.ParamType):
-    """``WIDTHxHEIGHT`` (e.g. 640x480)."""
-
-    name = "WxH"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, tuple):
-            return value
-        if isinstance(value, list) and len(value) == 2:
-            return int(value[0]), int(value[1])
-        from .extractor import parse_pair
-
-        try:
-            w, h = parse_pair(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 640x480", param, ctx)
-        if w < 1 or h < 1:
-            self.fail(f"{value!r}: width and height must be at least 1", param, ctx)
-        return w, h
-
-
 class PairType(click.ParamType):
-    """``ROWSxCOLS`` pairs for extractor parameters such as grids."""
+    """``AxB`` pairs of integers: extractor parameters such as grids (``ROWSxCOLS``)
+    and, with ``positive``, image sizes (``WIDTHxHEIGHT``).  A TOML list ``[4, 4]``
+    is accepted too."""
 
-    name = "RxC"
+    def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4",
+                 positive: bool = False):
+        self.name, self.what, self.positive = name, what, positive
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, tuple):
             return value
-        if isinstance(value, list) and len(value) == 2:
-            return int(value[0]), int(value[1])
         from .extractor import parse_pair
 
         try:
-            return parse_pair(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a pair; write ROWSxCOLS, e.g. 4x4", param, ctx)
+            pair = (int(value[0]), int(value[1])) if isinstance(value, list) and len(value) == 2 \
+                else parse_pair(value)
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not {self.what}", param, ctx)
+        if self.positive and min(pair) < 1:
+            self.fail(f"{value!r}: both numbers must be at least 1", param, ctx)
+        return pair
 
 
 class ShardType(click.ParamType):
@@ -105,7 +90,7 @@ class ShardType(click.ParamType):
         return i, n
 
 
-SIZE = SizeType()
+SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480", positive=True)
 PAIR = PairType()
 SHARD = ShardType()
 

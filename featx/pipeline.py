@@ -373,19 +373,21 @@ class _ProcessPool:
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
                  fork: bool = True):
-        import multiprocessing as mp
-
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
-        self._ctx = mp.get_context(_start_method(fork))
+        self.fork = fork
         self.pool = self._make()
         self._seq = 0
 
     def _make(self):
         from concurrent.futures import ProcessPoolExecutor
 
-        sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
+        import multiprocessing as mp
 
-        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=self._ctx,
+        sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
+        # chosen at each (re)start: a restart after a crash may come while the
+        # commit thread runs, and then the pool must not fork
+        ctx = mp.get_context(_start_method(self.fork))
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx,
                                    initializer=_init_worker, initargs=(self.job,))
 
     def _spool(self) -> str:
@@ -595,34 +597,31 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
         executor = _InProcess(job, extractor)
     sink.open(state)
     pending: list[Entry] = []
+    committer = _Committer(sink, state)
     last_commit = time.monotonic()
-
-    def commit():
-        nonlocal last_commit
-        if state is None:
-            sink.commit(None, [])
-        else:
-            sink.commit(state, pending)
-        pending.clear()
-        last_commit = time.monotonic()
 
     ok = False
     try:
         try:
             for chunk_inputs, per_input, payload in executor.results(todo()):
                 _consume(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
-                if time.monotonic() - last_commit >= opts.commit_every:
-                    commit()
+                committer.poll()
+                if time.monotonic() - last_commit >= opts.commit_every and committer.start(pending):
+                    pending = []
+                    last_commit = time.monotonic()
         except KeyboardInterrupt:
             summary.interrupted = True
             executor.close(cancel=True)
         else:
             executor.close()
-        commit()
+        committer.drain()
+        sink.commit(state, pending)
+        pending = []
         if state is not None and not summary.interrupted:
             _finish(state, sink, opts, summary, note)
         ok = True
     finally:
+        committer.close()
         if not ok:
             executor.close(cancel=True)
             sink.close()
@@ -637,6 +636,62 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
     summary.output = sink.info()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+class _Committer:
+    """Periodic commits with the fsync off the main thread.
+
+    ``start`` (main thread) flushes the sink's buffers and hands the fsync of
+    its files to a background thread; ``poll`` records the commit in the state
+    (and moves the ``.npy`` header) once the data is durable.  Appending goes
+    on meanwhile, so writing big outputs overlaps the extraction instead of
+    stalling it.  State is only ever touched from the main thread.
+    """
+
+    def __init__(self, sink: Sink, state: State | None):
+        self.sink, self.state = sink, state
+        self._thread = None
+        self._inflight = None
+
+    def start(self, entries: list[Entry]) -> bool:
+        """Begin a commit of ``entries``; False if one is still in flight (try later)."""
+        if self.state is None:
+            self.sink.commit(None, [])
+            return True
+        if self._inflight is not None:
+            if not self._inflight[0].done():
+                return False
+            self._finish()
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="featx-commit")
+        fds, meta, after = self.sink.prepare_commit()
+        fut = self._thread.submit(lambda: [os.fsync(fd) for fd in fds])
+        self._inflight = (fut, list(entries), meta, after)
+        return True
+
+    def poll(self) -> None:
+        if self._inflight is not None and self._inflight[0].done():
+            self._finish()
+
+    def _finish(self) -> None:
+        fut, entries, meta, after = self._inflight
+        self._inflight = None
+        fut.result()
+        self.state.record(entries, **meta)
+        if after is not None:
+            after()
+
+    def drain(self) -> None:
+        if self._inflight is not None:
+            self._inflight[0].result()
+            self._finish()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
 
 def _spool_prefix(sink: Sink) -> str:

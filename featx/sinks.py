@@ -287,9 +287,22 @@ class Sink:
     def append(self, key: dict[str, Any], data: bytes, shape: tuple) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def prepare_commit(self) -> tuple[list[int], dict[str, Any], Any]:
+        """Main thread: push buffered data to the OS and say what a commit needs:
+        the file descriptors to make durable, the lengths to record, and what to
+        do once recorded (e.g. move the ``.npy`` header).  The slow part, fsync,
+        can then run in the background while appending goes on."""
+        return [], self._lengths(), None
+
     def commit(self, state, entries: list) -> None:
-        """Make appended data durable, then record ``entries`` in ``state``."""
-        state.record(entries, **self._lengths())
+        """Make appended data durable, then record ``entries`` in ``state`` (synchronously)."""
+        fds, meta, after = self.prepare_commit()
+        for fd in fds:
+            os.fsync(fd)
+        if state is not None:
+            state.record(entries, **meta)
+        if after is not None:
+            after()
 
     def _lengths(self) -> dict[str, Any]:
         return {"rows": self.rows, "width": self.width}
@@ -349,9 +362,9 @@ class _StackedSink(Sink):
     def _lengths(self):
         return {"rows": self.rows, "width": self.width, "data_len": self.data_len}
 
-    def commit(self, state, entries):
-        _fsync(self._fh)
-        super().commit(state, entries)
+    def prepare_commit(self):
+        self._fh.flush()
+        return [self._fh.fileno()], self._lengths(), None
 
     def close(self):
         fh = getattr(self, "_fh", None)
@@ -399,15 +412,15 @@ class CsvSink(_StackedSink):
             self.data_len += len(head)
         super().append(key, data, shape)
 
-    def commit(self, state, entries):
+    def prepare_commit(self):
         if self.output == "-":
             self._fh.flush()
-            return
+            return [], {}, None
         if self.data_len == 0:  # no row yet: still write the header
             head = self._header_line(self.width)
             self._fh.write(head)
             self.data_len += len(head)
-        super().commit(state, entries)
+        return super().prepare_commit()
 
     def close(self):
         if self.output == "-":
@@ -509,13 +522,18 @@ class NpySink(_StackedSink):
         d["index_len"] = self._ifh.tell()
         return d
 
-    def commit(self, state, entries):
-        _fsync(self._ifh)
-        super().commit(state, entries)
-        self._set_rows_in_header(self.rows)  # readers see the new rows only now
+    def prepare_commit(self):
+        self._ifh.flush()
+        fds, meta, _ = super().prepare_commit()
+        rows, width = self.rows, self.width
+        # readers see the new rows only once the state has recorded them
+        return fds + [self._ifh.fileno()], meta, lambda: self._set_header(rows, width)
 
     def _set_rows_in_header(self, rows: int) -> None:
-        os.pwrite(self._fh.fileno(), npy_header(rows, self.width or 0), 0)
+        self._set_header(rows, self.width)
+
+    def _set_header(self, rows: int, width: int | None) -> None:
+        os.pwrite(self._fh.fileno(), npy_header(rows, width or 0), 0)
 
     def close(self):
         super().close()
