@@ -128,7 +128,8 @@ def peak_rss_mb(cmd) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--images", type=int, default=500,
+                    help="at least 200; more amortises the fixed start-up of each process")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--memory-images", type=int, default=2000)
     ap.add_argument("--skimage-images", type=int, default=30)
@@ -150,14 +151,17 @@ def main() -> None:
         res["startup_s"] = {"help": st_help, "list": st_list}
         print(f"start-up: featx --help {st_help*1e3:.0f} ms, featx list {st_list*1e3:.0f} ms", flush=True)
 
-        for name, params in (("gradients", {}), ("hog", {})):
+        for label, name, params in (("gradients", "gradients", {}), ("hog", "hog", {}),
+                                    ("hog-cell16", "hog", {"cell_size": 16})):
+            extra = [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
             plain, _ = median_of(lambda: time_plain(name, params, files), args.repeat)
-            j1, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{name}.npy", 1), args.repeat)
-            j2, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{name}.npy", 2), args.repeat)
-            res[name] = {"plain_img_s": n / plain, "featx_j1_img_s": n / j1, "featx_j2_img_s": n / j2,
-                         "ratio_j1_vs_plain": plain / j1, "ratio_j2_vs_j1": j1 / j2}
-            print(f"{name:9s}: plain loop {n/plain:7.1f} img/s | featx -j1 {n/j1:7.1f} img/s "
-                  f"({plain/j1:.2f}x plain; target >= 0.85) | -j2 {n/j2:7.1f} img/s "
+            j1, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{label}.npy", 1, extra), args.repeat)
+            j2, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{label}.npy", 2, extra), args.repeat)
+            mb = os.path.getsize(work / f"{label}.npy") / n / 1e6
+            res[label] = {"plain_img_s": n / plain, "featx_j1_img_s": n / j1, "featx_j2_img_s": n / j2,
+                          "ratio_j1_vs_plain": plain / j1, "ratio_j2_vs_j1": j1 / j2, "mb_per_image": mb}
+            print(f"{label:10s} ({mb:.2f} MB/img written): plain loop {n/plain:6.1f} img/s | featx -j1 "
+                  f"{n/j1:6.1f} img/s ({plain/j1:.2f}x plain; target >= 0.85) | -j2 {n/j2:6.1f} img/s "
                   f"({j1/j2:.2f}x -j1; target >= 1.6)", flush=True)
 
         sk_files = files[: args.skimage_images]

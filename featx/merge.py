@@ -97,7 +97,10 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
             raise OutputError(f"{output} already exists", "pass --overwrite to replace it")
         config = dict(configs[0])
         config["options"] = dict(config["options"], shard=None)
-        width = states[0].get("width")
+        widths = {st.get("width") for st in states} - {None}
+        if len(widths) > 1:
+            raise OutputError(f"the shards have rows of different lengths ({sorted(widths)})")
+        width = widths.pop() if widths else None
         info = _write(dst, srcs, items, width)
         st = State(dst.state_path)
         try:

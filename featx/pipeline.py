@@ -355,9 +355,9 @@ class _InProcess:
 
     def results(self, inputs):
         for chunk in _chunks(inputs, max(1, self.worker.extractor.batch_size)):
-            parts: list[bytes] = []
+            parts: list = []
             recs = self.worker.run(chunk, parts.append)
-            yield chunk, recs, b"".join(parts)
+            yield chunk, recs, parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self, cancel: bool = False) -> None:
         pass

@@ -124,7 +124,8 @@ class Encoder:
 
 
 class RawEncoder(Encoder):
-    """float32 row bytes for the stacked ``.npy``."""
+    """float32 row bytes for the stacked ``.npy`` (a copy: the writer thread may write
+    them after the extractor has reused its buffers)."""
 
     def encode(self, key, mirror, value):
         return np.ascontiguousarray(value, dtype="<f4").tobytes()
@@ -331,6 +332,18 @@ class _StackedSink(Sink):
 
     def open(self, state) -> None:
         self._fh = self._open_data(state)
+        self._writer: _Writer | None = None
+
+    def _write(self, data) -> None:
+        """Append to the data file through a writer thread, so that copying big rows
+        into the page cache overlaps the next extraction (it releases the GIL)."""
+        if self._writer is None:
+            self._writer = _Writer(self._fh)
+        self._writer.put(data)
+
+    def _drain(self) -> None:
+        if getattr(self, "_writer", None) is not None:
+            self._writer.drain()
 
     def _open_data(self, state) -> IO[bytes]:
         committed = state.get("data_len") if state is not None else None
@@ -355,7 +368,7 @@ class _StackedSink(Sink):
     def append(self, key, data, shape):
         if self.width is None:
             self.width = int(shape[0])
-        self._fh.write(data)
+        self._write(data)
         self.data_len += len(data)
         self.rows += 1
 
@@ -363,10 +376,14 @@ class _StackedSink(Sink):
         return {"rows": self.rows, "width": self.width, "data_len": self.data_len}
 
     def prepare_commit(self):
+        self._drain()
         self._fh.flush()
         return [self._fh.fileno()], self._lengths(), None
 
     def close(self):
+        if getattr(self, "_writer", None) is not None:
+            self._writer.close()
+            self._writer = None
         fh = getattr(self, "_fh", None)
         if fh is not None and not fh.closed:
             fh.close()
@@ -408,9 +425,15 @@ class CsvSink(_StackedSink):
     def append(self, key, data, shape):
         if self.width is None and self.rows == 0 and self.data_len == 0:
             head = self._header_line(int(shape[0]))
-            self._fh.write(head)
+            self._write(head)
             self.data_len += len(head)
         super().append(key, data, shape)
+
+    def _write(self, data):
+        if self.output == "-":
+            self._fh.write(data)
+        else:
+            super()._write(data)
 
     def prepare_commit(self):
         if self.output == "-":
@@ -418,7 +441,7 @@ class CsvSink(_StackedSink):
             return [], {}, None
         if self.data_len == 0:  # no row yet: still write the header
             head = self._header_line(self.width)
-            self._fh.write(head)
+            self._write(head)
             self.data_len += len(head)
         return super().prepare_commit()
 
@@ -464,12 +487,54 @@ class RegionsCsvSink(CsvSink):
     def append(self, key, data, shape):
         if self.rows == 0 and self.data_len == 0:
             head = self._header_line(4)
-            self._fh.write(head)
+            self._write(head)
             self.data_len += len(head)
         self.width = 4
-        self._fh.write(data)
+        self._write(data)
         self.data_len += len(data)
         self.rows += int(shape[0])
+
+
+class _Writer:
+    """A thread that appends byte strings to a file in order (bounded queue)."""
+
+    def __init__(self, fh, depth: int = 16):
+        import queue
+        import threading
+
+        self.fh = fh
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="featx-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            data = self.q.get()
+            try:
+                if data is None:
+                    return
+                if self.error is None:
+                    self.fh.write(data)
+            except BaseException as exc:  # reported to the main thread at the next drain
+                self.error = exc
+            finally:
+                self.q.task_done()
+
+    def put(self, data) -> None:
+        if self.error is not None:
+            self.drain()
+        self.q.put(data)
+
+    def drain(self) -> None:
+        self.q.join()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
 
 
 NPY_HEADER_LEN = 128
@@ -570,6 +635,7 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
         keep[a:b] = True
     new_row = np.cumsum(keep) - 1
     tmp_text = tmp_name(text_path)
+    sink._drain()
     _fsync(sink._fh)
     with open(text_path, "rb") as src, open(tmp_text, "wb") as dst:
         for _ in range(header_lines):

@@ -252,7 +252,7 @@ def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
 
 
 def test_shards_merge_into_the_single_run_output(tmp_path):
-    src = make_folder(tmp_path / "in", 10)
+    src = make_folder(tmp_path / "in", 24)
     ref = tmp_path / "all.npy"
     assert featx("extract", "hog", src, "-o", ref, *SMALL).returncode == 0
     parts = []
@@ -261,7 +261,7 @@ def test_shards_merge_into_the_single_run_output(tmp_path):
         assert featx("extract", "hog", src, "-o", p, *SMALL, "--shard", f"{i}/3").returncode == 0
         parts.append(p)
     counts = [np.load(p).shape[0] for p in parts]
-    assert sum(counts) == 10 and all(c > 0 for c in counts)
+    assert sum(counts) == 24  # a stable hash partition: every input in exactly one shard (one may be empty)
     r = featx("merge", tmp_path / "merged.npy", *parts)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.load(tmp_path / "merged.npy"), np.load(ref))

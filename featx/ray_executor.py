@@ -1,0 +1,360 @@
+"""``--executor ray``: run extraction on a Ray cluster (``pip install 'featx[ray]'``).
+
+The executor has the same interface as the local ones in :mod:`featx.pipeline`:
+``results(inputs)`` yields ``(inputs, per-input records, payload)`` in input
+order, and ``close(cancel)`` stops it.  Only the place where features are
+computed changes:
+
+* one Ray **actor** per CPU (``-j N``: N actors) builds the extractor once
+  (a :class:`featx.pipeline._Worker`) and then runs batches of inputs.  An
+  actor is given paths, not pixels, and returns the small records and the
+  encoded output bytes, which travel through Ray's object store; the main
+  process appends them to the output and commits them through the run's
+  state exactly as for a local run, so the output is byte-identical to
+  ``-j 1`` and as crash-safe.  ``npy-dir`` outputs are written by the actors
+  straight into the output folder, which must therefore be on a path every
+  node can reach (as must the inputs);
+* batches are sized from the measured time per input so that each task
+  takes about :data:`BATCH_SECONDS` (Ray's per-task overhead is then
+  negligible), at least ``RunOptions.chunk`` inputs and at most
+  :data:`MAX_BATCH_BYTES` of output; a bounded window of batches is in
+  flight, so memory stays flat however many inputs there are;
+* failures: an actor whose process dies (a decoder crash, the OOM killer, a
+  node that goes away) is restarted by Ray and its tasks are retried
+  (:data:`TASK_RETRIES` times).  A batch that still fails is redone one
+  input at a time on a separate actor, so only the input that kills its
+  worker ends as a failed record; ``--timeout`` works as for local workers
+  (a stuck actor is killed and replaced).
+
+Ray is imported only when this executor is used.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from itertools import islice
+from typing import Any
+
+from .errors import FeatxError, UsageError
+
+#: Aim for tasks of about this many seconds of compute.
+BATCH_SECONDS = 0.25
+#: Never more than this many inputs in one task.
+MAX_BATCH = 256
+#: ... nor more output than this (bytes) in one task's result.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+#: Tasks queued per actor (one running, the rest waiting), and the window cap.
+QUEUE_DEPTH = 2
+WINDOW_PER_ACTOR = 4
+#: Retries of a task whose actor died (the actor is restarted each time).
+TASK_RETRIES = 2
+#: Retries when one input is redone alone after its batch failed.
+ISOLATED_RETRIES = 1
+
+
+_log = logging.getLogger("featx.ray")
+
+
+def import_ray():
+    """``import ray``, or a usage error saying how to get it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("--executor ray needs Ray", hint="pip install 'featx[ray]'") from exc
+    return ray
+
+
+def _keep_stdout_for_data() -> None:
+    """Stop Ray's driver from printing cluster messages on stdout.
+
+    Even with ``log_to_driver=False``, a background thread of the driver
+    prints the errors the cluster reports (a worker died, a task is retried)
+    with ``print`` to ``sys.stdout``, where featx writes data (``-o -``).
+    featx reports what matters itself (failed inputs), so those messages go
+    to the ``featx.ray`` logger instead, at debug level.
+    """
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:  # pragma: no cover - another layout of Ray
+        return
+    current = getattr(ray_worker, "print_to_stdstream", None)
+    if not callable(current) or getattr(current, "featx", False):
+        return
+
+    def to_log(data, *args, **kwargs):
+        for line in data.get("lines", ()):
+            _log.debug("(%s) %s", data.get("pid", "ray"), line)
+
+    to_log.featx = True
+    ray_worker.print_to_stdstream = to_log
+
+
+class _RayWorker:
+    """The body of one actor: a :class:`featx.pipeline._Worker` kept for the actor's life."""
+
+    def __init__(self, job, cwd: str | None):
+        from . import sources
+        from .pipeline import _Worker, tune_allocator
+
+        # as featx.pipeline._init_worker (less its signal handling, which is Ray's business here)
+        tune_allocator()
+        sources.DECODE_THREADS = 1  # one actor per core already
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover
+            pass
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)  # relative input paths mean the same as on the driver (shared storage)
+        self.worker = _Worker(job)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def run(self, inputs):
+        import numpy as np
+
+        t0 = time.perf_counter()
+        parts: list[bytes] = []
+        records = self.worker.run(inputs, parts.append)
+        # a uint8 array goes through the object store without pickling and is read without a copy
+        data = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        return records, data, time.perf_counter() - t0
+
+
+class _Slot:
+    """One batch in flight."""
+
+    __slots__ = ("inputs", "ref", "actor", "done", "deadline")
+
+    def __init__(self, inputs, ref, actor):
+        self.inputs, self.ref, self.actor = inputs, ref, actor
+        self.done = False
+        self.deadline: float | None = None
+
+
+class RayExecutor:
+    """Run a :class:`featx.pipeline.Job` on Ray actors; see the module docstring.
+
+    ``opts.ray_address`` (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``)
+    joins an existing cluster; without it a local Ray is started with
+    ``opts.jobs`` CPUs (and shut down by :meth:`close`).  A Ray that is already
+    initialised in this process (the Python API) is used as it is.  The number
+    of actors is ``opts.jobs`` (at most the cluster's CPUs), or one per CPU of
+    the cluster when ``opts.jobs`` is 0.
+    """
+
+    def __init__(self, job, opts):
+        self.ray = ray = import_ray()
+        self.job, self.opts = job, opts
+        self.timeout = opts.timeout
+        self.owns_ray = False
+        self.closed = False
+        self._connect()
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            want = opts.jobs if opts.jobs and opts.jobs > 0 else cpus
+            n = max(1, min(want, cpus) if cpus else want)
+            remote = ray.remote(_RayWorker)
+            self._cls = remote.options(num_cpus=1, max_restarts=-1, max_task_retries=TASK_RETRIES)
+            # redoes failed batches one input at a time; takes no CPU slot so it always fits, and
+            # retries by hand (not through Ray) so that its restarts are not counted in --timeout
+            self._spare_cls = remote.options(num_cpus=0, max_restarts=-1, max_task_retries=0)
+            self._cwd = os.getcwd()
+            self.actors = [self._cls.remote(job, self._cwd) for _ in range(n)]
+            self.load = [0] * n
+            self._spare = None
+            self._check_started(self.actors)
+        except BaseException:
+            self.close(cancel=True)
+            raise
+        # at least --chunk inputs, and at least one of the extractor's own batches
+        self.min_batch = max(1, opts.chunk, int(job.params.get("batch_size", 1) or 1))
+        self.batch = self.min_batch
+        self._per_input_s: float | None = None
+        self._per_input_bytes: float | None = None
+
+    # -- set-up -------------------------------------------------------------
+
+    def _connect(self) -> None:
+        ray, opts = self.ray, self.opts
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls, no banner about it
+        _keep_stdout_for_data()
+        quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
+        # like Ray's own tools, honour RAY_ADDRESS (set by `ray job submit`); else a fresh local Ray
+        address = opts.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        import signal
+        import threading
+
+        # ray.init installs its own SIGTERM handler (sys.exit); featx's (commit, exit 130) stays
+        term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+        try:
+            if address == "local":
+                ray.init(address="local", num_cpus=opts.jobs if opts.jobs and opts.jobs > 0 else None,
+                         include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}",
+                             hint="start one with `ray start --head`, check the address, or leave out "
+                                  "--ray-address to start a local Ray") from exc
+        except ValueError as exc:
+            raise UsageError(f"cannot start Ray: {exc}", hint="check --ray-address") from exc
+        finally:
+            if term is not None:
+                signal.signal(signal.SIGTERM, term)
+        self.owns_ray = True
+
+    def _check_started(self, actors) -> None:
+        """Fail the whole run early (not every input) when workers cannot even start."""
+        ray = self.ray
+        try:
+            ray.get([a.ping.remote() for a in actors])
+        except ray.exceptions.RayError as exc:
+            cause = str(exc).strip().splitlines()
+            raise FeatxError("Ray workers could not start featx's extractor: " + (cause[-1] if cause else "?"),
+                             hint="install featx (the same version) and any plugin extractors on every "
+                                  "node of the cluster") from exc
+
+    def _replace(self, i: int) -> None:
+        """Kill actor ``i`` (stuck) and start a fresh one in its place."""
+        self.ray.kill(self.actors[i], no_restart=True)
+        self.actors[i] = self._cls.remote(self.job, self._cwd)
+        self.load[i] = 0
+
+    def _submit(self, i: int, inputs) -> Any:
+        self.load[i] += 1
+        return self.actors[i].run.remote(inputs)
+
+    def _learn(self, n: int, seconds: float, nbytes: int) -> None:
+        """Size the next batches from what the last ones cost."""
+        per_s, per_b = seconds / n, nbytes / n
+        if self._per_input_s is None:
+            self._per_input_s, self._per_input_bytes = per_s, per_b
+        else:
+            self._per_input_s = 0.7 * self._per_input_s + 0.3 * per_s
+            self._per_input_bytes = 0.7 * self._per_input_bytes + 0.3 * per_b
+        if self.timeout is not None:
+            return  # a hung input is noticed after timeout x batch size: keep batches at --chunk
+        size = BATCH_SECONDS / max(self._per_input_s, 1e-6)
+        if self._per_input_bytes:
+            size = min(size, MAX_BATCH_BYTES / self._per_input_bytes)
+        self.batch = int(max(self.min_batch, min(size, MAX_BATCH)))
+
+    # -- running ------------------------------------------------------------
+
+    def results(self, inputs):
+        ray = self.ray
+        RayError = ray.exceptions.RayError
+        it = iter(inputs)
+        window: deque[_Slot] = deque()
+        cap = WINDOW_PER_ACTOR * len(self.actors)
+        exhausted = False
+        while True:
+            # keep every actor's queue filled, within the window
+            while not exhausted and len(window) < cap and min(self.load) < QUEUE_DEPTH:
+                batch = list(islice(it, self.batch))
+                if not batch:
+                    exhausted = True
+                    break
+                i = min(range(len(self.actors)), key=self.load.__getitem__)
+                window.append(_Slot(batch, self._submit(i, batch), i))
+            if not window:
+                return
+            head = window[0]
+            if head.deadline is None and self.timeout is not None:
+                head.deadline = time.monotonic() + self.timeout * len(head.inputs)
+            if not head.done:
+                # wait for the head, or for any other batch (to refill that actor's queue)
+                running = [s for s in window if not s.done]
+                wait_s = None if head.deadline is None else max(0.0, head.deadline - time.monotonic())
+                ready, _ = ray.wait([s.ref for s in running], num_returns=1, timeout=wait_s)
+                ready_ids = set(ready)
+                for s in running:
+                    if s.ref in ready_ids:
+                        s.done = True
+                        self.load[s.actor] -= 1
+                if not head.done:
+                    if head.deadline is not None and time.monotonic() >= head.deadline:
+                        window.popleft()
+                        self._stuck(head, window)
+                        for inp in head.inputs:
+                            yield self._isolated(inp)
+                    continue
+            window.popleft()
+            try:
+                records, data, seconds = ray.get(head.ref)
+            except RayError:
+                # the actor died on every retry (or the task failed): redo one input at a time
+                for inp in head.inputs:
+                    yield self._isolated(inp)
+                continue
+            self._learn(len(head.inputs), seconds, len(data))
+            yield head.inputs, records, memoryview(data)
+
+    def _stuck(self, head: _Slot, window) -> None:
+        """``head`` ran past the timeout: replace its actor, move its queued batches to the new one."""
+        i = head.actor
+        self._replace(i)
+        for s in window:  # in input order, so the fresh actor's queue stays in window order
+            if s.actor == i and not s.done:
+                s.ref = self._submit(i, s.inputs)
+                s.deadline = None
+
+    def _spare_actor(self):
+        """The actor that redoes inputs alone; alive (restarted if it died) before it is used,
+        so that a restart does not count against ``--timeout``."""
+        ray = self.ray
+        for _ in range(2):
+            if self._spare is None:
+                self._spare = self._spare_cls.remote(self.job, self._cwd)
+            try:
+                ray.get(self._spare.ping.remote())
+                return self._spare
+            except ray.exceptions.RayError:
+                self._spare = None
+        self._check_started([self._spare_cls.remote(self.job, self._cwd)])  # raises with the cause
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _isolated(self, inp):
+        """Run one input alone; what kills its worker every time, or hangs, becomes a failed record."""
+        from .pipeline import Record
+
+        ray = self.ray
+        why = "the worker process crashed on this input"
+        for _ in range(1 + ISOLATED_RETRIES):
+            actor = self._spare_actor()
+            try:
+                records, data, _ = ray.get(actor.run.remote([inp]), timeout=self.timeout)
+                return [inp], records, memoryview(data)
+            except ray.exceptions.GetTimeoutError:
+                ray.kill(actor, no_restart=True)
+                self._spare = None
+                why = f"timed out after {self.timeout:g} s"
+                break
+            except ray.exceptions.RayTaskError as exc:
+                why = "the worker failed on this input: " + (str(exc).strip().splitlines() or ["?"])[-1]
+                break
+            except ray.exceptions.RayError:
+                continue  # its process died: Ray restarts it; try once more
+        return [inp], [[Record({"path": inp.path}, error=why)]], b""
+
+    def close(self, cancel: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        ray = self.ray
+        if ray.is_initialized():
+            for a in list(getattr(self, "actors", [])) + [getattr(self, "_spare", None)]:
+                if a is not None:
+                    try:
+                        ray.kill(a, no_restart=True)
+                    except Exception:  # already gone
+                        pass
+        if self.owns_ray:
+            ray.shutdown()
