@@ -116,6 +116,18 @@ def time_plain(name, params, files, wall: bool = True) -> float:
     return time.perf_counter() - t if wall else float(r.stdout.strip())
 
 
+def time_plain_two(name, params, files) -> float:
+    """Two plain-loop processes at once, each on half the files: the machine's own
+    ceiling for two processes (2 vCPUs may share a physical core)."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", PLAIN_LOOP, name, repr(params), *map(str, half)],
+                              env=ENV, stdout=subprocess.DEVNULL)
+             for half in (files[0::2], files[1::2])]
+    for p in procs:
+        assert p.wait() == 0
+    return time.perf_counter() - t
+
+
 def median_of(fn, repeat):
     vals = [fn() for _ in range(repeat)]
     return statistics.median(vals), vals
@@ -155,14 +167,17 @@ def main() -> None:
                                     ("hog-cell16", "hog", {"cell_size": 16})):
             extra = [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
             plain, _ = median_of(lambda: time_plain(name, params, files), args.repeat)
+            plain2, _ = median_of(lambda: time_plain_two(name, params, files), args.repeat)
             j1, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{label}.npy", 1, extra), args.repeat)
             j2, _ = median_of(lambda: time_featx(name, work / "imgs", work / f"{label}.npy", 2, extra), args.repeat)
             mb = os.path.getsize(work / f"{label}.npy") / n / 1e6
-            res[label] = {"plain_img_s": n / plain, "featx_j1_img_s": n / j1, "featx_j2_img_s": n / j2,
-                          "ratio_j1_vs_plain": plain / j1, "ratio_j2_vs_j1": j1 / j2, "mb_per_image": mb}
+            res[label] = {"plain_img_s": n / plain, "plain_2proc_img_s": n / plain2, "featx_j1_img_s": n / j1,
+                          "featx_j2_img_s": n / j2, "ratio_j1_vs_plain": plain / j1, "ratio_j2_vs_j1": j1 / j2,
+                          "machine_2proc_scaling": plain / plain2, "mb_per_image": mb}
             print(f"{label:10s} ({mb:.2f} MB/img written): plain loop {n/plain:6.1f} img/s | featx -j1 "
                   f"{n/j1:6.1f} img/s ({plain/j1:.2f}x plain; target >= 0.85) | -j2 {n/j2:6.1f} img/s "
-                  f"({j1/j2:.2f}x -j1; target >= 1.6)", flush=True)
+                  f"({j1/j2:.2f}x -j1; target >= 1.6) | two plain loops at once {n/plain2:6.1f} img/s "
+                  f"({plain/plain2:.2f}x one: the machine's ceiling)", flush=True)
 
         sk_files = files[: args.skimage_images]
         sk = statistics.median(float(subprocess.run([sys.executable, "-c", SKIMAGE_LOOP, *map(str, sk_files)],
