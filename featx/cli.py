@@ -436,7 +436,8 @@ def _build_extract(cls) -> click.Command:
         click.Option(["--executor"], type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Run workers as local processes, or as tasks on a Ray cluster (pip install 'featx[ray]')."),
         click.Option(["--ray-address"], default=None, metavar="ADDRESS",
-                     help="Ray cluster to join (auto, or ray://HOST:10001); default: start a local Ray."),
+                     help="Ray cluster to join (auto, HOST:6379, or ray://HOST:10001); default: $RAY_ADDRESS "
+                          "if set, else a local Ray."),
         click.Option(["--commit-every"], type=click.FloatRange(min=0), default=2.0, show_default=True,
                      metavar="SECONDS",
                      help="Commit what is done this often: a killed run loses at most this much work."),
@@ -462,10 +463,12 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    if jobs is None or jobs == 0:
-        jobs = pipeline.default_jobs()
+    if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
+        jobs = 0 if executor == "ray" else pipeline.default_jobs()
     if params.get("threads") == 0 and jobs > 1:  # engines with their own threads: no oversubscription
         params["threads"] = max(1, pipeline.default_jobs() // jobs)
+    if executor == "ray" and params.get("threads") == 0:
+        params["threads"] = 1  # one Ray worker per CPU
     extractor = cls(build_params(cls, params))
     spec = None
     try:

@@ -260,16 +260,22 @@ def _init_worker(job: Job) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    setup_worker_process()
+    global _WORKER
+    _WORKER = _Worker(job)
+
+
+def setup_worker_process() -> None:
+    """One worker among several sharing the cores: tuned allocator, one OpenCV
+    thread, one FFmpeg decoding thread."""
     tune_allocator()
-    sources.DECODE_THREADS = 1  # several processes share the cores already
+    sources.DECODE_THREADS = 1
     try:
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
-    global _WORKER
-    _WORKER = _Worker(job)
 
 
 def _run_chunk(inputs: list[sources.Input], spool: str) -> list[list[Record]]:
@@ -738,8 +744,47 @@ def _finish(state: State, sink: Sink, opts: RunOptions, summary: Summary, note) 
     summary.compacted_rows = sink.compact(state)
 
 
+class _DeferSignals:
+    """Hold SIGINT/SIGTERM while a chunk is appended, then act on them.
+
+    Appending a row writes the index and the data; an interrupt between the
+    two would leave them disagreeing.  Inside this block a signal is only
+    noted, and KeyboardInterrupt is raised when the block ends.  (Only in the
+    main thread, where Python delivers signals.)
+    """
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.got = None
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.got = signum
+
+    def __exit__(self, et, ev, tb):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.got is not None and et is None:
+            raise KeyboardInterrupt
+        return False
+
+
 def _consume(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pending: list[Entry],
              on_failure, progress) -> None:
+    with _DeferSignals():
+        _append(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
+
+
+def _append(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pending: list[Entry],
+            on_failure, progress) -> None:
     fh = open(payload, "rb") if isinstance(payload, str) else None
     try:
         offset = 0

@@ -91,22 +91,33 @@ def _keep_stdout_for_data() -> None:
     ray_worker.print_to_stdstream = to_log
 
 
+def _unreachable(address: str) -> str | None:
+    """Why a ``HOST:PORT`` (or ``ray://HOST:PORT``) address does not answer, or None.
+
+    Ray retries a dead address forever (and cannot be interrupted meanwhile),
+    so featx tries a plain TCP connection first.
+    """
+    import socket
+
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or "/" in rest:
+        return None  # "auto", or a form we leave to Ray
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 class _RayWorker:
     """The body of one actor: a :class:`featx.pipeline._Worker` kept for the actor's life."""
 
     def __init__(self, job, cwd: str | None):
-        from . import sources
-        from .pipeline import _Worker, tune_allocator
+        from .pipeline import _Worker, setup_worker_process
 
         # as featx.pipeline._init_worker (less its signal handling, which is Ray's business here)
-        tune_allocator()
-        sources.DECODE_THREADS = 1  # one actor per core already
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:  # pragma: no cover
-            pass
+        setup_worker_process()
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)  # relative input paths mean the same as on the driver (shared storage)
         self.worker = _Worker(job)
@@ -115,13 +126,19 @@ class _RayWorker:
         return os.getpid()
 
     def run(self, inputs):
+        """Per input: its records and its encoded bytes (a uint8 array: it goes into the object
+        store without pickling and is read there without a copy).  No big joined buffer: that
+        would be a fresh allocation (page faults) and one more copy of every batch."""
         import numpy as np
 
         t0 = time.perf_counter()
         parts: list[bytes] = []
-        records = self.worker.run(inputs, parts.append)
-        # a uint8 array goes through the object store without pickling and is read without a copy
-        data = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        records = self.worker.run(inputs, parts.append)  # one write per record with bytes, in order
+        it = iter(parts)
+        data = []
+        for recs in records:
+            mine = [next(it) for r in recs if r.error is None and r.nbytes]
+            data.append(np.frombuffer(mine[0] if len(mine) == 1 else b"".join(mine), dtype=np.uint8))
         return records, data, time.perf_counter() - t0
 
 
@@ -193,6 +210,11 @@ class RayExecutor:
 
         # ray.init installs its own SIGTERM handler (sys.exit); featx's (commit, exit 130) stays
         term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+        why = None if address == "local" else _unreachable(address)
+        if why is not None:
+            raise UsageError(f"cannot reach the Ray cluster at {address}: {why}",
+                             hint="check --ray-address (the head node's GCS port, 6379 by default, or "
+                                  "ray://HOST:10001 for Ray Client)")
         try:
             if address == "local":
                 ray.init(address="local", num_cpus=opts.jobs if opts.jobs and opts.jobs > 0 else None,
@@ -201,10 +223,12 @@ class RayExecutor:
                 ray.init(address=address, **quiet)
         except ConnectionError as exc:
             raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}",
-                             hint="start one with `ray start --head`, check the address, or leave out "
-                                  "--ray-address to start a local Ray") from exc
+                             hint="start one with `ray start --head`, check the address (and, for a cluster "
+                                  "with token authentication, RAY_AUTH_MODE=token and its token here), or "
+                                  "leave out --ray-address to start a local Ray") from exc
         except ValueError as exc:
-            raise UsageError(f"cannot start Ray: {exc}", hint="check --ray-address") from exc
+            hint = "pip install 'ray[client]'" if "ray[client]" in str(exc) else "check --ray-address"
+            raise UsageError(f"cannot start Ray: {str(exc).splitlines()[0]}", hint=hint) from exc
         finally:
             if term is not None:
                 signal.signal(signal.SIGTERM, term)
@@ -294,8 +318,9 @@ class RayExecutor:
                 for inp in head.inputs:
                     yield self._isolated(inp)
                 continue
-            self._learn(len(head.inputs), seconds, len(data))
-            yield head.inputs, records, memoryview(data)
+            self._learn(len(head.inputs), seconds, sum(len(d) for d in data))
+            for inp, recs, d in zip(head.inputs, records, data):
+                yield [inp], [recs], memoryview(d)
 
     def _stuck(self, head: _Slot, window) -> None:
         """``head`` ran past the timeout: replace its actor, move its queued batches to the new one."""
@@ -331,7 +356,7 @@ class RayExecutor:
             actor = self._spare_actor()
             try:
                 records, data, _ = ray.get(actor.run.remote([inp]), timeout=self.timeout)
-                return [inp], records, memoryview(data)
+                return [inp], records, memoryview(data[0])
             except ray.exceptions.GetTimeoutError:
                 ray.kill(actor, no_restart=True)
                 self._spare = None

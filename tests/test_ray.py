@@ -47,6 +47,14 @@ class Flaky(Extractor):
                 open(MARKER, "w").close()
             os.kill(os.getpid(), 9)
         return np.array([image.mean() * self.params.scale], np.float32)
+
+class Picky(Flaky):
+    """Refuses to be built anywhere but in the test's own process (as on a node without the plugin)."""
+    name = "picky"
+    def __init__(self, params):
+        if not os.environ.get("PICKY_HERE"):
+            raise ModuleNotFoundError("No module named 'picky_dependency'")
+        super().__init__(params)
 '''
 
 
@@ -202,3 +210,19 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
     assert r.returncode == 2
     assert b"--executor ray needs Ray" in r.stderr and b"pip install 'featx[ray]'" in r.stderr
     assert r.stdout == b"" and not (tmp_path / "h.npy").exists()
+
+
+def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
+    from featx import pipeline, registry, sinks, sources
+    from featx.errors import FeatxError
+
+    monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
+    ext = pipeline.build_extractor(registry.load_target("flaky_ext:Picky"))
+    src = photos(tmp_path / "in", 3)
+    sink = sinks.make_sink(str(tmp_path / "p.csv"), None)
+    t = time.monotonic()
+    with pytest.raises(FeatxError) as e:
+        pipeline.run(ext, sources.enumerate_inputs([str(src)]), sink, pipeline.RunOptions(jobs=2, executor="ray"))
+    assert time.monotonic() - t < 30
+    assert "picky_dependency" in e.value.message and "every node" in e.value.hint
+    assert not (tmp_path / "p.csv").exists()
