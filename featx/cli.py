@@ -19,8 +19,6 @@ from .errors import ExitCode, FeatxError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-RESERVED = {"output", "format", "overwrite", "jobs", "resize", "resize_mode", "config", "quiet",
-            "null", "files_from", "sidecar", "max_pixels", "inputs", "image", "size"}
 
 
 # ---------------------------------------------------------------------------
@@ -351,16 +349,19 @@ class ExtractorGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-def _extractor_options(cls) -> list[click.Option]:
+def _with_extractor_options(cls, common: list[click.Parameter]) -> list[click.Parameter]:
+    """The command's own parameters, then one option per declared extractor parameter.
+    A parameter whose name or flag is taken by a featx option is a plugin error."""
     from .extractor import param_infos
 
+    taken = {p.name for p in common} | {o for p in common for o in getattr(p, "opts", ())} | {"help"}
     opts = []
     for info in param_infos(cls.Params):
-        if info.name in RESERVED:
+        if info.name in taken or info.option in taken:
             raise UsageError(f"extractor {cls.name!r} declares parameter {info.name!r}, "
                              "which clashes with a featx option", "rename the parameter in the plugin")
         opts.append(_param_option(info))
-    return opts
+    return list(common) + opts
 
 
 def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -446,7 +447,7 @@ def _build_extract(cls) -> click.Command:
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
     ]
-    cmd.params = common + _extractor_options(cls)
+    cmd.params = _with_extractor_options(cls, common)
     return cmd
 
 
@@ -465,6 +466,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         raise UsageError("stdin (-) can be read only once")
     if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
         jobs = 0 if executor == "ray" else pipeline.default_jobs()
+    if jobs == 1 and executor == "local":
+        pipeline.setup_worker_process()  # -j N means N cores: no OpenCV threads behind -j 1's back
     if params.get("threads") == 0 and jobs > 1:  # engines with their own threads: no oversubscription
         params["threads"] = max(1, pipeline.default_jobs() // jobs)
     if executor == "ray" and params.get("threads") == 0:
@@ -642,7 +645,7 @@ def _build_show(cls) -> click.Command:
     cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
                         help=f"Render what {cls.name} computes for IMAGE as a PNG (for a temporal extractor: "
                              "two images, or a video and --frame).", short_help=cls.summary)
-    cmd.params = [
+    cmd.params = _with_extractor_options(cls, [
         click.Argument(["images"], nargs=-1, required=True, type=click.Path(dir_okay=False)),
         click.Option(["-o", "--output"], required=True, metavar="PNG", help="Picture to write (.png or .jpg)."),
         *_resize_options(),
@@ -650,7 +653,7 @@ def _build_show(cls) -> click.Command:
                      help="For a video: the frame to show (temporal extractors: from it to the next)."),
         click.Option(["--arrows"], is_flag=True, help="Temporal extractors: draw motion arrows too."),
         _config_option(),
-    ] + _extractor_options(cls)
+    ])
     return cmd
 
 
@@ -707,7 +710,7 @@ def _build_codebook(cls) -> click.Command:
                              "diagonal GMM with --gmm) from a seeded random sample of the descriptors of "
                              "INPUTS, for --encode bovw|vlad|fisher.",
                         short_help=f"Learn visual words from {cls.name} descriptors")
-    cmd.params = [
+    cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=click.Path(allow_dash=True)),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
         click.Option(["-k"], type=click.IntRange(min=1), required=True, help="Number of visual words."),
@@ -722,7 +725,7 @@ def _build_codebook(cls) -> click.Command:
         click.Option(["--overwrite"], is_flag=True, help="Replace an existing codebook."),
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
-    ] + _extractor_options(cls)
+    ])
     return cmd
 
 
