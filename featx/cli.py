@@ -569,9 +569,11 @@ def summary_line(summary, output: str) -> str:
         parts.append(f"{len(summary.disappeared)} disappeared" + (f" ({summary.removed} removed)"
                                                                  if summary.removed else ""))
     if summary.skipped_non_images:
-        parts.append(f"{summary.skipped_non_images} non-image files skipped")
-    if getattr(summary, "skipped_videos", 0):
-        parts.append(f"{summary.skipped_videos} videos skipped (--video takes them)")
+        n = summary.skipped_non_images
+        parts.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
+    if summary.skipped_videos:
+        n = summary.skipped_videos
+        parts.append(f"{n} video{'s' if n != 1 else ''} skipped (--video takes them)")
     shape = summary.output.get("shape")
     dest = "stdout" if output == "-" else output
     return (", ".join(parts) + f" in {summary.seconds:.1f} s -> {dest}" + (f" {tuple(shape)}" if shape else ""))

@@ -89,7 +89,7 @@ def test_extract_npy_index_sidecar(photos, tmp_path):
     assert {k: side["inputs"][k] for k in ("processed", "failed", "up_to_date", "skipped_non_images")} == \
         {"processed": 4, "failed": 0, "up_to_date": 0, "skipped_non_images": 1}
     assert "numpy" in side["versions"] and side["options"]["resize"] == [64, 48]
-    assert b"1 non-image files skipped" in r.stderr
+    assert b"1 non-image file skipped" in r.stderr
     # no temporary files left behind: only the outputs and featx's hidden state and lock
     assert sorted(p.name for p in out.parent.iterdir()) == [
         ".hog.npy.featx-lock", ".hog.npy.featx-state", "hog.featx.json", "hog.index.csv", "hog.npy"]
