@@ -473,6 +473,7 @@ def default_jobs() -> int:
 
 
 def build_extractor(name_or_cls: str | type, params: dict[str, Any] | None = None) -> Extractor:
+    """An extractor by registered name (or class) with validated parameters."""
     cls = registry.get(name_or_cls) if isinstance(name_or_cls, str) else name_or_cls
     return cls(build_params(cls, params or {}))
 

@@ -24,7 +24,7 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -322,13 +322,8 @@ class Sink:
 class _StackedSink(Sink):
     """Shared machinery of ``npy`` and ``csv``: one data file, appended in place."""
 
-    data_header_len = 0
-
     def _data_header(self) -> bytes:  # pragma: no cover
         raise NotImplementedError
-
-    def _row_bytes_known(self) -> bool:
-        return False
 
     def open(self, state) -> None:
         self._fh = self._open_data(state)
@@ -745,8 +740,3 @@ def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("pa
             raise OutputError(f"a stacked npy output must end with .npy, got {output!r}")
         return NpySink(output, key_columns, overwrite)
     return NpyDirSink(output, key_columns, overwrite)
-
-
-def iter_index(path: str) -> Iterator[dict[str, str]]:
-    with open(path, newline="") as fh:
-        yield from csv.DictReader(fh)

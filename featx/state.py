@@ -197,16 +197,9 @@ class State:
             for k, v in meta.items():
                 self._set(k, v)
 
-    def paths(self) -> Iterator[str]:
-        for (p,) in self.db.execute("SELECT path FROM items ORDER BY seq"):
-            yield p
-
     def live_rows(self) -> Iterator[tuple[str, int, int]]:
         """(path, first row, number of rows) of every committed input, in row order."""
         yield from self.db.execute("SELECT path, row0, nrows FROM items ORDER BY row0, seq")
-
-    def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
     # -- multi-file replacement ------------------------------------------
     def replace_files(self, pairs: list[tuple[str, str]], **meta: Any) -> None:
