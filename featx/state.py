@@ -73,8 +73,35 @@ def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
     return old.mtime_ns == new.mtime_ns
 
 
+def _identify_folder(path: str, use_hash: bool) -> Identity | None:
+    """A frame folder: total size and latest modification time of its files (and a hash
+    of their names, sizes and contents with ``use_hash``), so an edited, added or removed
+    frame makes it 'changed'."""
+    import hashlib
+
+    total, latest = 0, 0
+    d = hashlib.blake2b(digest_size=16) if use_hash else None
+    try:
+        entries = sorted((e for e in os.scandir(path) if not e.name.startswith(".") and e.is_file()),
+                         key=lambda e: e.name)
+        for e in entries:
+            st = e.stat()
+            total += st.st_size
+            latest = max(latest, st.st_mtime_ns)
+            if d is not None:
+                d.update(e.name.encode("utf-8", "surrogateescape") + b"\0")
+                sub = identify(e.path, True)
+                d.update((sub.hash or "").encode())
+    except OSError:
+        return None
+    return Identity(total, latest, d.hexdigest() if d is not None else None)
+
+
 def identify(path: str, use_hash: bool = False) -> Identity | None:
-    """Size and modification time (and a BLAKE2b content hash when asked); None if missing."""
+    """Size and modification time (and a BLAKE2b content hash when asked); None if missing.
+    For a folder (a frame sequence), the same over the files in it."""
+    if os.path.isdir(path):
+        return _identify_folder(path, use_hash)
     try:
         st = os.stat(path)
     except OSError:

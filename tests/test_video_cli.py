@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,22 @@ def test_flow_on_an_image_pair_sees_the_known_shift(tmp_path, sample):
     r = featx("show", "flow", a, b, "-o", tmp_path / "flow.png")
     assert r.returncode == 0, r.stderr
     assert cv2.imread(str(tmp_path / "flow.png")) is not None
+
+
+def test_frame_folder_is_redone_when_a_frame_changes(tmp_path, sample):
+    import cv2
+
+    frames = make_frames(sample, 6)
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    args = ["extract", "gradients", folder, "--frames", "-o", tmp_path / "o.npy", "--summary-json", "-", "-q"]
+    first = json.loads(featx(*args).stderr.decode().splitlines()[-1])
+    again = json.loads(featx(*args).stderr.decode().splitlines()[-1])
+    assert (first["processed"], again["processed"], again["up_to_date"]) == (1, 0, 1)
+    cv2.imwrite(str(folder / "f3.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))  # a frame edited in place
+    os.utime(folder / "f3.png", ns=(1, 10**19 // 5))
+    redo = json.loads(featx(*args).stderr.decode().splitlines()[-1])
+    assert redo["processed"] == 1
+    assert np.load(tmp_path / "o.npy").shape[0] == 6  # the old rows were replaced, not added to
