@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import timed  # noqa: E402  (benchmarks/common.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
@@ -59,15 +61,6 @@ def plain_preprocess(img: np.ndarray) -> np.ndarray:
     crop = img[y:y + c, x:x + c].astype(np.float32)
     crop = cv2.resize(crop, (224, 224), interpolation=cv2.INTER_CUBIC)
     return ((crop - 127.0) / 128.0).transpose(2, 0, 1)
-
-
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def chunks(seq, size):

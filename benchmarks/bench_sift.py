@@ -53,6 +53,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from common import timed  # noqa: E402  (benchmarks/common.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 NAMES = ["astronaut.png", "camera.png", "chelsea.png", "coffee.jpg", "rocket.jpg"]
@@ -79,15 +81,6 @@ def build_images(n: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -> l
             crop = crop[:, ::-1]
         out.append(np.ascontiguousarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)))
     return out
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
