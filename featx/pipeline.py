@@ -540,7 +540,8 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
             _remove_leftovers(sink)
             if existing:
                 check_config(state, config, sink.output)
-            state.set_meta(config=config)
+            if state.get("config") != config:
+                state.set_meta(config=config)
         return _run_locked(extractor, inputs, sink, opts, job_for(extractor, sink, opts), state, summary, t0,
                            on_failure, note, progress)
     finally:
@@ -564,11 +565,10 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
 
         def decide() -> Iterator[sources.Input]:
             known = state.lookup_many([inp.path for inp in batch])
-            state.mark_seen([inp.path for inp in batch])
             for inp in batch:
                 ident = identify(inp.path, opts.use_hash)
                 if ident is not None and inp.boxes is not None:
-                    ident = replace(ident, boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
+                    ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
                 if same(known.get(inp.path), ident, opts.use_hash):
                     summary.up_to_date += 1
                     if progress is not None:
@@ -622,7 +622,8 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
         else:
             executor.close()
         committer.drain()
-        sink.commit(state, pending)
+        if pending or sink.created:  # else everything appended is committed already: no fsync to pay
+            sink.commit(state, pending)
         pending = []
         if state is not None and not summary.interrupted:
             _finish(state, sink, opts, summary, note)

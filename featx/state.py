@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from .errors import OutputError
 
@@ -37,12 +38,12 @@ CREATE TABLE IF NOT EXISTS pending_renames (src TEXT PRIMARY KEY, dst TEXT NOT N
 """
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """What makes an input 'the same' as last time.
 
     ``boxes`` is a digest of the regions asked for (``--regions``), so new boxes
-    for an unchanged image are redone too.
+    for an unchanged image are redone too.  (A named tuple: a re-run builds one
+    per input, and this is the cheapest immutable record.)
     """
 
     size: int | None
@@ -100,12 +101,12 @@ def _identify_folder(path: str, use_hash: bool) -> Identity | None:
 def identify(path: str, use_hash: bool = False) -> Identity | None:
     """Size and modification time (and a BLAKE2b content hash when asked); None if missing.
     For a folder (a frame sequence), the same over the files in it."""
-    if os.path.isdir(path):
-        return _identify_folder(path, use_hash)
     try:
         st = os.stat(path)
     except OSError:
         return None
+    if stat.S_ISDIR(st.st_mode):
+        return _identify_folder(path, use_hash)
     h = None
     if use_hash:
         import hashlib
@@ -179,13 +180,18 @@ class State:
         return None if row is None else Identity.from_stored(row[0], row[1], row[2])
 
     def lookup_many(self, paths: list[str]) -> dict[str, Identity]:
-        """:meth:`lookup` for many paths in one query (up to 500 at a time)."""
+        """:meth:`lookup` for many paths in one query (up to 500 at a time); the
+        paths found are marked as seen by this run (see :meth:`unseen`)."""
         out: dict[str, Identity] = {}
+        ids: list[tuple[int]] = []
+        from_stored = Identity.from_stored
         for i in range(0, len(paths), 500):
             part = paths[i:i + 500]
-            q = "SELECT path, size, mtime_ns, hash FROM items WHERE path IN (%s)" % ",".join("?" * len(part))
-            for path, size, mtime, h in self.db.execute(q, part):
-                out[path] = Identity.from_stored(size, mtime, h)
+            q = "SELECT rowid, path, size, mtime_ns, hash FROM items WHERE path IN (%s)" % ",".join("?" * len(part))
+            for rowid, path, size, mtime, h in self.db.execute(q, part):
+                out[path] = from_stored(size, mtime, h)
+                ids.append((rowid,))
+        self._mark_seen(ids)
         return out
 
     def live_count(self) -> int:
@@ -204,15 +210,17 @@ class State:
             for k, v in meta.items():
                 self._set(k, v)
 
-    # -- inputs seen by this run (a temporary table: memory stays flat) ---
-    def mark_seen(self, paths: list[str]) -> None:
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
-        self.db.executemany("INSERT OR IGNORE INTO seen(path) VALUES (?)", [(p,) for p in paths])
+    # -- committed inputs seen by this run (a temporary table: memory stays flat) ---
+    def _mark_seen(self, rowids: list[tuple[int]]) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id INTEGER PRIMARY KEY)")
+        self.db.executemany("INSERT OR IGNORE INTO seen(id) VALUES (?)", rowids)
 
     def unseen(self) -> Iterator[tuple[str, str | None]]:
-        """(path, out) of committed inputs this run did not list."""
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
-        yield from self.db.execute("SELECT path, out FROM items WHERE path NOT IN (SELECT path FROM seen) "
+        """(path, out) of committed inputs that :meth:`lookup_many` did not find in this run.
+        Inputs recorded during the run are among them (a replaced row gets a new rowid):
+        callers keep only those that no longer exist."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id INTEGER PRIMARY KEY)")
+        yield from self.db.execute("SELECT path, out FROM items WHERE rowid NOT IN (SELECT id FROM seen) "
                                    "ORDER BY seq").fetchall()
 
     def partial(self) -> list[str]:
