@@ -219,6 +219,22 @@ def test_cuda_missing_is_an_error():
     assert auto.provenance["provider"] == "CPUExecutionProvider"
 
 
+def test_provider_choice():
+    """What each --device asks onnxruntime for.  (The CUDA path itself was checked on an
+    H200 with onnxruntime-gpu: see the README; CI has no GPU.)"""
+    from featx.extractors.cnn import CUDA_OPTIONS, ort_providers
+
+    cpu, cuda, rocm = "CPUExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider"
+    assert ort_providers("cpu", [cuda, cpu]) == [cpu]
+    assert ort_providers("cuda", [cuda, cpu]) == [(cuda, CUDA_OPTIONS), cpu]
+    assert CUDA_OPTIONS["use_tf32"] == "0"  # same numbers as the CPU, to 1e-5
+    assert ort_providers("auto", [cuda, cpu]) == [(cuda, CUDA_OPTIONS), cpu]
+    assert ort_providers("auto", [rocm, cpu]) == [rocm, cpu]
+    assert ort_providers("auto", [cpu]) == [cpu]
+    with pytest.raises(UsageError, match="no CUDA provider"):
+        ort_providers("cuda", [rocm, cpu])
+
+
 def test_threads_param(photos, default):
     one = CNN.create(threads=1)
     np.testing.assert_allclose(one.extract(photos["chelsea.png"]),
