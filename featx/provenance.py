@@ -12,7 +12,7 @@ from . import __version__
 from .sinks import write_atomic
 
 _LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "scikit-image", "click", "tqdm",
-              "onnxruntime")
+              "onnxruntime", "onnxruntime-gpu")  # the CUDA build is a distribution of its own
 
 
 def library_versions() -> dict[str, str]:
