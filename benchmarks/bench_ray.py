@@ -20,7 +20,6 @@ pinned to 2 of them (taskset), Ray's own processes included.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import json
 import os
 import shutil
@@ -56,6 +55,16 @@ print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", "")
 sys.stdin.read()  # until the benchmark closes our stdin
 ray.shutdown()
 """
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def wall(cmd: list[str], env: dict | None = None) -> float:
@@ -107,21 +116,32 @@ def main() -> None:
                 wall(featx_cmd(one, work / "f3.npy", "--executor", "ray", "--ray-address", address), joined)
                 for _ in range(3))
             print(f"fixed cost (1 image) joining a running local Ray: {fixed['ray_running']:.2f} s", flush=True)
+            digests: dict[str, str] = {}
+
+            def timed(name: str, *extra: str, env: dict | None = None) -> float:
+                """One run into NAME.npy; its output is hashed (first round) and deleted
+                at once, so every run starts with the same free memory and disk (each
+                writes 2.9 GB: a run that follows undeleted outputs pays for reclaiming
+                their page cache, which skewed earlier measurements by up to 30%)."""
+                out = work / f"{name}.npy"
+                t = wall(featx_cmd(imgs, out, *extra), env)
+                if name not in digests:
+                    digests[name] = "".join(sha256(work / f"{name}{ext}") for ext in (".npy", ".index.csv"))
+                for p in work.glob(f"{name}.*"):
+                    p.unlink()
+                return t
+
             for i in range(args.repeat):  # alternate, so slow phases of a noisy machine hit all three
-                pool_t.append(wall(featx_cmd(imgs, work / "pool.npy")))
-                ray_t.append(wall(featx_cmd(imgs, work / "ray.npy", "--executor", "ray")))
-                warm_t.append(wall(featx_cmd(imgs, work / "warm.npy", "--executor", "ray", "--ray-address", address),
-                                   joined))
+                pool_t.append(timed("pool"))
+                ray_t.append(timed("ray", "--executor", "ray"))
+                warm_t.append(timed("warm", "--executor", "ray", "--ray-address", address, env=joined))
                 print(f"  run {i + 1}: pool {pool_t[-1]:.2f} s, ray {ray_t[-1]:.2f} s, "
                       f"ray (running) {warm_t[-1]:.2f} s", flush=True)
                 if i == 0:
-                    same = all(filecmp.cmp(work / f"pool{ext}", work / f"{name}{ext}", shallow=False)
-                               for name in ("ray", "warm") for ext in (".npy", ".index.csv"))
+                    same = digests["pool"] == digests["ray"] == digests["warm"]
                     res["identical_output"] = same
                     if not same:
                         sys.exit("ray and pool outputs differ")
-                for p in work.glob("*.npy"):  # the outputs are big (hog: 1.5 MB per image)
-                    p.unlink()
         finally:
             head.stdin.close()
             head.wait()

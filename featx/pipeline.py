@@ -591,13 +591,14 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
 
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
+    if opts.executor == "ray" or use_pool:
+        base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
+        spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
     if opts.executor == "ray":
         from .ray_executor import RayExecutor
 
-        executor: Any = RayExecutor(job, opts)
+        executor: Any = RayExecutor(job, opts, spool_dir)
     elif use_pool:
-        base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
-        spool_dir = tempfile.mkdtemp(prefix=_spool_prefix(sink), dir=base)
         executor = _ProcessPool(job, opts.jobs, max(opts.chunk, extractor.batch_size), spool_dir, opts.timeout,
                                 fork=extractor.fork_safe)
     else:

@@ -226,3 +226,36 @@ def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, 
     assert time.monotonic() - t < 30
     assert "picky_dependency" in e.value.message and "every node" in e.value.hint
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):
+    """An actor writes its batch's bytes to the spool file when it can see the run's spool
+    folder (same node or shared storage), else returns them (for the object store); the two
+    carry the same bytes.  Run in this process: the actor class itself, no Ray needed."""
+    from featx import registry, sources
+    from featx.api import open_extractor
+    from featx.extractor import params_to_dict
+    from featx.pipeline import Job, _Worker
+    from featx.ray_executor import _RayWorker
+    from featx.sinks import RawEncoder
+
+    src = photos(tmp_path / "in", 3)
+    ex = open_extractor("hog")
+    job = Job(target=registry.target_of(type(ex)), params=params_to_dict(ex.params), resize=(96, 64),
+              encoder=RawEncoder())
+    actor = object.__new__(_RayWorker)  # without its process set-up (one thread, allocator)
+    actor.worker = _Worker(job)
+    inputs = [sources.Input(str(p)) for p in sorted(src.iterdir())]
+
+    (tmp_path / "spool").mkdir()
+    recs, spool, _ = actor.run(inputs, str(tmp_path / "spool" / "ray-1.bin"))
+    assert spool == str(tmp_path / "spool" / "ray-1.bin")
+    on_disk = Path(spool).read_bytes()
+    sizes = [r.nbytes for rs in recs for r in rs]
+    assert len(sizes) == 3 and all(n > 0 for n in sizes) and len(on_disk) == sum(sizes)
+
+    for where in (str(tmp_path / "not-here" / "ray-2.bin"), None):  # another node's folder, or none
+        recs2, arrays, _ = actor.run(inputs, where)
+        assert [r.nbytes for rs in recs2 for r in rs] == sizes
+        assert b"".join(a.tobytes() for a in arrays) == on_disk
+    assert not (tmp_path / "not-here").exists()
