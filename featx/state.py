@@ -144,6 +144,7 @@ class State:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+        self._opened_at_seq = self._seq  # rows recorded from now on are this run's own
 
     # -- meta -------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -216,12 +217,11 @@ class State:
         self.db.executemany("INSERT OR IGNORE INTO seen(id) VALUES (?)", rowids)
 
     def unseen(self) -> Iterator[tuple[str, str | None]]:
-        """(path, out) of committed inputs that :meth:`lookup_many` did not find in this run.
-        Inputs recorded during the run are among them (a replaced row gets a new rowid):
-        callers keep only those that no longer exist."""
+        """(path, out) of inputs committed before this run that :meth:`lookup_many` did not
+        find in it (rows this run recorded are its own inputs: they are left out)."""
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id INTEGER PRIMARY KEY)")
-        yield from self.db.execute("SELECT path, out FROM items WHERE rowid NOT IN (SELECT id FROM seen) "
-                                   "ORDER BY seq").fetchall()
+        yield from self.db.execute("SELECT path, out FROM items WHERE seq <= ? AND rowid NOT IN "
+                                   "(SELECT id FROM seen) ORDER BY seq", (self._opened_at_seq,)).fetchall()
 
     def partial(self) -> list[str]:
         return [p for (p,) in self.db.execute("SELECT path FROM items WHERE status='partial' ORDER BY seq")]

@@ -54,7 +54,6 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     return vals
 
 
-
 #: Options of onnxruntime's CUDA provider.  TF32 off: with it, convolutions on
 #: Ampere and later GPUs round their inputs to 10-bit mantissas, and the
 #: embedding differs from the CPU's by up to 1.5e-2 (measured on an H200); without
@@ -81,6 +80,7 @@ def ort_providers(device: str, available: list[str]) -> list:
     if first is None:
         return ["CPUExecutionProvider"]
     return [(first, dict(CUDA_OPTIONS)) if first == "CUDAExecutionProvider" else first, "CPUExecutionProvider"]
+
 
 class CNN(Extractor):
     """Pretrained CNN embeddings (EfficientNet-Lite0 by default, or your ONNX model)."""
