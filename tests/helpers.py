@@ -31,3 +31,54 @@ def write_rgb(path: Path, rgb: np.ndarray, **params) -> Path:
         flags += [getattr(cv2, k), v]
     assert cv2.imwrite(str(path), arr, flags)
     return path
+
+
+PLUGIN = '''
+import os, time
+import numpy as np
+from dataclasses import dataclass
+from featx.extractor import Extractor, OutputSpec, param
+
+@dataclass(frozen=True)
+class P:
+    scale: float = param(1.0, "Scale.", min=0)
+
+class Trouble(Extractor):
+    """Hangs on images 33 pixels wide, kills its process on 34; mean brightness otherwise."""
+    name = "trouble"
+    summary = "A test extractor that misbehaves on purpose"
+    Params = P
+    def output_spec(self, h, w):
+        return OutputSpec("vector", (1,))
+    def extract(self, image):
+        if image.shape[1] == 33:
+            time.sleep(600)
+        if image.shape[1] == 34:
+            os.kill(os.getpid(), 9)
+        return np.array([image.mean() * self.params.scale], np.float32)
+
+
+class Slow(Extractor):
+    """8x8 grid of mean intensities, after a fixed pause (makes runs long enough to kill)."""
+    name = "slow"
+    summary = "A test extractor that takes its time"
+    Params = P
+    def output_spec(self, h, w):
+        return OutputSpec("vector", (64,))
+    def extract(self, image):
+        import cv2
+        time.sleep(0.02)
+        g = image.mean(axis=2) if image.ndim == 3 else image
+        return cv2.resize(g.astype(np.float32), (8, 8), interpolation=cv2.INTER_AREA).ravel() * self.params.scale
+'''
+
+
+def plugin_env(tmp_path: Path) -> dict:
+    """PYTHONPATH with a test plugin package registering `trouble` and `slow`."""
+    plug = tmp_path / "plug"
+    (plug / "trouble-1.0.dist-info").mkdir(parents=True)
+    (plug / "trouble-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trouble\nVersion: 1.0\n")
+    (plug / "trouble-1.0.dist-info" / "entry_points.txt").write_text(
+        "[featx.extractors]\ntrouble = trouble_ext:Trouble\nslow = trouble_ext:Slow\n")
+    (plug / "trouble_ext.py").write_text(PLUGIN)
+    return {"PYTHONPATH": str(plug) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, write_rgb
+from helpers import SAMPLES, featx, plugin_env, write_rgb
 
 SMALL = ["--resize", "64x48"]
 
@@ -269,14 +269,20 @@ def test_image_kinds_are_handled(tmp_path, sample):
 
 
 def test_interrupt_commits_what_was_done(tmp_path):
+    """Ctrl-C mid-run: what was done is committed, exit 130, and the same command finishes
+    the job.  The `slow` test extractor (20 ms an image) keeps the run going for seconds
+    after its first commit, however long that commit's fsync takes on a busy machine."""
     d = tmp_path / "many"
     d.mkdir()
-    n = 1000
+    n = 400
     for i in range(n):
         os.link(SAMPLES / "rocket.jpg", d / f"{i:04d}.jpg")
     out = tmp_path / "o.npy"
-    p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "hog", str(d), "-o", str(out), "-j", "2",
-                          "--resize", "160x120", "--commit-every", "0.1", "-q"], stderr=subprocess.PIPE)
+    penv = plugin_env(tmp_path)
+    env = dict(os.environ, **penv)
+    args = ["--resize", "160x120", "-j", "2", "-q"]
+    p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "slow", str(d), "-o", str(out), *args,
+                          "--commit-every", "0.1"], stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 60
     # Ctrl-C as soon as some rows are committed: mid-run, whatever the machine's speed
     while time.time() < deadline and p.poll() is None and (
@@ -292,7 +298,7 @@ def test_interrupt_commits_what_was_done(tmp_path):
     assert len(read_index(tmp_path / "o.index.csv")) == m.shape[0]
     assert not [x for x in tmp_path.iterdir() if "featx-tmp" in x.name or "spool" in x.name]
     # the same command again finishes the job
-    r = featx("extract", "hog", d, "-o", out, "-j", "2", "--resize", "160x120", "--summary-json", "-", "-q")
+    r = featx("extract", "slow", d, "-o", out, *args, "--summary-json", "-", env=penv)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stderr.decode().strip().splitlines()[-1])
     assert s["up_to_date"] == m.shape[0] and s["processed"] == n - m.shape[0]
