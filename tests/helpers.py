@@ -68,6 +68,9 @@ class Slow(Extractor):
     def extract(self, image):
         import cv2
         time.sleep(0.02)
+        if os.environ.get("SLOW_PROGRESS"):  # one byte per image done, for tests that act mid-run
+            with open(os.environ["SLOW_PROGRESS"], "ab") as fh:
+                fh.write(b".")
         g = image.mean(axis=2) if image.ndim == 3 else image
         return cv2.resize(g.astype(np.float32), (8, 8), interpolation=cv2.INTER_AREA).ravel() * self.params.scale
 '''
