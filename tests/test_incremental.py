@@ -119,8 +119,9 @@ def committed_rows(out: Path, fmt: str) -> int:
 def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
     """Kill real runs (main process and workers) at several points; the re-run's
     output is byte-identical to an uninterrupted run.  The `slow` test extractor
-    (20 ms per image) keeps each run long enough to be killed mid-way on any machine."""
-    n = 120
+    (20 ms per image) keeps each run going for seconds, so the kills land mid-run even
+    where a busy disk delays each commit's fsync by a second or more."""
+    n = 300
     src = make_folder(tmp_path / "in", n)
     env = plugin_env(tmp_path)
     ref = tmp_path / "ref" / f"h.{fmt}"
