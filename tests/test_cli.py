@@ -283,8 +283,11 @@ def test_interrupt_commits_what_was_done(tmp_path):
     progress = tmp_path / "progress"
     env = dict(os.environ, **penv, SLOW_PROGRESS=str(progress))
     args = ["--resize", "160x120", "-j", "2", "-q"]
+    # as from a terminal: a test run started in the background (`&` in a script) ignores
+    # SIGINT, and its children inherit that (Python then leaves Ctrl-C ignored, as it should)
     p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "slow", str(d), "-o", str(out), *args,
-                          "--commit-every", "0.1"], stderr=subprocess.PIPE, env=env)
+                          "--commit-every", "0.1"], stderr=subprocess.PIPE, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None and (
             not progress.exists() or progress.stat().st_size < 40):  # ten chunks of 4 done
