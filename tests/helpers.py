@@ -76,12 +76,22 @@ class Slow(Extractor):
 '''
 
 
+def fake_plugin(root: Path, dist: str, extractors: dict[str, str], modules: dict[str, str] | None = None) -> dict:
+    """An installed-looking plugin under ``root``: a ``DIST-1.0.dist-info`` registering
+    ``extractors`` (name -> "module:Class") as featx entry points, plus ``modules``
+    (relative path -> source).  Returns the environment that makes Python see it."""
+    info = root / f"{dist}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[featx.extractors]\n" + "".join(f"{k} = {v}\n" for k, v in extractors.items()))
+    for rel, src in (modules or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(src)
+    return {"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def plugin_env(tmp_path: Path) -> dict:
     """PYTHONPATH with a test plugin package registering `trouble` and `slow`."""
-    plug = tmp_path / "plug"
-    (plug / "trouble-1.0.dist-info").mkdir(parents=True)
-    (plug / "trouble-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: trouble\nVersion: 1.0\n")
-    (plug / "trouble-1.0.dist-info" / "entry_points.txt").write_text(
-        "[featx.extractors]\ntrouble = trouble_ext:Trouble\nslow = trouble_ext:Slow\n")
-    (plug / "trouble_ext.py").write_text(PLUGIN)
-    return {"PYTHONPATH": str(plug) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return fake_plugin(tmp_path / "plug", "trouble", {"trouble": "trouble_ext:Trouble", "slow": "trouble_ext:Slow"},
+                       {"trouble_ext.py": PLUGIN})

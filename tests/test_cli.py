@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env, write_rgb
+from helpers import SAMPLES, fake_plugin, featx, plugin_env, write_rgb
 
 SMALL = ["--resize", "64x48"]
 
@@ -310,11 +310,7 @@ def test_interrupt_commits_what_was_done(tmp_path):
 
 
 def test_broken_plugin_is_listed_not_fatal(tmp_path):
-    dist = tmp_path / "brokenplug-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[featx.extractors]\nzzbroken = brokenplug_missing:Thing\n")
-    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = fake_plugin(tmp_path, "brokenplug", {"zzbroken": "brokenplug_missing:Thing"})
     r = featx("list", env=env)
     assert r.returncode == 0
     line = next(l for l in r.stdout.decode().splitlines() if l.startswith("zzbroken"))

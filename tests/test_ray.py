@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, fake_plugin, featx
 
 SMALL = ["--resize", "96x64", "-q"]
 
@@ -64,10 +64,7 @@ def cluster(tmp_path_factory):
     import ray
 
     plug = tmp_path_factory.mktemp("plug")
-    (plug / "flaky-1.0.dist-info").mkdir()
-    (plug / "flaky-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky\nVersion: 1.0\n")
-    (plug / "flaky-1.0.dist-info" / "entry_points.txt").write_text("[featx.extractors]\nflaky = flaky_ext:Flaky\n")
-    (plug / "flaky_ext.py").write_text(PLUGIN)
+    fake_plugin(plug, "flaky", {"flaky": "flaky_ext:Flaky"}, {"flaky_ext.py": PLUGIN})
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(plug) + (os.pathsep + old if old else "")  # inherited by Ray's workers
     try:
