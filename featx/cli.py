@@ -38,6 +38,17 @@ def _fail(exc: FeatxError, ctx: click.Context | None = None) -> None:
     sys.exit(int(exc.exit_code))
 
 
+def _pipe_closed() -> int:
+    """``featx ... -o - | head``: the reader went away.  Not a failed input: exit 141,
+    as a shell reports a command ended by SIGPIPE, with no traceback."""
+    try:  # no "Exception ignored" at exit when Python flushes stdout into the closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return int(ExitCode.PIPE_CLOSED)
+
+
 def _show_traceback(ctx: click.Context | None) -> bool:
     root = ctx.find_root() if ctx is not None else click.get_current_context(silent=True)
     return bool(root and root.find_root().obj and root.find_root().obj.get("traceback"))
@@ -186,7 +197,9 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     featx show hog photo.jpg -o hog.png        a picture of what it computes
 
     Exit codes: 0 all good; 1 some inputs failed (the rest written);
-    2 usage or configuration error; 130 interrupted.
+    2 usage or configuration error; 74 the output could not be written
+    (disk full); 75 another run holds the output; 130 interrupted;
+    141 the reader of stdout went away.
     """
     ctx.ensure_object(dict)["traceback"] = traceback
 
@@ -379,6 +392,8 @@ def _build_extract(cls) -> click.Command:
             _do_extract(ctx, cls, params, **kwargs)
         except FeatxError as exc:
             _fail(exc, ctx)
+        except BrokenPipeError:  # click would turn it into exit 1, "some inputs failed"
+            sys.exit(_pipe_closed())
 
     cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
                         help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
@@ -464,6 +479,7 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
+    sources.check_named(inputs)
     if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
         jobs = 0 if executor == "ray" else pipeline.default_jobs()
     if jobs == 1 and executor == "local":
@@ -507,8 +523,24 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats,
                                           videos=video_mode, frames=frames or temporal, sequence=temporal)
     started = provenance.now()
+    options = {"output": output, "format": sink.format, "jobs": jobs,
+               "resize": list(resize) if resize else None, "resize_mode": resize_mode,
+               "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
+               "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
+               "video": video_mode, "frames": frames, "sampling": sampling}
+    side = sidecar or sink.sidecar_path
+
+    def write_sidecar(summary):
+        details = getattr(extractor, "provenance", None)
+        doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
+                                summary=summary, started=started,
+                                extra={"extractor_details": details} if isinstance(details, dict) else None)
+        if side:
+            provenance.write(side, doc)
 
     def on_failure(f):
+        if bar is not None:
+            bar.clear()
         _say(f"error: {f.path}: {f.reason}")
 
     bar = None
@@ -519,24 +551,21 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         bar = tqdm(unit="input", file=sys.stderr, desc=cls.name, dynamic_ncols=True, leave=False)
     try:
         summary = pipeline.run(extractor, stream, sink, opts, on_failure=on_failure,
-                               on_note=lambda m: _say(m), progress=bar)
+                               on_note=lambda m: _say(m), progress=bar, on_start=write_sidecar)
+    except pipeline.NoInputs:
+        raise UsageError(_nothing_found(inputs, files_from, regions, stats, video_mode),
+                         "name image files or folders that hold images; nothing was written") from None
     finally:
         if bar is not None:
             bar.close()
     summary.skipped_non_images = stats.skipped_non_images
     summary.skipped_videos = stats.skipped_videos
-    options = {"output": output, "format": sink.format, "jobs": jobs,
-               "resize": list(resize) if resize else None, "resize_mode": resize_mode,
-               "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
-               "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
-               "video": video_mode, "frames": frames, "sampling": sampling}
-    extra = getattr(extractor, "provenance", None)
-    doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
-                            summary=summary, started=started,
-                            extra={"extractor_details": extra} if isinstance(extra, dict) else None)
-    side = sidecar or sink.sidecar_path
-    if side:
-        provenance.write(side, doc)
+    try:
+        write_sidecar(summary)
+    except OSError as exc:
+        _say(f"error: cannot write the sidecar {side}: {exc.strerror or exc}")
+        if summary.error is None:
+            summary.error = FeatxError(f"cannot write {side}")
     if summary_json:
         import json
 
@@ -547,6 +576,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
             sinks.write_atomic(summary_json, text + "\n")
     if not quiet:
         _say(summary_line(summary, output))
+    if summary.error is not None:
+        _fail(summary.error, ctx)
     if summary.interrupted:
         _say("interrupted: what was done is written; run the same command again to finish")
         sys.exit(int(ExitCode.INTERRUPTED))
@@ -554,6 +585,21 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
         n = len(summary.failed) + len(summary.partial)
         _say(f"{n} input(s) failed in whole or in part; they are listed in {side or 'the messages above'}")
         sys.exit(int(ExitCode.ITEMS_FAILED))
+
+
+def _nothing_found(inputs, files_from, regions, stats, video_mode) -> str:
+    """``no images in photos/ (3 videos skipped: --video takes them)``"""
+    where = regions or ", ".join([a for a in inputs if a != "-"] + (["stdin"] if "-" in inputs else [])
+                                 + list(files_from)) or "the inputs"
+    what = "videos or images" if video_mode else "images"
+    skipped = []
+    if stats.skipped_videos:
+        n = stats.skipped_videos
+        skipped.append(f"{n} video{'s' if n != 1 else ''} skipped: --video takes them")
+    if stats.skipped_non_images:
+        n = stats.skipped_non_images
+        skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
+    return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
 
 
 def summary_line(summary, output: str) -> str:
@@ -568,6 +614,8 @@ def summary_line(summary, output: str) -> str:
     if summary.disappeared:
         parts.append(f"{len(summary.disappeared)} disappeared" + (f" ({summary.removed} removed)"
                                                                  if summary.removed else ""))
+    if summary.error is not None:
+        parts.append("stopped early")
     if summary.skipped_non_images:
         n = summary.skipped_non_images
         parts.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
@@ -850,11 +898,8 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, click.Abort):  # outside a run (e.g. while reading stdin)
         _say("interrupted")
         rc = int(ExitCode.INTERRUPTED)
-    except BrokenPipeError:  # `featx ... -o - | head`: the reader went away
-        try:
-            sys.stdout = None  # do not flush into the closed pipe again at exit
-        finally:
-            rc = int(ExitCode.ITEMS_FAILED)
+    except BrokenPipeError:
+        rc = _pipe_closed()
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -15,8 +15,10 @@ class ExitCode(enum.IntEnum):
     OK = 0            #: everything was processed and written
     ITEMS_FAILED = 1  #: some inputs failed; everything else was written
     USAGE = 2         #: usage or configuration error; nothing was processed
+    OUTPUT_FAILED = 74  #: the output could not be written (disk full, I/O error); what was committed is kept
     LOCKED = 75       #: another run is writing the same output (EX_TEMPFAIL: try later)
     INTERRUPTED = 130 #: SIGINT/SIGTERM; what was done is committed, marked incomplete
+    PIPE_CLOSED = 141 #: the reader of stdout went away (``| head``); as a shell reports SIGPIPE
 
 
 class FeatxError(Exception):

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import provenance, sinks
+from .atomic import sweep_tmp, write_atomic
 from .errors import OutputError, UsageError
+from .lock import OutputLock
 from .state import Entry, Identity, State
 
 
@@ -36,12 +38,45 @@ def _load_sidecar(sink: sinks.Sink) -> dict:
 
 
 def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict[str, Any]:
-    """Merge shard outputs ``parts`` into ``output``; returns the merged output's info."""
+    """Merge shard outputs ``parts`` into ``output``; returns the merged output's info.
+    Holds the output's lock; temporary files a killed merge left are removed first."""
     if not parts:
         raise UsageError("nothing to merge", "name the shard outputs")
     fmt = sinks.infer_format(output, None)
     if fmt not in ("npy", "csv"):
         raise UsageError("merge writes a stacked .npy or .csv output")
+    dst = sinks.make_sink(output, fmt)
+    lock = OutputLock(dst.lock_path)
+    lock.acquire(0.0)
+    try:
+        sweep_tmp(os.path.dirname(os.path.abspath(output)),
+                  names=[os.path.basename(p) for p in dst.paths() + [dst.sidecar_path]])
+        return _merge(output, fmt, parts, overwrite)
+    finally:
+        lock.release()
+
+
+def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
+    """A shard is merged only if its run finished and its files are what its state says."""
+    if doc.get("status") not in ("complete", "complete-with-failures") or not doc.get("complete", False):
+        raise OutputError(f"{s.output} is incomplete (its run is {doc.get('status', 'unknown')})",
+                          "run that shard's command again to finish it, then merge")
+    why = s.damage(st)
+    rows = st.get("rows", 0)
+    if why is None and s.format == "npy":
+        with open(s.output, "rb") as fh:
+            shown = sinks._header_rows(fh.read(sinks.NPY_HEADER_LEN))
+        with open(s.index_path, "rb") as fh:
+            lines = sum(1 for _ in fh) - 1
+        if shown != rows or lines != rows:
+            why = f"{s.output} shows {shown} rows and its index {lines}, its last commit {rows}"
+    if why is None and [rows, st.get("width") or 0] != list((doc.get("output") or {}).get("shape") or []):
+        why = f"{s.output} holds {rows} rows, its sidecar says {(doc.get('output') or {}).get('shape')}"
+    if why:
+        raise OutputError(f"{why}: not a finished shard", "run that shard's command again, then merge")
+
+
+def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict[str, Any]:
     srcs = [sinks.make_sink(p, None) for p in parts]
     for s in srcs:
         if s.format != fmt:
@@ -76,16 +111,15 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
             if c != strip[0]:
                 raise OutputError(f"{s.output} was made with other settings than {srcs[0].output}",
                                   "merge only shards of one command")
-        for s, d in zip(srcs, docs):
-            if d.get("status") == "interrupted" or not d.get("complete", False):
-                raise OutputError(f"{s.output} is incomplete (its run was interrupted)",
-                                  "run that shard's command again to finish it, then merge")
+        for s, st, d in zip(srcs, states, docs):
+            _check_whole(s, st, d)
         # rows of every input, with their source; overlaps are refused
         owners: dict[str, str] = {}
         items: list[tuple[tuple, str, int, int, int, Identity, str | None, str]] = []
         for k, (s, st) in enumerate(zip(srcs, states)):
-            for path, size, mtime, h, row0, nrows, out, status in st.db.execute(
-                    "SELECT path, size, mtime_ns, hash, row0, nrows, out, status FROM items"):
+            for path, size, mtime, h, row0, nrows, out, status in st.items():
+                if status == "failed":
+                    continue
                 if path in owners:
                     raise OutputError(f"{path} is in two shards ({owners[path]} and {s.output})",
                                       "the shards overlap: they were not made from the same inputs")
@@ -126,29 +160,32 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
             st.close()
 
 
+def _read_index(path: str) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        return list(csv.reader(fh))
+
+
 def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
     if dst.format == "npy":
         mats = [np.load(s.output, mmap_mode="r") for s in srcs]
-        idx = [list(csv.reader(open(s.index_path, newline=""))) for s in srcs]
+        idx = [_read_index(s.index_path) for s in srcs]
         total = sum(t[4] for t in items)
-        tmp, itmp = sinks.tmp_name(dst.output), sinks.tmp_name(dst.index_path)
-        with open(tmp, "wb") as fh, open(itmp, "w", newline="") as ih:
-            fh.write(sinks.npy_header(total, width or 0))
-            w = csv.writer(ih, lineterminator="\n")
-            w.writerow(idx[0][0])
+
+        def index(ih):
+            ih.write(sinks.to_bytes(sinks.csv_line(idx[0][0])))
             row = 0
             for _, _, k, row0, nrows, _, _, _ in items:
-                fh.write(np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes())
                 for r in range(row0, row0 + nrows):
-                    w.writerow([str(row)] + idx[k][1 + r][1:])
+                    ih.write(sinks.to_bytes(sinks.csv_line([str(row)] + idx[k][1 + r][1:])))
                     row += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-            ih.flush()
-            os.fsync(ih.fileno())
-            lengths = {"rows": total, "width": width, "data_len": fh.tell(), "index_len": ih.tell()}
-        os.replace(itmp, dst.index_path)
-        os.replace(tmp, dst.output)
+
+        def data(fh):
+            fh.write(sinks.npy_header(total, width or 0))
+            for _, _, k, row0, nrows, _, _, _ in items:
+                fh.write(np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes())
+
+        lengths = {"rows": total, "width": width, "index_len": write_atomic(dst.index_path, index),
+                   "data_len": write_atomic(dst.output, data)}
         return {"lengths": lengths, "output": {"path": dst.output, "index": dst.index_path, "format": "npy",
                                                "shape": [total, width or 0]}}
     lines = []
@@ -162,13 +199,11 @@ def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
                 raise OutputError(f"{s.output} has another CSV header than {srcs[0].output}")
             lines.append(fh.readlines())
     total = sum(t[4] for t in items)
-    tmp = sinks.tmp_name(dst.output)
-    with open(tmp, "wb") as fh:
+
+    def data(fh):
         fh.write(header or b"")
         for _, _, k, row0, nrows, _, _, _ in items:
             fh.writelines(lines[k][row0:row0 + nrows])
-        fh.flush()
-        os.fsync(fh.fileno())
-        lengths = {"rows": total, "width": width, "data_len": fh.tell()}
-    os.replace(tmp, dst.output)
+
+    lengths = {"rows": total, "width": width, "data_len": write_atomic(dst.output, data)}
     return {"lengths": lengths, "output": {"path": dst.output, "format": "csv", "shape": [total, width or 0]}}

@@ -17,6 +17,7 @@ identical and in the same order whatever ``jobs`` is.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sys
@@ -31,10 +32,15 @@ from typing import Any
 import numpy as np
 
 from . import imageops, registry, sources
-from .errors import FeatxError, InputError, OutputError
+from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
+from .errors import FeatxError, InputError, OutputError, UsageError
 from .extractor import Extractor, Keypoints, build_params, params_to_dict
 from .sinks import Encoder, Sink
 from .state import Entry, State, check_config, identify, same
+
+
+class NoInputs(UsageError):
+    """The inputs named hold nothing to process (and no output exists yet)."""
 
 DEFAULT_MAX_PIXELS = 178_956_970  # about 13,400 x 13,400: decompression-bomb guard
 
@@ -103,13 +109,20 @@ class Summary:
     skipped_non_images: int = 0
     skipped_videos: int = 0
     interrupted: bool = False
+    running: bool = False             # the run has started and not finished (the sidecar written first)
+    error: FeatxError | None = None   # what stopped the run (disk full...), keeping what was committed
     resumed: bool = False
+    rebuilt: str | None = None        # why the output was rebuilt from scratch (deleted, truncated...)
     seconds: float = 0.0
     output: dict[str, Any] = field(default_factory=dict)
     first_key: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
+        if self.running:
+            return "running"
+        if self.error is not None:
+            return "failed"
         if self.interrupted:
             return "interrupted"
         return "complete" if not (self.failed or self.partial) else "complete-with-failures"
@@ -186,9 +199,16 @@ class _Worker:
                 except Exception as exc:  # isolate the item, keep going
                     recs.append(Record(item.key, error=f"{type(exc).__name__}: {exc}"))
                     continue
-                rec = self.emit(item, value, write)
+                try:
+                    rec = self.emit(item, value, write)
+                except OutputWriteError:
+                    raise
+                except FeatxError as exc:  # e.g. a link inside an npy-dir output: this input only
+                    rec = Record(item.key, error=exc.message)
                 if rec is not None:
                     recs.append(rec)
+        except OutputWriteError:
+            raise
         except InputError as exc:
             recs.append(Record({"path": inp.path}, error=str(exc)))
         except Exception as exc:
@@ -222,6 +242,8 @@ class _Worker:
                             queued.append(pending)
                             yield [it.image for _, it in pending]
                             pending = []
+                except OutputWriteError:
+                    raise
                 except InputError as exc:
                     out[i].append(Record({"path": inp.path}, error=str(exc)))
                 except Exception as exc:
@@ -239,11 +261,15 @@ class _Worker:
                     rec = self.emit(item, value, write)
                     if rec is not None:
                         out[i].append(rec)
+        except OutputWriteError:
+            raise
         except Exception as exc:  # a batch failed: redo its items one by one to find the culprit
             for batch in queued:
                 for i, item in batch:
                     try:
                         rec = self.emit(item, self.extractor.extract(item.image), write)
+                    except OutputWriteError:
+                        raise
                     except Exception as e:
                         rec = Record(item.key, error=(e.message if isinstance(e, FeatxError)
                                                       else f"{type(e).__name__}: {e}") or str(exc))
@@ -500,14 +526,22 @@ def run_config(extractor: Extractor, sink: Sink, opts: RunOptions) -> dict[str, 
 
 def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts: RunOptions | None = None, *,
         on_failure: Callable[[Failure], None] | None = None, on_note: Callable[[str], None] | None = None,
-        progress: Any = None) -> Summary:
+        progress: Any = None, on_start: Callable[[Summary], None] | None = None) -> Summary:
     """Extract features from ``inputs`` into ``sink``; returns a :class:`Summary`.
 
     Incremental: an output written before (with the same extractor, parameters
     and options) is continued — inputs already in it and unchanged are skipped,
     changed ones are redone, and a run killed half-way is resumed.  What was
     done is committed every ``opts.commit_every`` seconds, at the end, and on
-    ``KeyboardInterrupt`` (the summary is then marked interrupted).
+    ``KeyboardInterrupt`` (the summary is then marked interrupted).  An input
+    is known by its canonical path (:class:`~featx.sources.Canonical`), however
+    it was spelled.  ``on_start`` is called once the output is locked and
+    checked, before any work (the CLI writes a "running" sidecar there).
+    An output that cannot be written (a full disk) ends the run with
+    ``summary.error`` set, keeping what was committed.
+
+    Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
+    yet: nothing is created.
     """
     from .lock import OutputLock
 
@@ -519,6 +553,14 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
     summary = Summary()
     t0 = time.perf_counter()
     tune_allocator()
+    inputs = iter(inputs)
+    try:
+        first = next(inputs)
+    except StopIteration:
+        first = None
+        if not (sink.persistent and os.path.exists(sink.state_path or "")):
+            raise NoInputs("no inputs to process") from None
+    inputs = itertools.chain([first] if first is not None else [], inputs)
 
     lock = state = None
     if sink.persistent:
@@ -537,11 +579,32 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
             existing = sink.prepare()
             state = State(sink.state_path)
             state.recover_renames()
-            _remove_leftovers(sink)
+            _remove_leftovers(sink, deep=summary.resumed)
+            why = sink.damage(state) if existing else None
+            if why:
+                note(f"{why}: rebuilding it from scratch")
+                summary.rebuilt = why
+                state.reset()
+                sink.discard()
             if existing:
                 check_config(state, config, sink.output)
             if state.get("config") != config:
                 state.set_meta(config=config)
+        if on_start is not None:
+            summary.running = True
+            on_start(summary)
+            summary.running = False
+    except BaseException as exc:
+        if state is not None:
+            state.close()
+        if lock is not None:
+            lock.release()
+        # a full disk before any work: a message and exit 74, not a traceback
+        err = _output_error(exc, sink) if isinstance(exc, Exception) else None
+        if err is None:
+            raise
+        raise err from None
+    try:
         return _run_locked(extractor, inputs, sink, opts, job_for(extractor, sink, opts), state, summary, t0,
                            on_failure, note, progress)
     finally:
@@ -557,38 +620,54 @@ def job_for(extractor: Extractor, sink: Sink, opts: RunOptions) -> Job:
                encoder=sink.encoder(), source_options=dict(opts.source_options))
 
 
-def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failure, note, progress) -> Summary:
-    def todo() -> Iterator[sources.Input]:
-        """The inputs to process: this shard's, minus those already in the output and unchanged.
-        Looked up in batches, so a re-run over a large unchanged folder is quick."""
-        batch: list[sources.Input] = []
+def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Summary, progress):
+    """The inputs to process: under their canonical names, this shard's, minus those
+    already in the output, unchanged, and whose output is still there.  Looked up in
+    batches, so a re-run over a large unchanged folder is quick."""
+    canonical = sources.Canonical()
+    base = sink.mirror_base if sink.format == "npy-dir" else None
+    check_present = sink.format == "npy-dir"
+    batch: list[sources.Input] = []
 
-        def decide() -> Iterator[sources.Input]:
-            known = state.lookup_many([inp.path for inp in batch])
-            for inp in batch:
-                ident = identify(inp.path, opts.use_hash)
-                if ident is not None and inp.boxes is not None:
-                    ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
-                if same(known.get(inp.path), ident, opts.use_hash):
-                    summary.up_to_date += 1
-                    if progress is not None:
-                        progress.update(1)
-                    continue
-                yield replace(inp, ident=ident, mirror=sources.mirror_path(inp.path))
-            batch.clear()
+    def named(inp: sources.Input) -> sources.Input:
+        path = canonical(inp.path)
+        paths = tuple(canonical(p) for p in inp.paths) if inp.paths else None
+        mirrors = tuple(sources.mirror_path(p, base) for p in paths) if paths and base is not None else None
+        return replace(inp, path=path, paths=paths, mirrors=mirrors,
+                       mirror=sources.mirror_path(path, base) if base is not None else "")
 
-        for inp in inputs:
-            if not in_shard(inp.path, opts.shard):
+    def decide() -> Iterator[sources.Input]:
+        known = state.lookup_many([inp.path for inp in batch])
+        for inp in batch:
+            ident = identify(inp.path, opts.use_hash)
+            if ident is not None and inp.boxes is not None:
+                ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
+            k = known.get(inp.path)
+            if k is not None and same(k.ident, ident, opts.use_hash) and k.status != "failed" and (
+                    not check_present or inp.kind == "sequence" or inp.boxes is not None
+                    or sink.present(k.out, k.nrows)):
+                summary.up_to_date += 1
+                if progress is not None:
+                    progress.update(1)
                 continue
-            if state is None:
-                yield replace(inp, mirror=sources.mirror_path(inp.path))
-                continue
-            batch.append(inp)
-            if len(batch) >= 256:
-                yield from decide()
-        if batch:
+            yield replace(inp, ident=ident, committed=k is not None and k.nrows > 0)
+        batch.clear()
+
+    for inp in inputs:
+        inp = named(inp)
+        if not in_shard(inp.path, opts.shard):
+            continue
+        if state is None:
+            yield inp
+            continue
+        batch.append(inp)
+        if len(batch) >= 256:
             yield from decide()
+    if batch:
+        yield from decide()
 
+
+def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failure, note, progress) -> Summary:
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
     if opts.executor == "ray" or use_pool:
@@ -603,48 +682,75 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
                                 fork=extractor.fork_safe)
     else:
         executor = _InProcess(job, extractor)
-    sink.open(state)
     pending: list[Entry] = []
     committer = _Committer(sink, state)
     last_commit = time.monotonic()
 
     ok = False
     try:
+        sink.open(state)
         try:
-            for chunk_inputs, per_input, payload in executor.results(todo()):
-                _consume(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
-                committer.poll()
-                if time.monotonic() - last_commit >= opts.commit_every and committer.start(pending):
-                    pending = []
-                    last_commit = time.monotonic()
+            for chunk_inputs, per_input, payload in executor.results(_todo(inputs, sink, opts, state, summary,
+                                                                           progress)):
+                with _DeferSignals():
+                    _append(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
+                    committer.poll()
+                    if time.monotonic() - last_commit >= opts.commit_every and committer.start(pending):
+                        pending = []
+                        last_commit = time.monotonic()
         except KeyboardInterrupt:
             summary.interrupted = True
             executor.close(cancel=True)
+        except OutputWriteError as exc:
+            summary.error = exc
+            executor.close(cancel=True)
         else:
             executor.close()
-        committer.drain()
-        if pending or sink.created:  # else everything appended is committed already: no fsync to pay
-            sink.commit(state, pending)
-        pending = []
-        if state is not None and not summary.interrupted:
-            _finish(state, sink, opts, summary, note)
+        with _DeferSignals(raise_after=False) as held:
+            try:
+                committer.drain()
+                # else everything appended is committed already: no fsync to pay; and after a failed
+                # write nothing past the last commit may be recorded
+                if (pending or sink.created) and sink.broken is None:
+                    sink.commit(state, pending)
+                pending = []
+                if state is not None and not summary.interrupted and summary.error is None:
+                    _finish(state, sink, opts, summary, note)
+            except OutputWriteError as exc:
+                summary.error = summary.error or exc
+        if held.got is not None:
+            summary.interrupted = True
+        ok = True
+    except Exception as exc:
+        summary.error = _output_error(exc, sink)
+        if summary.error is None:
+            raise
         ok = True
     finally:
         committer.close()
         if not ok:
             executor.close(cancel=True)
-            sink.close()
-            if sink.created and state is not None:  # a run that made nothing usable leaves nothing
-                sink.remove_all()
-                for p in (sink.state_path,):
-                    if p and os.path.exists(p):
-                        os.unlink(p)
+        sink.close()
+        sink.abandon()  # a new output that never reached a commit leaves nothing behind
         if spool_dir:
             shutil.rmtree(spool_dir, ignore_errors=True)
     sink.close()
     summary.output = sink.info()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _output_error(exc: BaseException, sink: Sink) -> OutputWriteError | None:
+    """The :class:`OutputWriteError` that ``exc`` means (a full disk, an I/O error
+    writing the output or its state), or None if it is something else."""
+    import sqlite3
+
+    if is_disk_error(exc):
+        return disk_error(sink.output, exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in str(exc) or "I/O" in str(exc)):
+        return OutputWriteError(f"cannot write {sink.state_path}: {exc}",
+                                "what was committed is kept; free space and run the same command again to finish")
+    return None
 
 
 class _Committer:
@@ -708,35 +814,31 @@ def _spool_prefix(sink: Sink) -> str:
     return f".{name}.featx-spool-"
 
 
-def _remove_leftovers(sink: Sink) -> None:
-    """Spool folders and temporary files a killed run left (we hold the lock now)."""
+def _remove_leftovers(sink: Sink, deep: bool = False) -> None:
+    """Spool folders and temporary files a killed run left (we hold the lock now);
+    with ``deep`` (the last run did not finish), also the temporary files of dead
+    workers inside an ``npy-dir`` output."""
     out = sink.output.rstrip("/" + os.sep)
     folder = os.path.dirname(os.path.abspath(out))
-    prefixes = (_spool_prefix(sink),) + tuple(f".{os.path.basename(p)}.featx-tmp-" for p in sink.paths())
+    names = sink.paths() + [sink.sidecar_path]
+    prefixes = (_spool_prefix(sink),) + tuple(f".{os.path.basename(p)}.featx-tmp-" for p in names if p)
     for name in os.listdir(folder):
         if name.startswith(prefixes):
             path = os.path.join(folder, name)
-            if os.path.isdir(path):
+            if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)
+    if deep and sink.format == "npy-dir" and os.path.isdir(out):
+        sweep_tmp(out, recursive=True)
 
 
 def _finish(state: State, sink: Sink, opts: RunOptions, summary: Summary, note) -> None:
     """End of a complete run: find vanished inputs, prune if asked, compact."""
-    gone = [(p, out) for p, out in state.unseen() if not os.path.exists(p)]
+    gone = [(p, out) for p, out in state.unseen() if not os.path.lexists(p)]
     summary.disappeared = [p for p, _ in gone]
     if gone and opts.prune:
-        if sink.format == "npy-dir":
-            for _, out in gone:
-                if out:
-                    for suffix in (".npy", ".npz"):
-                        target = os.path.join(sink.output, out + suffix)
-                        if os.path.isfile(target):
-                            os.unlink(target)
-                    frames = os.path.join(sink.output, out)
-                    if os.path.isdir(frames):
-                        shutil.rmtree(frames)
+        sink.forget_outputs([out for _, out in gone])
         state.forget([p for p, _ in gone])
         summary.removed = len(gone)
     elif gone:
@@ -755,6 +857,9 @@ class _DeferSignals:
     noted, and KeyboardInterrupt is raised when the block ends.  (Only in the
     main thread, where Python delivers signals.)
     """
+
+    def __init__(self, raise_after: bool = True):
+        self.raise_after = raise_after
 
     def __enter__(self):
         import signal
@@ -775,15 +880,9 @@ class _DeferSignals:
 
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
-        if self.got is not None and et is None:
+        if self.got is not None and et is None and self.raise_after:
             raise KeyboardInterrupt
         return False
-
-
-def _consume(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pending: list[Entry],
-             on_failure, progress) -> None:
-    with _DeferSignals():
-        _append(chunk_inputs, per_input, payload, sink, summary, pending, on_failure, progress)
 
 
 def _append(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pending: list[Entry],
@@ -801,10 +900,10 @@ def _append(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pend
                 data = fh.read(rec.nbytes) if fh is not None else payload[offset:offset + rec.nbytes]
                 offset += rec.nbytes
                 why = sink.check_width(rec.key, rec.shape, summary.first_key)
-                if why is not None:
-                    raise OutputError(f"{rec.key.get('path')}: {why}",
-                                      "pass --resize WxH so every image gives the same length, "
-                                      "or use --format npy-dir")
+                if why is not None:  # this input does not fit the output; the others still do
+                    errors.append(Record(rec.key, error=f"{why}: pass --resize WxH so every image gives "
+                                                        "the same length, or use --format npy-dir"))
+                    continue
                 if summary.first_key is None:
                     summary.first_key = dict(rec.key)
                 sink.append(rec.key, data, rec.shape)
@@ -813,6 +912,9 @@ def _append(chunk_inputs, per_input, payload, sink: Sink, summary: Summary, pend
             if errors and nrows == 0:
                 f = Failure(inp.path, errors[0].error)
                 summary.failed.append(f)
+                if inp.committed:  # a changed input that now fails: its old rows must not stay as if current
+                    pending.append(Entry(inp.path, None, 0, 0, None, "failed"))
+                    sink.forget_outputs([inp.mirror])
             else:
                 status = "ok"
                 if errors:

@@ -35,7 +35,7 @@ def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], s
     doc = {
         "featx_sidecar": 1,
         "status": summary.status,
-        "complete": summary.status != "interrupted",
+        "complete": summary.status in ("complete", "complete-with-failures"),
         "command": list(argv if argv is not None else sys.argv),
         "extractor": {"name": extractor, "params": params},
         "options": options,

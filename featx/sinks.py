@@ -29,30 +29,16 @@ from typing import IO, Any
 
 import numpy as np
 
+from .atomic import OutputWriteError, disk_error, file_size_under, is_disk_error, remove_under, tmp_name, \
+    write_atomic, write_under
 from .errors import OutputError
 from .extractor import Keypoints
 
 FORMATS = ("csv", "npy", "npy-dir")
+__all__ = ["make_sink", "infer_format", "write_atomic", "tmp_name", "Sink", "Encoder"]
 
 # ---------------------------------------------------------------------------
 # helpers
-
-
-def tmp_name(path: str) -> str:
-    """A hidden temporary name beside ``path`` (same folder, so rename is atomic)."""
-    d, b = os.path.split(path)
-    return os.path.join(d, f".{b}.featx-tmp-{os.getpid()}")
-
-
-def write_atomic(path: str, data: bytes | str) -> None:
-    """Write a small file completely under a temporary name, then rename it."""
-    tmp = tmp_name(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def format_floats(values: np.ndarray) -> str:
@@ -95,9 +81,28 @@ def key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
 
 
 def csv_line(fields: list[str]) -> str:
+    """One CSV line ending in ``\\n``.  A field holding ``\\r`` or ``\\n`` is quoted
+    (the csv module quotes only the characters of its line terminator, so it
+    is given ``\\r\\n`` and the line ends are put back)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(fields)
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(fields)
+    return buf.getvalue()[:-2] + "\n"
+
+
+def to_bytes(text: str) -> bytes:
+    """UTF-8, with the raw bytes of file names that are not UTF-8 put back
+    (``os.fsdecode`` turned them into surrogates): a name round-trips exactly."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """``os.pwrite`` until all of ``data`` is written (a nearly full disk takes part of it)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(28, os.strerror(28))
+        view, offset = view[n:], offset + n
 
 
 def _fsync(fh) -> None:
@@ -141,18 +146,18 @@ class CsvEncoder(Encoder):
         self.label_columns = tuple(label_columns) if labels else ()
 
     def encode(self, key, mirror, value):
-        head = csv_line(key_text(key, self.key_columns)).rstrip("\n")
+        head = csv_line(key_text(key, self.key_columns))[:-1]
         if self.label_columns:
             v = np.asarray(value, dtype=np.float32).ravel()
             fields = format_floats(v).split(",")
             for c in self.label_columns:
                 i = int(v[c])
                 if 0 <= i < len(self.labels):
-                    fields[c] = csv_line([self.labels[i]]).rstrip("\n")
+                    fields[c] = csv_line([self.labels[i]])[:-1]
             vals = ",".join(fields)
         else:
             vals = format_floats(value)
-        return (head + ("," + vals if vals else "") + "\n").encode("utf-8")
+        return to_bytes(head + ("," + vals if vals else "") + "\n")
 
 
 class NpyDirEncoder(Encoder):
@@ -167,16 +172,33 @@ class NpyDirEncoder(Encoder):
         return os.path.join(self.root, mirror + (".npz" if isinstance(value, Keypoints) else ".npy"))
 
     def encode(self, key, mirror, value):
-        path = self.target(mirror, value)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = tmp_name(path)
-        with open(tmp, "wb") as fh:
+        """Write the file under the output folder, never through a link inside it
+        (:class:`~featx.atomic.LinkInOutput` fails that input alone); a full disk
+        stops the run (:class:`~featx.atomic.OutputWriteError`)."""
+        rel = os.path.relpath(self.target(mirror, value), self.root)
+
+        def write(fh):
             if isinstance(value, Keypoints):
                 np.savez(fh, keypoints=np.asarray(value.points, np.float32),
                          descriptors=np.asarray(value.descriptors, np.float32))
-            else:
-                np.save(fh, np.asarray(value, np.float32))
-        os.replace(tmp, path)
+            else:  # np.save's own path writes with tofile, whose short writes lose errno (ENOSPC)
+                from numpy.lib import format as npformat
+
+                arr = np.ascontiguousarray(value, dtype=np.float32)
+                npformat.write_array_header_1_0(fh, npformat.header_data_from_array_1_0(arr))
+                fh.write(memoryview(arr).cast("B"))
+
+        try:
+            write_under(self.root, rel, write)
+        except FileNotFoundError:
+            if not os.path.isdir(self.root):
+                raise OutputWriteError(f"the output folder {self.root} was removed during the run",
+                                       "run the same command again to rebuild it") from None
+            raise
+        except OSError as exc:
+            if is_disk_error(exc):
+                raise disk_error(self.target(mirror, value), exc) from None
+            raise
         return b""
 
 
@@ -185,7 +207,7 @@ class NpyDirEncoder(Encoder):
 
 
 class Sink:
-    """Base sink.  Lifecycle: ``prepare`` → ``open`` → (``append``* ``commit``)* → ``close``."""
+    """Base sink.  Lifecycle: ``prepare`` → (``damage``) → ``open`` → (``append``* ``commit``)* → ``close``."""
 
     format: str = ""
     stacked = True  # one matrix: every value must have the same length
@@ -197,6 +219,7 @@ class Sink:
         self.rows = 0                 # rows appended (committed + pending)
         self.width: int | None = None
         self.created = False          # this run created the output
+        self.broken: BaseException | None = None  # a write failed: nothing past the last commit may be recorded
 
     # -- names ------------------------------------------------------------
     @property
@@ -215,7 +238,9 @@ class Sink:
 
     @property
     def sidecar_path(self) -> str | None:
-        return None if self.output == "-" else self.base + ".featx.json"
+        """``OUTPUT.featx.json``: the whole output name, so ``hog.npy`` and ``hog.csv``
+        side by side each keep their own record."""
+        return None if self.output == "-" else (self.output.rstrip("/" + os.sep) or self.output) + ".featx.json"
 
     def _hidden(self, suffix: str) -> str:
         d, b = os.path.split(self.output.rstrip("/" + os.sep))
@@ -229,6 +254,12 @@ class Sink:
     def lock_path(self) -> str | None:
         """Beside the output (for a folder too), so it exists before the output does."""
         return None if self.output == "-" else self._hidden("featx-lock")
+
+    @property
+    def mirror_base(self) -> str:
+        """The folder that ``npy-dir`` mirror paths are relative to (see
+        :func:`featx.sources.mirror_path`): the output's own parent folder."""
+        return os.path.dirname(os.path.realpath(self.output.rstrip("/" + os.sep) or self.output))
 
     # -- checks -----------------------------------------------------------
     def check_kind(self, kind: str, extractor: str) -> None:
@@ -249,7 +280,7 @@ class Sink:
         return any(os.path.exists(p) for p in self.paths())
 
     def prepare(self) -> bool:
-        """Before the lock: True if there is an earlier output to continue."""
+        """Under the lock: True if there is an earlier output to continue."""
         if self.output == "-":
             return False
         have_state = os.path.exists(self.state_path)
@@ -260,6 +291,17 @@ class Sink:
             raise OutputError(f"{self.output} already exists and was not written by featx's incremental mode",
                               "pass --overwrite to replace it, or choose another -o")
         return have_state
+
+    def damage(self, state) -> str | None:
+        """Why the committed output on disk cannot be continued (deleted, truncated,
+        replaced since its last commit), or None if it is whole."""
+        return None
+
+    def discard(self) -> None:
+        """Remove the output's files (not its state) to rebuild it."""
+        for p in self.paths():
+            if os.path.isfile(p):
+                os.unlink(p)
 
     def remove_all(self) -> None:
         for p in self.paths() + [self.state_path, self.sidecar_path]:
@@ -274,9 +316,13 @@ class Sink:
             return f"value of shape {shape} is not a vector"
         if self.width is None or shape[0] == self.width:
             return None
-        first = (first_key or {}).get("path", "earlier inputs")
-        return (f"gives {shape[0]} values but the output has {self.width} per row "
-                f"(from {first}); sizes differ")
+        first = (first_key or {}).get("path")
+        return (f"gives {shape[0]} values per row, the output has {self.width}"
+                + (f" (from {first})" if first else ""))
+
+    def present(self, out: str | None, nrows: int) -> bool:
+        """Is a committed input's output still there?  (``npy-dir``: its file.)"""
+        return True
 
     # -- writing ----------------------------------------------------------
     def encoder(self) -> Encoder:  # pragma: no cover
@@ -312,6 +358,12 @@ class Sink:
         """Drop rows no committed input owns (changed or removed inputs); returns how many."""
         return 0
 
+    def forget_outputs(self, outs: list[str]) -> None:
+        """Remove the files of inputs that left the output (``npy-dir``)."""
+
+    def abandon(self) -> None:
+        """Remove a new output's files that never reached a commit."""
+
     def close(self) -> None:
         pass
 
@@ -320,12 +372,23 @@ class Sink:
 
 
 class _StackedSink(Sink):
-    """Shared machinery of ``npy`` and ``csv``: one data file, appended in place."""
+    """Shared machinery of ``npy`` and ``csv``: one data file, appended in place.
+
+    A new output is written under a hidden temporary name and appears under its
+    own name at its first commit (the rename is recorded in the state first, so
+    a crash between the two is rolled forward).  Before any commit there is
+    nothing a reader could mistake for an output.
+    """
 
     def _data_header(self) -> bytes:  # pragma: no cover
         raise NotImplementedError
 
+    def _first_files(self) -> list[tuple[str, str]]:
+        """(temporary, final) names of the files a new output is written under."""
+        return [(tmp_name(self.output), self.output)]
+
     def open(self, state) -> None:
+        self._renames: list[tuple[str, str]] = []
         self._fh = self._open_data(state)
         self._writer: _Writer | None = None
 
@@ -334,23 +397,46 @@ class _StackedSink(Sink):
         into the page cache overlaps the next extraction (it releases the GIL)."""
         if self._writer is None:
             self._writer = _Writer(self._fh)
+        if self._writer.error is not None:
+            self._drain()
         self._writer.put(data)
 
     def _drain(self) -> None:
+        if self.broken is not None:
+            raise self.broken
         if getattr(self, "_writer", None) is not None:
-            self._writer.drain()
+            try:
+                self._writer.drain()
+            except OSError as exc:
+                self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
+                raise self.broken from None
+
+    def _committed_len(self, state, key: str) -> int | None:
+        return state.get(key) if state is not None else None
+
+    def damage(self, state):
+        committed = self._committed_len(state, "data_len")
+        if committed is None:
+            return None
+        try:
+            size = os.stat(self.output).st_size
+        except FileNotFoundError:
+            return f"{self.output} is missing (deleted since its last run?)"
+        if size < committed:
+            return f"{self.output} is shorter ({size} bytes) than its last commit ({committed} bytes)"
+        return None
 
     def _open_data(self, state) -> IO[bytes]:
-        committed = state.get("data_len") if state is not None else None
-        if committed is None or not os.path.exists(self.output):
+        committed = self._committed_len(state, "data_len")
+        if committed is None:
             self.created = True
-            fh = open(self.output, "w+b")
-            fh.write(self._data_header())
-            _fsync(fh)
+            tmp, final = self._first_files()[0]
+            write_atomic(tmp, self._data_header())
+            self._renames = list(self._first_files())
+            fh = open(tmp, "r+b")
+            fh.seek(0, os.SEEK_END)
             self.data_len = fh.tell()
             self.rows, self.width = 0, None
-            if state is not None:
-                state.set_meta(data_len=self.data_len, rows=0, width=None)
             return fh
         fh = open(self.output, "r+b")
         fh.truncate(committed)          # drop what a crashed run appended past its last commit
@@ -359,6 +445,18 @@ class _StackedSink(Sink):
         self.rows = state.get("rows", 0)
         self.width = state.get("width")
         return fh
+
+    def _check_still_there(self) -> None:
+        """The data file must still be the one we write: an output deleted or replaced
+        during the run stops it (the next run rebuilds it), never a silent loss."""
+        name = self._renames[0][0] if self._renames else self.output
+        try:
+            same = os.stat(name).st_ino == os.fstat(self._fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise OutputWriteError(f"{self.output} was deleted or replaced while featx was writing it",
+                                   "run the same command again to rebuild it")
 
     def append(self, key, data, shape):
         if self.width is None:
@@ -372,8 +470,45 @@ class _StackedSink(Sink):
 
     def prepare_commit(self):
         self._drain()
-        self._fh.flush()
-        return [self._fh.fileno()], self._lengths(), None
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
+            raise self.broken from None
+        self._check_still_there()
+        meta = self._lengths()
+        if self._renames:
+            meta["renames"] = list(self._renames)
+        return [self._fh.fileno()], meta, self._after_commit(meta)
+
+    def _after_commit(self, meta):
+        renames = meta.get("renames")
+        if not renames:
+            return None
+
+        def after():
+            for src, dst in renames:
+                os.replace(src, dst)
+            self._renames = []
+        return after
+
+    def abandon(self):
+        """Remove a new output's files that never reached a commit."""
+        for tmp, _ in getattr(self, "_renames", None) or ():
+            if os.path.isfile(tmp):
+                os.unlink(tmp)
+
+    def discard(self):
+        super().discard()
+        for tmp, _ in self._first_files():
+            if os.path.isfile(tmp):
+                os.unlink(tmp)
+
+    def remove_all(self):
+        super().remove_all()
+        for tmp, _ in self._first_files():
+            if os.path.isfile(tmp):
+                os.unlink(tmp)
 
     def close(self):
         if getattr(self, "_writer", None) is not None:
@@ -381,7 +516,10 @@ class _StackedSink(Sink):
             self._writer = None
         fh = getattr(self, "_fh", None)
         if fh is not None and not fh.closed:
-            fh.close()
+            try:
+                fh.close()
+            except OSError:  # a full disk: what it could not flush is past the last commit anyway
+                pass
 
 
 class CsvSink(_StackedSink):
@@ -405,7 +543,7 @@ class CsvSink(_StackedSink):
     def _header_line(self, width: int | None) -> bytes:
         names = list(self.columns) if self.columns and width == len(self.columns) else \
             [f"f{i}" for i in range(width or 0)]
-        return csv_line(list(self.key_columns) + names).encode("utf-8")
+        return to_bytes(csv_line(list(self.key_columns) + names))
 
     def _data_header(self):
         return b""
@@ -434,7 +572,7 @@ class CsvSink(_StackedSink):
         if self.output == "-":
             self._fh.flush()
             return [], {}, None
-        if self.data_len == 0:  # no row yet: still write the header
+        if self.data_len == 0 and self.width is not None:  # a known width: the header even without rows
             head = self._header_line(self.width)
             self._write(head)
             self.data_len += len(head)
@@ -457,9 +595,9 @@ class RegionsEncoder(Encoder):
         self.key_columns = tuple(key_columns)
 
     def encode(self, key, mirror, value):
-        head = csv_line(key_text(key, self.key_columns)).rstrip("\n")
+        head = csv_line(key_text(key, self.key_columns))[:-1]
         boxes = np.asarray(value).reshape(-1, 4).astype(np.int64)
-        return "".join(f"{head},{x},{y},{w},{h}\n" for x, y, w, h in boxes.tolist()).encode("utf-8")
+        return to_bytes("".join(f"{head},{x},{y},{w},{h}\n" for x, y, w, h in boxes.tolist()))
 
 
 class RegionsCsvSink(CsvSink):
@@ -468,6 +606,11 @@ class RegionsCsvSink(CsvSink):
 
     def __init__(self, output, key_columns=("path",), overwrite=False):
         super().__init__(output, key_columns, overwrite, columns=("x", "y", "w", "h"))
+        self.width = 4
+
+    def open(self, state):
+        super().open(state)
+        self.width = 4
 
     def check_kind(self, kind, extractor):
         if kind != "regions":
@@ -544,7 +687,16 @@ def npy_header(rows: int, cols: int) -> bytes:
 
 
 class NpySink(_StackedSink):
-    """Stacked float32 ``(N, D)`` matrix, plus ``<name>.index.csv`` (row, key columns)."""
+    """Stacked float32 ``(N, D)`` matrix, plus ``<name>.index.csv`` (row, key columns).
+
+    Readers see rows only once they are committed, and the index never lists a
+    row the matrix does not show until that commit is recorded: at a commit
+    the new rows are made durable, the state records them together with the
+    index lines that name them, then the lines are appended to the index and
+    the ``.npy`` header's row count is moved — two small writes, one after
+    the other, with Ctrl-C held back.  After a crash at any point the next run
+    finds the recorded lines in the state and puts the index right.
+    """
 
     format = "npy"
 
@@ -555,45 +707,86 @@ class NpySink(_StackedSink):
     def paths(self):
         return [self.output, self.index_path]
 
+    def _first_files(self):
+        return [(tmp_name(self.output), self.output), (tmp_name(self.index_path), self.index_path)]
+
     def encoder(self):
         return RawEncoder()
 
     def _data_header(self):
         return npy_header(0, 0)
 
+    def damage(self, state):
+        why = super().damage(state)
+        if why or state.get("data_len") is None:
+            return why
+        with open(self.output, "rb") as fh:
+            head = fh.read(NPY_HEADER_LEN)
+        width = state.get("width")
+        if head[:NPY_HEADER_LEN - 1] != npy_header(_header_rows(head), width or 0)[:NPY_HEADER_LEN - 1] \
+                or _header_rows(head) > state.get("rows", 0):
+            return f"{self.output} has a header featx did not write (replaced since its last run?)"
+        committed, tail = state.get("index_len"), _tail(state)
+        try:
+            size = os.stat(self.index_path).st_size
+        except FileNotFoundError:
+            return f"{self.index_path} is missing (deleted since its last run?)"
+        if committed is not None and size < committed - len(tail):
+            return f"{self.index_path} is shorter ({size} bytes) than its last commit ({committed} bytes)"
+        return None
+
     def open(self, state):
         super().open(state)
-        committed = state.get("index_len") if state is not None and not self.created else None
-        if committed is None or not os.path.exists(self.index_path):
-            self._ifh = open(self.index_path, "w+b")
-            self._ifh.write(csv_line(["row", *self.key_columns]).encode("utf-8"))
+        self._pending: list[bytes] = []   # index lines of rows appended since the last commit
+        if self.created:
+            tmp = self._renames[1][0]
+            write_atomic(tmp, to_bytes(csv_line(["row", *self.key_columns])))
+            self._ifh = open(tmp, "r+b")
+            self._ifh.seek(0, os.SEEK_END)
         else:
+            committed, tail = state.get("index_len"), _tail(state)
             self._ifh = open(self.index_path, "r+b")
-            self._ifh.truncate(committed)
-            self._ifh.seek(committed)
-        self._set_rows_in_header(self.rows)  # a crash may have left the header behind its commit
+            # the last commit's lines, if a crash came before they reached the index
+            self._ifh.truncate(committed - len(tail))
+            self._ifh.seek(committed - len(tail))
+            self._ifh.write(tail)
+            self._ifh.flush()
+        self.index_len = self._ifh.tell()
+        self._set_header(self.rows, self.width)  # a crash may have left the header behind its commit
 
     def append(self, key, data, shape):
-        self._ifh.write(csv_line([str(self.rows), *key_text(key, self.key_columns)]).encode("utf-8"))
+        self._pending.append(to_bytes(csv_line([str(self.rows), *key_text(key, self.key_columns)])))
         super().append(key, data, shape)
 
-    def _lengths(self):
-        d = super()._lengths()
-        d["index_len"] = self._ifh.tell()
-        return d
-
     def prepare_commit(self):
-        self._ifh.flush()
         fds, meta, _ = super().prepare_commit()
+        tail = b"".join(self._pending)
+        self._pending = []
+        start = self.index_len
+        self.index_len += len(tail)
+        meta["index_len"] = self.index_len
+        meta["index_tail"] = tail.decode("latin-1")   # lossless: bytes 0-255 as code points
         rows, width = self.rows, self.width
-        # readers see the new rows only once the state has recorded them
-        return fds + [self._ifh.fileno()], meta, lambda: self._set_header(rows, width)
+        renames = meta.get("renames")
 
-    def _set_rows_in_header(self, rows: int) -> None:
-        self._set_header(rows, self.width)
+        def after():
+            # the index first, then the header: every row the .npy shows has its line
+            try:
+                pwrite_all(self._ifh.fileno(), tail, start)
+            except OSError as exc:
+                self._ifh.truncate(start)  # the state holds these lines: the next run writes them
+                self.broken = disk_error(self.index_path, exc) if is_disk_error(exc) else exc
+                raise self.broken from None
+            self._set_header(rows, width)
+            if renames:
+                for src, dst in renames:
+                    os.replace(src, dst)
+                self._renames = []
+        # the index written at the last commit becomes durable with this one's data
+        return fds + [self._ifh.fileno()], meta, after
 
     def _set_header(self, rows: int, width: int | None) -> None:
-        os.pwrite(self._fh.fileno(), npy_header(rows, width or 0), 0)
+        pwrite_all(self._fh.fileno(), npy_header(rows, width or 0), 0)
 
     def close(self):
         super().close()
@@ -604,9 +797,21 @@ class NpySink(_StackedSink):
         return _compact_lines(self, state, self.index_path, header_lines=1, also_data=self.output)
 
 
+def _tail(state) -> bytes:
+    return (state.get("index_tail") or "").encode("latin-1")
+
+
+def _header_rows(head: bytes) -> int:
+    """The row count of a featx ``.npy`` header (-1 if it is not one)."""
+    import re
+
+    m = re.search(rb"'shape': \((\d+), \d+\)", head)
+    return int(m.group(1)) if m else -1
+
+
 def _live_ranges(state) -> list[tuple[int, int]]:
     rng = []
-    for _, row0, n in state.live_rows():
+    for _, row0, n in state.live_rows(rowids=True):
         if n:
             rng.append((row0, row0 + n))
     return rng
@@ -665,10 +870,10 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
         pairs.append((tmp_data, also_data))
     else:
         meta["data_len"] = text_len
+    if also_data is not None:
+        meta["index_tail"] = ""
     sink.close()
-    with state.transaction():
-        for path, row0, n in list(state.live_rows()):
-            state.db.execute("UPDATE items SET row0=? WHERE path=?", (int(new_row[row0]) if n else 0, path))
+    state.renumber({rowid: int(new_row[row0]) if n else 0 for rowid, row0, n in state.live_rows(rowids=True)})
     state.replace_files(pairs, **meta)
     sink.rows = live
     return dead
@@ -707,6 +912,28 @@ class NpyDirSink(Sink):
 
     def encoder(self):
         return NpyDirEncoder(self.output)
+
+    def discard(self):
+        for e in os.scandir(self.output):
+            if not e.name.startswith(".featx-state"):
+                remove_under(self.output, e.name)
+
+    def present(self, out, nrows):
+        """A committed image's file is still there (not removed, not emptied); for
+        videos, frame folders and regions, their folder or first file."""
+        if out is None or nrows == 0:
+            return True
+        for suffix in (".npy", ".npz"):
+            size = file_size_under(self.output, out + suffix)
+            if size:
+                return True
+        return os.path.isdir(os.path.join(self.output, out)) and not os.path.islink(os.path.join(self.output, out))
+
+    def forget_outputs(self, outs):
+        for out in outs:
+            if out:
+                for suffix in (".npy", ".npz", ""):
+                    remove_under(self.output, out + suffix)
 
     def open(self, state):
         self.rows = state.get("rows", 0) if state is not None else 0

@@ -77,19 +77,46 @@ class Input:
     boxes: tuple[tuple[int, int, int, int], ...] | None = None   # regions to crop (--regions)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames) or "sequence" (image files in order)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
+    mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the pipeline)
+    committed: bool = False  # rows of it are in the output from an earlier run (set by the pipeline)
 
 
-def mirror_path(path: str) -> str:
+class Canonical:
+    """The one name of a file, whatever its spelling: absolute, normalised
+    (``./``, ``//``, ``..``, a trailing ``/`` gone) and with symbolic links
+    resolved, so ``p``, ``./p``, ``$PWD/p`` and ``link-to-p`` from any working
+    directory are one input.  Folders already resolved are remembered, so an
+    input costs one ``lstat`` on top of the first one of its folder."""
+
+    def __init__(self):
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        ap = os.path.abspath(path)
+        head, tail = os.path.split(ap)
+        real_head = self._dirs.get(head)
+        if real_head is None:
+            real_head = self._dirs[head] = os.path.realpath(head)
+            if len(self._dirs) > 4096:
+                self._dirs.clear()
+        full = os.path.join(real_head, tail) if tail else real_head
+        if tail and os.path.islink(full):
+            return os.path.realpath(full)
+        return full
+
+
+def mirror_path(path: str, base: str | None = None) -> str:
     """Where ``path``'s output goes under an output folder (relative, safe).
 
-    Paths inside the current directory keep their relative form
-    (``photos/a/x.jpg``); paths outside it go under ``_abs/`` followed by
-    their absolute path without the leading separator.  Distinct input paths
-    never share a mirror path, and no mirror path can leave the output folder
-    (``..`` is resolved away before it is used).
+    Paths inside ``base`` (the output's own parent folder; the current
+    folder if not given) keep their relative form (``photos/a/x.jpg``), so the
+    layout does not depend on where featx is started; paths outside it go
+    under ``_abs/`` followed by their absolute path without the leading
+    separator.  Distinct input paths never share a mirror path, and no mirror
+    path can leave the output folder (``..`` is resolved away before it is used).
     """
     ap = os.path.abspath(path)
-    cwd = os.getcwd()
+    cwd = base if base is not None else os.getcwd()
     try:
         rel = os.path.relpath(ap, cwd)
     except ValueError:  # another drive on Windows
@@ -182,6 +209,19 @@ def read_path_list(stream: IO[bytes], null: bool = False) -> Iterator[str]:
                 yield os.fsdecode(p)
     if buf.rstrip(b"\r\n"):
         yield os.fsdecode(buf.rstrip(b"\r\n") if not null else buf)
+
+
+def check_named(args: Iterable[str]) -> None:
+    """Inputs named on the command line must exist: a misspelt one is a usage error
+    (exit 2, nothing created), not a failed input.  (Paths read from stdin or list
+    files are data: a missing one fails alone when it is read.)"""
+    from .errors import UsageError
+
+    missing = [a for a in args if a != "-" and not os.path.lexists(a)]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing[:5])}"
+                         + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""),
+                         "check the spelling; nothing was written")
 
 
 def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), null: bool = False,
@@ -421,6 +461,7 @@ def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[
                 raise InputError("no frames (no image files, or none kept by the sampling)")
         else:
             refs = [video.FrameRef(i, None, p) for i, p in enumerate(inp.paths or ())]
+        mirrors = dict(zip(inp.paths or (), inp.mirrors or ()))
         for ref in refs:
             key = {"path": ref.path, "frame": ref.index, "time": ref.time}
             try:
@@ -428,7 +469,8 @@ def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[
             except InputError as exc:
                 yield Item(key, None, error=str(exc))
                 continue
-            yield Item(key, img, mirror_path(ref.path))
+            mirror = mirrors.get(ref.path) or os.path.join(inp.mirror, os.path.basename(ref.path))
+            yield Item(key, img, mirror)
         return
     img = decode_image(inp.path, max_pixels)
     if inp.boxes is None:

@@ -23,14 +23,37 @@ from typing import Any, Iterator, NamedTuple
 
 from .errors import OutputError
 
+#: 2: inputs keyed by canonical absolute path as bytes (featx 0.2); 1 (no mark): as typed, text
+SCHEMA_VERSION = 2
+
+
+def _b(path: str | None) -> bytes | None:
+    """A path as the bytes of its name (names that are not UTF-8 round-trip)."""
+    return None if path is None else os.fsencode(path)
+
+
+def _s(blob) -> str | None:
+    if blob is None:
+        return None
+    return os.fsdecode(blob) if isinstance(blob, bytes) else blob
+
+
+class Known(NamedTuple):
+    """What the state holds of one committed input."""
+
+    ident: "Identity"
+    out: str | None
+    nrows: int
+    status: str | None
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
-    path TEXT PRIMARY KEY,
+    path BLOB PRIMARY KEY,   -- the input's canonical path, as the bytes of its name
     size INTEGER, mtime_ns INTEGER, hash TEXT,
     row0 INTEGER NOT NULL, nrows INTEGER NOT NULL,
     seq INTEGER NOT NULL,
-    out TEXT,            -- npy-dir: the input's path under the output folder
+    out BLOB,            -- npy-dir: the input's path under the output folder (bytes)
     status TEXT          -- 'ok' or 'partial' (a video that broke off)
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
@@ -139,11 +162,28 @@ class State:
 
     def __init__(self, path: str):
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
-        self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            fresh = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='items'").fetchone()[0] == 0
+            self.db.executescript(SCHEMA)
+            if fresh:
+                self._set("schema", SCHEMA_VERSION)
+            version = self.get("schema", 1)
+            self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            raise OutputError(f"{path} is not a featx state file ({exc})",
+                              "it keeps track of what the output holds; pass --overwrite to start the "
+                              "output afresh") from None
+        if version != SCHEMA_VERSION:
+            self.db.close()
+            raise OutputError(f"{path} was written by an earlier featx, which keyed inputs by the path "
+                              "as typed (so ./p and p became two rows)",
+                              "run once with --overwrite to rebuild the output: inputs are now keyed by "
+                              "their absolute path")
         self._opened_at_seq = self._seq  # rows recorded from now on are this run's own
 
     # -- meta -------------------------------------------------------------
@@ -169,7 +209,10 @@ class State:
             return self
 
         def __exit__(self, et, ev, tb):
-            self.db.execute("COMMIT" if et is None else "ROLLBACK")
+            if et is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLite rolls back by itself on a full disk
+                self.db.execute("ROLLBACK")
             return False
 
     def transaction(self):
@@ -177,20 +220,21 @@ class State:
 
     # -- items ------------------------------------------------------------
     def lookup(self, path: str) -> Identity | None:
-        row = self.db.execute("SELECT size, mtime_ns, hash FROM items WHERE path=?", (path,)).fetchone()
+        row = self.db.execute("SELECT size, mtime_ns, hash FROM items WHERE path=?", (_b(path),)).fetchone()
         return None if row is None else Identity.from_stored(row[0], row[1], row[2])
 
-    def lookup_many(self, paths: list[str]) -> dict[str, Identity]:
-        """:meth:`lookup` for many paths in one query (up to 500 at a time); the
+    def lookup_many(self, paths: list[str]) -> dict[str, Known]:
+        """What is committed of many paths, in one query (up to 500 at a time); the
         paths found are marked as seen by this run (see :meth:`unseen`)."""
-        out: dict[str, Identity] = {}
+        out: dict[str, Known] = {}
         ids: list[tuple[int]] = []
         from_stored = Identity.from_stored
         for i in range(0, len(paths), 500):
-            part = paths[i:i + 500]
-            q = "SELECT rowid, path, size, mtime_ns, hash FROM items WHERE path IN (%s)" % ",".join("?" * len(part))
-            for rowid, path, size, mtime, h in self.db.execute(q, part):
-                out[path] = from_stored(size, mtime, h)
+            part = [_b(p) for p in paths[i:i + 500]]
+            q = ("SELECT rowid, path, size, mtime_ns, hash, out, nrows, status FROM items WHERE path IN (%s)"
+                 % ",".join("?" * len(part)))
+            for rowid, path, size, mtime, h, o, n, status in self.db.execute(q, part):
+                out[_s(path)] = Known(from_stored(size, mtime, h), _s(o), n, status)
                 ids.append((rowid,))
         self._mark_seen(ids)
         return out
@@ -198,18 +242,41 @@ class State:
     def live_count(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(nrows), 0) FROM items").fetchone()[0])
 
-    def record(self, entries: list[Entry], **meta: Any) -> None:
-        """Commit items and meta values in one transaction."""
+    def record(self, entries: list[Entry], renames: list[tuple[str, str]] | None = None, **meta: Any) -> None:
+        """Commit items, meta values and files to rename (see :meth:`recover_renames`)
+        in one transaction.  A full disk raises :class:`~featx.atomic.OutputWriteError`
+        (nothing of this commit is recorded)."""
+        try:
+            self._record(entries, renames, meta)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc) and "I/O" not in str(exc):
+                raise
+            from .atomic import OutputWriteError
+
+            raise OutputWriteError(f"cannot write {self.path}: {exc}",
+                                   "what was committed is kept; free space and run the same command again "
+                                   "to finish") from None
+
+    def _record(self, entries, renames, meta) -> None:
         with self.transaction():
             for e in entries:
                 self._seq += 1
                 ident = e.ident or Identity(None, None, None)
                 self.db.execute("INSERT OR REPLACE INTO items(path, size, mtime_ns, hash, row0, nrows, seq, out, "
                                 "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                (e.path, ident.size, ident.mtime_ns, ident.stored_hash(), e.row0, e.nrows, self._seq,
-                                 e.out, e.status))
+                                (_b(e.path), ident.size, ident.mtime_ns, ident.stored_hash(), e.row0, e.nrows,
+                                 self._seq, _b(e.out), e.status))
+            for src, dst in renames or ():
+                self.db.execute("INSERT OR REPLACE INTO pending_renames(src, dst) VALUES (?, ?)", (src, dst))
             for k, v in meta.items():
                 self._set(k, v)
+
+    def reset(self) -> None:
+        """Forget every input and length (the output is rebuilt from scratch)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM items")
+            self.db.execute("DELETE FROM pending_renames")
+            self.db.execute("DELETE FROM meta WHERE k NOT IN ('schema', 'config')")
 
     # -- committed inputs seen by this run (a temporary table: memory stays flat) ---
     def _mark_seen(self, rowids: list[tuple[int]]) -> None:
@@ -220,21 +287,37 @@ class State:
         """(path, out) of inputs committed before this run that :meth:`lookup_many` did not
         find in it (rows this run recorded are its own inputs: they are left out)."""
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id INTEGER PRIMARY KEY)")
-        yield from self.db.execute("SELECT path, out FROM items WHERE seq <= ? AND rowid NOT IN "
-                                   "(SELECT id FROM seen) ORDER BY seq", (self._opened_at_seq,)).fetchall()
+        rows = self.db.execute("SELECT path, out FROM items WHERE seq <= ? AND rowid NOT IN "
+                               "(SELECT id FROM seen) ORDER BY seq", (self._opened_at_seq,)).fetchall()
+        for p, o in rows:
+            yield _s(p), _s(o)
 
     def partial(self) -> list[str]:
-        return [p for (p,) in self.db.execute("SELECT path FROM items WHERE status='partial' ORDER BY seq")]
+        return [_s(p) for (p,) in self.db.execute("SELECT path FROM items WHERE status='partial' ORDER BY seq")]
 
     def forget(self, paths: list[str], **meta: Any) -> None:
         with self.transaction():
-            self.db.executemany("DELETE FROM items WHERE path=?", [(p,) for p in paths])
+            self.db.executemany("DELETE FROM items WHERE path=?", [(_b(p),) for p in paths])
             for k, v in meta.items():
                 self._set(k, v)
 
-    def live_rows(self) -> Iterator[tuple[str, int, int]]:
-        """(path, first row, number of rows) of every committed input, in row order."""
-        yield from self.db.execute("SELECT path, row0, nrows FROM items ORDER BY row0, seq")
+    def items(self) -> Iterator[tuple]:
+        """(path, size, mtime_ns, hash, row0, nrows, out, status) of every committed input."""
+        for p, size, mtime, h, row0, n, o, status in self.db.execute(
+                "SELECT path, size, mtime_ns, hash, row0, nrows, out, status FROM items").fetchall():
+            yield _s(p), size, mtime, h, row0, n, _s(o), status
+
+    def live_rows(self, rowids: bool = False) -> Iterator[tuple]:
+        """(path, first row, number of rows) of every committed input, in row order
+        (the item's rowid in place of its path with ``rowids``)."""
+        for k, row0, n in self.db.execute("SELECT %s, row0, nrows FROM items ORDER BY row0, seq"
+                                          % ("rowid" if rowids else "path")).fetchall():
+            yield (k if rowids else _s(k)), row0, n
+
+    def renumber(self, row0_by_rowid: dict[int, int]) -> None:
+        with self.transaction():
+            self.db.executemany("UPDATE items SET row0=? WHERE rowid=?",
+                                [(r, i) for i, r in row0_by_rowid.items()])
 
     # -- multi-file replacement ------------------------------------------
     def replace_files(self, pairs: list[tuple[str, str]], **meta: Any) -> None:
@@ -243,11 +326,7 @@ class State:
         The renames and ``meta`` are recorded in one transaction first, so a
         crash half-way is rolled forward by :meth:`recover_renames`.
         """
-        with self.transaction():
-            for src, dst in pairs:
-                self.db.execute("INSERT OR REPLACE INTO pending_renames(src, dst) VALUES (?, ?)", (src, dst))
-            for k, v in meta.items():
-                self._set(k, v)
+        self.record([], renames=pairs, **meta)
         self.recover_renames()
 
     def recover_renames(self) -> None:

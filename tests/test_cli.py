@@ -82,7 +82,7 @@ def test_extract_npy_index_sidecar(photos, tmp_path):
     assert paths == [str(photos / "a" / "x.jpg"), str(photos / "b" / "camera"), str(photos / "b" / "x.jpg"),
                      str(photos / "cat.png")]
     assert [int(r["row"]) for r in idx] == [0, 1, 2, 3]
-    side = json.loads((tmp_path / "out" / "hog.featx.json").read_text())
+    side = json.loads((tmp_path / "out" / "hog.npy.featx.json").read_text())
     assert side["status"] == "complete" and side["complete"] is True
     assert side["extractor"]["name"] == "hog" and side["extractor"]["params"]["cell_size"] == 8
     assert side["output"]["shape"] == list(m.shape)
@@ -92,7 +92,7 @@ def test_extract_npy_index_sidecar(photos, tmp_path):
     assert b"1 non-image file skipped" in r.stderr
     # no temporary files left behind: only the outputs and featx's hidden state and lock
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        ".hog.npy.featx-lock", ".hog.npy.featx-state", "hog.featx.json", "hog.index.csv", "hog.npy"]
+        ".hog.npy.featx-lock", ".hog.npy.featx-state", "hog.index.csv", "hog.npy", "hog.npy.featx.json"]
 
 
 def test_csv_matches_npy_exactly(photos, tmp_path):
@@ -172,7 +172,9 @@ def test_bad_inputs_are_isolated(tmp_path):
     shutil.copy(SAMPLES / "chelsea.png", d / "6-good.png")
     args = [d / "1-good.jpg", d / "2-corrupt.jpg", d / "3-empty.png", d / "4-truncated.png", d / "5-text.txt",
             d / "missing.jpg", d / "6-good.png"]
-    r = featx("extract", "hog", *args, "-o", tmp_path / "o.npy", *SMALL, "-j", "2")
+    # a path listed on stdin that does not exist is a failed input (named on the command line, a usage error)
+    listed = b"".join(bytes(a) + b"\n" for a in args)
+    r = featx("extract", "hog", "-", "-o", tmp_path / "o.npy", *SMALL, "-j", "2", stdin=listed)
     assert r.returncode == 1
     err = r.stderr.decode()
     for name, why in [("2-corrupt.jpg", "corrupt"), ("3-empty.png", "empty"), ("4-truncated.png", "decode"),
@@ -180,7 +182,7 @@ def test_bad_inputs_are_isolated(tmp_path):
         line = next(l for l in err.splitlines() if name in l)
         assert why in line
     assert np.load(tmp_path / "o.npy").shape[0] == 2
-    side = json.loads((tmp_path / "o.featx.json").read_text())
+    side = json.loads((tmp_path / "o.npy.featx.json").read_text())
     assert side["status"] == "complete-with-failures" and side["inputs"]["failed"] == 5
     assert {Path(f["path"]).name for f in side["failures"]} == {
         "2-corrupt.jpg", "3-empty.png", "4-truncated.png", "5-text.txt", "missing.jpg"}
@@ -218,11 +220,11 @@ def test_config_file_same_validation_and_flags_win(tmp_path):
     cfg.write_text('[hog]\ncell-size = 16\nbins = 12\nresize = "96x64"\n')
     r = featx("extract", "hog", img, "-o", tmp_path / "a.npy", "--config", cfg, "-q")
     assert r.returncode == 0, r.stderr
-    side = json.loads((tmp_path / "a.featx.json").read_text())
+    side = json.loads((tmp_path / "a.npy.featx.json").read_text())
     assert side["extractor"]["params"]["cell_size"] == 16 and side["extractor"]["params"]["bins"] == 12
     assert side["options"]["resize"] == [96, 64]
     r = featx("extract", "hog", img, "-o", tmp_path / "b.npy", "--config", cfg, "--bins", "6", "-q")
-    assert json.loads((tmp_path / "b.featx.json").read_text())["extractor"]["params"]["bins"] == 6
+    assert json.loads((tmp_path / "b.npy.featx.json").read_text())["extractor"]["params"]["bins"] == 6
     # a file holds the same defaults `featx info --as-config` prints
     dump = featx("info", "hog", "--as-config").stdout
     (tmp_path / "dump.toml").write_bytes(dump)
@@ -236,10 +238,22 @@ def test_config_file_same_validation_and_flags_win(tmp_path):
     assert r.returncode == 2 and b"binz" in r.stderr and b"bins" in r.stderr
 
 
-def test_mixed_sizes_fail_before_writing(tmp_path):
-    r = featx("extract", "hog", SAMPLES / "coffee.jpg", SAMPLES / "chelsea.png", "-o", tmp_path / "o.npy")
-    assert r.returncode == 2 and b"--resize" in r.stderr and b"chelsea.png" in r.stderr
-    assert [p.name for p in tmp_path.iterdir()] in ([], [".o.npy.featx-lock"])  # nothing written
+def test_an_image_of_another_size_fails_alone(tmp_path):
+    """A vector of another length is one failed input, not a failed run: the others are written."""
+    imgs = [SAMPLES / "astronaut.png", SAMPLES / "chelsea.png", SAMPLES / "camera.png"]  # chelsea: another size
+    r = featx("extract", "hog", *imgs, "-o", tmp_path / "o.npy", "--cell-size", "32")
+    assert r.returncode == 1, r.stderr
+    line = next(l for l in r.stderr.decode().splitlines() if "chelsea.png" in l)
+    assert "--resize" in line and "npy-dir" in line and "values per row" in line
+    ref = featx("extract", "hog", imgs[0], imgs[2], "-o", tmp_path / "ref.npy", "--cell-size", "32")
+    assert ref.returncode == 0
+    assert np.array_equal(np.load(tmp_path / "o.npy"), np.load(tmp_path / "ref.npy"))
+    side = json.loads((tmp_path / "o.npy.featx.json").read_text())
+    assert [Path(f["path"]).name for f in side["failures"]] == ["chelsea.png"]
+    # the same on stdout: every fitting row, the odd one reported, exit 1
+    r = featx("extract", "hog", *imgs, "-o", "-", "--cell-size", "32")
+    assert r.returncode == 1 and b"chelsea.png" in r.stderr
+    assert [l.split(b",")[0] for l in r.stdout.splitlines()[1:]] == [str(imgs[0]).encode(), str(imgs[2]).encode()]
 
 
 def test_image_kinds_are_handled(tmp_path, sample):
@@ -295,7 +309,7 @@ def test_interrupt_commits_what_was_done(tmp_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
-    side = json.loads((tmp_path / "o.featx.json").read_text())
+    side = json.loads((tmp_path / "o.npy.featx.json").read_text())
     assert side["status"] == "interrupted" and side["complete"] is False
     m = np.load(out)
     assert 0 < m.shape[0] < n and side["output"]["shape"] == list(m.shape)
@@ -406,7 +420,7 @@ def test_cnn_through_the_cli(tmp_path):
         assert r.returncode == 0, r.stderr
     e1, e2 = np.load(tmp_path / "e1.npy"), np.load(tmp_path / "e2.npy")
     assert e1.shape == (3, 1280) and np.allclose(e1, e2, atol=1e-5)
-    side = json.loads((tmp_path / "e2.featx.json").read_text())
+    side = json.loads((tmp_path / "e2.npy.featx.json").read_text())
     assert side["extractor_details"]["provider"] == "CPUExecutionProvider"
     assert side["extractor_details"]["preprocess"]["input_size"] == [224, 224]
     # batch size and threads do not change the output's identity: a re-run continues it

@@ -75,7 +75,7 @@ def test_rerun_skips_unchanged_and_handles_new_changed_removed(tmp_path):
     assert (s["processed"], s["removed"]) == (0, 1)
     idx = [Path(l.split(",")[1]).name for l in (tmp_path / "h.index.csv").read_text().splitlines()[1:]]
     assert "img004.png" not in idx and np.load(out).shape[0] == len(idx) == 6
-    side = json.loads((tmp_path / "h.featx.json").read_text())
+    side = json.loads((tmp_path / "h.npy.featx.json").read_text())
     assert side["inputs"]["removed"] == 1
 
 

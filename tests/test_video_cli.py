@@ -88,7 +88,7 @@ def test_broken_video_keeps_decoded_frames_marked_partial(tmp_path, sample):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "cut.avi: partial" in err and "empty.mp4" in err
-    side = json.loads((tmp_path / "o.featx.json").read_text())
+    side = json.loads((tmp_path / "o.npy.featx.json").read_text())
     assert [Path(p["path"]).name for p in side["partial"]] == ["cut.avi"]
     assert [Path(p["path"]).name for p in side["failures"]] == ["empty.mp4"]
     idx = rows(tmp_path / "o.index.csv")
