@@ -505,8 +505,11 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     video_mode = bool(video or frames or sampling or temporal
                       or any(sources.is_video_name(a) for a in inputs if a != "-"))
     if regions and video_mode:
-        raise UsageError("--regions works on images, not on videos or frame sequences")
-    keys = sources.REGION_KEYS if regions else (sources.VIDEO_KEYS if video_mode else ("path",))
+        if temporal:
+            raise UsageError(f"{cls.name} needs consecutive frames; it cannot run on --regions boxes")
+        raise UsageError("--regions names its images and video frames itself",
+                         "drop --video, --frames and the sampling options (--every, --fps, ...)")
+    keys = sources.region_keys(regions) if regions else (sources.VIDEO_KEYS if video_mode else ("path",))
     sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec.columns if spec else None,
                            kind=extractor.output_kind(), key_columns=keys,
                            labels=spec.labels if spec else None, label_columns=spec.label_columns if spec else ())
@@ -713,8 +716,14 @@ def _build_detect() -> click.Command:
     cmd = _build_extract(RegionDetector)
     cmd.name = "detect"
     cmd.help = ("Find regions (faces, eyes, any Haar cascade) and write one CSV row per region: "
-                "path,x,y,w,h.\n\nINPUTS are image files, folders or - for paths on stdin. "
+                "path,x,y,w,h (path,frame,time,x,y,w,h for videos and frame folders), in the pixels of "
+                "the image as decoded, also with --resize (which only sets the size the cascade works at)."
+                "\n\nINPUTS are image files, folders, videos or - for paths on stdin. "
                 "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
+    # detect looks at whole images: boxes found inside --regions crops would be in the crops' pixels
+    cmd.params = [p for p in cmd.params if p.name != "regions"]
+    extract_callback = cmd.callback
+    cmd.callback = lambda **kwargs: extract_callback(regions=None, **kwargs)
     cmd.short_help = "Find regions with a Viola-Jones Haar cascade (path,x,y,w,h per region)."
     return cmd
 

@@ -305,6 +305,12 @@ class Extractor:
     #: Parameters that change how the work runs but not the numbers (threads,
     #: device); a continued output does not need them to match.
     runtime_params: ClassVar[tuple[str, ...]] = ()
+    #: True for extractors whose output is in the image's own pixel
+    #: coordinates (a detector's boxes).  The pipeline then does not resize
+    #: the image for them: it calls :meth:`extract_resized` with the image as
+    #: decoded and the run's ``--resize``, and what they return stays in the
+    #: decoded image's pixels whatever the working size.
+    handles_resize: ClassVar[bool] = False
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else build_params(type(self))
@@ -323,6 +329,21 @@ class Extractor:
 
     def extract(self, image: np.ndarray) -> np.ndarray | Keypoints:  # pragma: no cover
         raise NotImplementedError
+
+    def extract_resized(self, image: np.ndarray, size: tuple[int, int] | None,
+                        mode: str = "stretch") -> np.ndarray | Keypoints:
+        """Extract from ``image`` brought to ``size`` (width, height; None: as it is).
+
+        The default resizes (:func:`featx.imageops.resize`, ``mode`` "stretch"
+        or "crop") and calls :meth:`extract`.  Extractors that declare
+        ``handles_resize`` override it to work at ``size`` but return results
+        in the pixel coordinates of ``image``.
+        """
+        if size is not None:
+            from .imageops import resize
+
+            image = resize(image, size[0], size[1], mode)
+        return self.extract(image)
 
     def extract_batch(self, images: list[np.ndarray]) -> list[np.ndarray | Keypoints]:
         """Several images at once; extractors that gain from batching override it."""

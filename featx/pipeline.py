@@ -151,11 +151,13 @@ class _Worker:
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         job = self.job
-        if job.resize is not None:
+        if job.resize is not None and not self.extractor.handles_resize:
             image = imageops.resize(image, job.resize[0], job.resize[1], job.resize_mode)
         return image
 
     def compute(self, image: np.ndarray) -> Any:
+        if self.extractor.handles_resize:  # results in the decoded image's pixels (detectors' boxes)
+            return self.extractor.extract_resized(image, self.job.resize, self.job.resize_mode)
         return self.extractor.extract(self.prepare(image))
 
     def emit(self, item: sources.Item, value: Any, write: Callable[[bytes], None]) -> Record | None:
@@ -217,7 +219,7 @@ class _Worker:
 
     def run(self, inputs: list[sources.Input], write: Callable[[bytes], None]) -> list[list[Record]]:
         bs = self.extractor.batch_size
-        if bs <= 1 or self.extractor.temporal:
+        if bs <= 1 or self.extractor.temporal or self.extractor.handles_resize:
             return [self.run_one(inp, write) for inp in inputs]
         return self._run_batched(inputs, write, bs)
 

@@ -283,16 +283,76 @@ def detect_regions(image: np.ndarray, cascade: str | os.PathLike = DEFAULT_CASCA
 from .extractor import Extractor, OutputSpec  # noqa: E402  (after the declarations above)
 
 
+def _resize_geometry(height: int, width: int, size: tuple[int, int], mode: str):
+    """How :func:`featx.imageops.resize` maps an image of ``height`` x ``width``
+    to ``size`` (width, height): ``(sx, sy, ox, oy)`` such that the resized
+    image's pixel edge ``u`` (column) lies at ``(u + ox) * sx`` in the
+    original, and likewise rows with ``sy`` and ``oy``.
+
+    Mirrors ``imageops.resize`` step by step (same rounding of the scaled size
+    and of the centre cut); ``test_regions`` checks the two agree.
+    """
+    tw, th = int(size[0]), int(size[1])
+    if (height, width) == (th, tw):
+        return 1.0, 1.0, 0, 0
+    if mode == "crop":
+        scale = max(tw / width, th / height)
+        nw, nh = max(tw, round(width * scale)), max(th, round(height * scale))
+        return width / nw, height / nh, (nw - tw) // 2, (nh - th) // 2
+    if mode != "stretch":
+        raise ValueError(f"unknown resize mode {mode!r}")
+    return width / tw, height / th, 0, 0
+
+
+def boxes_to_original(boxes: np.ndarray, shape: tuple[int, ...], size: tuple[int, int],
+                      mode: str = "stretch") -> np.ndarray:
+    """Boxes found on a resized image, in the pixels of the image before the resize.
+
+    Parameters
+    ----------
+    boxes : (N, 4) array-like of int
+        ``x, y, w, h`` on the image that :func:`featx.imageops.resize` made
+        from the original with ``size`` and ``mode``.
+    shape : tuple
+        The original image's shape (``(H, W)`` or ``(H, W, C)``).
+    size : (width, height)
+        The resize target (``--resize WxH``).
+    mode : {"stretch", "crop"}
+        The resize mode (``--resize-mode``); ``crop`` adds the offset of the
+        centre cut before scaling.
+
+    Returns
+    -------
+    boxes : (N, 4) ndarray of int32
+        Edges scaled back and rounded to the nearest pixel, clipped to the
+        original image; sorted as :meth:`Detector.detect` sorts.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    sx, sy, ox, oy = _resize_geometry(h, w, size, mode)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0 = np.floor((b[:, 0] + ox) * sx + 0.5)
+    y0 = np.floor((b[:, 1] + oy) * sy + 0.5)
+    x1 = np.floor((b[:, 0] + b[:, 2] + ox) * sx + 0.5)
+    y1 = np.floor((b[:, 1] + b[:, 3] + oy) * sy + 0.5)
+    x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
+    y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
+    return _sort_boxes(np.stack([x0, y0, x1 - x0, y1 - y0], axis=1))
+
+
 class RegionDetector(Extractor):
     """Viola–Jones cascade detection as a pipeline stage: pixels in, boxes out.
 
     Used by ``featx detect`` (not registered as an extractor: its output is a
-    variable number of boxes per image, one CSV row each).
+    variable number of boxes per image, one CSV row each).  Boxes are always
+    in the pixels of the image as decoded: with ``--resize`` the cascade runs
+    on the resized image (faster on big photos) and the boxes are mapped back
+    (``handles_resize``), so ``featx extract --regions`` crops exactly them.
     """
 
     name = "detect"
     summary = "Regions found by a Viola-Jones Haar cascade (x, y, w, h per region)"
     Params = DetectParams
+    handles_resize = True
 
     def __init__(self, params: DetectParams | None = None):
         super().__init__(params)
@@ -303,6 +363,16 @@ class RegionDetector(Extractor):
 
     def extract(self, image: np.ndarray) -> np.ndarray:
         return self._detector.detect(image).astype(np.float32).reshape(-1, 4)
+
+    def extract_resized(self, image: np.ndarray, size: tuple[int, int] | None,
+                        mode: str = "stretch") -> np.ndarray:
+        """Detect on ``image`` resized to ``size``; boxes in ``image``'s pixels."""
+        if size is None:
+            return self.extract(image)
+        from .imageops import resize
+
+        boxes = self._detector.detect(resize(image, size[0], size[1], mode))
+        return boxes_to_original(boxes, image.shape, size, mode).astype(np.float32).reshape(-1, 4)
 
     def render(self, image: np.ndarray) -> np.ndarray:
         return draw_boxes(image, self._detector.detect(image))

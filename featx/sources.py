@@ -74,7 +74,7 @@ class Input:
     path: str
     mirror: str = ""    # set by the pipeline for inputs it processes (see mirror_path)
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
-    boxes: tuple[tuple[int, int, int, int], ...] | None = None   # regions to crop (--regions)
+    boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h) or (frame, time, x, y, w, h)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames) or "sequence" (image files in order)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
     mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the pipeline)
@@ -392,14 +392,13 @@ def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
 
 
 REGION_KEYS = ("path", "x", "y", "w", "h")
+#: Key columns of regions of video frames (what ``featx detect`` writes for a
+#: video or a frame folder, and what ``--regions`` writes back for such a file).
+VIDEO_REGION_KEYS = ("path", "frame", "time", "x", "y", "w", "h")
 
 
-def read_regions(path: str) -> Iterator[Input]:
-    """Inputs from a CSV of boxes (``path,x,y,w,h``, e.g. from ``featx detect``).
-
-    Consecutive rows of one image become one input, decoded once; each box
-    becomes one item (one output row), keyed by path and box.
-    """
+def _open_regions(path: str):
+    """(file, csv reader, has frame column) of a regions file; UsageError if unusable."""
     import csv as _csv
 
     from .errors import UsageError
@@ -408,26 +407,132 @@ def read_regions(path: str) -> Iterator[Input]:
         fh = open(path, newline="")
     except OSError as exc:
         raise UsageError(f"--regions {path}: cannot read: {exc.strerror or exc}") from None
+    reader = _csv.DictReader(fh)
+    try:
+        names = reader.fieldnames or []
+    except (UnicodeDecodeError, _csv.Error) as exc:
+        fh.close()
+        raise UsageError(f"--regions {path}: not a CSV file ({exc})") from None
+    missing = [c for c in REGION_KEYS if c not in names]
+    if missing:
+        fh.close()
+        raise UsageError(f"--regions {path}: no column {', '.join(missing)} "
+                         f"(found: {', '.join(names) or 'nothing'})",
+                         "a regions file has a header path,x,y,w,h (path,frame,time,x,y,w,h for video "
+                         "frames), as featx detect writes")
+    return fh, reader, "frame" in names
+
+
+def region_keys(path: str) -> tuple[str, ...]:
+    """The key columns of an output made from the regions file ``path``:
+    :data:`VIDEO_REGION_KEYS` when it has a ``frame`` column (boxes of video
+    frames), else :data:`REGION_KEYS`.  Raises UsageError as :func:`read_regions`."""
+    fh, _, has_frames = _open_regions(path)
+    fh.close()
+    return VIDEO_REGION_KEYS if has_frames else REGION_KEYS
+
+
+def read_regions(path: str) -> Iterator[Input]:
+    """Inputs from a CSV of boxes (``path,x,y,w,h``, e.g. from ``featx detect``).
+
+    Consecutive rows of one file become one input, decoded once; each box
+    becomes one item (one output row), keyed by path and box.  Boxes are in
+    the pixels of the image as decoded (EXIF orientation applied).
+
+    A file with ``frame`` and ``time`` columns (``path,frame,time,x,y,w,h``,
+    what ``featx detect`` writes for videos and frame folders) gives boxes
+    ``(frame, time, x, y, w, h)``: on a video path, ``frame`` is the frame
+    number as featx counts it (decoded frames from 0) and the video is decoded
+    once, up to the last frame named; on an image path (a frame of a frame
+    folder) the image is read and ``frame``/``time`` are carried into the key.
+    A row with an empty ``frame`` is a still image.
+    """
+    from .errors import UsageError
+
+    fh, reader, has_frames = _open_regions(path)
     with fh:
-        reader = _csv.DictReader(fh)
-        missing = [c for c in REGION_KEYS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"--regions {path}: no column {', '.join(missing)} "
-                             f"(found: {', '.join(reader.fieldnames or []) or 'nothing'})",
-                             "a regions file has a header path,x,y,w,h, as featx detect writes")
         current, boxes = None, []
         for n, row in enumerate(reader, start=2):
+            where = f"--regions {path}, line {n}"
             try:
                 box = tuple(int(float(row[c])) for c in ("x", "y", "w", "h"))
             except (TypeError, ValueError):
-                raise UsageError(f"--regions {path}, line {n}: x, y, w, h must be numbers") from None
-            if row["path"] != current and current is not None:
-                yield Input(current, boxes=tuple(boxes))
+                raise UsageError(f"{where}: x, y, w, h must be numbers") from None
+            p = row["path"]
+            if not p:
+                raise UsageError(f"{where}: no path")
+            if has_frames:
+                ftext, ttext = (row.get("frame") or "").strip(), (row.get("time") or "").strip()
+                try:
+                    frame = int(ftext) if ftext else None
+                    time = float(ttext) if ttext else None
+                except ValueError:
+                    raise UsageError(f"{where}: frame must be a whole number and time a number of seconds "
+                                     f"(found {ftext!r}, {ttext!r})") from None
+                if frame is not None and frame < 0:
+                    raise UsageError(f"{where}: frame {frame} is negative")
+                if frame is None and is_video_name(p):
+                    raise UsageError(f"{where}: a box in a video needs its frame number",
+                                     "featx detect VIDEO writes path,frame,time,x,y,w,h")
+                box = (frame, time, *box)
+            if p != current and current is not None:
+                yield _region_input(current, boxes)
                 boxes = []
-            current = row["path"]
+            current = p
             boxes.append(box)
         if current is not None:
-            yield Input(current, boxes=tuple(boxes))
+            yield _region_input(current, boxes)
+
+
+def _region_input(path: str, boxes: list[tuple]) -> Input:
+    kind = "video" if len(boxes[0]) == 6 and is_video_name(path) else "image"
+    return Input(path, boxes=tuple(boxes), kind=kind)
+
+
+def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarray | None, str | None]:
+    """The pixels of box ``x, y, w, h`` of ``img``, or why there are none.
+
+    A box must lie inside the image: one that reaches past an edge is an
+    error of that region (not clipped, which would change what it holds)."""
+    ih, iw = img.shape[:2]
+    if w <= 0 or h <= 0:
+        return None, f"empty box (w={w})" if w <= 0 else f"empty box (h={h})"
+    text = f"box {x},{y},{w},{h}"
+    if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
+        return None, f"{text} lies outside the image ({iw}x{ih} pixels)"
+    if x < 0 or y < 0 or x + w > iw or y + h > ih:
+        return None, (f"{text} is partly outside the image ({iw}x{ih} pixels); boxes are in the "
+                      "image's pixels and must lie inside it")
+    return np.ascontiguousarray(img[y:y + h, x:x + w]), None
+
+
+def _load_regions(inp: Input, max_pixels: int | None) -> Iterator[Item]:
+    """Items of an input with boxes: one per box (see :func:`read_regions`)."""
+    if inp.kind == "video":
+        from . import video
+
+        by_frame: dict[int, list[tuple]] = {}
+        for b in inp.boxes:
+            by_frame.setdefault(b[0], []).append(b)
+        for fr in video.read_frames(inp.path, by_frame, threads=DECODE_THREADS):
+            for _, _, x, y, w, h in by_frame.pop(fr.index):
+                crop, why = _crop_box(fr.image, x, y, w, h)
+                key = {"path": inp.path, "frame": fr.index, "time": fr.time, "x": x, "y": y, "w": w, "h": h}
+                mirror = os.path.join(inp.mirror, "frame%06d.region-%d-%d-%d-%d" % (fr.index, x, y, w, h))
+                yield Item(key, crop, mirror, error=why)
+        for frame in sorted(by_frame):  # named, but the video ends before them
+            for _, t, x, y, w, h in by_frame[frame]:
+                key = {"path": inp.path, "frame": frame, "time": t, "x": x, "y": y, "w": w, "h": h}
+                yield Item(key, None, error=f"no frame {frame}: the video ends before it")
+        return
+    img = decode_image(inp.path, max_pixels)
+    for b in inp.boxes:
+        x, y, w, h = b[-4:]
+        key = {"path": inp.path, "x": x, "y": y, "w": w, "h": h}
+        if len(b) == 6:  # a frame of a frame folder: frame and time as the regions file says
+            key = {"path": inp.path, "frame": b[0], "time": b[1], **key}
+        crop, why = _crop_box(img, x, y, w, h)
+        yield Item(key, crop, f"{inp.mirror}.region-{x}-{y}-{w}-{h}", error=why)
 
 
 def sampling_of(options: dict[str, Any]):
@@ -439,11 +544,15 @@ def sampling_of(options: dict[str, Any]):
 def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[Item]:
     """Decode one input into items.
 
-    An image file gives one item (one per box with ``boxes``); a video one per
+    An image file gives one item; an input with ``boxes`` (``--regions``) one
+    per box, of the image or of the video frames named; a video one per
     sampled frame; a frame folder or a sequence one per frame.  Errors of the
     whole input raise :class:`InputError` (for a video, after the frames that
     could be decoded); a frame that cannot be read is an item with ``error``.
     """
+    if inp.boxes is not None:
+        yield from _load_regions(inp, max_pixels)
+        return
     if inp.kind == "video":
         from . import video
 
@@ -473,12 +582,4 @@ def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[
             yield Item(key, img, mirror)
         return
     img = decode_image(inp.path, max_pixels)
-    if inp.boxes is None:
-        yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)
-        return
-    h, w = img.shape[:2]
-    for x, y, bw, bh in inp.boxes:
-        x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
-        crop = img[y0:max(y0, y1), x0:max(x0, x1)]
-        yield Item(key={"path": inp.path, "x": x, "y": y, "w": bw, "h": bh}, image=np.ascontiguousarray(crop),
-                   mirror=f"{inp.mirror}.region-{x}-{y}-{bw}-{bh}")
+    yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)

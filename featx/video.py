@@ -547,6 +547,57 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         cap.release()
 
 
+def read_frames(path: str | os.PathLike, indices: Iterable[int], *,
+                threads: int | None = None) -> Iterator[Frame]:
+    """Decode a video from its start and yield the frames numbered ``indices``.
+
+    Frames are numbered as :func:`iter_video` numbers them (decoded frames
+    from 0, in presentation order) and carry the same ``time``, so the
+    frames of a ``featx detect`` row are found again exactly.  They are
+    yielded in increasing order, each once; decoding stops after the last
+    one.  Frames between them are grabbed but not converted.  Numbers past
+    the end of the video are not yielded (the caller sees which are
+    missing); nothing else is checked (the video is not read to its end).
+
+    Raises
+    ------
+    VideoError
+        The file is missing or cannot be opened as a video.
+    """
+    import cv2
+
+    want = sorted({int(i) for i in indices})
+    if not want:
+        return
+    path = Path(path)
+    cap = _open_capture(path, threads)
+    try:
+        read = k = 0
+        while k < len(want):
+            try:
+                ok = cap.grab()
+            except cv2.error:  # pragma: no cover - defensive
+                ok = False
+            if not ok:
+                break
+            index = read
+            read += 1
+            if index != want[k]:
+                continue
+            k += 1
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                break
+            if bgr.ndim == 2:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+            else:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+            yield Frame(index, t, rgb, str(path))
+    finally:
+        cap.release()
+
+
 # ---------------------------------------------------------------------------
 # Frame folders
 
