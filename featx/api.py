@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import imageops, registry
+from . import registry
 from .extractor import Extractor, Keypoints, build_params
 from .sinks import Encoder, RawEncoder, Sink
 
@@ -52,9 +52,7 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
-    if resize is not None:
-        image = imageops.resize(image, resize[0], resize[1], resize_mode)
-    value = ext.extract(image)
+    value = ext.extract_resized(image, resize, resize_mode)  # as the pipeline: detectors map boxes back
     if isinstance(value, Keypoints):
         return value
     return np.ascontiguousarray(value, dtype=np.float32)
