@@ -92,15 +92,16 @@ class Canonical:
         self._dirs: dict[str, str] = {}
 
     def __call__(self, path: str) -> str:
-        ap = os.path.abspath(path)
-        head, tail = os.path.split(ap)
+        head, tail = os.path.split(path)
+        if tail in ("", os.curdir, os.pardir):
+            return os.path.realpath(path)
         real_head = self._dirs.get(head)
-        if real_head is None:
-            real_head = self._dirs[head] = os.path.realpath(head)
+        if real_head is None:  # the folder as spelled -> its canonical name, once per folder
             if len(self._dirs) > 4096:
                 self._dirs.clear()
-        full = os.path.join(real_head, tail) if tail else real_head
-        if tail and os.path.islink(full):
+            real_head = self._dirs[head] = os.path.realpath(head or os.curdir)
+        full = os.path.join(real_head, tail)
+        if os.path.islink(full):
             return os.path.realpath(full)
         return full
 
