@@ -797,10 +797,7 @@ class _Committer:
     def _finish(self) -> None:
         fut, entries, meta, after = self._inflight
         self._inflight = None
-        fut.result()
-        self.state.record(entries, **meta)
-        if after is not None:
-            after()
+        self.sink.record_commit(self.state, entries, meta, after, fut.result)
 
     def drain(self) -> None:
         if self._inflight is not None:

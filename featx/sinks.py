@@ -344,12 +344,24 @@ class Sink:
     def commit(self, state, entries: list) -> None:
         """Make appended data durable, then record ``entries`` in ``state`` (synchronously)."""
         fds, meta, after = self.prepare_commit()
-        for fd in fds:
-            os.fsync(fd)
-        if state is not None:
-            state.record(entries, **meta)
-        if after is not None:
-            after()
+        self.record_commit(state, entries, meta, after, lambda: [os.fsync(fd) for fd in fds])
+
+    def record_commit(self, state, entries: list, meta: dict[str, Any], after, durable) -> None:
+        """The second half of a commit: ``durable()`` (the fsync, or waiting for it), the
+        state transaction, then ``after``.  If any step fails, nothing past the last
+        commit may be recorded any more: the sink is marked broken."""
+        try:
+            durable()
+            if state is not None:
+                state.record(entries, **meta)
+            if after is not None:
+                after()
+        except Exception as exc:
+            if self.broken is None:
+                self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
+            if self.broken is not exc and isinstance(self.broken, OutputWriteError):
+                raise self.broken from None
+            raise
 
     def _lengths(self) -> dict[str, Any]:
         return {"rows": self.rows, "width": self.width}
