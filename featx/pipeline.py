@@ -283,9 +283,15 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(job: Job) -> None:
+def _init_worker(job: Job, main: tuple[int, int | None] | None = None) -> None:
+    """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
+    passed explicitly: with a forkserver start the parent is the fork server)."""
     import signal
 
+    from . import lifeline, lock
+
+    lifeline.die_with(main)  # never outlive the run, however its main process ends
+    lock.drop_inherited()    # never hold the output's lock (a fork shares the flock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     setup_worker_process()
@@ -421,8 +427,10 @@ class _ProcessPool:
         # chosen at each (re)start: a restart after a crash may come while the
         # commit thread runs, and then the pool must not fork
         ctx = mp.get_context(_start_method(self.fork))
+        from . import lifeline
+
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx,
-                                   initializer=_init_worker, initargs=(self.job,))
+                                   initializer=_init_worker, initargs=(self.job, lifeline.identity()))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -571,7 +579,8 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
             raise OutputError(f"output folder {parent} does not exist", "create it first")
         lock = OutputLock(sink.lock_path)
         lock.acquire(opts.wait_lock, on_wait=lambda h: note(
-            f"waiting for the run holding this output (pid {h.get('pid', '?')}, since {h.get('started', '?')})"))
+            f"waiting for the run holding this output (pid {h.get('pid', '?')}, since {h.get('started', '?')})"),
+            on_note=note)
     try:
         if lock is not None:
             if lock.previous and lock.previous.get("pid"):

@@ -117,9 +117,13 @@ def _unreachable(address: str) -> str | None:
 class _RayWorker:
     """The body of one actor: a :class:`featx.pipeline._Worker` kept for the actor's life."""
 
-    def __init__(self, job, cwd: str | None):
+    def __init__(self, job, cwd: str | None, main: tuple | None = None):
+        from .lifeline import die_with
         from .pipeline import _Worker, setup_worker_process
 
+        # a private local Ray's actors end with the driver at once (Ray's own reaper takes
+        # a second or two); ``main`` is None on a cluster, where the driver's pid means nothing
+        die_with(main, pdeathsig=False)  # the raylet is the parent here: a watchdog thread only
         # as featx.pipeline._init_worker (less its signal handling, which is Ray's business here)
         setup_worker_process()
         if cwd and os.path.isdir(cwd):
@@ -181,6 +185,7 @@ class RayExecutor:
         self._seq = 0
         self.timeout = opts.timeout
         self.owns_ray = False
+        self._main = None  # the driver, for actors of a private local Ray to die with
         self.closed = False
         self._connect()
         try:
@@ -193,7 +198,7 @@ class RayExecutor:
             # retries by hand (not through Ray) so that its restarts are not counted in --timeout
             self._spare_cls = remote.options(num_cpus=0, max_restarts=-1, max_task_retries=0)
             self._cwd = os.getcwd()
-            self.actors = [self._cls.remote(job, self._cwd) for _ in range(n)]
+            self.actors = [self._cls.remote(job, self._cwd, self._main) for _ in range(n)]
             self.load = [0] * n
             self._spare = None
             self._check_started(self.actors)
@@ -229,6 +234,9 @@ class RayExecutor:
                                   "ray://HOST:10001 for Ray Client)")
         try:
             if address == "local":
+                from .lifeline import identity
+
+                self._main = identity()
                 ray.init(address="local", num_cpus=opts.jobs if opts.jobs and opts.jobs > 0 else None,
                          include_dashboard=False, **quiet)
             else:
@@ -260,7 +268,7 @@ class RayExecutor:
     def _replace(self, i: int) -> None:
         """Kill actor ``i`` (stuck) and start a fresh one in its place."""
         self.ray.kill(self.actors[i], no_restart=True)
-        self.actors[i] = self._cls.remote(self.job, self._cwd)
+        self.actors[i] = self._cls.remote(self.job, self._cwd, self._main)
         self.load[i] = 0
 
     def _spool(self) -> str | None:
@@ -363,13 +371,13 @@ class RayExecutor:
         ray = self.ray
         for _ in range(2):
             if self._spare is None:
-                self._spare = self._spare_cls.remote(self.job, self._cwd)
+                self._spare = self._spare_cls.remote(self.job, self._cwd, self._main)
             try:
                 ray.get(self._spare.ping.remote())
                 return self._spare
             except ray.exceptions.RayError:
                 self._spare = None
-        self._check_started([self._spare_cls.remote(self.job, self._cwd)])  # raises with the cause
+        self._check_started([self._spare_cls.remote(self.job, self._cwd, self._main)])  # raises with the cause
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _isolated(self, inp):
