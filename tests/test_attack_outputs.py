@@ -284,3 +284,59 @@ def test_full_disk_during_compaction_leaves_no_temporary_file(tmp_path, small_di
     assert r.returncode == 74, r.stderr.decode(errors="replace")[-600:]
     left = [n for n in os.listdir(small_disk) if ".featx-tmp-" in n]
     assert left == []
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C / SIGTERM while the worker pool shuts down at the end of a run
+
+
+INT_AT_CLOSE = r"""
+import sys
+import featx.pipeline as pl
+orig = pl._ProcessPool.close
+def close(self, cancel=False):  # Ctrl-C (or cron's SIGTERM) arriving while the pool shuts down
+    orig(self, cancel)
+    if not cancel:
+        raise KeyboardInterrupt
+pl._ProcessPool.close = close
+from featx.cli import main
+sys.argv[0] = "featx"
+main()
+"""
+
+
+def test_interrupt_while_the_pool_shuts_down_writes_what_was_done(tmp_path):
+    """README: 'Ctrl-C (or SIGTERM) stops the run: what was done is written and the sidecar
+    says "interrupted"'. executor.close() runs in the try's `else:`, outside its
+    `except KeyboardInterrupt`: an interrupt there skips the final commit (every input
+    extracted is thrown away, no g.npy at all) and leaves the sidecar at "running"."""
+    import json
+
+    p = copy_samples(tmp_path / "p", {"astronaut.png": "astronaut.png", "camera.png": "camera.png",
+                                      "coffee.jpg": "coffee.jpg"})
+    (tmp_path / "intat.py").write_text(INT_AT_CLOSE)
+    r = subprocess.run([sys.executable, str(tmp_path / "intat.py"), *G, str(p), "-o", str(tmp_path / "g.npy"),
+                        "-j", "2", "--commit-every", "1000", "-q"], capture_output=True, timeout=120)
+    assert r.returncode == 130, r.stderr.decode(errors="replace")[-600:]
+    doc = json.loads((tmp_path / "g.npy.featx.json").read_text())
+    assert doc["status"] == "interrupted"
+    assert np.load(tmp_path / "g.npy").shape[0] == 3
+
+
+# ---------------------------------------------------------------------------
+# a legal but long output name
+
+
+@pytest.mark.parametrize("stem", [236, 240])
+def test_long_output_name_is_a_true_message_not_a_traceback(tmp_path, stem):
+    """A 240- or 244-byte output name is legal (<= 255), but featx's hidden companions
+    exceed NAME_MAX: at 244 bytes `.NAME.featx-lock` gives an OSError traceback; at 240
+    SQLite cannot make `.NAME.featx-state-journal` and featx says the (brand-new) state
+    file 'is not a featx state file ... pass --overwrite', which is false and does not help."""
+    copy_samples(tmp_path / "p", {"coffee.jpg": "coffee.jpg"})
+    name = "a" * stem + ".npy"
+    r = featx(*G, "p", "-o", name, "-q", cwd=tmp_path)
+    err = r.stderr.decode(errors="replace")
+    assert "Traceback" not in err, err[-400:]
+    assert "is not a featx state file" not in err, err[-400:]
+    assert r.returncode in (0, 2, 74)
