@@ -223,7 +223,7 @@ def is_stale_tmp(name: str) -> bool:
     if i < 0:
         return False
     tail = name[i + len(TMP_MARK):]
-    return not (tail.isdigit() and _pid_alive(int(tail)))
+    return tail.isdigit() and not _pid_alive(int(tail))  # featx's own names end in the writer's pid
 
 
 def sweep_tmp(folder: str, recursive: bool = False, names: list[str] | None = None) -> int:

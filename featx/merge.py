@@ -67,7 +67,7 @@ def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
         with open(s.output, "rb") as fh:
             shown = sinks._header_rows(fh.read(sinks.NPY_HEADER_LEN))
         with open(s.index_path, "rb") as fh:
-            lines = sum(1 for _ in fh) - 1
+            lines = sum(1 for _ in sinks.csv_records(fh)) - 1
         if shown != rows or lines != rows:
             why = f"{s.output} shows {shown} rows and its index {lines}, its last commit {rows}"
     if why is None and [rows, st.get("width") or 0] != list((doc.get("output") or {}).get("shape") or []):
@@ -192,12 +192,13 @@ def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
     header = None
     for s in srcs:
         with open(s.output, "rb") as fh:
-            h = fh.readline()
+            records = sinks.csv_records(fh)
+            h = next(records, b"")
             if header is None:
                 header = h
             elif h != header:
                 raise OutputError(f"{s.output} has another CSV header than {srcs[0].output}")
-            lines.append(fh.readlines())
+            lines.append(list(records))
     total = sum(t[4] for t in items)
 
     def data(fh):

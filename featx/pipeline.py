@@ -657,8 +657,7 @@ def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Su
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             k = known.get(inp.path)
             if k is not None and same(k.ident, ident, opts.use_hash) and k.status != "failed" and (
-                    not check_present or inp.kind == "sequence" or inp.boxes is not None
-                    or sink.present(k.out, k.nrows)):
+                    not check_present or sink.present(k.out, k.nrows, sources.expected_mirrors(inp))):
                 summary.up_to_date += 1
                 if progress is not None:
                     progress.update(1)
@@ -666,11 +665,18 @@ def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Su
             yield replace(inp, ident=ident, committed=k is not None and k.nrows > 0)
         batch.clear()
 
+    seen: set[str] = set()
     for inp in inputs:
         inp = named(inp)
         if not in_shard(inp.path, opts.shard):
             continue
         if state is None:
+            # a stream has no state to fold repeats into: the same file twice (p, ./p) is one row.
+            # (A stateful output folds them in its state; the set costs ~100 bytes an input.)
+            if inp.boxes is None:
+                if inp.path in seen:
+                    continue
+                seen.add(inp.path)
             yield inp
             continue
         batch.append(inp)
@@ -718,7 +724,11 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
             summary.error = exc
             executor.close(cancel=True)
         else:
-            executor.close()
+            try:
+                executor.close()
+            except KeyboardInterrupt:  # Ctrl-C while the workers wind down: what was done still counts
+                summary.interrupted = True
+                executor.close(cancel=True)
         with _DeferSignals(raise_after=False) as held:
             try:
                 committer.drain()
@@ -744,11 +754,14 @@ def _run_locked(extractor, inputs, sink, opts, job, state, summary, t0, on_failu
         if not ok:
             executor.close(cancel=True)
         sink.close()
-        sink.abandon()  # a new output that never reached a commit leaves nothing behind
+        if sink.abandon():  # a new output that never reached a commit leaves nothing behind
+            summary.output = {"path": sink.output, "format": sink.format, "shape": None}
+        if sink.format == "npy-dir" and (summary.interrupted or summary.error or not ok):
+            sweep_tmp(sink.output, recursive=True)  # files of workers stopped mid-write
         if spool_dir:
             shutil.rmtree(spool_dir, ignore_errors=True)
     sink.close()
-    summary.output = sink.info()
+    summary.output = summary.output or sink.info()
     summary.seconds = time.perf_counter() - t0
     return summary
 

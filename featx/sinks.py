@@ -24,14 +24,14 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-from .atomic import OutputWriteError, disk_error, file_size_under, is_disk_error, remove_under, tmp_name, \
-    write_atomic, write_under
-from .errors import OutputError
+from .atomic import OutputWriteError, disk_error, file_size_under, is_disk_error, open_dir, remove_under, \
+    tmp_name, write_atomic, write_under
+from .errors import FeatxError, OutputError
 from .extractor import Keypoints
 
 FORMATS = ("csv", "npy", "npy-dir")
@@ -93,6 +93,41 @@ def to_bytes(text: str) -> bytes:
     """UTF-8, with the raw bytes of file names that are not UTF-8 put back
     (``os.fsdecode`` turned them into surrogates): a name round-trips exactly."""
     return text.encode("utf-8", "surrogateescape")
+
+
+CHECK_BYTES = 4096
+
+
+def file_check(path: str, start: int, end: int) -> dict[str, int]:
+    """What a commit remembers of a file to know it again: its inode and the CRC-32 of
+    the first and last few KB of ``[start, end)``.  A file replaced or rewritten since
+    (a spreadsheet's save, ``unix2dos``, ``np.save``) no longer matches."""
+    import zlib
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        head = os.pread(fd, max(0, min(CHECK_BYTES, end - start)), start)
+        t0 = max(start, end - CHECK_BYTES)
+        tail = os.pread(fd, end - t0, t0)
+        return {"ino": os.fstat(fd).st_ino, "head": zlib.crc32(head), "tail": zlib.crc32(tail)}
+    finally:
+        os.close(fd)
+
+
+def csv_records(fh) -> Iterator[bytes]:
+    """The records of a CSV file opened in binary mode, each with its line end.  A
+    quoted field may hold newlines (a file name with ``\\n``): a record ends at a
+    line end only when its quotes are balanced (quotes inside a field are doubled)."""
+    part: list[bytes] = []
+    quotes = 0
+    for line in fh:
+        part.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            yield b"".join(part) if len(part) > 1 else line
+            part, quotes = [], 0
+    if part:
+        yield b"".join(part)
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -320,8 +355,8 @@ class Sink:
         return (f"gives {shape[0]} values per row, the output has {self.width}"
                 + (f" (from {first})" if first else ""))
 
-    def present(self, out: str | None, nrows: int) -> bool:
-        """Is a committed input's output still there?  (``npy-dir``: its file.)"""
+    def present(self, out: str | None, nrows: int, names: list[str] | None = None) -> bool:
+        """Is a committed input's output still there?  (``npy-dir``: its files.)"""
         return True
 
     # -- writing ----------------------------------------------------------
@@ -373,8 +408,9 @@ class Sink:
     def forget_outputs(self, outs: list[str]) -> None:
         """Remove the files of inputs that left the output (``npy-dir``)."""
 
-    def abandon(self) -> None:
-        """Remove a new output's files that never reached a commit."""
+    def abandon(self) -> bool:
+        """Remove a new output's files that never reached a commit; True if there were any."""
+        return False
 
     def close(self) -> None:
         pass
@@ -426,6 +462,21 @@ class _StackedSink(Sink):
     def _committed_len(self, state, key: str) -> int | None:
         return state.get(key) if state is not None else None
 
+    #: where the rows of the data file start (the ``.npy`` header is rewritten at every commit)
+    data_start = 0
+
+    def checks(self, files: dict[str, str | None], meta: dict[str, Any]) -> dict[str, Any]:
+        """:func:`file_check` of the data file (and index) as a commit with ``meta`` leaves them."""
+        out = {"data": file_check(files["data"], self.data_start, meta["data_len"])}
+        if files.get("index"):
+            start = meta["index_len"] - len(meta.get("index_tail", "").encode("latin-1"))
+            out["index"] = file_check(files["index"], 0, start)
+        return out
+
+    def _changed(self, role: str, path: str, start: int, end: int, state) -> bool:
+        old = (state.get("checks") or {}).get(role)
+        return old is not None and file_check(path, start, end) != old
+
     def damage(self, state):
         committed = self._committed_len(state, "data_len")
         if committed is None:
@@ -436,6 +487,8 @@ class _StackedSink(Sink):
             return f"{self.output} is missing (deleted since its last run?)"
         if size < committed:
             return f"{self.output} is shorter ({size} bytes) than its last commit ({committed} bytes)"
+        if self._changed("data", self.output, self.data_start, committed, state):
+            return f"{self.output} was replaced or changed since its last commit (by another program?)"
         return None
 
     def _open_data(self, state) -> IO[bytes]:
@@ -461,7 +514,7 @@ class _StackedSink(Sink):
     def _check_still_there(self) -> None:
         """The data file must still be the one we write: an output deleted or replaced
         during the run stops it (the next run rebuilds it), never a silent loss."""
-        name = self._renames[0][0] if self._renames else self.output
+        name = self._data_name()
         try:
             same = os.stat(name).st_ino == os.fstat(self._fh.fileno()).st_ino
         except FileNotFoundError:
@@ -491,7 +544,11 @@ class _StackedSink(Sink):
         meta = self._lengths()
         if self._renames:
             meta["renames"] = list(self._renames)
+        meta["checks"] = {"data": file_check(self._data_name(), self.data_start, meta["data_len"])}
         return [self._fh.fileno()], meta, self._after_commit(meta)
+
+    def _data_name(self) -> str:
+        return self._renames[0][0] if getattr(self, "_renames", None) else self.output
 
     def _after_commit(self, meta):
         renames = meta.get("renames")
@@ -504,11 +561,13 @@ class _StackedSink(Sink):
             self._renames = []
         return after
 
-    def abandon(self):
-        """Remove a new output's files that never reached a commit."""
-        for tmp, _ in getattr(self, "_renames", None) or ():
+    def abandon(self) -> bool:
+        """Remove a new output's files that never reached a commit; True if there were any."""
+        renames = getattr(self, "_renames", None) or ()
+        for tmp, _ in renames:
             if os.path.isfile(tmp):
                 os.unlink(tmp)
+        return bool(renames)
 
     def discard(self):
         super().discard()
@@ -711,6 +770,7 @@ class NpySink(_StackedSink):
     """
 
     format = "npy"
+    data_start = NPY_HEADER_LEN
 
     @property
     def index_path(self) -> str:
@@ -745,6 +805,8 @@ class NpySink(_StackedSink):
             return f"{self.index_path} is missing (deleted since its last run?)"
         if committed is not None and size < committed - len(tail):
             return f"{self.index_path} is shorter ({size} bytes) than its last commit ({committed} bytes)"
+        if committed is not None and self._changed("index", self.index_path, 0, committed - len(tail), state):
+            return f"{self.index_path} was replaced or changed since its last commit (by another program?)"
         return None
 
     def open(self, state):
@@ -778,6 +840,7 @@ class NpySink(_StackedSink):
         self.index_len += len(tail)
         meta["index_len"] = self.index_len
         meta["index_tail"] = tail.decode("latin-1")   # lossless: bytes 0-255 as code points
+        meta["checks"]["index"] = file_check(self._renames[1][0] if self._renames else self.index_path, 0, start)
         rows, width = self.rows, self.width
         renames = meta.get("renames")
 
@@ -846,28 +909,23 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
     for a, b in ranges:
         keep[a:b] = True
     new_row = np.cumsum(keep) - 1
-    tmp_text = tmp_name(text_path)
     sink._drain()
     _fsync(sink._fh)
-    with open(text_path, "rb") as src, open(tmp_text, "wb") as dst:
-        for _ in range(header_lines):
-            dst.write(src.readline())
-        r = 0
-        for line in src:
-            if r < sink.rows and keep[r]:
-                if also_data is not None:  # the npy index: renumber the row column
-                    rest = line.split(b",", 1)[1]
-                    line = str(int(new_row[r])).encode() + b"," + rest
-                dst.write(line)
-            r += 1
-        _fsync(dst)
-        text_len = dst.tell()
-    pairs = [(tmp_text, text_path)]
-    meta: dict[str, Any] = {"rows": live}
-    if also_data is not None:
+
+    def text(dst):
+        with open(text_path, "rb") as src:
+            records = csv_records(src)
+            for _ in range(header_lines):
+                dst.write(next(records))
+            for r, rec in enumerate(records):
+                if r < sink.rows and keep[r]:
+                    if also_data is not None:  # the npy index: renumber the row column
+                        rec = str(int(new_row[r])).encode() + b"," + rec.split(b",", 1)[1]
+                    dst.write(rec)
+
+    def data(dst):
         row_bytes = 4 * (sink.width or 0)
-        tmp_data = tmp_name(also_data)
-        with open(also_data, "rb") as src, open(tmp_data, "wb") as dst:
+        with open(also_data, "rb") as src:
             dst.write(npy_header(live, sink.width or 0))
             for a, b in ranges:
                 src.seek(NPY_HEADER_LEN + a * row_bytes)
@@ -876,17 +934,34 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
                     chunk = src.read(min(remaining, 1 << 24))
                     dst.write(chunk)
                     remaining -= len(chunk)
-            _fsync(dst)
-            meta["data_len"] = dst.tell()
-        meta["index_len"] = text_len
-        pairs.append((tmp_data, also_data))
-    else:
-        meta["data_len"] = text_len
-    if also_data is not None:
-        meta["index_tail"] = ""
-    sink.close()
-    state.renumber({rowid: int(new_row[row0]) if n else 0 for rowid, row0, n in state.live_rows(rowids=True)})
-    state.replace_files(pairs, **meta)
+
+    # the files are written whole under temporary names first (removed again if that fails);
+    # the new row numbers and the renames are then recorded in one transaction, and done
+    tmp_text = tmp_name(text_path)
+    tmp_data = tmp_name(also_data) if also_data is not None else None
+    try:
+        text_len = write_atomic(tmp_text, text)
+        pairs = [(tmp_text, text_path)]
+        meta: dict[str, Any] = {"rows": live}
+        if also_data is not None:
+            meta["data_len"] = write_atomic(tmp_data, data)
+            meta["index_len"] = text_len
+            meta["index_tail"] = ""
+            pairs.insert(0, (tmp_data, also_data))
+        else:
+            meta["data_len"] = text_len
+        sink.close()
+        meta["checks"] = sink.checks({"data": tmp_data or tmp_text, "index": tmp_text if tmp_data else None},
+                                     meta)
+        state.record([], renames=pairs,
+                     renumber={rowid: int(new_row[row0]) if n else 0
+                               for rowid, row0, n in state.live_rows(rowids=True)}, **meta)
+    except BaseException:
+        for tmp in (tmp_text, tmp_data):
+            if tmp and os.path.isfile(tmp):
+                os.unlink(tmp)
+        raise
+    state.recover_renames()
     sink.rows = live
     return dead
 
@@ -930,16 +1005,31 @@ class NpyDirSink(Sink):
             if not e.name.startswith(".featx-state"):
                 remove_under(self.output, e.name)
 
-    def present(self, out, nrows):
-        """A committed image's file is still there (not removed, not emptied); for
-        videos, frame folders and regions, their folder or first file."""
-        if out is None or nrows == 0:
+    def present(self, out, nrows, names=None):
+        """Are a committed input's ``nrows`` files still there (not removed, not emptied)?
+        ``names``: their mirror paths when known (images, regions, sequences); else the
+        files of the folder ``out`` (a video's or frame folder's frames) are counted."""
+        if nrows == 0:
             return True
-        for suffix in (".npy", ".npz"):
-            size = file_size_under(self.output, out + suffix)
-            if size:
+        if names is None:
+            if not out:
                 return True
-        return os.path.isdir(os.path.join(self.output, out)) and not os.path.islink(os.path.join(self.output, out))
+            try:
+                fd = open_dir(self.output, out, create=False)
+            except (OSError, FeatxError):
+                return False
+            try:
+                with os.scandir(fd) as it:
+                    found = sum(1 for e in it if e.name.endswith((".npy", ".npz"))
+                                and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size)
+            finally:
+                os.close(fd)
+            return found >= nrows
+        found = 0
+        for name in names:
+            if any(file_size_under(self.output, name + suffix) for suffix in (".npy", ".npz")):
+                found += 1
+        return found >= nrows
 
     def forget_outputs(self, outs):
         for out in outs:
@@ -962,10 +1052,20 @@ class NpyDirSink(Sink):
                 "shape": list(self.shape) if self.shape else None}
 
 
+#: the longest name of an output: featx keeps hidden files beside it whose names add up to ~50
+#: bytes more (``.NAME.featx-state-journal``, temporary names with a pid), within the usual 255
+MAX_NAME_BYTES = 200
+
+
 def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("path",),
               overwrite: bool = False, columns: Sequence[str] | None = None, kind: str = "vector",
               labels: Sequence[str] | None = None, label_columns: Sequence[int] = ()) -> Sink:
     fmt = infer_format(output, fmt)
+    name = os.path.basename(output.rstrip("/" + os.sep))
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise OutputError(f"the output name is {len(os.fsencode(name))} bytes long, over featx's limit of "
+                          f"{MAX_NAME_BYTES}", "featx keeps hidden files beside an output whose names are "
+                          "about 50 bytes longer than its own; choose a shorter -o")
     if kind == "regions":
         if fmt != "csv":
             raise OutputError(f"regions are written as CSV, not {fmt}", "use -o NAME.csv or -o -")

@@ -507,6 +507,21 @@ def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarr
     return np.ascontiguousarray(img[y:y + h, x:x + w]), None
 
 
+def expected_mirrors(inp: Input) -> list[str] | None:
+    """The mirror paths (under an ``npy-dir`` output) of the items ``inp`` gives, when
+    they are known before decoding (images, regions, sequences); None for videos and
+    frame folders, whose frames are only known once read."""
+    if inp.boxes is not None:
+        if inp.kind == "video":
+            return [os.path.join(inp.mirror, "frame%06d.region-%d-%d-%d-%d" % (b[0], *b[-4:])) for b in inp.boxes]
+        return ["%s.region-%d-%d-%d-%d" % (inp.mirror, *b[-4:]) for b in inp.boxes]
+    if inp.kind == "sequence":
+        return list(inp.mirrors or ())
+    if inp.kind == "image":
+        return [inp.mirror]
+    return None
+
+
 def _load_regions(inp: Input, max_pixels: int | None) -> Iterator[Item]:
     """Items of an input with boxes: one per box (see :func:`read_regions`)."""
     if inp.kind == "video":

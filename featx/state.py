@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS items (
     status TEXT          -- 'ok' or 'partial' (a video that broke off)
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
-CREATE TABLE IF NOT EXISTS pending_renames (src TEXT PRIMARY KEY, dst TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_renames (src BLOB PRIMARY KEY, dst BLOB NOT NULL);
 """
 
 
@@ -162,6 +162,10 @@ class State:
 
     def __init__(self, path: str):
         self.path = path
+        for p in (path, path + "-journal"):
+            if os.path.islink(p):
+                raise OutputError(f"{p} is a symbolic link", "featx never follows links where it keeps its "
+                                  "state; remove it (or pass --overwrite)")
         try:
             self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
             self.db.execute("PRAGMA journal_mode=DELETE")
@@ -175,6 +179,12 @@ class State:
         except sqlite3.DatabaseError as exc:
             if getattr(self, "db", None) is not None:
                 self.db.close()
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open or write it: not its contents
+                from .atomic import OutputWriteError
+
+                raise OutputWriteError(f"cannot open the state file {path}: {exc}",
+                                       "check the folder is writable, the disk not full and the name not "
+                                       "too long") from None
             raise OutputError(f"{path} is not a featx state file ({exc})",
                               "it keeps track of what the output holds; pass --overwrite to start the "
                               "output afresh") from None
@@ -242,12 +252,13 @@ class State:
     def live_count(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(nrows), 0) FROM items").fetchone()[0])
 
-    def record(self, entries: list[Entry], renames: list[tuple[str, str]] | None = None, **meta: Any) -> None:
+    def record(self, entries: list[Entry], renames: list[tuple[str, str]] | None = None,
+               renumber: dict[int, int] | None = None, **meta: Any) -> None:
         """Commit items, meta values and files to rename (see :meth:`recover_renames`)
         in one transaction.  A full disk raises :class:`~featx.atomic.OutputWriteError`
         (nothing of this commit is recorded)."""
         try:
-            self._record(entries, renames, meta)
+            self._record(entries, renames, renumber, meta)
         except sqlite3.OperationalError as exc:
             if "full" not in str(exc) and "I/O" not in str(exc):
                 raise
@@ -257,8 +268,10 @@ class State:
                                    "what was committed is kept; free space and run the same command again "
                                    "to finish") from None
 
-    def _record(self, entries, renames, meta) -> None:
+    def _record(self, entries, renames, renumber, meta) -> None:
         with self.transaction():
+            if renumber:  # compaction: the new row numbers and the renames in one transaction
+                self.db.executemany("UPDATE items SET row0=? WHERE rowid=?", [(r, i) for i, r in renumber.items()])
             for e in entries:
                 self._seq += 1
                 ident = e.ident or Identity(None, None, None)
@@ -267,7 +280,7 @@ class State:
                                 (_b(e.path), ident.size, ident.mtime_ns, ident.stored_hash(), e.row0, e.nrows,
                                  self._seq, _b(e.out), e.status))
             for src, dst in renames or ():
-                self.db.execute("INSERT OR REPLACE INTO pending_renames(src, dst) VALUES (?, ?)", (src, dst))
+                self.db.execute("INSERT OR REPLACE INTO pending_renames(src, dst) VALUES (?, ?)", (_b(src), _b(dst)))
             for k, v in meta.items():
                 self._set(k, v)
 
@@ -314,11 +327,6 @@ class State:
                                           % ("rowid" if rowids else "path")).fetchall():
             yield (k if rowids else _s(k)), row0, n
 
-    def renumber(self, row0_by_rowid: dict[int, int]) -> None:
-        with self.transaction():
-            self.db.executemany("UPDATE items SET row0=? WHERE rowid=?",
-                                [(r, i) for i, r in row0_by_rowid.items()])
-
     # -- multi-file replacement ------------------------------------------
     def replace_files(self, pairs: list[tuple[str, str]], **meta: Any) -> None:
         """Rename each finished temporary file over its target, crash-safely.
@@ -330,8 +338,9 @@ class State:
         self.recover_renames()
 
     def recover_renames(self) -> None:
-        rows = self.db.execute("SELECT src, dst FROM pending_renames").fetchall()
+        rows = self.db.execute("SELECT src, dst FROM pending_renames ORDER BY rowid").fetchall()
         for src, dst in rows:
+            src, dst = _s(src), _s(dst)
             if os.path.exists(src):
                 os.replace(src, dst)
         if rows:

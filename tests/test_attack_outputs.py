@@ -171,9 +171,15 @@ def test_state_link_in_npy_dir_is_not_followed(tmp_path):
 KILL_AT = r"""
 import os, signal, sys
 import featx.state as s
-def at(self, *a, **k):  # a kill -9 arriving just before the compaction's renames are recorded
-    os.kill(os.getpid(), signal.SIGKILL)
-s.State.replace_files = at
+WHEN = os.environ["KILL_WHEN"]
+record = s.State.record
+def at(self, *a, **k):  # a kill -9 arriving around the compaction's one state transaction
+    if k.get("renumber") is not None and WHEN == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(self, *a, **k)
+    if k.get("renumber") is not None and WHEN == "after":  # recorded, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+s.State.record = at
 from featx.cli import main
 sys.argv[0] = "featx"
 main()
@@ -181,8 +187,9 @@ main()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("out", ["g.npy", "g.csv"])
-def test_kill9_during_compaction_keeps_current_features(tmp_path, out):
+def test_kill9_during_compaction_keeps_current_features(tmp_path, out, when):
     """Compaction renumbers the state's rows in one transaction and records the renames
     in another: a kill -9 between the two leaves the state numbering rows of a file that
     was never compacted. The next run compacts by the new numbers and keeps the changed
@@ -196,7 +203,8 @@ def test_kill9_during_compaction_keeps_current_features(tmp_path, out):
     shutil.copyfile(SAMPLES / "chelsea.png", p / "camera.png")  # the photo changed
     (tmp_path / "killat.py").write_text(KILL_AT)
     killed = subprocess.run([sys.executable, str(tmp_path / "killat.py"), *G, str(p), "-o", str(tmp_path / out),
-                             "-q"], capture_output=True, cwd=tmp_path, timeout=120)
+                             "-q"], capture_output=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "KILL_WHEN": when})
     assert killed.returncode == -9
     for o in (out, ref):
         ok(featx(*G, p, "-o", tmp_path / o, "-q"))
