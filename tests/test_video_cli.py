@@ -1,4 +1,5 @@
-"""Video and frame-sequence inputs through the real command line."""
+"""Video and frame-sequence inputs through the real command line (its entry point, run in this
+process: none of these tests is about the process boundary)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, featx_inprocess as featx
 from test_video import make_frames, write_video
 
 
