@@ -163,8 +163,9 @@ class Gabor(Extractor):
 
     def __init__(self, params=None):
         # scikit-image's kernels, not a copy of them: the same numbers (tests compare the
-        # bank with it), one definition to keep right.  Importing it loads scipy.ndimage,
-        # about 0.5 s of CPU once per worker (measured here), against ~50 ms per 640x480 image.
+        # bank with it), one definition to keep right.  The import loads scipy.ndimage:
+        # about 0.5 s of CPU once per process that builds a bank (measured on the 2-core
+        # development box; forked workers inherit it), against ~50 ms per 640x480 image.
         from skimage.filters import gabor_kernel
 
         super().__init__(params)
