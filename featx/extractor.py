@@ -209,29 +209,33 @@ def params_to_dict(params: Any) -> dict[str, Any]:
     return out
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{s}"'
+def _toml_comment(text: str) -> list[str]:
+    """``text`` as TOML comment lines: one per line of text, control characters
+    (which a TOML comment may not hold, tab aside) shown as spaces."""
+    lines = str(text).splitlines() or [""]
+    return [("# " + "".join(c if c == "\t" or (c >= " " and c != "\x7f") else " " for c in line)).rstrip()
+            for line in lines]
 
 
 def params_to_toml(params: Any, table: str | None = None) -> str:
     """The parameters as a TOML config file that ``--config`` reads back.
 
-    Parameters whose value is ``None`` (unset optional paths) are written as
-    comments, since TOML has no null.
+    Values are written by ``tomli_w`` (strings with quotes, backslashes,
+    newlines and control characters escaped as TOML requires); each is
+    preceded by its help as a comment.  Parameters whose value is ``None``
+    (unset optional paths) are written as comments, since TOML has no null.
     """
-    lines = [f"[{table}]"] if table else []
+    import tomli_w
+
+    lines = [tomli_w.dumps({table: {}}).strip()] if table else []
     for info in param_infos(type(params)):
         v = getattr(params, info.name)
         key = info.name.replace("_", "-")
-        lines.append(f"# {info.help}")
-        lines.append(f"# {key} =" if v is None else f"{key} = {_toml_value(v)}")
+        lines += _toml_comment(info.help)
+        if v is None:
+            lines.append(f"# {key} =")
+        else:
+            lines.append(tomli_w.dumps({key: list(v) if isinstance(v, tuple) else v}).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real command line in a subprocess."""
+"""Helpers for tests that run the real command line (in a subprocess, or in this process)."""
 from __future__ import annotations
 
 import os
@@ -19,6 +19,62 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None, timeout=120) ->
         e.update(env)
     return subprocess.run([sys.executable, "-m", "featx", *map(str, args)], cwd=cwd, input=stdin,
                           capture_output=True, env=e, timeout=timeout)
+
+
+def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.CompletedProcess:
+    """``featx ARGS`` through :func:`featx.cli.main` (the console entry point) in this process:
+    the same code path as :func:`featx` without a Python start-up per call.  For tests that do
+    not test the process boundary (signals, exit of a child, native libraries' stderr, plugins
+    found through a fresh interpreter's entry points).  Worker pools (``-j 2``) start by
+    forkserver: this process has run OpenCV's threads, so forking it could deadlock.
+
+    stdin/stdout/stderr, the environment, the working directory and the process-wide settings
+    that ``main`` and ``-j 1`` change (log handler, SIGTERM handler, OpenCV and decode threads)
+    are captured or put back afterwards.
+    """
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    import cv2
+
+    from featx import cli, pipeline, sources
+
+    log = logging.getLogger("featx")
+    saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),
+             sources.DECODE_THREADS, pipeline.FORK_OK, os.getcwd(), dict(os.environ), sys.stdin)
+    out, err = io.BytesIO(), io.BytesIO()
+    out_t = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    err_t = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
+    code = 0
+    try:
+        os.environ.pop("FEATX_CACHE_DIR", None)
+        os.environ["FEATX_START_METHOD"] = "forkserver"
+        os.environ.update(env or {})
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out_t), contextlib.redirect_stderr(err_t):
+            try:
+                cli.main([str(a) for a in args])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            finally:
+                if sys.stdout is not None:
+                    sys.stdout.flush()
+    finally:
+        log.handlers[:] = saved[0]
+        log.setLevel(saved[1])
+        signal.signal(signal.SIGTERM, saved[2])
+        cv2.setNumThreads(saved[3])
+        sources.DECODE_THREADS = saved[4]
+        pipeline.FORK_OK = saved[5]
+        os.chdir(saved[6])
+        os.environ.clear()
+        os.environ.update(saved[7])
+        sys.stdin = saved[8]
+    return subprocess.CompletedProcess(["featx", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def write_rgb(path: Path, rgb: np.ndarray, **params) -> Path:

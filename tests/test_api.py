@@ -6,7 +6,7 @@ import pytest
 
 import featx
 from featx.errors import ParamError
-from helpers import SAMPLES, featx as run_featx
+from helpers import SAMPLES, featx_inprocess as run_featx  # the CLI's entry point, in this process
 
 
 def test_api_equals_cli(tmp_path, sample):

@@ -107,6 +107,7 @@ def test_csv_matches_npy_exactly(photos, tmp_path):
     assert np.array_equal(vals, m)  # decimal text reads back as the same float32
 
 
+@pytest.mark.slow
 def test_jobs_give_identical_bytes(photos, tmp_path):
     for j in ("1", "2"):
         r = featx("extract", "hog", photos, "-o", tmp_path / f"j{j}.csv", *SMALL, "-j", j, "-q")
@@ -214,6 +215,7 @@ def test_usage_errors_name_valid_values(tmp_path):
     assert r.returncode == 2 and b"no inputs" in r.stderr
 
 
+@pytest.mark.slow
 def test_config_file_same_validation_and_flags_win(tmp_path):
     img = SAMPLES / "coffee.jpg"
     cfg = tmp_path / "hog.toml"
@@ -282,6 +284,7 @@ def test_image_kinds_are_handled(tmp_path, sample):
     assert np.array_equal(exif, upright)
 
 
+@pytest.mark.slow
 def test_interrupt_commits_what_was_done(tmp_path):
     """Ctrl-C mid-run: what was done is committed, exit 130, and the same command finishes
     the job.  The `slow` test extractor (20 ms an image) reports each image it has done, so
@@ -380,6 +383,7 @@ def test_regions_run_any_extractor_per_box(tmp_path, sample):
     assert r.returncode == 2
 
 
+@pytest.mark.slow
 def test_sift_codebook_and_encodings_through_the_cli(tmp_path):
     cb = tmp_path / "cb.npz"
     r = featx("codebook", "sift", SAMPLES, "-k", "16", "-o", cb, "--gmm", "--resize", "320x240", "-q")
@@ -407,6 +411,7 @@ def test_sift_codebook_and_encodings_through_the_cli(tmp_path):
         assert z["keypoints"].shape == (50, 6) and z["descriptors"].shape == (50, 128)
 
 
+@pytest.mark.slow
 def test_cnn_through_the_cli(tmp_path):
     imgs = [SAMPLES / "chelsea.png", SAMPLES / "coffee.jpg", SAMPLES / "astronaut.png"]
     r = featx("extract", "cnn", *imgs, "-o", tmp_path / "top.csv", "--top-k", "2", "-j", "1")

@@ -89,3 +89,58 @@ def test_grayscale_and_16bit_inputs(name, sample):
         return
     assert np.asarray(g8).dtype == np.float32
     assert np.allclose(c16, c8, atol=1e-4, rtol=1e-4), f"{name}: 16-bit copy differs from the 8-bit one"
+
+
+#: Strings that a hand-made TOML writer gets wrong: quotes, backslashes, newlines,
+#: carriage returns, tabs, control characters, DEL, non-ASCII, TOML syntax.
+AWKWARD = ['say "hi"', "C:\\models\\net.onnx", "two\nlines", "cr\rlf\r\n", "tab\there",
+           "ctrl\x00\x01\x08\x0c\x1b\x1f", "del\x7f", "é ✓ \u2028", "# not a comment", "[not.a.table]",
+           "'''", '"""', "\\u0041", ""]
+
+
+def _values_to_try(info):
+    """The default, the bounds of numbers, both flags, and every awkward string."""
+    if info.type is str:
+        return AWKWARD
+    if info.type is bool:
+        return [False, True]
+    if info.type is tuple:
+        lo = int(info.min if info.min is not None else 1)
+        return [(lo, lo), (lo + 3, lo + 1)]
+    vals = [v for v in (info.default, info.min, info.max) if v is not None]
+    return [info.type(v) for v in vals] + ([1e-300, 1.5e300, -0.0] if info.type is float else [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_text_round_trips_every_value(name):
+    """`featx info --as-config` writes every value of every parameter so that tomllib reads
+    back exactly that value (a test of the TOML writer, so choices/ranges are bypassed)."""
+    import dataclasses
+
+    cls = registry.get(name)
+    defaults = cls.Params()
+    for info in param_infos(cls.Params):
+        for value in _values_to_try(info):
+            params = dataclasses.replace(defaults, **{info.name: value})
+            text = params_to_toml(params, table=name)
+            back = tomllib.loads(text)[name]
+            key = info.name.replace("_", "-")
+            assert back[key] == (list(value) if isinstance(value, tuple) else value), (key, value, text)
+            assert set(back) == {i.name.replace("_", "-") for i in param_infos(cls.Params)
+                                 if getattr(params, i.name) is not None}
+
+
+def test_config_text_comments_survive_awkward_help():
+    """Help texts become comments: newlines and control characters in them cannot break the file."""
+    from dataclasses import dataclass
+
+    from featx.extractor import param
+
+    @dataclass(frozen=True)
+    class P:
+        label: str = param("x", "first line\nsecond line\r\nthird\x00 \x1b[1m bold = 1 \x7f")
+        path: str | None = param(None, "an optional path\n[table] = 3")
+
+    for label in AWKWARD:
+        back = tomllib.loads(params_to_toml(P(label=label), table="odd name.x"))
+        assert back == {"odd name.x": {"label": label}}

@@ -115,6 +115,7 @@ def committed_rows(out: Path, fmt: str) -> int:
     return max(0, out.read_bytes().count(b"\n") - 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "csv"])
 def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
     """Kill real runs (main process and workers) at several points; the re-run's
@@ -160,6 +161,7 @@ def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
         assert any(0 < k < n for k in seen_rows), seen_rows  # kills landed mid-run, after commits
 
 
+@pytest.mark.slow
 def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
     from featx.lock import OutputLock
 
@@ -180,6 +182,7 @@ def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
     assert r.returncode == 0 and b"did not finish" in r.stderr and b"999999" in r.stderr
 
 
+@pytest.mark.slow
 def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     import cv2
 
@@ -199,6 +202,7 @@ def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     assert [Path(l.split(",")[0]).stem for l in rows] == ["a", "c", "e"]
 
 
+@pytest.mark.slow
 def test_shards_merge_into_the_single_run_output(tmp_path):
     src = make_folder(tmp_path / "in", 24)
     ref = tmp_path / "all.npy"

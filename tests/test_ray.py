@@ -104,6 +104,7 @@ def output_files(out: Path) -> dict[str, bytes]:
             if not p.name.endswith(".featx.json")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "csv", "npy-dir"])
 def test_output_is_byte_identical_to_a_local_run(tmp_path, cluster, fmt):
     src = photos(tmp_path / "in", 14)
@@ -132,6 +133,7 @@ def test_output_is_byte_identical_to_a_local_run(tmp_path, cluster, fmt):
         assert output_files(tmp_path / "ray" / name) == expected
 
 
+@pytest.mark.slow
 def test_own_local_ray_keeps_stdout_data_only(tmp_path, cluster):
     """Without --ray-address the CLI starts (and stops) its own Ray.  Nothing of Ray reaches
     stdout, not even the messages Ray's driver prints when a worker dies."""
@@ -157,6 +159,7 @@ def test_own_local_ray_keeps_stdout_data_only(tmp_path, cluster):
     assert all(line.startswith("featx: ") for line in err), err  # no Ray chatter on stderr either
 
 
+@pytest.mark.slow
 def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
     """A worker killed once is retried transparently; an input that always kills its worker, or
     hangs past --timeout, fails alone; everything else is written, in order."""
@@ -209,6 +212,7 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
     assert r.stdout == b"" and not (tmp_path / "h.npy").exists()
 
 
+@pytest.mark.slow
 def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
     from featx import pipeline, registry, sinks, sources
     from featx.errors import FeatxError

@@ -1,4 +1,5 @@
-"""Video and frame-sequence inputs through the real command line."""
+"""Video and frame-sequence inputs through the real command line (its entry point, run in this
+process: none of these tests is about the process boundary)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, featx_inprocess as featx  # -j 1: these tests are about frames, not workers
 from test_video import make_frames, write_video
 
 
@@ -25,12 +26,12 @@ def vectors(rs: list[dict]) -> np.ndarray:
 def test_video_rows_carry_frame_and_time(tmp_path, sample):
     frames = make_frames(sample, 20)
     clip = write_video(tmp_path / "clip.avi", frames, 10.0, "FFV1")
-    r = featx("extract", "hog", clip, "-o", tmp_path / "all.csv", "-q")
+    r = featx("extract", "hog", "-j", "1", clip, "-o", tmp_path / "all.csv", "-q")
     assert r.returncode == 0, r.stderr
     rs = rows(tmp_path / "all.csv")
     assert [int(x["frame"]) for x in rs] == list(range(20))
     assert [float(x["time"]) for x in rs] == [i / 10 for i in range(20)]
-    r = featx("extract", "hog", clip, "-o", tmp_path / "s.npy", "--every", "3", "--start", "0.5", "-q")
+    r = featx("extract", "hog", "-j", "1", clip, "-o", tmp_path / "s.npy", "--every", "3", "--start", "0.5", "-q")
     assert r.returncode == 0, r.stderr
     idx = rows(tmp_path / "s.index.csv")
     assert [int(x["frame"]) for x in idx] == [5, 8, 11, 14, 17]
@@ -48,8 +49,8 @@ def test_frame_folder_equals_lossless_video_and_png_export(tmp_path, sample):
     for i, f in enumerate(frames):  # natural order: frame2 before frame10
         cv2.imwrite(str(folder / f"frame{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     for name in ("hog", "flow"):
-        assert featx("extract", name, clip, "-o", tmp_path / f"v-{name}.csv", "-q").returncode == 0
-        r = featx("extract", name, folder, "--frames", "--frame-rate", "25", "-o", tmp_path / f"f-{name}.csv", "-q")
+        assert featx("extract", name, "-j", "1", clip, "-o", tmp_path / f"v-{name}.csv", "-q").returncode == 0
+        r = featx("extract", name, "-j", "1", folder, "--frames", "--frame-rate", "25", "-o", tmp_path / f"f-{name}.csv", "-q")
         assert r.returncode == 0, r.stderr
         v, f = rows(tmp_path / f"v-{name}.csv"), rows(tmp_path / f"f-{name}.csv")
         assert [x["frame"] for x in f] == [str(i) for i in range(12)]
@@ -66,10 +67,10 @@ def test_folder_of_videos_is_opt_in_and_never_collides(tmp_path, sample):
         (tmp_path / "v" / sub).mkdir(parents=True)
         write_video(tmp_path / "v" / sub / "clip.avi", frames, 10.0, "FFV1")
     (tmp_path / "v" / "a" / "still.png").write_bytes((SAMPLES / "chelsea.png").read_bytes())
-    r = featx("extract", "gradients", tmp_path / "v", "-o", "-")
+    r = featx("extract", "gradients", "-j", "1", tmp_path / "v", "-o", "-")
     assert r.returncode == 0 and b"2 videos skipped" in r.stderr
     out = tmp_path / "feats"
-    r = featx("extract", "gradients", "v", "--video", "-o", "feats/", "-q", cwd=tmp_path)
+    r = featx("extract", "gradients", "-j", "1", "v", "--video", "-o", "feats/", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.npy"))
     assert files == sorted([f"v/{s}/clip.avi/frame{i:06d}.npy" for s in ("a", "b") for i in range(6)] +
@@ -84,7 +85,7 @@ def test_broken_video_keeps_decoded_frames_marked_partial(tmp_path, sample):
     cut.write_bytes(data[: len(data) // 2])
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    r = featx("extract", "gradients", cut, empty, full, "-o", tmp_path / "o.npy")
+    r = featx("extract", "gradients", "-j", "1", cut, empty, full, "-o", tmp_path / "o.npy")
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "cut.avi: partial" in err and "empty.mp4" in err
@@ -107,7 +108,7 @@ def test_flow_on_an_image_pair_sees_the_known_shift(tmp_path, sample):
     b = tmp_path / "b.png"
     cv2.imwrite(str(a), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(b), cv2.cvtColor(shifted, cv2.COLOR_RGB2BGR))
-    r = featx("extract", "flow", a, b, "-o", tmp_path / "f", "--result", "field", "--format", "npy-dir", "-q",
+    r = featx("extract", "flow", "-j", "1", a, b, "-o", tmp_path / "f", "--result", "field", "--format", "npy-dir", "-q",
               cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     field = np.load(next((tmp_path / "f").rglob("b.png.npy")))
@@ -126,7 +127,7 @@ def test_frame_folder_is_redone_when_a_frame_changes(tmp_path, sample):
     folder.mkdir()
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / f"f{i}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    args = ["extract", "gradients", folder, "--frames", "-o", tmp_path / "o.npy", "--summary-json", "-", "-q"]
+    args = ["extract", "gradients", folder, "-j", "1", "--frames", "-o", tmp_path / "o.npy", "--summary-json", "-", "-q"]
     first = json.loads(featx(*args).stderr.decode().splitlines()[-1])
     again = json.loads(featx(*args).stderr.decode().splitlines()[-1])
     assert (first["processed"], again["processed"], again["up_to_date"]) == (1, 0, 1)

@@ -46,45 +46,6 @@ def sigma_for_bandwidth(frequency: float, bandwidth: float) -> float:
     return math.sqrt(math.log(2.0) / 2.0) / math.pi * (two_b + 1.0) / (two_b - 1.0) / frequency
 
 
-def gabor_kernel(frequency: float, theta: float, sigma_x: float, sigma_y: float,
-                 n_stds: float = 3.0, offset: float = 0.0) -> np.ndarray:
-    """One complex Gabor kernel (same definition as ``skimage.filters.gabor_kernel``).
-
-    ``g(x, y) = exp(-(u²/σx² + v²/σy²) / 2) · exp(i (2π f u + offset)) / (2π σx σy)``
-    with ``u = x cos θ + y sin θ`` and ``v = -x sin θ + y cos θ`` (``x`` along
-    columns, ``y`` along rows).
-
-    Parameters
-    ----------
-    frequency : float
-        Cycles per pixel.
-    theta : float
-        Orientation of the wave vector in radians.
-    sigma_x, sigma_y : float
-        Envelope standard deviations along and across the wave vector.
-    n_stds : float
-        Half-size of the kernel in standard deviations.
-    offset : float
-        Phase offset in radians.
-
-    Returns
-    -------
-    kernel : (2 * ry + 1, 2 * rx + 1) ndarray of complex128
-        Centred on ``(ry, rx)``, where ``rx`` and ``ry`` are the extents of the
-        rotated ``±n_stds`` box (at least 1).
-    """
-    c, s = math.cos(theta), math.sin(theta)
-    rx = math.ceil(max(abs(n_stds * sigma_x * c), abs(n_stds * sigma_y * s), 1))
-    ry = math.ceil(max(abs(n_stds * sigma_y * c), abs(n_stds * sigma_x * s), 1))
-    x = np.arange(-rx, rx + 1, dtype=np.float64)[None, :]
-    y = np.arange(-ry, ry + 1, dtype=np.float64)[:, None]
-    u = x * c + y * s
-    v = y * c - x * s
-    envelope = np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
-    carrier = np.exp(1j * (2.0 * math.pi * frequency * u + offset))
-    return envelope * carrier / (2.0 * math.pi * sigma_x * sigma_y)
-
-
 @dataclass(frozen=True)
 class KernelInfo:
     """Where one kernel sits in the bank."""
@@ -120,7 +81,7 @@ class Gabor(Extractor):
         * phase offset ``phase`` (radians) and support ``±n_stds`` standard
           deviations.
 
-        The kernels are those of :func:`skimage.filters.gabor_kernel` for the same
+        The kernels are made by :func:`skimage.filters.gabor_kernel` with these
         ``frequency, theta, sigma_x, sigma_y, n_stds, offset`` (complex,
         normalised by ``1 / (2 pi sigma_x sigma_y)``) — not
         :func:`cv2.getGaborKernel`, whose kernel is real, unnormalised and
@@ -201,6 +162,12 @@ class Gabor(Extractor):
                                  "--scale-ratio or --n-stds")
 
     def __init__(self, params=None):
+        # scikit-image's kernels, not a copy of them: the same numbers (tests compare the
+        # bank with it), one definition to keep right.  The import loads scipy.ndimage:
+        # about 0.5 s of CPU once per process that builds a bank (measured on the 2-core
+        # development box; forked workers inherit it), against ~50 ms per 640x480 image.
+        from skimage.filters import gabor_kernel
+
         super().__init__(params)
         p = self.params
         self.kernel_info: list[KernelInfo] = []
@@ -213,7 +180,8 @@ class Gabor(Extractor):
             for oi in range(p.n_orientations):
                 th = oi * math.pi / p.n_orientations
                 self.kernel_info.append(KernelInfo(len(self.kernels), si, oi, f, th, sx, sy))
-                self.kernels.append(gabor_kernel(f, th, sx, sy, p.n_stds, p.phase))
+                self.kernels.append(gabor_kernel(f, th, sigma_x=sx, sigma_y=sy, n_stds=p.n_stds,
+                                                 offset=p.phase))
         self.ry = max(k.shape[0] // 2 for k in self.kernels)
         self.rx = max(k.shape[1] // 2 for k in self.kernels)
         self.parts = PARTS[p.response]
