@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -96,7 +97,24 @@ def produce(entry: Entry, workdir: Path) -> Path:
     if res.returncode != 0:
         raise RuntimeError(f"golden {entry.name}: exit {res.returncode}\n"
                            f"{res.stderr.decode(errors='replace')[-3000:]}")
+    _relocate(out)
     return out
+
+
+def _relocate(out: Path) -> None:
+    """Make what an entry wrote independent of where the checkout lies: featx writes
+    canonical (absolute) input paths, and mirrors inputs outside an npy-dir output's
+    parent under ``_abs/<absolute path>``; both become relative to the checkout."""
+    root = os.path.realpath(ROOT)
+    for csv_file in out.rglob("*.csv"):
+        text = csv_file.read_text(encoding="utf-8", errors="surrogateescape")
+        csv_file.write_text(text.replace(root + os.sep, ""), encoding="utf-8", errors="surrogateescape")
+    for abs_dir in [p for p in out.rglob("_abs") if p.is_dir()]:
+        inside = abs_dir / root.lstrip(os.sep)
+        if inside.is_dir():
+            for child in inside.iterdir():
+                shutil.move(str(child), str(abs_dir.parent / child.name))
+            shutil.rmtree(abs_dir)
 
 
 def output_files(folder: Path) -> list[str]:
