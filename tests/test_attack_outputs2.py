@@ -194,3 +194,35 @@ def test_state_file_with_a_garbled_value_is_not_a_traceback(tmp_path):
     err = r.stderr.decode(errors="replace")
     assert "Traceback" not in err, err[-600:]
     assert r.returncode == 2 and "not a featx state file" in err, (r.returncode, err[-600:])
+
+
+# ---------------------------------------------------------------------------
+# a full disk while the state file is created
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 36 KiB tmpfs (root only): room for the lock file and part of a new state file."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=36k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): " + r.stderr.decode(errors="replace"))
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_full_disk_while_the_state_is_created_then_the_same_command_finishes(tmp_path, tiny_disk):
+    """README 'Full disk': 'exit 74 ... the same command finishes the job once there is
+    room'. When the disk fills while the new state file's tables are made, the state is
+    left with its tables but without its schema mark; once there is room the same command
+    refuses it for ever: 'written by an earlier featx, which keyed inputs by the path as
+    typed ... run once with --overwrite' (exit 2)."""
+    p = copy_samples(tmp_path / "p", {"astronaut.png": "astronaut.png", "coffee.jpg": "coffee.jpg"})
+    args = [*G, p, "-o", tiny_disk / "g.npy", "-q"]
+    r = featx(*args)
+    assert r.returncode == 74, r.stderr.decode(errors="replace")[-600:]
+    subprocess.run(["mount", "-o", "remount,size=20m", str(tiny_disk)], check=True)  # room again
+    ok(featx(*args))
+    ok(featx(*G, p, "-o", tmp_path / "ref.npy", "-q"))
+    assert (tiny_disk / "g.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
