@@ -226,3 +226,35 @@ def test_full_disk_while_the_state_is_created_then_the_same_command_finishes(tmp
     ok(featx(*args))
     ok(featx(*G, p, "-o", tmp_path / "ref.npy", "-q"))
     assert (tiny_disk / "g.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# the output's folder removed during a -j 2 run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("out,victim", [("o/g.npy", "o"), ("o/g.csv", "o"), ("o/feats/", "o/feats")])
+def test_output_folder_removed_during_a_pooled_run_is_exit_74(tmp_path, out, victim):
+    """README 'Exit codes': '74 the output could not be written (disk full, I/O error, the
+    output deleted during the run)'; 'An output deleted ... during a run stops it (exit
+    74)'. With -j 2, removing the folder that holds a stacked output (its spool folder
+    goes with it) ends in a FileNotFoundError traceback, exit 1; removing an npy-dir
+    output folder ends in 'sqlite3.OperationalError: attempt to write a readonly
+    database', exit 1."""
+    src = photos(tmp_path / "in", 120)
+    env = plugin_env(tmp_path)
+    (tmp_path / "o").mkdir()
+    progress = tmp_path / "progress"
+    p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", out, "-j", "2",
+                          "--commit-every", "0.1", "-q"], cwd=tmp_path, stderr=subprocess.PIPE,
+                         env={**os.environ, **env, "SLOW_PROGRESS": str(progress)})
+    deadline = time.monotonic() + 60
+    while not (progress.exists() and progress.stat().st_size >= 20) and p.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert p.poll() is None, "the run ended before its folder was removed: make it slower"
+    shutil.rmtree(tmp_path / victim)
+    _, err = p.communicate(timeout=120)
+    err = err.decode(errors="replace")
+    assert "Traceback" not in err, err[-800:]
+    assert p.returncode == 74, (p.returncode, err[-800:])
