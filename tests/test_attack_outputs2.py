@@ -258,3 +258,15 @@ def test_output_folder_removed_during_a_pooled_run_is_exit_74(tmp_path, out, vic
     err = err.decode(errors="replace")
     assert "Traceback" not in err, err[-800:]
     assert p.returncode == 74, (p.returncode, err[-800:])
+
+
+def test_overwrite_of_an_npy_dir_output_starts_it_afresh(tmp_path):
+    """README 'Incremental': '--overwrite starts a fresh output'. On an npy-dir output it
+    only forgets the state: the old output's files stay (here the 4 frame files of a video
+    the new run never named), and since the state no longer knows them, no later run or
+    --prune ever removes them."""
+    copy_samples(tmp_path / "p", {"coffee.jpg": "coffee.jpg", "clip.mp4": "clip.mp4"})
+    ok(featx(*G, "p/coffee.jpg", "p/clip.mp4", "--fps", "2", "-o", "v/", "-q", cwd=tmp_path))
+    ok(featx(*G, "p/coffee.jpg", "--fps", "2", "-o", "v/", "-q", "--overwrite", cwd=tmp_path))
+    ok(featx(*G, "p/coffee.jpg", "--fps", "2", "-o", "fresh/", "-q", cwd=tmp_path))
+    assert files(tmp_path / "v") == files(tmp_path / "fresh")
