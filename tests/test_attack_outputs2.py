@@ -68,6 +68,7 @@ def shorter_video(src: Path, dst: Path, frames: int) -> None:
 # npy-dir: the files of a changed or pruned input that are no longer its features stay
 
 
+@pytest.mark.slow
 def test_npy_dir_changed_video_keeps_no_stale_frames(tmp_path):
     """README: 'A changed input is redone' and 'a changed input that now fails loses
     its old rows (they are no longer its features)'. A video in an npy-dir output that
@@ -83,6 +84,7 @@ def test_npy_dir_changed_video_keeps_no_stale_frames(tmp_path):
     assert files(tmp_path / "v") == files(tmp_path / "fresh")
 
 
+@pytest.mark.slow
 def test_npy_dir_changed_boxes_keep_no_stale_region_files(tmp_path):
     """The same with regions: a box dropped from the boxes file (the image's identity
     includes its boxes, so it is redone) leaves its region file in the output."""
@@ -260,6 +262,7 @@ def test_output_folder_removed_during_a_pooled_run_is_exit_74(tmp_path, out, vic
     assert p.returncode == 74, (p.returncode, err[-800:])
 
 
+@pytest.mark.slow
 def test_overwrite_of_an_npy_dir_output_starts_it_afresh(tmp_path):
     """README 'Incremental': '--overwrite starts a fresh output'. On an npy-dir output it
     only forgets the state: the old output's files stay (here the 4 frame files of a video
