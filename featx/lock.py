@@ -28,6 +28,7 @@ wins and the other finds the winner alive.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -185,7 +186,13 @@ class OutputLock:
         deadline = None if wait is None else time.monotonic() + wait
         told = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:  # never through a link planted in its place (its target would get the holder record)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                raise FeatxError(f"{self.path} is a symbolic link", "featx never writes its lock through a "
+                                 "link; remove it") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

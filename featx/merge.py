@@ -84,6 +84,9 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
         if not os.path.exists(s.output):
             raise OutputError(f"{s.output} does not exist")
     docs = [_load_sidecar(s) for s in srcs]
+    for s in srcs:
+        if not os.path.isfile(s.state_path):
+            raise OutputError(f"{s.output} has no featx state", "merge outputs written by featx extract --shard I/N")
     states = [State(s.state_path) for s in srcs]
     try:
         configs = [st.get("config") for st in states]

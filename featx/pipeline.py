@@ -662,6 +662,11 @@ def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Su
                 if progress is not None:
                     progress.update(1)
                 continue
+            if k is not None and check_present and k.nrows and (inp.kind in ("video", "frames")
+                                                                 or inp.boxes is not None):
+                # a changed video, frame folder or set of boxes may give fewer or other files
+                # than last time: its old ones go first (an image's one file is replaced anyway)
+                sink.forget_outputs([k.out])
             yield replace(inp, ident=ident, committed=k is not None and k.nrows > 0)
         batch.clear()
 
@@ -773,6 +778,13 @@ def _output_error(exc: BaseException, sink: Sink) -> OutputWriteError | None:
 
     if is_disk_error(exc):
         return disk_error(sink.output, exc)
+    folder = sink.output if sink.format == "npy-dir" else os.path.dirname(sink.output)
+    if sink.persistent and isinstance(exc, (OSError, sqlite3.Error)) and not os.path.isdir(folder):
+        return OutputWriteError(f"the output folder {folder} was removed during the run",
+                                "run the same command again to rebuild the output")
+    if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+        return OutputWriteError(f"cannot write {sink.state_path}: {exc} (removed or made read-only "
+                                "during the run?)", "run the same command again to finish")
     if isinstance(exc, sqlite3.OperationalError) and ("full" in str(exc) or "I/O" in str(exc)):
         return OutputWriteError(f"cannot write {sink.state_path}: {exc}",
                                 "what was committed is kept; free space and run the same command again to finish")

@@ -67,6 +67,19 @@ def infer_format(output: str, fmt: str | None) -> str:
                       "end the name with .csv or .npy, end a folder with /, or pass --format")
 
 
+def canonical_output(output: str) -> str:
+    """One name per output whatever its spelling (``feats/``, ``feats/.``, a link to it,
+    from any folder), so its lock, state and sidecar are the same files: the output's
+    folder with links resolved, and its own name (a folder output: resolved too)."""
+    if output in ("-", "<memory>"):
+        return output
+    trimmed = output.rstrip("/" + os.sep) or output
+    if output.endswith(("/", os.sep)) or os.path.isdir(trimmed):
+        return os.path.realpath(trimmed)
+    head, tail = os.path.split(trimmed)
+    return os.path.join(os.path.realpath(head or os.curdir), tail)
+
+
 def key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
     out = []
     for c in columns:
@@ -248,13 +261,14 @@ class Sink:
     stacked = True  # one matrix: every value must have the same length
 
     def __init__(self, output: str, key_columns: Sequence[str] = ("path",), overwrite: bool = False):
-        self.output = output
+        self.output = canonical_output(output)
         self.key_columns = tuple(key_columns)
         self.overwrite = overwrite
         self.rows = 0                 # rows appended (committed + pending)
         self.width: int | None = None
         self.created = False          # this run created the output
         self.broken: BaseException | None = None  # a write failed: nothing past the last commit may be recorded
+        self._recorded = False        # a commit of this run is in the state
 
     # -- names ------------------------------------------------------------
     @property
@@ -389,6 +403,7 @@ class Sink:
             durable()
             if state is not None:
                 state.record(entries, **meta)
+                self._recorded = True
             if after is not None:
                 after()
         except Exception as exc:
@@ -562,7 +577,10 @@ class _StackedSink(Sink):
         return after
 
     def abandon(self) -> bool:
-        """Remove a new output's files that never reached a commit; True if there were any."""
+        """Remove a new output's files that never reached a commit; True if there were any.
+        (Once the state has recorded the first commit, its renames are the next run's to finish.)"""
+        if self._recorded:
+            return False
         renames = getattr(self, "_renames", None) or ()
         for tmp, _ in renames:
             if os.path.isfile(tmp):
@@ -988,6 +1006,8 @@ class NpyDirSink(Sink):
             raise OutputError(f"{self.output} exists and is not a folder", "choose another -o")
         os.makedirs(self.output, exist_ok=True)
         if self.overwrite:
+            if os.path.isfile(self.state_path) and not os.path.islink(self.state_path):
+                self._forget_all()  # featx's own files, as its state lists them; nothing else in the folder
             for p in (self.state_path, self.sidecar_path):
                 if os.path.isfile(p):
                     os.unlink(p)
@@ -999,6 +1019,18 @@ class NpyDirSink(Sink):
 
     def encoder(self):
         return NpyDirEncoder(self.output)
+
+    def _forget_all(self) -> None:
+        from .state import State
+
+        try:
+            st = State(self.state_path)
+        except FeatxError:
+            return
+        try:
+            self.forget_outputs([out for *_, out, _ in st.items()])
+        finally:
+            st.close()
 
     def discard(self):
         for e in os.scandir(self.output):
@@ -1032,10 +1064,24 @@ class NpyDirSink(Sink):
         return found >= nrows
 
     def forget_outputs(self, outs):
+        """Remove every file an input wrote: ``OUT.npy``/``.npz``, its frame folder, and its
+        region files ``OUT.region-X-Y-W-H.npy``."""
         for out in outs:
-            if out:
-                for suffix in (".npy", ".npz", ""):
-                    remove_under(self.output, out + suffix)
+            if not out:
+                continue
+            for suffix in (".npy", ".npz", ""):
+                remove_under(self.output, out + suffix)
+            folder, name = os.path.split(out)
+            try:
+                fd = open_dir(self.output, folder, create=False)
+            except (OSError, FeatxError):
+                continue
+            try:
+                regions = [n for n in os.listdir(fd) if n.startswith(name + ".region-")]
+            finally:
+                os.close(fd)
+            for n in regions:
+                remove_under(self.output, os.path.join(folder, n))
 
     def open(self, state):
         self.rows = state.get("rows", 0) if state is not None else 0

@@ -170,16 +170,20 @@ class State:
             self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
             self.db.execute("PRAGMA journal_mode=DELETE")
             self.db.execute("PRAGMA synchronous=FULL")
-            fresh = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='items'").fetchone()[0] == 0
-            self.db.executescript(SCHEMA)
-            if fresh:
-                self._set("schema", SCHEMA_VERSION)
+            if self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                # a new state: its tables and its schema mark in one transaction (a full disk or a
+                # kill half-way leaves an empty file, not tables that look like an older featx's)
+                self.db.executescript("BEGIN;" + SCHEMA + "INSERT INTO meta(k, v) VALUES ('schema', '%d');"
+                                      "COMMIT;" % SCHEMA_VERSION)
+            self._check_tables()
             version = self.get("schema", 1)
             self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError) as exc:
             if getattr(self, "db", None) is not None:
                 self.db.close()
-            if isinstance(exc, sqlite3.OperationalError):  # cannot open or write it: not its contents
+            text = str(exc)
+            if isinstance(exc, sqlite3.OperationalError) and any(
+                    w in text for w in ("unable to open", "disk", "full", "readonly", "I/O", "locked")):
                 from .atomic import OutputWriteError
 
                 raise OutputWriteError(f"cannot open the state file {path}: {exc}",
@@ -196,10 +200,25 @@ class State:
                               "their absolute path")
         self._opened_at_seq = self._seq  # rows recorded from now on are this run's own
 
+    def _check_tables(self) -> None:
+        """The tables are featx's (another program's SQLite file is not a state)."""
+        want = {"meta": {"k", "v"}, "items": {"path", "size", "mtime_ns", "hash", "row0", "nrows", "seq", "out",
+                                              "status"}, "pending_renames": {"src", "dst"}}
+        for table, cols in want.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if not cols <= have:
+                raise sqlite3.DatabaseError(f"no featx table {table}({', '.join(sorted(cols))})")
+
     # -- meta -------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise OutputError(f"{self.path} is not a featx state file (its {key!r} is garbled)",
+                              "pass --overwrite to start the output afresh") from None
 
     def _set(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", (key, json.dumps(value)))
