@@ -733,7 +733,7 @@ def _remove_leftovers(sink: Sink) -> None:
 
 def _finish(state: State, sink: Sink, opts: RunOptions, summary: Summary, note) -> None:
     """End of a complete run: find vanished inputs, prune if asked, compact."""
-    gone = [(p, out) for p, out in state.unseen() if not os.path.exists(p)]
+    gone = [(p, out) for p, out in state.unseen() if sources.vanished(p)]
     summary.disappeared = [p for p, _ in gone]
     if gone and opts.prune:
         if sink.format == "npy-dir":

@@ -122,6 +122,18 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def vanished(path: str) -> bool:
+    """True only if ``path`` is really gone: not when it cannot be looked at (a file in
+    a folder that became unreadable is not deleted, and its output must not be pruned)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _link_reason(exc: OSError) -> str:
     import errno
 

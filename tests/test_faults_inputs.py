@@ -132,6 +132,24 @@ def test_walk_reports_unreadable_folders_and_broken_links_and_counts_the_rest(ho
     assert doc["inputs"]["skipped_special"] == 3 and doc["inputs"]["skipped_folder_links"] == 1
 
 
+@needs_unreadable
+def test_a_folder_that_becomes_unreadable_is_reported_not_pruned(tmp_path):
+    """Its files are still there: their rows must survive --prune, and the run says why
+    it could not look at them (before: "1 disappeared (1 removed)", exit 1 for nothing)."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(SAMPLES / "coffee.jpg", src / "a.jpg")
+    shutil.copy(SAMPLES / "rocket.jpg", src / "sub" / "b.jpg")
+    r = featx_unprivileged("extract", "gradients", "in", "-o", "g.npy", "-j", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    (src / "sub").chmod(0)
+    r = featx_unprivileged("extract", "gradients", "in", "-o", "g.npy", "-j", "1", "--prune", cwd=tmp_path)
+    assert r.returncode == 1 and error_lines(r) == ["featx: error: in/sub: cannot list folder: permission denied"]
+    assert "disappeared" not in summary_of(r)
+    assert (tmp_path / "g.index.csv").read_text().splitlines()[1:] == ["0,in/a.jpg", "1,in/sub/b.jpg"]
+    (src / "sub").chmod(0o755)
+
+
 def test_walk_in_process_unreadable_folder_is_an_error_input(tmp_path, monkeypatch):
     """The same enumeration without privileges to drop: os.scandir denied for one folder."""
     from featx import sources
