@@ -99,9 +99,47 @@ class ShardType(click.ParamType):
         return i, n
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that must be a finite number: ``nan`` passes every range check
+    and ``inf`` means nothing for featx's options (leave the option out for "no limit")."""
+
+    name = "float"
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if rv is not None and not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+class MemoryType(click.ParamType):
+    """A memory size: ``4G``, ``512M``, ``1.5GiB`` or bytes; ``0`` for no limit."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from .memory import parse_size
+
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
+
+
 SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480", positive=True)
 PAIR = PairType()
 SHARD = ShardType()
+MEMORY = MemoryType()
+FLOAT = FiniteFloat()
+#: Input paths are not checked by click: a missing or unreadable one fails alone, as a bad input.
+INPUT_PATH = click.Path(allow_dash=True, readable=False)
 
 
 def _param_option(info) -> click.Option:
@@ -121,14 +159,20 @@ def _param_option(info) -> click.Option:
         if isinstance(info.default, tuple):
             kw["default"] = "x".join(str(v) for v in info.default)
     else:
-        kw["type"] = {int: click.INT, float: click.FLOAT, str: click.STRING}[info.type]
+        kw["type"] = {int: click.INT, float: FLOAT, str: click.STRING}[info.type]
     if info.metavar:
         kw["metavar"] = info.metavar
     return click.Option([decl, info.name], **kw)
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
-    """Eager ``--config``: read TOML into click's default map (same validation as flags)."""
+    """Eager ``--config``: read TOML into click's default map (same validation as flags).
+
+    Each value is turned back into the text a flag would carry (``3.5`` -> ``"3.5"``,
+    ``[4, 4]`` -> ``"4x4"``) and parsed by the option's own type here, so a file and
+    the command line accept and refuse exactly the same values, and a bad one is a
+    usage error naming the file and the key.
+    """
     if not value:
         return value
     if sys.version_info >= (3, 11):
@@ -142,6 +186,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
         raise click.BadParameter(f"cannot read {value}: {exc.strerror or exc}", ctx, param)
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param)
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{value} is not valid TOML: not UTF-8 text", ctx, param)
     name = ctx.command.name
     table = {k: v for k, v in data.items() if not isinstance(v, dict)}
     if isinstance(data.get(name), dict):
@@ -154,9 +200,68 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
         if pname not in valid:
             names = ", ".join(sorted(k.replace("_", "-") for k in valid))
             raise click.BadParameter(f"{value}: unknown key {key!r} (valid keys: {names})", ctx, param)
-        defaults[pname] = v
+        opt = valid[pname]
+        try:
+            text = _config_text(opt, v)
+            opt.type_cast_value(ctx, text)  # the option's own parsing and range checks
+        except click.BadParameter as exc:
+            raise click.BadParameter(f"{value}: {key} = {_toml_repr(v)}: {exc.message}", ctx, param) from None
+        defaults[pname] = text
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _toml_repr(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "{...}"
+    return repr(v) if not isinstance(v, str) else f'"{v}"'
+
+
+def _config_text(opt: click.Option, v: Any):
+    """A TOML value as the command-line text of option ``opt`` (a bool for a flag, a list
+    of texts for a repeatable option); raises ``click.BadParameter`` for a value no flag
+    could carry."""
+    import datetime
+    import math
+
+    def one(x: Any) -> str:
+        if isinstance(x, dict):
+            raise click.BadParameter("expected a value, got a table")
+        if isinstance(x, (list, tuple)):
+            if isinstance(opt.type, PairType) and len(x) == 2 and all(type(e) is int for e in x):
+                return f"{x[0]}x{x[1]}"  # grid = [4, 4]
+            raise click.BadParameter("expected a single value, got a list"
+                                     + (" (a pair is [A, B] of two integers)" if isinstance(opt.type, PairType)
+                                        else ""))
+        if isinstance(x, bool):
+            raise click.BadParameter("expected " + _expected(opt) + ", got a boolean")
+        if isinstance(x, (datetime.date, datetime.time)):
+            raise click.BadParameter("expected " + _expected(opt) + ", got a date or time")
+        if isinstance(x, float):
+            return repr(x) if math.isfinite(x) else str(x)  # "nan", "inf": refused by the type
+        return str(x)
+
+    if opt.is_flag and not opt.multiple:
+        if not isinstance(v, bool):
+            raise click.BadParameter("expected true or false")
+        return v
+    if opt.multiple:
+        items = v if isinstance(v, list) else [v]
+        return [one(x) for x in items]
+    return one(v)
+
+
+def _expected(opt: click.Option) -> str:
+    t = opt.type
+    if isinstance(t, click.types.IntParamType):
+        return "an integer"
+    if isinstance(t, click.types.FloatParamType):
+        return "a number"
+    if isinstance(t, click.Choice):
+        return "one of " + ", ".join(map(str, t.choices))
+    return "a value"
 
 
 # ---------------------------------------------------------------------------
@@ -400,7 +505,7 @@ def _build_extract(cls) -> click.Command:
                              "sorted) or - for paths on stdin.",
                         short_help=cls.summary)
     common = [
-        click.Argument(["inputs"], nargs=-1, type=click.Path(allow_dash=True)),
+        click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="PATH",
                      help="Output: NAME.npy, NAME.csv, a folder/ (npy-dir) or - for CSV on stdout."),
         click.Option(["-f", "--format"], type=click.Choice(["csv", "npy", "npy-dir"]), default=None,
@@ -411,6 +516,10 @@ def _build_extract(cls) -> click.Command:
         *_resize_options(),
         click.Option(["--max-pixels"], type=click.IntRange(min=0), default=None,
                      help="Refuse images with more pixels than this (default 178956970; 0 = no limit)."),
+        click.Option(["--max-memory"], type=MEMORY, default=None, metavar="SIZE",
+                     help="Memory one input may cost a worker (4G, 512M; 0 = no limit): an image that "
+                          "would need more (decoded, resized, extracted) is refused before decoding. "
+                          "Default: half the machine's memory divided by the jobs, at least 1G."),
         click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
                      type=click.Path(dir_okay=False, allow_dash=True),
                      help="Read input paths from FILE, one per line (repeatable; - for stdin)."),
@@ -424,15 +533,15 @@ def _build_extract(cls) -> click.Command:
                           "in natural order (frame2 before frame10)."),
         click.Option(["--every"], type=click.IntRange(min=1), default=None, metavar="N",
                      help="Video/frames: keep every N-th frame."),
-        click.Option(["--fps"], type=click.FloatRange(min=0, min_open=True), default=None, metavar="RATE",
+        click.Option(["--fps"], type=FiniteFloat(min=0, min_open=True), default=None, metavar="RATE",
                      help="Video/frames: keep at most RATE frames per second, chosen by timestamp."),
-        click.Option(["--start"], type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        click.Option(["--start"], type=FiniteFloat(min=0), default=None, metavar="SECONDS",
                      help="Video/frames: first time to keep."),
-        click.Option(["--end"], type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        click.Option(["--end"], type=FiniteFloat(min=0), default=None, metavar="SECONDS",
                      help="Video/frames: keep frames before this time."),
         click.Option(["--max-frames"], type=click.IntRange(min=1), default=None, metavar="N",
                      help="Video/frames: stop after N kept frames per input."),
-        click.Option(["--frame-rate"], type=click.FloatRange(min=0, min_open=True), default=None, metavar="RATE",
+        click.Option(["--frame-rate"], type=FiniteFloat(min=0, min_open=True), default=None, metavar="RATE",
                      help="Frame folders: their frame rate (gives the time column; allows --fps/--start/--end)."),
         click.Option(["--regions"], default=None, metavar="CSV", type=click.Path(dir_okay=False),
                      help="Extract from each box of a regions file (path,x,y,w,h, e.g. from featx detect) "
@@ -445,7 +554,7 @@ def _build_extract(cls) -> click.Command:
                      help="Remove from the output the inputs that no longer exist."),
         click.Option(["--wait"], is_flag=True,
                      help="If another run is writing the same output, wait for it instead of exiting (75)."),
-        click.Option(["--timeout"], type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+        click.Option(["--timeout"], type=FiniteFloat(min=0, min_open=True, max=1e9), default=None, metavar="SECONDS",
                      help="Give up on an input after this long (it is recorded as failed; runs in a worker)."),
         click.Option(["--shard"], type=SHARD, default=None, metavar="I/N",
                      help="Process only shard I of N (a stable partition of the inputs by path)."),
@@ -454,7 +563,7 @@ def _build_extract(cls) -> click.Command:
         click.Option(["--ray-address"], default=None, metavar="ADDRESS",
                      help="Ray cluster to join (auto, HOST:6379, or ray://HOST:10001); default: $RAY_ADDRESS "
                           "if set, else a local Ray."),
-        click.Option(["--commit-every"], type=click.FloatRange(min=0), default=2.0, show_default=True,
+        click.Option(["--commit-every"], type=FiniteFloat(min=0), default=2.0, show_default=True,
                      metavar="SECONDS",
                      help="Commit what is done this often: a killed run loses at most this much work."),
         click.Option(["--summary-json"], default=None, metavar="FILE",
@@ -467,10 +576,10 @@ def _build_extract(cls) -> click.Command:
 
 
 def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
-                max_pixels, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
+                max_pixels, max_memory, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
                 summary_json, commit_every, executor, ray_address, regions, video, frames, every, fps, start,
                 end, max_frames, frame_rate):
-    from . import pipeline, provenance, sinks, sources
+    from . import memory, pipeline, provenance, sinks, sources
     from .extractor import build_params, params_to_dict
 
     if regions and (inputs or files_from):
@@ -515,7 +624,10 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
                            labels=spec.labels if spec else None, label_columns=spec.label_columns if spec else ())
     if max_pixels is None:
         max_pixels = pipeline.DEFAULT_MAX_PIXELS
+    max_memory = memory.resolve(max_memory, jobs)  # bytes per worker, None: no limit
+    memory.check_resize(resize, extractor, max_memory, max_pixels)
     opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, max_pixels=max_pixels or None,
+                               max_memory=max_memory or 0,
                                use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
                                timeout=timeout, shard=shard, commit_every=commit_every,
                                executor=executor, ray_address=ray_address, source_options=sampling)
@@ -528,7 +640,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
     started = provenance.now()
     options = {"output": output, "format": sink.format, "jobs": jobs,
                "resize": list(resize) if resize else None, "resize_mode": resize_mode,
-               "max_pixels": max_pixels or None, "hash": use_hash, "prune": prune, "timeout": timeout,
+               "max_pixels": max_pixels or None, "max_memory": max_memory, "hash": use_hash, "prune": prune,
+               "timeout": timeout,
                "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
                "video": video_mode, "frames": frames, "sampling": sampling}
     side = sidecar or sink.sidecar_path
@@ -563,6 +676,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
             bar.close()
     summary.skipped_non_images = stats.skipped_non_images
     summary.skipped_videos = stats.skipped_videos
+    summary.skipped_special = stats.skipped_special
+    summary.skipped_folder_links = stats.skipped_folder_links
     try:
         write_sidecar(summary)
     except OSError as exc:
@@ -625,6 +740,12 @@ def summary_line(summary, output: str) -> str:
     if summary.skipped_videos:
         n = summary.skipped_videos
         parts.append(f"{n} video{'s' if n != 1 else ''} skipped (--video takes them)")
+    n = getattr(summary, "skipped_special", 0)
+    if n:
+        parts.append(f"{n} special file{'s' if n != 1 else ''} skipped (FIFOs, sockets, devices)")
+    n = getattr(summary, "skipped_folder_links", 0)
+    if n:
+        parts.append(f"{n} link{'s' if n != 1 else ''} to {'folders' if n != 1 else 'a folder'} not followed")
     shape = summary.output.get("shape")
     dest = "stdout" if output == "-" else output
     return (", ".join(parts) + f" in {summary.seconds:.1f} s -> {dest}" + (f" {tuple(shape)}" if shape else ""))
@@ -770,7 +891,7 @@ def _build_codebook(cls) -> click.Command:
                              "INPUTS, for --encode bovw|vlad|fisher.",
                         short_help=f"Learn visual words from {cls.name} descriptors")
     cmd.params = _with_extractor_options(cls, [
-        click.Argument(["inputs"], nargs=-1, type=click.Path(allow_dash=True)),
+        click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
         click.Option(["-k"], type=click.IntRange(min=1), required=True, help="Number of visual words."),
         click.Option(["--sample"], type=click.IntRange(min=1), default=100_000, show_default=True,
@@ -873,7 +994,7 @@ def _quiet_native_libraries() -> None:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # featx reports bad inputs itself, one line each
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -736,42 +736,133 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike) -> None:
         raise
 
 
+#: No codebook array may claim more than this (featx's own are a few MB): a
+#: header that claims more is refused before anything is allocated.
+MAX_CODEBOOK_ARRAY_BYTES = 4 << 30
+
+_CODEBOOK_ARRAYS = {"centers": 2, "gmm_weights": 1, "gmm_means": 2, "gmm_variances": 2}
+
+
+def _npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array in an ``.npz``, from the headers alone, after
+    checking that each header agrees with the bytes the archive really holds."""
+    import zipfile
+
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[:-4]
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                offset = fh.tell()
+            if dtype.hasobject:
+                raise ValueError(f"array {name!r} holds Python objects, not numbers")
+            claimed = math.prod(shape) * dtype.itemsize
+            dims = " x ".join(str(n) for n in shape) or "a scalar"
+            if claimed > MAX_CODEBOOK_ARRAY_BYTES:
+                raise ValueError(f"array {name!r} claims {dims} values ({claimed / 2**30:.1f} GiB), "
+                                 "far more than any codebook")
+            if claimed != info.file_size - offset:
+                raise ValueError(f"array {name!r} claims {dims} values ({claimed} bytes) but holds "
+                                 f"{info.file_size - offset} bytes (truncated or forged)")
+            out[name] = (tuple(shape), dtype)
+    return out
+
+
 def load_codebook(path: str | os.PathLike) -> Codebook:
     """Read a codebook written by :func:`save_codebook` (never unpickles).
+
+    Everything is checked before use, and the array headers before anything
+    is allocated: a file that is not an ``.npz`` (a plain ``.npy``, random
+    bytes), arrays whose headers disagree with the data or claim absurd
+    sizes, no words (k = 0), non-finite centres or GMM parameters, and
+    non-positive variances are refused.
 
     Raises
     ------
     UsageError
-        If the file is missing, unreadable or not a featx codebook.
+        If the file is missing, unreadable or not a valid featx codebook; the
+        message names the file and what is wrong.
     """
+    import zipfile
+
     path = Path(path)
+    hint = "make one with `featx codebook`"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        raise UsageError(f"codebook {path} does not exist", hint) from None
+    except IsADirectoryError:
+        raise UsageError(f"codebook {path} is a folder, not a file", hint) from None
+    except OSError as e:
+        raise UsageError(f"cannot read codebook {path}: {e.strerror or e}") from None
+    if head.startswith(b"\x93NUMPY"):
+        raise UsageError(f"{path} is a plain .npy array, not a featx codebook "
+                         "(an .npz archive with centers and metadata)", hint)
+    if not head.startswith(b"PK"):
+        raise UsageError(f"{path} is not a featx codebook (not an .npz archive)", hint)
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{path} is not a valid featx codebook: {what}", hint)
+
+    try:
+        members = _npz_members(path)
+    except ValueError as e:
+        raise bad(str(e)) from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, SyntaxError, RuntimeError, NotImplementedError):
+        raise bad("damaged .npz archive") from None
+    if not {"centers", "metadata"} <= set(members):
+        raise UsageError(f"{path} is not a featx codebook (no centers/metadata arrays)", hint)
+    for name, (shape, dtype) in members.items():
+        if name == "metadata" and (shape != () or dtype.kind != "U"):
+            raise bad("its metadata is not a JSON text")
+        if name in _CODEBOOK_ARRAYS and (len(shape) != _CODEBOOK_ARRAYS[name] or dtype.kind not in "fiu"):
+            raise bad(f"array {name!r} is {dtype} of shape {shape}, not a "
+                      f"{_CODEBOOK_ARRAYS[name]}-D array of numbers")
     try:
         with np.load(path, allow_pickle=False) as z:
-            files = set(z.files)
-            if not {"centers", "metadata"} <= files:
-                raise UsageError(f"{path} is not a featx codebook (no centers/metadata arrays)",
-                                 "make one with `featx codebook`")
             meta = json.loads(str(z["metadata"][()]))
             centers = np.asarray(z["centers"], dtype=np.float32)
             gmm = {n: np.asarray(z[n], dtype=np.float32)
-                   for n in ("gmm_weights", "gmm_means", "gmm_variances") if n in files}
-    except UsageError:
-        raise
-    except FileNotFoundError:
-        raise UsageError(f"codebook {path} does not exist", "make one with `featx codebook`") from None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read codebook {path}: {e}", "make one with `featx codebook`") from None
+                   for n in ("gmm_weights", "gmm_means", "gmm_variances") if n in members}
+    except json.JSONDecodeError:
+        raise bad("its metadata is not valid JSON") from None
+    except Exception:  # noqa: BLE001 - numpy's own messages may advise allow_pickle: never show them
+        raise bad("damaged .npz archive") from None
+    if not isinstance(meta, dict):
+        raise bad("its metadata is not a JSON object")
     if meta.get("format") != CODEBOOK_FORMAT or meta.get("format_version") != CODEBOOK_FORMAT_VERSION:
         raise UsageError(f"{path}: unsupported codebook format {meta.get('format')!r} "
                          f"version {meta.get('format_version')!r}",
                          f"this featx reads {CODEBOOK_FORMAT} version {CODEBOOK_FORMAT_VERSION}")
-    if centers.ndim != 2 or len(gmm) not in (0, 3):
+    if len(gmm) not in (0, 3):
         raise UsageError(f"{path}: malformed codebook arrays")
+    k, dim = centers.shape
+    if k == 0 or dim == 0:
+        raise bad(f"it has no words (centers of shape {k} x {dim}; k must be at least 1)")
+    if meta.get("k") is not None and meta.get("k") != k:
+        raise bad(f"its metadata says k = {meta.get('k')} but it holds {k} centres")
+    for name, arr in (("centres", centers), *((n, gmm[n]) for n in sorted(gmm))):
+        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if n_bad:
+            raise bad(f"{n_bad} of its {name} values are not finite numbers (NaN or infinity)")
+    rms = meta.get("quantisation_rms")
+    if rms is not None and not (isinstance(rms, (int, float)) and math.isfinite(rms) and rms >= 0):
+        raise bad(f"its quantisation_rms {rms!r} is not a finite number >= 0")
     cb = Codebook(centers=centers, metadata=meta, gmm_weights=gmm.get("gmm_weights"),
                   gmm_means=gmm.get("gmm_means"), gmm_variances=gmm.get("gmm_variances"))
     if cb.has_gmm and (cb.gmm_means.shape != centers.shape or cb.gmm_weights.shape != (cb.k,)
                        or cb.gmm_variances.shape != centers.shape):
         raise UsageError(f"{path}: malformed codebook GMM arrays")
+    if cb.has_gmm and (np.any(cb.gmm_variances <= 0) or np.any(cb.gmm_weights < 0) or cb.gmm_weights.sum() <= 0):
+        raise bad("its GMM has variances <= 0 or negative weights")
     return cb
 
 

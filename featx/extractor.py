@@ -19,6 +19,7 @@ once per worker from frozen parameters.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -154,6 +155,9 @@ def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
             if isinstance(value, bool):
                 raise ValueError(value)
             value = float(value)
+            if not math.isfinite(value):  # nan passes every range check; inf means nothing here
+                raise ParamError(f"{bad}: not a finite number",
+                                 f"valid: {info.describe_range() or 'a finite number'}")
         elif info.type is tuple:
             if isinstance(value, (list, tuple)):
                 if len(value) != 2:
@@ -360,6 +364,28 @@ class Extractor:
 
     def reset(self) -> None:
         """Forget any state carried between frames (temporal extractors)."""
+
+    #: Working memory of ``extract`` per pixel, for extractors that do not declare it:
+    #: above every built-in one but SIFT's keypoints (measured 235).
+    DEFAULT_BYTES_PER_PIXEL: ClassVar[float] = 256.0
+
+    def bytes_per_pixel(self) -> float:
+        """Peak memory ``extract`` allocates, in bytes per pixel of the image it receives
+        (an upper bound, its output included; the input itself not).
+
+        The pipeline multiplies it by an input's pixel count (after ``--resize``) to
+        refuse, before decoding, an input that would not fit the per-worker memory
+        budget (``--max-memory``).  Override it with a measured value (see
+        tests/test_faults_inputs.py, which checks every built-in's declaration); the
+        default is deliberately generous.
+        """
+        return self.DEFAULT_BYTES_PER_PIXEL
+
+    def working_memory(self, height: int, width: int) -> int:
+        """Peak bytes ``extract`` allocates for an image of ``height`` x ``width`` (an upper
+        bound): :meth:`bytes_per_pixel` times the pixels, unless an extractor whose needs
+        are not proportional to the pixels (padding, caches) overrides it."""
+        return int(self.bytes_per_pixel() * height * width)
 
     def render(self, image: np.ndarray) -> np.ndarray:
         """A picture (uint8 RGB) of what the extractor computes, for ``featx show``."""

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from . import imageops, registry, sources
+from . import imageops, memory, registry, sources
 from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
 from .errors import FeatxError, InputError, OutputError, UsageError
 from .extractor import Extractor, Keypoints, build_params, params_to_dict
+from .memory import MemoryBudget
 from .sinks import Encoder, Sink
 from .state import Entry, State, check_config, identify, same
 
@@ -55,6 +56,7 @@ class Job:
     resize_mode: str = "stretch"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     encoder: Encoder | None = None
+    max_memory: int | None = None     # bytes one input may cost a worker (None: no limit)
     source_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,6 +68,7 @@ class RunOptions:
     resize: tuple[int, int] | None = None
     resize_mode: str = "stretch"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_memory: int | None = None     # bytes per worker for one input; None: half the RAM / jobs; 0: no limit
     chunk: int = 4                    # inputs per worker task
     use_hash: bool = False            # up-to-date by content hash, not just size + mtime
     prune: bool = False               # drop outputs of inputs that no longer exist
@@ -108,6 +111,8 @@ class Summary:
     compacted_rows: int = 0
     skipped_non_images: int = 0
     skipped_videos: int = 0
+    skipped_special: int = 0          # FIFOs, sockets, devices met in walked folders
+    skipped_folder_links: int = 0     # links to folders in walked folders (not followed)
     interrupted: bool = False
     running: bool = False             # the run has started and not finished (the sidecar written first)
     error: FeatxError | None = None   # what stopped the run (disk full...), keeping what was committed
@@ -132,6 +137,7 @@ class Summary:
                 "failed": len(self.failed), "partial": len(self.partial),
                 "disappeared": len(self.disappeared), "removed": self.removed,
                 "skipped_non_images": self.skipped_non_images, "skipped_videos": self.skipped_videos,
+                "skipped_special": self.skipped_special, "skipped_folder_links": self.skipped_folder_links,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -148,6 +154,8 @@ class _Worker:
             cls = registry.load_target(job.target)
             extractor = cls(build_params(cls, job.params))
         self.extractor: Extractor = extractor
+        self.memory = None if not job.max_memory else \
+            MemoryBudget.for_extractor(job.max_memory, extractor, job.resize)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         job = self.job
@@ -188,7 +196,7 @@ class _Worker:
         if self.extractor.temporal:
             self.extractor.reset()
         try:
-            for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+            for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
                 bad = self._bad_item(item)
                 if bad is not None:
                     recs.append(bad)
@@ -233,7 +241,7 @@ class _Worker:
             pending: list[tuple[int, sources.Item]] = []
             for i, inp in enumerate(inputs):
                 try:
-                    for item in sources.load(inp, self.job.max_pixels, **self.job.source_options):
+                    for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
                         bad = self._bad_item(item)
                         if bad is not None:
                             out[i].append(bad)
@@ -628,7 +636,8 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
 def job_for(extractor: Extractor, sink: Sink, opts: RunOptions) -> Job:
     return Job(target=registry.target_of(type(extractor)), params=params_to_dict(extractor.params),
                resize=opts.resize, resize_mode=opts.resize_mode, max_pixels=opts.max_pixels,
-               encoder=sink.encoder(), source_options=dict(opts.source_options))
+               encoder=sink.encoder(), source_options=dict(opts.source_options),
+               max_memory=memory.resolve(opts.max_memory, opts.jobs))
 
 
 def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Summary, progress):
@@ -870,7 +879,7 @@ def _remove_leftovers(sink: Sink, deep: bool = False) -> None:
 
 def _finish(state: State, sink: Sink, opts: RunOptions, summary: Summary, note) -> None:
     """End of a complete run: find vanished inputs, prune if asked, compact."""
-    gone = [(p, out) for p, out in state.unseen() if not os.path.lexists(p)]
+    gone = [(p, out) for p, out in state.unseen() if sources.vanished(p)]
     summary.disappeared = [p for p, _ in gone]
     if gone and opts.prune:
         sink.forget_outputs([out for _, out in gone])

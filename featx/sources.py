@@ -15,6 +15,7 @@ What the extractor sees (documented in the README):
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,37 +24,13 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import InputError
+from .memory import MemoryBudget
 
 #: Extensions taken as images without looking inside (lower case).
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".dib",
     ".webp", ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr", ".pic",
 })
-
-# File signatures of formats OpenCV decodes, for files without a known extension.
-_MAGIC = (
-    b"\xff\xd8\xff",            # JPEG
-    b"\x89PNG\r\n\x1a\n",       # PNG
-    b"II*\x00", b"MM\x00*",      # TIFF
-    b"BM",                      # BMP
-    b"\x00\x00\x00\x0cjP  ",    # JPEG 2000
-    b"\x76\x2f\x31\x01",        # OpenEXR
-)
-
-
-def sniff_image(path: str) -> bool:
-    """True if the file starts with the signature of an image format."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False
-    if head.startswith(_MAGIC):
-        return True
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    return len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n"
-
 
 def is_image_name(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
@@ -75,10 +52,12 @@ class Input:
     mirror: str = ""    # set by the pipeline for inputs it processes (see mirror_path)
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
     boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h) or (frame, time, x, y, w, h)
-    kind: str = "image"  # "image", "video", "frames" (a folder of frames) or "sequence" (image files in order)
+    kind: str = "image"  # "image", "video", "frames" (a folder of frames), "sequence" (image files in
+    #                      order) or "error" (an entry met while walking a folder that fails with ``error``)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
     mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the pipeline)
     committed: bool = False  # rows of it are in the output from an earlier run (set by the pipeline)
+    error: str | None = None   # why this input fails (kind "error"): reported like any failed input
 
 
 class Canonical:
@@ -132,11 +111,24 @@ def mirror_path(path: str, base: str | None = None) -> str:
 
 @dataclass
 class Enumeration:
-    """Counts gathered while enumerating (read after the iterator is drained)."""
+    """Counts gathered while enumerating (read after the iterator is drained).
+
+    Nothing met in a folder is passed over without a count: entries that are
+    errors (an unreadable folder, a broken link named like an image) become
+    inputs that fail with their reason (see :attr:`Input.error`); the others
+    are counted here.
+    """
 
     skipped_non_images: int = 0
     skipped_videos: int = 0
+    skipped_special: int = 0        # FIFOs, sockets, devices (never read: a FIFO would block)
+    skipped_folder_links: int = 0   # symbolic links to folders inside a walked folder (not followed)
     skipped_examples: list[str] = field(default_factory=list)
+
+    def _skip_non_image(self, path: str) -> None:
+        self.skipped_non_images += 1
+        if len(self.skipped_examples) < 5:
+            self.skipped_examples.append(path)
 
 
 def is_video_name(path: str) -> bool:
@@ -145,53 +137,153 @@ def is_video_name(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
-def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, str]]:
-    """(kind, path) of the images (and videos) under ``root``, recursively, in
-    sorted order; names starting with a dot are skipped."""
+def os_reason(exc: OSError) -> str:
+    """A short reason for an ``OSError`` met while listing or reading an input."""
+    import errno
+
+    if isinstance(exc, FileNotFoundError):
+        return "no such file (missing or vanished)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of links)"
+    return exc.strerror or str(exc)
+
+
+def vanished(path: str) -> bool:
+    """True only if ``path`` is really gone: not when it cannot be looked at (a file in
+    a folder that became unreadable is not deleted, and its output must not be pruned)."""
     try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
     except OSError:
+        return False
+    return False
+
+
+def _link_reason(exc: OSError) -> str:
+    import errno
+
+    if isinstance(exc, FileNotFoundError):
+        return "broken symbolic link (its target does not exist)"
+    if exc.errno == errno.ELOOP:
+        return os_reason(exc)
+    return f"cannot follow symbolic link: {os_reason(exc)}"
+
+
+def special_kind(mode: int) -> str | None:
+    """``"a FIFO (named pipe)"``, ``"a socket"``... for a file mode that is neither a
+    regular file nor a folder; None for those two."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a special file"
+
+
+def _list(folder: str) -> tuple[list[os.DirEntry] | None, str | None]:
+    """The visible entries of ``folder`` sorted by name, or (None, reason)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name), None
+    except OSError as exc:
+        return None, f"cannot list folder: {os_reason(exc)}"
+
+
+def _classify(e: os.DirEntry) -> tuple[str, str | None]:
+    """What a folder entry is, without following a link more than once:
+    ``("dir" | "file" | "special" | "dirlink" | "error", reason)``."""
+    try:
+        if e.is_symlink():
+            try:
+                mode = e.stat(follow_symlinks=True).st_mode
+            except OSError as exc:
+                return "error", _link_reason(exc)
+            if stat.S_ISDIR(mode):
+                return "dirlink", None
+        elif e.is_dir(follow_symlinks=False):
+            return "dir", None
+        elif e.is_file(follow_symlinks=False):
+            return "file", None
+        else:
+            mode = e.stat(follow_symlinks=False).st_mode
+    except OSError as exc:  # vanished while the folder was read, or cannot be looked at
+        return "error", os_reason(exc)
+    if stat.S_ISREG(mode):
+        return "file", None
+    if stat.S_ISDIR(mode):
+        return "dir", None
+    return "special", special_kind(mode)
+
+
+def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, str, str | None]]:
+    """(kind, path, error) of the images (and videos) under ``root``, recursively,
+    in sorted order; names starting with a dot are skipped.
+
+    Every other entry is taken or accounted for: a folder that cannot be listed,
+    and a broken link or one that cannot be followed named like an image (or a
+    video taken with ``videos``), come out as ``("error", path, reason)``;
+    special files (FIFOs, sockets, devices) and links to folders (not followed,
+    so the walk stays inside ``root`` and cannot loop) are counted in ``stats``.
+    """
+    entries, why = _list(root)
+    if entries is None:
+        yield "error", root, why
         return
     for e in entries:
-        if e.name.startswith("."):
-            continue
         path = os.path.join(root, e.name)
-        try:
-            is_dir = e.is_dir(follow_symlinks=False)
-            is_file = e.is_file()
-        except OSError:
-            continue
-        if is_dir:
+        what, reason = _classify(e)
+        if what == "dir":
             yield from _walk(path, stats, videos)
-        elif is_file:
-            if is_image_name(e.name):
-                yield "image", path
+        elif what == "dirlink":
+            stats.skipped_folder_links += 1
+        elif what == "special":
+            stats.skipped_special += 1
+        elif what == "error":
+            if is_image_name(e.name) or (videos and is_video_name(e.name)):
+                yield "error", path, reason
             elif is_video_name(e.name):
-                if videos:
-                    yield "video", path
-                else:
-                    stats.skipped_videos += 1
-            elif sniff_image(path):
-                yield "image", path
+                stats.skipped_videos += 1
             else:
-                stats.skipped_non_images += 1
-                if len(stats.skipped_examples) < 5:
-                    stats.skipped_examples.append(path)
+                stats._skip_non_image(path)
+        elif is_image_name(e.name):
+            yield "image", path, None
+        elif is_video_name(e.name):
+            if videos:
+                yield "video", path, None
+            else:
+                stats.skipped_videos += 1
+        elif sniff_image(path):
+            yield "image", path, None
+        else:
+            stats._skip_non_image(path)
 
 
-def _frame_folders(root: str) -> Iterator[str]:
-    """Folders under ``root`` (itself included) that directly hold image files, sorted."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
+def _frame_folders(root: str, stats: Enumeration) -> Iterator[tuple[str, str, str | None]]:
+    """("frames", folder, None) for the folders under ``root`` (itself included)
+    that directly hold image files, sorted; ("error", folder, reason) for a folder
+    that cannot be listed.  Links to folders are counted, not followed."""
+    entries, why = _list(root)
+    if entries is None:
+        yield "error", root, why
         return
-    if any(not e.name.startswith(".") and e.is_file() and is_image_name(e.name) for e in entries):
-        yield root
-    for e in entries:
-        if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
-            yield from _frame_folders(os.path.join(root, e.name))
+    kinds = [(e, _classify(e)[0]) for e in entries]
+    if any(k == "file" and is_image_name(e.name) for e, k in kinds):
+        yield "frames", root, None
+    for e, k in kinds:
+        if k == "dir":
+            yield from _frame_folders(os.path.join(root, e.name), stats)
+        elif k == "dirlink":
+            stats.skipped_folder_links += 1
+        elif k == "special":
+            stats.skipped_special += 1
 
 
 def read_path_list(stream: IO[bytes], null: bool = False) -> Iterator[str]:
@@ -232,7 +324,9 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 
     * a directory is walked recursively in sorted order; image files are
       recognised by extension or, failing that, by content; others are
-      counted in ``stats`` and skipped;
+      counted in ``stats`` and skipped (special files and links to folders
+      too); a subfolder that cannot be listed, and a broken link named like
+      an image, are inputs of kind ``"error"`` that fail with their reason;
     * a file (or a path from a list) is always taken: if it is missing or
       not an image, that is reported for that input when it is decoded;
     * ``-`` reads paths from ``stdin`` (newline- or NUL-separated);
@@ -246,19 +340,19 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
     """
     stats = stats if stats is not None else Enumeration()
 
-    def expand(path: str) -> Iterator[tuple[str, str]]:
+    def expand(path: str) -> Iterator[tuple[str, str, str | None]]:
         if os.path.isdir(path):
             if frames:
-                for folder in _frame_folders(path):
-                    yield "frames", folder
-                if videos:
-                    yield from ((k, p) for k, p in _walk(path, stats, True) if k == "video")
+                yield from _frame_folders(path, stats)
+                if videos:  # the videos of the same folders (their other entries are counted above)
+                    yield from ((k, p, e) for k, p, e in _walk(path, Enumeration(), True)
+                                if k == "video" or (k == "error" and is_video_name(p)))
             else:
                 yield from _walk(path, stats, videos)
         elif is_video_name(path):
-            yield "video", path
+            yield "video", path, None
         else:
-            yield "image", path
+            yield "image", path, None
 
     def listed() -> Iterator[str]:
         for arg in args:
@@ -281,12 +375,12 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
             group.clear()
 
     for p in listed():
-        for kind, path in expand(p):
+        for kind, path, error in expand(p):
             if sequence and kind == "image":
                 group.append(path)
                 continue
             yield from flush()
-            yield Input(path=path, kind=kind)
+            yield Input(path=path, kind=kind, error=error)
     yield from flush()
 
 
@@ -316,40 +410,373 @@ VIDEO_KEYS = ("path", "frame", "time")
 
 _DECODE_FLAGS = None
 
+#: While OpenCV decodes, what native decoders (libpng, libjpeg, libtiff) print
+#: straight to file descriptor 2 is caught and folded into the failure reason
+#: instead of reaching the terminal.  A library user whose other threads write
+#: to fd 2 during decoding may turn this off.
+CAPTURE_NATIVE_STDERR = True
 
-def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
-    """Read and decode one image file as featx's extractors see it.
+# Signatures of the formats OpenCV decodes: (name, test on the first bytes).
+_SIGNATURES: tuple[tuple[str, Any], ...] = (
+    ("JPEG", lambda h: h.startswith(b"\xff\xd8\xff")),
+    ("PNG", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("TIFF", lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+    ("BMP", lambda h: h.startswith(b"BM")),
+    ("JPEG 2000", lambda h: h.startswith((b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51"))),
+    ("OpenEXR", lambda h: h.startswith(b"\x76\x2f\x31\x01")),
+    ("WebP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
+    ("PNM", lambda h: len(h) >= 3 and h[0:1] == b"P" and h[1:2] in b"1234567" and h[2:3] in b" \t\r\n"),
+    ("Radiance HDR", lambda h: h.startswith((b"#?RADIANCE", b"#?RGBE"))),
+    ("Sun raster", lambda h: h.startswith(b"\x59\xa6\x6a\x95")),
+)
 
-    Raises :class:`InputError` with a one-line reason (missing, unreadable,
-    empty, not an image or corrupt, too large).
+#: The format a file's extension promises.
+_FORMAT_OF_EXT = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".tif": "TIFF",
+    ".tiff": "TIFF", ".bmp": "BMP", ".dib": "BMP", ".webp": "WebP", ".pbm": "PNM", ".pgm": "PNM",
+    ".ppm": "PNM", ".pnm": "PNM", ".pxm": "PNM", ".jp2": "JPEG 2000", ".exr": "OpenEXR",
+    ".hdr": "Radiance HDR", ".pic": "Radiance HDR", ".sr": "Sun raster", ".ras": "Sun raster",
+}
+
+
+def content_format(head: bytes) -> str | None:
+    """The image format whose signature starts ``head`` (``"PNG"``...), else None."""
+    for name, test in _SIGNATURES:
+        if test(head):
+            return name
+    return None
+
+
+def sniff_bytes(head: bytes) -> bool:
+    return content_format(head) is not None
+
+
+def sniff_image(path: str) -> bool:
+    """True if a regular file starts with the signature of an image format (opened
+    non-blocking: a FIFO put in its place is never waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 16)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return sniff_bytes(head)
+
+
+def read_regular_file(path: str, memory: MemoryBudget | None = None) -> np.ndarray:
+    """The bytes of ``path`` as a uint8 array, if it is a regular file.
+
+    Anything else is refused with a one-line reason, without reading it: a
+    FIFO would block the run forever, a device (``/dev/urandom``) never ends.
+    The file is opened non-blocking and checked again once open (it may have
+    been replaced in between).
     """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("broken symbolic link (its target does not exist)" if os.path.islink(path)
+                         else "no such file (missing or vanished)") from None
+    except OSError as exc:
+        raise InputError(os_reason(exc)) from None
+    _check_regular(st)
+    if memory is not None:
+        memory.check_file_size(st.st_size)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise InputError(os_reason(exc) if isinstance(exc, (FileNotFoundError, PermissionError))
+                         else f"cannot read: {os_reason(exc)}") from None
+    import io
+
+    try:
+        st = os.fstat(fd)
+        _check_regular(st)
+        data = np.empty(st.st_size, np.uint8)
+        view = memoryview(data)
+        n = 0
+        with io.FileIO(fd, "rb", closefd=False) as fh:
+            while n < st.st_size:
+                got = fh.readinto(view[n:])
+                if not got:
+                    break
+                n += got
+    except OSError as exc:
+        raise InputError(f"cannot read: {os_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    if n == 0:
+        raise InputError("empty file (0 bytes)")
+    return data[:n]
+
+
+def _check_regular(st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a directory")
+    kind = special_kind(st.st_mode)
+    if kind is not None:
+        raise InputError(f"not a regular file ({kind}): only regular files are read")
+    if st.st_size == 0:
+        raise InputError("empty file (0 bytes)")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding any pixel."""
+
+    format: str
+    width: int
+    height: int
+    channels: int       # samples per pixel as stored (a palette counts as 3)
+    sample_bytes: int   # bytes per sample once decoded (1 for 8-bit, 2 for 16-bit)
+
+
+def read_header(data: np.ndarray) -> ImageHeader | None:
+    """The header of an encoded image: PNG, JPEG and TIFF parsed here, other
+    formats through Pillow (which reads only the header); None if unknown."""
+    head = data[:65536].tobytes()
+    fmt = content_format(head[:16])
+    try:
+        if fmt == "PNG":
+            return _png_header(head)
+        if fmt == "JPEG":
+            return _jpeg_header(head)
+        if fmt == "TIFF":
+            return _tiff_header(data)
+    except (IndexError, ValueError):
+        return None
+    return _pillow_header(head)
+
+
+def _png_header(b: bytes) -> ImageHeader | None:
+    if len(b) < 26 or b[12:16] != b"IHDR":
+        return None
+    depth, colour = b[24], b[25]
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 4)
+    return ImageHeader("PNG", int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big"),
+                       channels, 2 if depth > 8 else 1)
+
+
+def _jpeg_header(b: bytes) -> ImageHeader | None:
+    i = 2
+    while i + 9 < len(b):
+        if b[i] != 0xFF:
+            i += 1
+            continue
+        marker = b[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            precision = b[i + 4]
+            h = int.from_bytes(b[i + 5:i + 7], "big")
+            w = int.from_bytes(b[i + 7:i + 9], "big")
+            return ImageHeader("JPEG", w, h, max(1, b[i + 9]), 2 if precision > 8 else 1)
+        if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
+            i += 1 if marker == 0xFF else 2
+            continue
+        i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    return None
+
+
+def _tiff_header(data: np.ndarray) -> ImageHeader | None:
+    """Width, height, samples and bits per sample from the first IFD (TIFF or BigTIFF)."""
+    import struct
+
+    def read(off: int, n: int) -> bytes:
+        if off < 0 or off + n > data.size:
+            raise ValueError("outside the file")
+        return data[off:off + n].tobytes()
+
+    e = "<" if read(0, 2) == b"II" else ">"
+    big = struct.unpack(e + "H", read(2, 2))[0] == 43
+    if big:
+        ifd = struct.unpack(e + "Q", read(8, 8))[0]
+        count, entry, head, inline = struct.unpack(e + "Q", read(ifd, 8))[0], 20, 8, 8
+    else:
+        ifd = struct.unpack(e + "I", read(4, 4))[0]
+        count, entry, head, inline = struct.unpack(e + "H", read(ifd, 2))[0], 12, 2, 4
+    sizes = {1: "B", 3: "H", 4: "I", 16: "Q"}
+    tags: dict[int, int] = {}
+    for k in range(min(count, 4096)):
+        raw = read(ifd + head + k * entry, entry)
+        tag, typ = struct.unpack(e + "HH", raw[:4])
+        if tag not in (256, 257, 258, 277) or typ not in sizes:
+            continue
+        n = struct.unpack(e + ("Q" if big else "I"), raw[4:4 + (8 if big else 4)])[0]
+        fmt = sizes[typ]
+        field = raw[4 + (8 if big else 4):]
+        if n * struct.calcsize(fmt) > inline:  # stored elsewhere: its offset is in the field
+            field = read(struct.unpack(e + ("Q" if big else "I"), field)[0], struct.calcsize(fmt))
+        tags[tag] = struct.unpack(e + fmt, field[:struct.calcsize(fmt)])[0]
+    if 256 not in tags or 257 not in tags:
+        return None
+    bits = tags.get(258, 8)
+    return ImageHeader("TIFF", tags[256], tags[257], tags.get(277, 1), max(1, (bits + 7) // 8))
+
+
+def _pillow_header(head: bytes) -> ImageHeader | None:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with scikit-image
+        return None
+    import io
+    import warnings
+
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # featx applies its own limits to the size read here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(head)) as im:  # parses the header; no pixel is decoded
+                (w, h), mode, bands, fmt = im.size, im.mode, len(im.getbands()), im.format or "?"
+    except Exception:  # noqa: BLE001 - any failure means "header unknown"
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    sample = 2 if mode.startswith("I;16") else 4 if mode in ("I", "F") else 1
+    return ImageHeader(fmt, w, h, bands, sample)
+
+
+def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the header, else None."""
+    hdr = read_header(data)
+    return None if hdr is None else (hdr.width, hdr.height)
+
+
+class _NativeStderr:
+    """Redirect file descriptor 2 into a per-process temporary file for a moment.
+
+    Native decoders print their complaints (``libpng error: IDAT: CRC error``)
+    with ``fprintf(stderr, ...)``, which Python cannot intercept; featx reports
+    the input itself, with that text folded into the reason.  Costs a few
+    system calls per image.
+    """
+
+    _file: Any = None
+    _pid: int | None = None
+
+    def __enter__(self) -> _NativeStderr:
+        self.saved, self.text = None, ""
+        if not CAPTURE_NATIVE_STDERR:
+            return self
+        try:
+            cls = type(self)
+            if cls._pid != os.getpid():  # a forked child must not share its parent's file offset
+                import tempfile
+
+                cls._file, cls._pid = tempfile.TemporaryFile(prefix="featx-stderr-"), os.getpid()
+            try:
+                sys.stderr.flush()
+            except (AttributeError, ValueError, OSError):
+                pass
+            self.saved = os.dup(2)
+            os.dup2(cls._file.fileno(), 2)
+        except OSError:
+            if self.saved is not None:
+                os.close(self.saved)
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is None:
+            return
+        fd = type(self)._file.fileno()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size:
+            os.lseek(fd, 0, os.SEEK_SET)
+            self.text = os.read(fd, min(size, 8192)).decode("utf-8", "replace")
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+
+
+def native_message(text: str) -> str:
+    """The line worth showing from a native library's output (errors first), or ``""``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("[", ">"))]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    pick = (errors or lines or [""])[0]
+    return pick if len(pick) <= 160 else pick[:157] + "..."
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\0" in head:
+        return False
+    for cut in range(4):  # the head may end inside a UTF-8 sequence
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return sum(c.isprintable() or c in "\t\r\n\f" for c in text) >= 0.95 * len(text)
+    return False
+
+
+def _undecodable(path: str, data: np.ndarray, header: ImageHeader | None, native: str) -> str:
+    """Why OpenCV could not decode ``data``: unsupported, corrupt, or not an image at all."""
+    head = data[:512].tobytes()
+    fmt = content_format(head[:16])
+    ext = os.path.splitext(path)[1].lower()
+    promised = _FORMAT_OF_EXT.get(ext)
+    details = []
+    if header is not None and header.channels > 4:
+        what = (f"unsupported {header.format} image: {header.channels} channels per pixel "
+                "(featx reads 1 to 4: gray, gray+alpha, RGB, RGBA)")
+    elif fmt is not None:
+        what = f"corrupt or truncated {fmt} image"
+        if promised is not None and promised != fmt:
+            details.append(f"named {ext} but the content is {fmt}")
+    elif promised is not None:
+        what = (f"not an image: the file holds text, not {promised} data" if _looks_like_text(head)
+                else f"not an image: the content is not {promised} (unrecognised format)")
+    elif _looks_like_text(head):
+        what = "not an image: the file holds text"
+    else:
+        what = "not an image (unrecognised format)"
+    if native:
+        details.append(native)
+    return f"cannot decode: {what}" + (f" ({'; '.join(details)})" if details else "")
+
+
+def _cv2():
     import cv2
 
     global _DECODE_FLAGS
     if _DECODE_FLAGS is None:
+        try:  # OpenCV's own log lines ([ERROR:0@...]) never reach stderr: featx reports inputs itself
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:  # pragma: no cover - very old OpenCV
+            pass
         _DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR  # EXIF orientation applied
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise InputError("no such file (missing or vanished)") from None
-    except IsADirectoryError:
-        raise InputError("is a directory") from None
-    except PermissionError:
-        raise InputError("permission denied") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}") from None
-    if data.size == 0:
-        raise InputError("empty file (0 bytes)")
-    if max_pixels:
-        dims = _header_dims(data)
-        if dims is not None and dims[0] * dims[1] > max_pixels:
-            raise InputError(f"image is {dims[0]}x{dims[1]} pixels, over the limit of {max_pixels}",
+    return cv2
+
+
+def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget | None = None) -> np.ndarray:
+    """Read and decode one image file as featx's extractors see it.
+
+    ``max_pixels`` and ``memory`` are checked against the image header before
+    any pixel is decoded.  Raises :class:`InputError` with a one-line reason
+    (missing, unreadable, not a regular file, empty, not an image, corrupt,
+    unsupported, too large).
+    """
+    cv2 = _cv2()
+    data = read_regular_file(path, memory)
+    header = read_header(data)
+    if header is not None:
+        if max_pixels and header.width * header.height > max_pixels:
+            raise InputError(f"image is {header.width}x{header.height} pixels, over the limit of {max_pixels}",
                              "raise --max-pixels if this is intended")
-    img = cv2.imdecode(data, _DECODE_FLAGS)
+        if memory is not None:
+            memory.check(header.width, header.height, header.channels, header.sample_bytes, int(data.size))
+    with _NativeStderr() as err:
+        img = cv2.imdecode(data, _DECODE_FLAGS)
     if img is None:
-        what = "corrupt or truncated image" if sniff_bytes(data[:16].tobytes()) or is_image_name(path) \
-            else "not an image (unrecognised format)"
-        raise InputError(f"cannot decode: {what}")
+        raise InputError(_undecodable(path, data, header, native_message(err.text)))
+    del data
     if img.dtype not in (np.uint8, np.uint16):
         if img.dtype == np.float32 or img.dtype == np.float64:
             img = np.clip(img * 255.0, 0, 255).astype(np.uint8)  # HDR/EXR: 0..1 -> 8-bit
@@ -362,34 +789,17 @@ def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
         elif img.shape[2] == 1:
             img = img[:, :, 0]
+    if max_pixels and header is None and img.shape[0] * img.shape[1] > max_pixels:
+        raise InputError(f"image is {img.shape[1]}x{img.shape[0]} pixels, over the limit of {max_pixels}",
+                         "raise --max-pixels if this is intended")
     return img
 
 
-def sniff_bytes(head: bytes) -> bool:
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def _header_dims(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding, else None."""
-    b = data[:65536].tobytes()
-    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24:
-        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
-    if b.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 < len(b):
-            if b[i] != 0xFF:
-                i += 1
-                continue
-            marker = b[i + 1]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h = int.from_bytes(b[i + 5:i + 7], "big")
-                w = int.from_bytes(b[i + 7:i + 9], "big")
-                return w, h
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
-    return None
+def check_memory(memory: MemoryBudget | None, img: np.ndarray) -> None:
+    """The budget check of an image already decoded (video frames; formats whose header
+    featx cannot read): refuses it before the extractor spends its working memory."""
+    if memory is not None:
+        memory.check(img.shape[1], img.shape[0], img.shape[2] if img.ndim == 3 else 1, img.itemsize)
 
 
 REGION_KEYS = ("path", "x", "y", "w", "h")
@@ -522,7 +932,7 @@ def expected_mirrors(inp: Input) -> list[str] | None:
     return None
 
 
-def _load_regions(inp: Input, max_pixels: int | None) -> Iterator[Item]:
+def _load_regions(inp: Input, max_pixels: int | None, memory=None) -> Iterator[Item]:
     """Items of an input with boxes: one per box (see :func:`read_regions`)."""
     if inp.kind == "video":
         from . import video
@@ -541,7 +951,8 @@ def _load_regions(inp: Input, max_pixels: int | None) -> Iterator[Item]:
                 key = {"path": inp.path, "frame": frame, "time": t, "x": x, "y": y, "w": w, "h": h}
                 yield Item(key, None, error=f"no frame {frame}: the video ends before it")
         return
-    img = decode_image(inp.path, max_pixels)
+    img = decode_image(inp.path, max_pixels, memory)
+    check_memory(memory, img)
     for b in inp.boxes:
         x, y, w, h = b[-4:]
         key = {"path": inp.path, "x": x, "y": y, "w": w, "h": h}
@@ -557,7 +968,8 @@ def sampling_of(options: dict[str, Any]):
     return Sampling(**{k: options[k] for k in ("every", "fps", "start", "end", "max_frames") if k in options})
 
 
-def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[Item]:
+def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None = None,
+         **options: Any) -> Iterator[Item]:
     """Decode one input into items.
 
     An image file gives one item; an input with ``boxes`` (``--regions``) one
@@ -565,14 +977,19 @@ def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[
     sampled frame; a frame folder or a sequence one per frame.  Errors of the
     whole input raise :class:`InputError` (for a video, after the frames that
     could be decoded); a frame that cannot be read is an item with ``error``.
+    ``memory``: each image is checked against this budget before it is
+    decoded (from its header) and again once decoded.
     """
+    if inp.error is not None:
+        raise InputError(inp.error)
     if inp.boxes is not None:
-        yield from _load_regions(inp, max_pixels)
+        yield from _load_regions(inp, max_pixels, memory)
         return
     if inp.kind == "video":
         from . import video
 
         for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=DECODE_THREADS):
+            check_memory(memory, fr.image)
             yield Item({"path": inp.path, "frame": fr.index, "time": fr.time}, fr.image,
                        os.path.join(inp.mirror, "frame%06d" % fr.index))
         return
@@ -590,12 +1007,14 @@ def load(inp: Input, max_pixels: int | None = None, **options: Any) -> Iterator[
         for ref in refs:
             key = {"path": ref.path, "frame": ref.index, "time": ref.time}
             try:
-                img = decode_image(ref.path, max_pixels)
+                img = decode_image(ref.path, max_pixels, memory)
+                check_memory(memory, img)
             except InputError as exc:
                 yield Item(key, None, error=str(exc))
                 continue
             mirror = mirrors.get(ref.path) or os.path.join(inp.mirror, os.path.basename(ref.path))
             yield Item(key, img, mirror)
         return
-    img = decode_image(inp.path, max_pixels)
+    img = decode_image(inp.path, max_pixels, memory)
+    check_memory(memory, img)
     yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)

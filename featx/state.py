@@ -130,6 +130,8 @@ def identify(path: str, use_hash: bool = False) -> Identity | None:
         return None
     if stat.S_ISDIR(st.st_mode):
         return _identify_folder(path, use_hash)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: never read (it could block); it fails in the worker
+        return None
     h = None
     if use_hash:
         import hashlib

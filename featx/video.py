@@ -360,6 +360,15 @@ def _open_capture(path: Path, threads: int | None):
         raise VideoError("no such file", path=path, reason="missing")
     if path.is_dir():
         raise VideoError("is a folder, not a video", path=path, reason="unopenable")
+    from .sources import special_kind
+
+    try:
+        kind = special_kind(path.stat().st_mode)
+    except OSError:
+        kind = None  # let the capture report it
+    if kind is not None:  # a FIFO would block the run forever; a device never ends
+        raise VideoError(f"not a regular file ({kind}): only regular files are read", path=path,
+                         reason="unopenable")
     params = []
     if threads is not None:
         params = [cv2.CAP_PROP_N_THREADS, int(threads)]

@@ -69,7 +69,7 @@ def test_decode_errors_are_one_line_reasons(tmp_path, monkeypatch):
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(np, "fromfile", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(InputError, match="permission denied"):
         sources.decode_image(str(SAMPLES / "coffee.jpg"))
 

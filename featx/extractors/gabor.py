@@ -349,6 +349,22 @@ class Gabor(Extractor):
             return self.response_maps(image)
         return self._pooled(image)
 
+    def working_memory(self, height: int, width: int) -> int:
+        """Three complex buffers of the padded DFT size (measured 51-59 bytes per padded
+        pixel), one float32 plane per response part, the kernel-spectrum cache when it
+        is kept for this size, and the maps themselves with ``--result maps``."""
+        import cv2
+
+        m = cv2.getOptimalDFTSize(height + 2 * self.ry)
+        n = cv2.getOptimalDFTSize(width + 2 * self.rx)
+        need = 64 * m * n + 4 * (len(self.parts) + 2) * height * width
+        cache = self.n_kernels * m * n * 8
+        if cache <= SPECTRA_CACHE_BYTES:
+            need += cache
+        if self.params.result == "maps":
+            need += 4 * self.n_kernels * len(self.parts) * height * width
+        return int(need)
+
     def render(self, image: np.ndarray, tile: int = 96) -> np.ndarray:
         """The bank's kernels (real parts) above the response magnitudes of ``image``.
 

@@ -404,6 +404,11 @@ class HOG(Extractor):
 
     # ---------------------------------------------------------------- picture
 
+    def bytes_per_pixel(self) -> float:
+        """Per-channel gradients and the winning channel: measured 62 bytes per pixel
+        (``--channels max``, colour) and 52 (gray) on a 2000x1500 photo."""
+        return 80.0
+
     def render(self, image: np.ndarray) -> np.ndarray:
         """The HOG glyph picture: per cell, one line per bin, brightness = histogram.
 

@@ -508,6 +508,11 @@ class CNN(Extractor):
         return OutputSpec("vector", (self._dim,), columns=cols, labels=tuple(self.labels) if self.labels else None,
                           label_columns=tuple(range(0, 2 * self.top_k, 2)))
 
+    def bytes_per_pixel(self) -> float:
+        """The network's input has a fixed size: what grows with the image is its
+        resizing (measured 7 bytes per pixel on a 2000x1500 photo)."""
+        return 16.0
+
     def extract(self, image: np.ndarray) -> np.ndarray:
         return self.extract_batch([image])[0]
 
