@@ -81,7 +81,9 @@ class Canonical:
             real_head = self._dirs[head] = os.path.realpath(head or os.curdir)
         full = os.path.join(real_head, tail)
         if os.path.islink(full):
-            return os.path.realpath(full)
+            real = os.path.realpath(full)
+            if os.path.exists(real):  # a broken link or a loop keeps its own name (it fails as itself)
+                return real
         return full
 
 

@@ -126,7 +126,7 @@ def test_walk_reports_unreadable_folders_and_broken_links_and_counts_the_rest(ho
                  "1 link to a folder not followed"):
         assert part in line, line
     assert rows_of_csv(out) == [f"{root}/a.jpg", f"{root}/sub/b.png"]   # sub/b.png once, not via sublink
-    doc = sidecar(tmp_path / "g.featx.json")
+    doc = sidecar(tmp_path / "g.csv.featx.json")
     assert doc["status"] == "complete-with-failures"
     assert sorted(f["path"] for f in doc["failures"]) == [f"{root}/gone.jpg", f"{root}/locked", f"{root}/loop.png"]
     assert doc["inputs"]["skipped_special"] == 3 and doc["inputs"]["skipped_folder_links"] == 1
@@ -144,9 +144,10 @@ def test_a_folder_that_becomes_unreadable_is_reported_not_pruned(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     (src / "sub").chmod(0)
     r = featx_unprivileged("extract", "gradients", "in", "-o", "g.npy", "-j", "1", "--prune", cwd=tmp_path)
-    assert r.returncode == 1 and error_lines(r) == ["featx: error: in/sub: cannot list folder: permission denied"]
+    real = os.path.realpath(src)  # paths are canonical: absolute, whatever the spelling
+    assert r.returncode == 1 and error_lines(r) == [f"featx: error: {real}/sub: cannot list folder: permission denied"]
     assert "disappeared" not in summary_of(r)
-    assert (tmp_path / "g.index.csv").read_text().splitlines()[1:] == ["0,in/a.jpg", "1,in/sub/b.jpg"]
+    assert (tmp_path / "g.index.csv").read_text().splitlines()[1:] == [f"0,{real}/a.jpg", f"1,{real}/sub/b.jpg"]
     (src / "sub").chmod(0o755)
 
 
@@ -196,9 +197,9 @@ def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
     assert r.returncode == 1, r.stderr.decode()
     assert sorted(error_lines(r)) == [
         "featx: error: /dev/urandom: not a regular file (a character device): only regular files are read",
-        "featx: error: pipe.jpg: not a regular file (a FIFO): only regular files are read",
+        f"featx: error: {os.path.realpath(tmp_path)}/pipe.jpg: not a regular file (a FIFO): only regular files are read",
     ]
-    assert rows_of_csv(out) == ["a.jpg"]
+    assert rows_of_csv(out) == [f"{os.path.realpath(tmp_path)}/a.jpg"]
     # --hash reads inputs in the main process to decide what is up to date: not a FIFO
     r = featx("extract", "gradients", "a.jpg", "pipe.jpg", "-o", tmp_path / "h.npy", "--hash", "-j", "1",
               cwd=tmp_path, timeout=60)
@@ -232,9 +233,10 @@ def test_unreadable_file_on_the_command_line_fails_alone(tmp_path):
     out = tmp_path / "g.csv"
     r = featx_unprivileged("extract", "gradients", "a.jpg", "b.png", "c.jpg", "-o", out, cwd=tmp_path)
     assert r.returncode == 1, r.stderr.decode()
-    assert error_lines(r) == ["featx: error: b.png: permission denied"]
-    assert rows_of_csv(out) == ["a.jpg", "c.jpg"]
-    assert [f["path"] for f in sidecar(tmp_path / "g.featx.json")["failures"]] == ["b.png"]
+    real = os.path.realpath(tmp_path)
+    assert error_lines(r) == [f"featx: error: {real}/b.png: permission denied"]
+    assert rows_of_csv(out) == [f"{real}/a.jpg", f"{real}/c.jpg"]
+    assert [f["path"] for f in sidecar(tmp_path / "g.csv.featx.json")["failures"]] == [f"{real}/b.png"]
 
 
 # ---------------------------------------------------------------------------
@@ -278,10 +280,11 @@ def test_small_file_with_huge_dimensions_is_refused_alone_and_memory_stays_low(t
                        cwd=tmp_path, capture_output=True, timeout=300)
     assert r.returncode == 1, r.stderr.decode()
     errs = error_lines(r)
-    assert len(errs) == 1 and errs[0].startswith("featx: error: bomb.png: image is 13000x13000 pixels"), errs
+    assert len(errs) == 1 and errs[0].startswith(
+        f"featx: error: {os.path.realpath(tmp_path)}/bomb.png: image is 13000x13000 pixels"), errs
     assert "over the per-worker memory budget of 1.0 GiB" in errs[0]
     assert "hint: " in r.stderr.decode() or "--max-memory" in errs[0]
-    assert rows_of_csv(out) == ["a.jpg", "c.jpg"]
+    assert rows_of_csv(out) == [f"{os.path.realpath(tmp_path)}/a.jpg", f"{os.path.realpath(tmp_path)}/c.jpg"]
     peak = int(r.stdout.decode().split()[-1])
     assert peak < 600 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"   # decoding it would take > 1 GiB
 
