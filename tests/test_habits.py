@@ -58,6 +58,8 @@ def test_one_file_is_one_row_whatever_its_spelling(tmp_path, out):
     else:
         paths = index_paths(tmp_path / "o" / ("g.index.csv" if out == "g.npy" else "g.csv"))
         assert sorted(paths) == expected  # the path column: canonical, the same from every spelling
+    if out != "g.npy":
+        return
     # and with shards: the same partition whatever the spelling
     for cwd, arg in ((here, "p"), (here / "sub", "../p"), (here, "link")):
         rows = 0
