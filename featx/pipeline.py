@@ -650,9 +650,11 @@ def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Su
     batch: list[sources.Input] = []
 
     def named(inp: sources.Input) -> sources.Input:
+        if inp.canonical and base is None and not inp.paths:
+            return inp  # found by a walk from a resolved root: canonical as it is, no copy
         path = canonical(inp.path)
         if path == inp.path and base is None and not inp.paths:
-            return inp  # already canonical (a folder walk from a canonical root): no copy
+            return inp
         paths = tuple(canonical(p) for p in inp.paths) if inp.paths else None
         mirrors = tuple(sources.mirror_path(p, base) for p in paths) if paths and base is not None else None
         return replace(inp, path=path, paths=paths, mirrors=mirrors,

@@ -58,6 +58,7 @@ class Input:
     mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the pipeline)
     committed: bool = False  # rows of it are in the output from an earlier run (set by the pipeline)
     error: str | None = None   # why this input fails (kind "error"): reported like any failed input
+    canonical: bool = False  # ``path`` is known to be canonical already (found by a walk from a resolved root)
 
 
 class Canonical:
@@ -256,16 +257,22 @@ def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, st
             else:
                 stats._skip_non_image(path)
         elif is_image_name(e.name):
-            yield "image", path, None
+            yield "image", _resolved(e, path), None
         elif is_video_name(e.name):
             if videos:
-                yield "video", path, None
+                yield "video", _resolved(e, path), None
             else:
                 stats.skipped_videos += 1
         elif sniff_image(path):
-            yield "image", path, None
+            yield "image", _resolved(e, path), None
         else:
             stats._skip_non_image(path)
+
+
+def _resolved(entry: os.DirEntry, path: str) -> str:
+    """A walked file's canonical name: a link to a file is known by its target
+    (the walk's root is resolved already, so other names are canonical as they are)."""
+    return os.path.realpath(path) if entry.is_symlink() else path
 
 
 def _frame_folders(root: str, stats: Enumeration) -> Iterator[tuple[str, str, str | None]]:
@@ -344,6 +351,7 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 
     def expand(path: str) -> Iterator[tuple[str, str, str | None]]:
         if os.path.isdir(path):
+            path = os.path.realpath(path)  # walked names come out canonical (see Canonical)
             if frames:
                 yield from _frame_folders(path, stats)
                 if videos:  # the videos of the same folders (their other entries are counted above)
@@ -377,12 +385,13 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
             group.clear()
 
     for p in listed():
+        walked = os.path.isdir(p)  # names found by a walk from a resolved root are canonical already
         for kind, path, error in expand(p):
             if sequence and kind == "image":
                 group.append(path)
                 continue
             yield from flush()
-            yield Input(path=path, kind=kind, error=error)
+            yield Input(path=path, kind=kind, error=error, canonical=walked)
     yield from flush()
 
 
