@@ -21,6 +21,7 @@ array([[177,  66,  95,  95]], dtype=int32)            # x, y, w, h
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,18 @@ DEFAULT_CASCADE = "frontalface_default"
 
 #: Columns of a region row, in order (after the image key).
 REGION_COLUMNS = ("x", "y", "w", "h")
+
+#: Default ``detect_size``: the long side, in pixels, of the copy the cascade
+#: works on.  Chosen from ``benchmarks/bench_detect.py`` (README, ``featx
+#: detect``): photos up to 640 px (all the samples) are searched as they are,
+#: so their boxes do not change; a 12-MP photo is searched at about 1/6 of its
+#: side, >= 10x faster end to end, and without the false faces that sensor
+#: noise and fine texture give at full resolution.  The price: the smallest
+#: region found by default is the cascade's window (24 px) times long side /
+#: 640, e.g. 150 px on a 4000x3000 photo; ``min_size`` lowers it.
+DEFAULT_DETECT_SIZE = 640
+#: Smallest ``detect_size`` accepted (other than 0): a few cascade windows.
+MIN_DETECT_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -55,12 +68,20 @@ class DetectParams:
                                      "(smaller is slower and finds more)", min=1.01, max=2.0)
     min_neighbors: int = param(5, "overlapping raw detections needed to keep a region "
                                   "(higher: fewer false detections)", min=0, max=100)
-    min_size: int = param(0, "smallest region side in pixels (0: the cascade's own window "
-                             "size, e.g. 24 for frontalface_default)",
+    min_size: int = param(0, "smallest region side in pixels of the image as decoded (0: the "
+                             "cascade's window on the working copy, e.g. 24 px for "
+                             "frontalface_default, x long side / --detect-size on bigger images); "
+                             "the working copy is kept large enough to see regions this small",
                           min=0, max=100000)
-    max_size: int = param(0, "largest region side in pixels (0: no limit)", min=0, max=100000)
+    max_size: int = param(0, "largest region side in pixels of the image as decoded (0: no limit)",
+                          min=0, max=100000)
     equalize: bool = param(False, "equalise the grey-level histogram before detecting "
                                   "(helps on low-contrast images)")
+    detect_size: int = param(DEFAULT_DETECT_SIZE,
+                             "the cascade works on a copy whose long side is at most this many "
+                             "pixels (after --resize); boxes are mapped back to the image's own "
+                             "pixels (0: full size, slower and more false detections on big photos)",
+                             min=0, max=100000, metavar="PIXELS")
 
     def validate(self) -> None:
         from .errors import ParamError
@@ -69,6 +90,10 @@ class DetectParams:
             raise ParamError(f"invalid value {self.max_size} for --max-size: smaller than "
                              f"--min-size {self.min_size}",
                              "valid: 0 (no limit) or a value >= --min-size")
+        if 0 < self.detect_size < MIN_DETECT_SIZE:
+            raise ParamError(f"invalid value {self.detect_size} for --detect-size: too small "
+                             "for a cascade to find anything",
+                             f"valid: 0 (full size) or {MIN_DETECT_SIZE} to 100000")
         resolve_cascade(self.cascade)
 
 
@@ -195,6 +220,10 @@ def _sort_boxes(boxes: np.ndarray) -> np.ndarray:
 class Detector:
     """A cascade detector built once from :class:`DetectParams`, called per image.
 
+    The cascade runs on a grey copy of the image whose long side is at most
+    ``params.detect_size`` (see :meth:`working_shape`); the boxes are mapped
+    back to the image's own pixels.
+
     Parameters
     ----------
     params : DetectParams, optional
@@ -205,6 +234,83 @@ class Detector:
         self.params = params if params is not None else DetectParams()
         self.cascade_path = resolve_cascade(self.params.cascade)
         self._clf = load_cascade(self.cascade_path)
+        w, h = self._clf.getOriginalWindowSize()
+        #: The cascade's detection window at scale 1, ``(width, height)``.
+        self.window = (int(w), int(h))
+
+    def working_shape(self, height: int, width: int,
+                      pixel_size: tuple[float, float] = (1.0, 1.0)) -> tuple[int, int]:
+        """The ``(height, width)`` of the copy the cascade searches for an image of this size.
+
+        The long side is brought down to ``detect_size`` (0: kept), never
+        enlarged, except as far as needed for a region of ``min_size`` (or,
+        without it, ``max_size``) pixels to still cover the cascade's window.
+
+        Parameters
+        ----------
+        height, width : int
+            The image handed to :meth:`detect`.
+        pixel_size : (float, float)
+            How many pixels of the original image one pixel of that image
+            spans, across and down (``--resize`` shrank it: > 1); sizes in
+            the parameters are in original pixels.
+        """
+        p = self.params
+        height, width = int(height), int(width)
+        f = 1.0
+        if p.detect_size and max(height, width) > p.detect_size:
+            f = p.detect_size / max(height, width)
+        bound = p.min_size or p.max_size
+        if bound and f < 1.0:
+            need = max(self.window[0] * pixel_size[0], self.window[1] * pixel_size[1]) / bound
+            f = max(f, min(1.0, need))
+        if f >= 1.0:
+            return height, width
+        return max(1, round(height * f)), max(1, round(width * f))
+
+    def _work_image(self, gray: np.ndarray, shape: tuple[int, int]):
+        """``gray`` reduced to ``shape`` by area averaging, and the size
+        ``(sx, sy)`` of one reduced pixel in ``gray``'s pixels."""
+        import cv2
+
+        h, w = gray.shape
+        th, tw = shape
+        if (th, tw) == (h, w):
+            return gray, 1.0, 1.0
+        # An integer reduction first (OpenCV's fast path for INTER_AREA, ~6x
+        # quicker on a 12-MP photo); it drops the last < k rows and columns.
+        k = max(1, min(h // th, w // tw))
+        if k > 1:
+            h, w = h // k * k, w // k * k
+            gray = cv2.resize(gray[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        if gray.shape != (th, tw):
+            gray = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA)
+        return gray, w / tw, h / th
+
+    def detect_float(self, image: np.ndarray,
+                     pixel_size: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+        """Like :meth:`detect`, but the boxes are not rounded: ``(N, 4)`` float64
+        ``x, y, w, h`` in ``image``'s pixels, unsorted (for mapping further
+        back without rounding twice)."""
+        import cv2
+
+        from .imageops import to_gray_uint8
+
+        p = self.params
+        gray = to_gray_uint8(image)
+        shape = self.working_shape(gray.shape[0], gray.shape[1], pixel_size)
+        work, sx, sy = self._work_image(gray, shape)
+        if p.equalize:
+            work = cv2.equalizeHist(work)
+        # sizes are in original pixels: one of them spans 1 / (pixel_size * s) working pixels
+        fx, fy = 1.0 / (pixel_size[0] * sx), 1.0 / (pixel_size[1] * sy)
+        kw = {"scaleFactor": p.scale_factor, "minNeighbors": p.min_neighbors}
+        if p.min_size:
+            kw["minSize"] = (math.ceil(p.min_size * fx - 1e-9), math.ceil(p.min_size * fy - 1e-9))
+        if p.max_size:
+            kw["maxSize"] = (math.floor(p.max_size * fx + 1e-9), math.floor(p.max_size * fy + 1e-9))
+        boxes = np.asarray(self._clf.detectMultiScale(work, **kw), dtype=np.float64).reshape(-1, 4)
+        return boxes * np.array([sx, sy, sx, sy])
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """Detect regions in one image.
@@ -218,30 +324,30 @@ class Detector:
         Returns
         -------
         boxes : (N, 4) ndarray of int32
-            ``x, y, w, h`` of each region in pixels (``x`` = column of the
-            left edge, ``y`` = row of the top edge), sorted by ``y``, then
-            ``x``, then size.  ``N`` may be 0.
+            ``x, y, w, h`` of each region in ``image``'s pixels (``x`` =
+            column of the left edge, ``y`` = row of the top edge; edges
+            rounded to the nearest pixel), sorted by ``y``, then ``x``, then
+            size.  ``N`` may be 0.
         """
-        import cv2
+        return _round_boxes(self.detect_float(image), image.shape)
 
-        from .imageops import to_gray_uint8
 
-        p = self.params
-        gray = to_gray_uint8(image)
-        if p.equalize:
-            gray = cv2.equalizeHist(gray)
-        kw = {"scaleFactor": p.scale_factor, "minNeighbors": p.min_neighbors}
-        if p.min_size:
-            kw["minSize"] = (p.min_size, p.min_size)
-        if p.max_size:
-            kw["maxSize"] = (p.max_size, p.max_size)
-        boxes = self._clf.detectMultiScale(gray, **kw)
-        return _sort_boxes(boxes)
+def _round_boxes(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Float ``x, y, w, h`` boxes with their edges rounded to the nearest
+    pixel and clipped to an image of ``shape``; sorted."""
+    h, w = int(shape[0]), int(shape[1])
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0 = np.floor(b[:, 0] + 0.5), np.floor(b[:, 1] + 0.5)
+    x1, y1 = np.floor(b[:, 0] + b[:, 2] + 0.5), np.floor(b[:, 1] + b[:, 3] + 0.5)
+    x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
+    y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
+    return _sort_boxes(np.stack([x0, y0, x1 - x0, y1 - y0], axis=1))
 
 
 def detect_regions(image: np.ndarray, cascade: str | os.PathLike = DEFAULT_CASCADE, *,
                    scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 0,
-                   max_size: int = 0, equalize: bool = False) -> np.ndarray:
+                   max_size: int = 0, equalize: bool = False,
+                   detect_size: int = DEFAULT_DETECT_SIZE) -> np.ndarray:
     """Detect objects in an image with a Viola–Jones Haar cascade.
 
     Parameters
@@ -259,6 +365,9 @@ def detect_regions(image: np.ndarray, cascade: str | os.PathLike = DEFAULT_CASCA
         Smallest and largest region side in pixels (0: no bound).
     equalize : bool
         Equalise the grey-level histogram first.
+    detect_size : int
+        Long side, in pixels, of the copy the cascade searches (0: the
+        image as it is); see :meth:`Detector.working_shape`.
 
     Returns
     -------
@@ -275,7 +384,7 @@ def detect_regions(image: np.ndarray, cascade: str | os.PathLike = DEFAULT_CASCA
 
     values = {"cascade": os.fspath(cascade), "scale_factor": scale_factor,
               "min_neighbors": min_neighbors, "min_size": min_size, "max_size": max_size,
-              "equalize": equalize}
+              "equalize": equalize, "detect_size": detect_size}
     params = build_params(_DetectParamsOwner, values)
     return Detector(params).detect(image)
 
@@ -310,7 +419,7 @@ def boxes_to_original(boxes: np.ndarray, shape: tuple[int, ...], size: tuple[int
 
     Parameters
     ----------
-    boxes : (N, 4) array-like of int
+    boxes : (N, 4) array-like of int or float
         ``x, y, w, h`` on the image that :func:`featx.imageops.resize` made
         from the original with ``size`` and ``mode``.
     shape : tuple
@@ -330,13 +439,8 @@ def boxes_to_original(boxes: np.ndarray, shape: tuple[int, ...], size: tuple[int
     h, w = int(shape[0]), int(shape[1])
     sx, sy, ox, oy = _resize_geometry(h, w, size, mode)
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0 = np.floor((b[:, 0] + ox) * sx + 0.5)
-    y0 = np.floor((b[:, 1] + oy) * sy + 0.5)
-    x1 = np.floor((b[:, 0] + b[:, 2] + ox) * sx + 0.5)
-    y1 = np.floor((b[:, 1] + b[:, 3] + oy) * sy + 0.5)
-    x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
-    y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
-    return _sort_boxes(np.stack([x0, y0, x1 - x0, y1 - y0], axis=1))
+    return _round_boxes(np.stack([(b[:, 0] + ox) * sx, (b[:, 1] + oy) * sy,
+                                  b[:, 2] * sx, b[:, 3] * sy], axis=1), shape)
 
 
 class RegionDetector(Extractor):
@@ -344,9 +448,10 @@ class RegionDetector(Extractor):
 
     Used by ``featx detect`` (not registered as an extractor: its output is a
     variable number of boxes per image, one CSV row each).  Boxes are always
-    in the pixels of the image as decoded: with ``--resize`` the cascade runs
-    on the resized image (faster on big photos) and the boxes are mapped back
-    (``handles_resize``), so ``featx extract --regions`` crops exactly them.
+    in the pixels of the image as decoded: the cascade runs on a copy reduced
+    to ``detect_size`` (and before that to ``--resize``, if given) and the
+    boxes are mapped back (``handles_resize``), so ``featx extract --regions``
+    crops exactly them.  ``min_size``/``max_size`` are in those pixels too.
     """
 
     name = "detect"
@@ -371,7 +476,8 @@ class RegionDetector(Extractor):
             return self.extract(image)
         from .imageops import resize
 
-        boxes = self._detector.detect(resize(image, size[0], size[1], mode))
+        sx, sy, _, _ = _resize_geometry(image.shape[0], image.shape[1], size, mode)
+        boxes = self._detector.detect_float(resize(image, size[0], size[1], mode), (sx, sy))
         return boxes_to_original(boxes, image.shape, size, mode).astype(np.float32).reshape(-1, 4)
 
     def bytes_per_pixel(self) -> float:
