@@ -70,6 +70,25 @@ def _write_fd(fd: int, data: bytes | str | Callable[[IO[bytes]], None], durable:
             os.fsync(fh.fileno())
 
 
+def write_file(path: str, data: bytes | str | Callable[[IO[bytes]], None]) -> int:
+    """Write ``path`` (itself a temporary name, renamed later by the caller) whole and
+    durably, never through a link; returns its size.  Removed again on any error."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        try:
+            _write_fd(fd, data, True)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
 def write_atomic(path: str, data: bytes | str | Callable[[IO[bytes]], None], *, dir_fd: int | None = None,
                  durable: bool = True) -> int:
     """Write ``path`` completely under a temporary name, then rename it over ``path``.

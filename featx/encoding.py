@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -720,20 +719,11 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike) -> None:
         arrays["gmm_weights"] = np.asarray(codebook.gmm_weights, dtype=np.float32)
         arrays["gmm_means"] = np.asarray(codebook.gmm_means, dtype=np.float32)
         arrays["gmm_variances"] = np.asarray(codebook.gmm_variances, dtype=np.float32)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .atomic import sweep_tmp, write_atomic
+
+    # a killed earlier save left its temporary file: gone before this one is written
+    sweep_tmp(str(path.parent) if str(path.parent) else ".", names=[path.name])
+    write_atomic(str(path), lambda f: np.savez(f, **arrays))
 
 
 #: No codebook array may claim more than this (featx's own are a few MB): a

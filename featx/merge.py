@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import provenance, sinks
-from .atomic import sweep_tmp, write_atomic
+from .atomic import sweep_tmp, tmp_name, write_file
 from .errors import OutputError, UsageError
 from .lock import OutputLock
 from .state import Entry, Identity, State
@@ -145,7 +145,10 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
             for _, path, _, _, nrows, ident, out, status in items:
                 entries.append(Entry(path, ident, row, nrows, out, status))
                 row += nrows
-            st.record(entries, config=config, **info["lengths"])
+            # the whole output is written under temporary names first; the state records it and
+            # the renames in one transaction, then they are done: a kill leaves no part of an output
+            st.record(entries, renames=info["renames"], config=config, **info["lengths"])
+            st.recover_renames()
         finally:
             st.close()
         doc = {"featx_sidecar": 1, "status": "complete", "complete": True, "command": ["featx", "merge", output,
@@ -187,9 +190,10 @@ def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
             for _, _, k, row0, nrows, _, _, _ in items:
                 fh.write(np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes())
 
-        lengths = {"rows": total, "width": width, "index_len": write_atomic(dst.index_path, index),
-                   "data_len": write_atomic(dst.output, data)}
-        return {"lengths": lengths, "output": {"path": dst.output, "index": dst.index_path, "format": "npy",
+        lengths = {"rows": total, "width": width, "index_len": write_file(tmp_name(dst.index_path), index),
+                   "data_len": write_file(tmp_name(dst.output), data)}
+        return {"renames": [(tmp_name(dst.output), dst.output), (tmp_name(dst.index_path), dst.index_path)],
+                "lengths": lengths, "output": {"path": dst.output, "index": dst.index_path, "format": "npy",
                                                "shape": [total, width or 0]}}
     lines = []
     header = None
@@ -209,5 +213,5 @@ def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
         for _, _, k, row0, nrows, _, _, _ in items:
             fh.writelines(lines[k][row0:row0 + nrows])
 
-    lengths = {"rows": total, "width": width, "data_len": write_atomic(dst.output, data)}
-    return {"lengths": lengths, "output": {"path": dst.output, "format": "csv", "shape": [total, width or 0]}}
+    lengths = {"rows": total, "width": width, "data_len": write_file(tmp_name(dst.output), data)}
+    return {"renames": [(tmp_name(dst.output), dst.output)],"lengths": lengths, "output": {"path": dst.output, "format": "csv", "shape": [total, width or 0]}}

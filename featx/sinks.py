@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from .atomic import OutputWriteError, disk_error, file_size_under, is_disk_error, open_dir, remove_under, \
-    tmp_name, write_atomic, write_under
+    tmp_name, write_atomic, write_file, write_under
 from .errors import FeatxError, OutputError
 from .extractor import Keypoints
 
@@ -958,11 +958,11 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
     tmp_text = tmp_name(text_path)
     tmp_data = tmp_name(also_data) if also_data is not None else None
     try:
-        text_len = write_atomic(tmp_text, text)
+        text_len = write_file(tmp_text, text)
         pairs = [(tmp_text, text_path)]
         meta: dict[str, Any] = {"rows": live}
         if also_data is not None:
-            meta["data_len"] = write_atomic(tmp_data, data)
+            meta["data_len"] = write_file(tmp_data, data)
             meta["index_len"] = text_len
             meta["index_tail"] = ""
             pairs.insert(0, (tmp_data, also_data))

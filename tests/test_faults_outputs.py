@@ -373,6 +373,67 @@ def test_a_garbage_state_file_is_named_with_the_way_out(tmp_path):
 # 14. a killed merge leaves no temporary file behind for good
 
 
+KILL_IN_WRITE = r"""
+import os, signal, sys
+import featx.atomic as a
+
+def wrap(real):
+    def killed(path, data, **kw):  # kill -9 in the middle of writing a whole file, before its rename
+        def half(fh):
+            data(fh) if callable(data) else fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        name = os.path.basename(str(path))
+        if os.environ["KILL_NAME"] in name and not name.endswith(".json"):
+            return real(path, half, **kw)
+        return real(path, data, **kw)
+    return killed
+
+for mod in ("featx.atomic", "featx.merge", "featx.encoding"):
+    __import__(mod)
+    m = sys.modules[mod]
+    for fn in ("write_atomic", "write_file"):
+        if hasattr(m, fn):
+            setattr(m, fn, wrap(getattr(a, fn)))
+from featx.cli import main
+sys.argv[0] = "featx"
+main()
+"""
+
+
+@pytest.mark.parametrize("what", ["merge", "codebook"])
+def test_kill9_of_merge_or_codebook_mid_write_then_the_same_command_works(tmp_path, what):
+    """kill -9 of `featx merge` / `featx codebook` while its output is being written: no output
+    appears (never a part of one), and the same command afterwards removes the dead run's
+    temporary file and writes the whole output."""
+    src = photos(tmp_path / "in", 12)
+    if what == "merge":
+        parts = []
+        for i in (1, 2):
+            p = tmp_path / f"p{i}.npy"
+            assert featx("extract", "gradients", src, "-o", p, "-q", "--shard", f"{i}/2").returncode == 0
+            parts.append(str(p))
+        args, out, name = ["merge", str(tmp_path / "m.npy"), *parts], tmp_path / "m.npy", "m.npy"
+    else:
+        args = ["codebook", "sift", str(src), "-k", "8", "-o", str(tmp_path / "cb.npz"), "--max-keypoints", "50"]
+        out, name = tmp_path / "cb.npz", "cb.npz"
+    (tmp_path / "kill.py").write_text(KILL_IN_WRITE)
+    r = subprocess.run([sys.executable, str(tmp_path / "kill.py"), *args], capture_output=True,
+                       env={**os.environ, "KILL_NAME": name}, timeout=300)
+    assert r.returncode == -9, r.stderr
+    assert not out.exists()
+    left = [p for p in tmp_path.iterdir() if "featx-tmp" in p.name]
+    assert left, "the kill should have left the dead run's temporary file"
+    r = featx(*args)
+    assert r.returncode == 0, r.stderr
+    assert [p for p in tmp_path.iterdir() if "featx-tmp" in p.name] == []
+    if what == "merge":
+        assert npy_rows(out) == 12
+    else:
+        with np.load(out) as z:
+            assert z["centers"].shape == (8, 128)
+
+
 def test_a_killed_merge_leaves_nothing_the_next_merge_does_not_clean(tmp_path):
     src = photos(tmp_path / "in", 12)
     parts = []
