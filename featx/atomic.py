@@ -226,23 +226,15 @@ def file_size_under(root: str, rel: str) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_stale_tmp(name: str) -> bool:
     """A temporary file left by a process that is gone."""
     i = name.rfind(TMP_MARK)
     if i < 0:
         return False
     tail = name[i + len(TMP_MARK):]
-    return tail.isdigit() and not _pid_alive(int(tail))  # featx's own names end in the writer's pid
+    from .lifeline import alive
+
+    return tail.isdigit() and not alive(int(tail), None)  # featx's own names end in the writer's pid
 
 
 def sweep_tmp(folder: str, recursive: bool = False, names: list[str] | None = None) -> int:

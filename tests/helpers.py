@@ -77,6 +77,21 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
     return subprocess.CompletedProcess(["featx", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
+def photo_crops(root: Path, n: int, size: tuple[int, int] = (160, 120)) -> Path:
+    """n distinct real images in ``root``: crops (``size`` = width, height) of the sample
+    photos, as PNG so rewriting one is exact; ``img000.png``, ``img001.png``..."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    photos = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
+    w, h = size
+    for i in range(n):
+        p = photos[i % 4]
+        y, x = (i * 7) % 60, (i * 13) % 80
+        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + h, x:x + w])
+    return root
+
+
 def write_rgb(path: Path, rgb: np.ndarray, **params) -> Path:
     """Write an RGB (or gray) uint8/uint16 array with OpenCV."""
     import cv2

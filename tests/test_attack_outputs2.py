@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env
+from helpers import SAMPLES, featx, plugin_env, photo_crops
 
 G = ["extract", "gradients"]
 
@@ -37,16 +37,7 @@ def files(folder: Path) -> set[str]:
 
 
 def photos(root: Path, n: int) -> Path:
-    """n distinct real images (crops of the samples, PNG)."""
-    import cv2
-
-    root.mkdir(parents=True, exist_ok=True)
-    pics = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
-    for i in range(n):
-        p = pics[i % 4]
-        y, x = (i * 7) % 60, (i * 13) % 80
-        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + 120, x:x + 160])
-    return root
+    return photo_crops(root, n, (160, 120))
 
 
 def shorter_video(src: Path, dst: Path, frames: int) -> None:

@@ -19,22 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env
+from helpers import SAMPLES, featx, plugin_env, photo_crops
 
 FAST = ["--resize", "64x48", "-q"]
 
 
 def photos(root: Path, n: int) -> Path:
-    """n distinct real images (crops of the samples, PNG)."""
-    import cv2
-
-    root.mkdir(parents=True, exist_ok=True)
-    pics = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
-    for i in range(n):
-        p = pics[i % 4]
-        y, x = (i * 7) % 60, (i * 13) % 80
-        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + 120, x:x + 160])
-    return root
+    return photo_crops(root, n, (160, 120))
 
 
 def index_rows(path: Path) -> list[list[str]]:

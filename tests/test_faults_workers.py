@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, plugin_env
+from helpers import SAMPLES, plugin_env, photo_crops
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -29,16 +29,7 @@ ARGS = ["-q", "-j", "2", "--commit-every", "0.2"]
 
 
 def make_folder(root: Path, n: int) -> Path:
-    """n distinct real images: crops of the sample photos, as PNG."""
-    import cv2
-
-    root.mkdir(parents=True, exist_ok=True)
-    photos = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
-    for i in range(n):
-        p = photos[i % 4]
-        y, x = (i * 7) % 60, (i * 13) % 80
-        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + 120, x:x + 160])
-    return root
+    return photo_crops(root, n, (160, 120))
 
 
 def outputs(out: Path) -> dict[str, bytes]:

@@ -14,22 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env
+from helpers import SAMPLES, featx, plugin_env, photo_crops
 
 SMALL = ["--resize", "64x48", "-q"]
 
 
 def make_folder(root: Path, n: int) -> Path:
-    """n distinct real images (crops of the samples, as PNG so rewriting is exact)."""
-    import cv2
-
-    root.mkdir(parents=True, exist_ok=True)
-    photos = [cv2.imread(str(SAMPLES / s)) for s in ("astronaut.png", "coffee.jpg", "rocket.jpg", "chelsea.png")]
-    for i in range(n):
-        p = photos[i % 4]
-        y, x = (i * 7) % 60, (i * 13) % 80
-        cv2.imwrite(str(root / f"img{i:03d}.png"), p[y:y + 200, x:x + 240])
-    return root
+    return photo_crops(root, n, (240, 200))
 
 
 def outputs(base: Path) -> dict[str, bytes]:
