@@ -92,6 +92,22 @@ def photo_crops(root: Path, n: int, size: tuple[int, int] = (160, 120)) -> Path:
     return root
 
 
+def copy_samples(folder: Path, names: dict[str, str]) -> Path:
+    """Copies of sample photos: ``names`` maps a target name to a sample's name."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for dst, src in names.items():
+        shutil.copyfile(SAMPLES / src, folder / dst)
+    return folder
+
+
+def ok(r: subprocess.CompletedProcess, codes=(0,)) -> subprocess.CompletedProcess:
+    """``r`` ended with one of ``codes`` (else the assertion shows its stderr's tail)."""
+    assert r.returncode in codes, (r.returncode, r.stderr.decode(errors="replace")[-2000:])
+    return r
+
+
 def write_rgb(path: Path, rgb: np.ndarray, **params) -> Path:
     """Write an RGB (or gray) uint8/uint16 array with OpenCV."""
     import cv2

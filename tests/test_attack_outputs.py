@@ -14,27 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, featx, copy_samples, ok
 
 G = ["extract", "gradients"]
 
-
-def copy_samples(folder: Path, names: dict[str, str]) -> Path:
-    """``names``: target name -> sample name; returns ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for dst, src in names.items():
-        shutil.copyfile(SAMPLES / src, folder / dst)
-    return folder
 
 
 def csv_records(path: Path) -> list[list[str]]:
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         return list(csv.reader(fh))
 
-
-def ok(r: subprocess.CompletedProcess, codes=(0,)) -> subprocess.CompletedProcess:
-    assert r.returncode in codes, (r.returncode, r.stderr.decode(errors="replace")[-2000:])
-    return r
 
 
 # ---------------------------------------------------------------------------

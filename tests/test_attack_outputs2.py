@@ -13,22 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env, photo_crops
+from helpers import SAMPLES, featx, plugin_env, photo_crops, copy_samples, ok
 
 G = ["extract", "gradients"]
 
 
-def copy_samples(folder: Path, names: dict[str, str]) -> Path:
-    """``names``: target name -> sample name; returns ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for dst, src in names.items():
-        shutil.copyfile(SAMPLES / src, folder / dst)
-    return folder
-
-
-def ok(r: subprocess.CompletedProcess, codes=(0,)) -> subprocess.CompletedProcess:
-    assert r.returncode in codes, (r.returncode, r.stderr.decode(errors="replace")[-2000:])
-    return r
 
 
 def files(folder: Path) -> set[str]:
