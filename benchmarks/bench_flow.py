@@ -129,11 +129,11 @@ def featx_loop(path: Path, threads: int | None = None, **params) -> int:
 def _tune_allocator() -> str:
     """The pipeline's allocator setting (mallopt), applied to both loops alike."""
     try:
-        from featx.pipeline import tune_allocator
+        from featx.engine.process import tune_allocator
     except ImportError:
         return "glibc defaults"
     tune_allocator()
-    return "featx.pipeline.tune_allocator()"
+    return "featx.engine.process.tune_allocator()"
 
 
 def bench_speed(tmp: Path, seconds: float, cli: bool) -> None:

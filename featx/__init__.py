@@ -6,16 +6,17 @@ The small Python API::
     vec = featx.extract(image, "hog", cell_size=16)      # same numbers as the CLI
     ext = featx.open_extractor("gradients", bins=12)    # build once, call many times
     featx.list_extractors()                             # names -> plugin status
+    featx.run("features.toml")                          # a job (recipe), as `featx run` does
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "open_extractor", "list_extractors"]
+__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "extract_files", "run"]
 
 
 def __getattr__(name):  # keep `import featx` light: load the API on first use
-    if name in ("extract", "open_extractor", "list_extractors", "extract_files"):
+    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "run"):
         from . import api
 
         return getattr(api, name)

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .extractor import Extractor, Keypoints, build_params
-from .sinks import Encoder, RawEncoder, Sink
+from .extractor import Extractor, Keypoints
 
 
 def open_extractor(name: str, **params: Any) -> Extractor:
     """Build the extractor ``name`` with validated ``params`` (keyword names as on the CLI,
     with ``_`` for ``-``).  Reuse it for many images."""
     cls = registry.get(name)
-    return cls(build_params(cls, params))
+    return cls.create(**params)
 
 
 def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int] | None = None,
@@ -58,48 +57,6 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
-class _MemorySink(Sink):
-    """Collects a run's rows in memory for :func:`extract_files`."""
-
-    format = "memory"
-    persistent = False
-
-    def __init__(self, stacked: bool):
-        super().__init__("<memory>")
-        self.stacked = stacked
-        self.values: list = []
-        self.keys: list[dict] = []
-
-    def encoder(self):
-        return RawEncoder() if self.stacked else _PickleEncoder()
-
-    def check_kind(self, kind, extractor):
-        pass
-
-    def append(self, key, data, shape):
-        if self.width is None and self.stacked:
-            self.width = int(shape[0])
-        self.keys.append(dict(key))
-        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
-        self.rows += 1
-
-    def commit(self, state, entries):
-        pass
-
-
-class _PickleEncoder(Encoder):
-    def encode(self, key, mirror, value):
-        import pickle
-
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _unpickle(data: bytes):
-    import pickle
-
-    return pickle.loads(data)  # produced by our own worker processes
-
-
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
                   resize_mode: str = "stretch", executor: str = "local", ray_address: str | None = None,
                   **params: Any):
@@ -123,18 +80,45 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
         One per row: ``{"path": ...}`` (plus ``frame``/``time`` for video frames).
     failures : list of (path, reason)
     """
-    from . import pipeline, sources
+    from .plan import OutputPlan, Plan, execute
 
-    ext = open_extractor(name, **params)
     paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
-    sink = _MemorySink(stacked=ext.output_kind() == "vector")
-    opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, executor=executor,
-                               ray_address=ray_address)
-    summary = pipeline.run(ext, sources.enumerate_inputs([str(p) for p in paths]), sink, opts)
+    plan = Plan(outputs=(OutputPlan(name, None, params=params, resize=resize, resize_mode=resize_mode),),
+                inputs=tuple(str(p) for p in paths), jobs=jobs, executor=executor, ray_address=ray_address)
+    result = execute(plan)
+    out = result.outputs[0]
+    sink = out.sink
     values = np.stack(sink.values) if sink.stacked and sink.values else sink.values
     if sink.stacked and not sink.values:
         values = np.zeros((0, 0), np.float32)
-    return values, sink.keys, [(f.path, f.reason) for f in summary.failed]
+    return values, sink.keys, [(f.path, f.reason) for f in out.summary.failed]
+
+
+def run(plan=None, /, **fields: Any):
+    """Run a job as the command line does, from a :class:`~featx.plan.Plan`, a recipe file
+    (``featx run`` reads the same TOML) or the plan's fields as keywords::
+
+        featx.run("features.toml")
+        featx.run(inputs=["photos/"], outputs=[{"extractor": "hog", "path": "hog.npy",
+                                                 "resize": (256, 256)}], jobs=2)
+
+    Returns a :class:`~featx.plan.Result` (``result.exit_code``, and each output's
+    ``summary`` and ``sidecar``).  Usage errors raise :class:`~featx.errors.UsageError`;
+    failed inputs are listed in the summaries, not raised.
+    """
+    from .plan import OutputPlan, Plan, execute
+    from .recipe import load_recipe
+
+    if plan is None:
+        outs = tuple(o if isinstance(o, OutputPlan) else OutputPlan(**o) for o in fields.pop("outputs", ()))
+        plan = Plan(outputs=outs, **fields)
+    elif not isinstance(plan, Plan):
+        plan = load_recipe(str(plan))
+        if fields:
+            plan = plan.replace(**fields)
+    elif fields:
+        plan = plan.replace(**fields)
+    return execute(plan)
 
 
 def list_extractors() -> dict[str, str]:

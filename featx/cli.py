@@ -422,7 +422,7 @@ def merge_cmd(ctx: click.Context, output: str, parts: tuple[str, ...], overwrite
     Verified: the shards must come from one command, cover 1..N exactly once,
     be complete and share no input.  Rows are ordered by input path.
     """
-    from .merge import merge
+    from .output.merge import merge
 
     try:
         info = merge(output, parts, overwrite=overwrite)
@@ -447,6 +447,8 @@ class ExtractorGroup(click.Group):
     def get_command(self, ctx, name):
         from . import registry
 
+        if "+" in name and self._build is _build_extract:
+            return _build_multi(name)
         try:
             cls = registry.get(name)
         except FeatxError as exc:
@@ -489,22 +491,10 @@ def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
 
 
-def _build_extract(cls) -> click.Command:
-    def callback(**kwargs):
-        ctx = click.get_current_context()
-        params = _split_params(cls, kwargs)
-        try:
-            _do_extract(ctx, cls, params, **kwargs)
-        except FeatxError as exc:
-            _fail(exc, ctx)
-        except BrokenPipeError:  # click would turn it into exit 1, "some inputs failed"
-            sys.exit(_pipe_closed())
-
-    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
-                        help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
-                             "sorted) or - for paths on stdin.",
-                        short_help=cls.summary)
-    common = [
+def _extract_options(recipe: bool = False) -> list[click.Parameter]:
+    """The options of ``featx extract`` (and, with ``recipe``, those ``featx run`` takes to
+    override a recipe's: no output, format, resize or sidecar, which are per output there)."""
+    opts = [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="PATH",
                      help="Output: NAME.npy, NAME.csv, a folder/ (npy-dir) or - for CSV on stdout."),
@@ -570,159 +560,213 @@ def _build_extract(cls) -> click.Command:
                      help="Also write the end-of-run summary as JSON to FILE (- for stderr)."),
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
-    ]
+        ]
+    if recipe:
+        per_output = {"output", "format", "resize", "resize_mode", "sidecar", "config", "regions"}
+        opts = [o for o in opts if o.name not in per_output]
+    return opts
+
+
+def _build_extract(cls) -> click.Command:
+    def callback(**kwargs):
+        ctx = click.get_current_context()
+        params = _split_params(cls, kwargs)
+        try:
+            _do_extract(ctx, cls, params, **kwargs)
+        except FeatxError as exc:
+            _fail(exc, ctx)
+        except BrokenPipeError:  # click would turn it into exit 1, "some inputs failed"
+            sys.exit(_pipe_closed())
+
+    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
+                        help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
+                             "sorted) or - for paths on stdin.",
+                        short_help=cls.summary)
+    common = _extract_options()
     cmd.params = _with_extractor_options(cls, common)
     return cmd
 
 
-def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
-                max_pixels, max_memory, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
-                summary_json, commit_every, executor, ray_address, regions, video, frames, every, fps, start,
-                end, max_frames, frame_rate):
-    from . import memory, pipeline, provenance, sinks, sources
-    from .extractor import build_params, params_to_dict
+#: click's names of the run options -> the Plan's fields
+_RUN_FIELDS = {"inputs": "inputs", "files_from": "files_from", "null": "null", "regions": "regions",
+               "video": "video", "frames": "frames", "every": "every", "fps": "fps", "start": "start",
+               "end": "end", "max_frames": "max_frames", "frame_rate": "frame_rate", "jobs": "jobs",
+               "max_pixels": "max_pixels", "max_memory": "max_memory", "use_hash": "hash", "prune": "prune",
+               "wait": "wait", "timeout": "timeout", "shard": "shard", "commit_every": "commit_every",
+               "executor": "executor", "ray_address": "ray_address", "overwrite": "overwrite"}
 
-    if regions and (inputs or files_from):
-        raise UsageError("--regions names the inputs itself", "drop the INPUTS arguments, or drop --regions")
-    if not inputs and not files_from and not regions:
-        raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
-    if sum(1 for a in inputs if a == "-") + sum(1 for a in files_from if a == "-") > 1:
-        raise UsageError("stdin (-) can be read only once")
-    sources.check_named(inputs)
-    if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
-        jobs = 0 if executor == "ray" else pipeline.default_jobs()
-    if jobs == 1 and executor == "local":
-        pipeline.setup_worker_process()  # -j N means N cores: no OpenCV threads behind -j 1's back
-    if params.get("threads") == 0 and jobs > 1:  # engines with their own threads: no oversubscription
-        params["threads"] = max(1, pipeline.default_jobs() // jobs)
-    if executor == "ray" and params.get("threads") == 0:
-        params["threads"] = 1  # one Ray worker per CPU
-    extractor = cls(build_params(cls, params))
-    spec = None
-    try:
-        spec = extractor.output_spec(*(resize[::-1] if resize else (480, 640)))
-    except FeatxError as exc:
-        if resize:  # every image would fail the same way: say it once, before any work
-            raise UsageError(f"--resize {resize[0]}x{resize[1]}: {exc.message}", exc.hint) from None
-    sampling = {k: v for k, v in (("every", every), ("fps", fps), ("start", start), ("end", end),
-                                  ("max_frames", max_frames), ("frame_rate", frame_rate)) if v is not None}
-    if sampling:
-        sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
-        if (fps is not None or start is not None or end is not None) and frames and frame_rate is None:
-            raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")
-    temporal = extractor.temporal
-    video_mode = bool(video or frames or sampling or temporal
-                      or any(sources.is_video_name(a) for a in inputs if a != "-"))
-    if regions and video_mode:
-        if temporal:
-            raise UsageError(f"{cls.name} needs consecutive frames; it cannot run on --regions boxes")
-        raise UsageError("--regions names its images and video frames itself",
-                         "drop --video, --frames and the sampling options (--every, --fps, ...)")
-    keys = sources.region_keys(regions) if regions else (sources.VIDEO_KEYS if video_mode else ("path",))
-    sink = sinks.make_sink(output, format, overwrite=overwrite, columns=spec.columns if spec else None,
-                           kind=extractor.output_kind(), key_columns=keys,
-                           labels=spec.labels if spec else None, label_columns=spec.label_columns if spec else ())
-    if max_pixels is None:
-        max_pixels = pipeline.DEFAULT_MAX_PIXELS
-    max_memory = memory.resolve(max_memory, jobs)  # bytes per worker, None: no limit
-    memory.check_resize(resize, extractor, max_memory, max_pixels)
-    opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, max_pixels=max_pixels or None,
-                               max_memory=max_memory or 0,
-                               use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
-                               timeout=timeout, shard=shard, commit_every=commit_every,
-                               executor=executor, ray_address=ray_address, source_options=sampling)
-    stats = sources.Enumeration()
-    if regions:
-        stream = sources.read_regions(regions)
-    else:
-        stream = sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats,
-                                          videos=video_mode, frames=frames or temporal, sequence=temporal)
-    started = provenance.now()
-    options = {"output": output, "format": sink.format, "jobs": jobs,
-               "resize": list(resize) if resize else None, "resize_mode": resize_mode,
-               "max_pixels": max_pixels or None, "max_memory": max_memory, "hash": use_hash, "prune": prune,
-               "timeout": timeout,
-               "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
-               "video": video_mode, "frames": frames, "sampling": sampling}
-    side = sidecar or sink.sidecar_path
 
-    def write_sidecar(summary):
-        details = getattr(extractor, "provenance", None)
-        doc = provenance.record(extractor=cls.name, params=params_to_dict(extractor.params), options=options,
-                                summary=summary, started=started,
-                                extra={"extractor_details": details} if isinstance(details, dict) else None)
-        if side:
-            provenance.write(side, doc)
+def _run_fields(kwargs: dict[str, Any], only_given: click.Context | None = None) -> dict[str, Any]:
+    """The Plan fields of the run options in ``kwargs`` (with ``only_given``: just those set
+    on the command line, which override a recipe's)."""
+    out = {}
+    for name, fld in _RUN_FIELDS.items():
+        if name not in kwargs:
+            continue
+        if only_given is not None:
+            src = only_given.get_parameter_source(name)
+            if src not in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
+                continue
+            if name == "inputs" and not kwargs[name]:
+                continue
+        out[fld] = kwargs[name]
+    return out
 
-    def on_failure(f):
+
+def _do_extract(ctx, cls, params, *, output, format, resize, resize_mode, sidecar, quiet, summary_json,
+                **run):
+    from .plan import OutputPlan, Plan
+
+    out = OutputPlan(cls.name, output, params=params, format=format, resize=resize, resize_mode=resize_mode,
+                     sidecar=sidecar)
+    plan = Plan(outputs=(out,), **_run_fields(run))
+    _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=cls.name)
+
+
+def _build_multi(names: str) -> click.Command:
+    """``featx extract hog+gradients+cnn INPUTS -o feats/``: one pass, one output per extractor."""
+    from .recipe import short_form
+
+    def callback(output, format, resize, resize_mode, sidecar, quiet, summary_json, print_recipe, **run):
+        ctx = click.get_current_context()
+        try:
+            from .plan import Plan
+
+            if sidecar:
+                raise UsageError("--sidecar names one file; each output here keeps its own (OUTPUT.featx.json)")
+            outs = [o.__class__(o.extractor, o.path, format=format, resize=resize, resize_mode=resize_mode)
+                    for o in short_form(names, output)]
+            if format and format != "npy-dir":
+                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0] + "." + format,
+                                    format=format, resize=resize, resize_mode=resize_mode) for o in outs]
+            plan = Plan(outputs=tuple(outs), **_run_fields(run))
+            if print_recipe:
+                from .recipe import to_toml
+
+                click.echo(to_toml(plan), nl=False)
+                return
+            from .plan import build
+
+            build(plan)  # usage errors before the folder is made
+            os.makedirs(output, exist_ok=True)
+            _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=names)
+        except FeatxError as exc:
+            _fail(exc, ctx)
+        except BrokenPipeError:
+            sys.exit(_pipe_closed())
+
+    cmd = click.Command(names, callback=callback, context_settings=CONTEXT,
+                        help=f"Extract {', '.join(names.split('+'))} in one pass: each input is decoded once "
+                             "and each extractor writes its own output, with its default parameters, into the "
+                             "folder -o (NAME.npy; NAME/ for keypoints and maps). Each output is exactly what "
+                             "`featx extract NAME` would write. For other parameters, per-output sizes or "
+                             "formats, write a recipe: --print-recipe prints this job as one for `featx run`.",
+                        short_help="several extractors in one pass")
+    opts = []
+    for o in _extract_options():
+        if o.name == "output":
+            o = click.Option(["-o", "--output"], required=True, metavar="FOLDER/",
+                             help="Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps).")
+        opts.append(o)
+    opts.append(click.Option(["--print-recipe"], is_flag=True,
+                             help="Print this job as a recipe (TOML for `featx run`) instead of running it."))
+    cmd.params = opts
+    return cmd
+
+
+def _build_run() -> click.Command:
+    def callback(recipe, quiet, summary_json, print_recipe, **run):
+        ctx = click.get_current_context()
+        try:
+            from .recipe import load_recipe, to_toml
+
+            plan = load_recipe(recipe)
+            given = _run_fields(run, only_given=ctx)
+            if given:
+                plan = plan.replace(**given)
+            if print_recipe:
+                click.echo(to_toml(plan), nl=False)
+                return
+            _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=os.path.basename(recipe))
+        except FeatxError as exc:
+            _fail(exc, ctx)
+        except BrokenPipeError:
+            sys.exit(_pipe_closed())
+
+    cmd = click.Command("run", callback=callback, context_settings=CONTEXT,
+                        help="Run a recipe: a TOML file with inputs, run options and one [[output]] table per "
+                             "output (extractor, path, its parameters, resize, format). Each input is decoded "
+                             "once for all outputs; each output keeps its own state, lock and sidecar, and is "
+                             "exactly what a separate `featx extract` would write.\n\n"
+                             "INPUTS given here (or - for paths on stdin) replace the recipe's inputs; options "
+                             "given here replace the recipe's values.\n\n\b\nExamples:\n"
+                             "  featx run features.toml\n"
+                             "  featx run features.toml new-photos/ -j 2\n"
+                             "  find . -name '*.jpg' | featx run features.toml -",
+                        short_help="Run a recipe of several outputs in one pass.")
+    cmd.params = [click.Argument(["recipe"], type=click.Path(dir_okay=False)), *_extract_options(recipe=True),
+                  click.Option(["--print-recipe"], is_flag=True,
+                               help="Print the recipe as featx reads it (with every default) instead of running.")]
+    return cmd
+
+
+def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> None:
+    """Run a plan with a progress bar and messages on stderr; exit with its code."""
+    from .plan import execute
+
+    many = len(plan.outputs) > 1
+    bar = None
+
+    def on_failure(f, outs):
         if bar is not None:
             bar.clear()
-        _say(f"error: {f.path}: {f.reason}")
+        which = ""
+        if many and len(outs) < len(plan.outputs):
+            which = " [" + ", ".join(plan.outputs[k].path or plan.outputs[k].extractor for k in outs) + "]"
+        _say(f"error: {f.path}: {f.reason}{which}")
 
-    bar = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
         tqdm.monitor_interval = 0  # no monitor thread: worker processes can be forked safely
-        bar = tqdm(unit="input", file=sys.stderr, desc=cls.name, dynamic_ncols=True, leave=False)
+        bar = tqdm(unit="input", file=sys.stderr, desc=desc, dynamic_ncols=True, leave=False)
     try:
-        summary = pipeline.run(extractor, stream, sink, opts, on_failure=on_failure,
-                               on_note=lambda m: _say(m), progress=bar, on_start=write_sidecar)
-    except pipeline.NoInputs:
-        raise UsageError(_nothing_found(inputs, files_from, regions, stats, video_mode),
-                         "name image files or folders that hold images; nothing was written") from None
+        result = execute(plan, on_failure=on_failure, on_note=lambda m: _say(m), progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    summary.skipped_non_images = stats.skipped_non_images
-    summary.skipped_videos = stats.skipped_videos
-    summary.skipped_special = stats.skipped_special
-    summary.skipped_folder_links = stats.skipped_folder_links
-    try:
-        write_sidecar(summary)
-    except OSError as exc:
-        _say(f"error: cannot write the sidecar {side}: {exc.strerror or exc}")
-        if summary.error is None:
-            summary.error = FeatxError(f"cannot write {side}")
     if summary_json:
         import json
 
-        text = json.dumps({"status": summary.status, **summary.counts(), "output": summary.output})
+        docs = [{"status": r.summary.status, **r.summary.counts(), "output": r.summary.output}
+                for r in result.outputs]
+        text = json.dumps(docs[0] if not many else {"outputs": docs})
         if summary_json == "-":
             click.echo(text, err=True)
         else:
-            sinks.write_atomic(summary_json, text + "\n")
+            from .output.atomic import write_atomic
+
+            write_atomic(summary_json, text + "\n")
     if not quiet:
-        _say(summary_line(summary, output))
-    if summary.error is not None:
-        _fail(summary.error, ctx)
-    if summary.interrupted:
+        for r in result.outputs:
+            _say(summary_line(r.summary, r.plan.path, r.plan.extractor if many else None))
+    errors = [r.summary.error for r in result.outputs if r.summary.error is not None]
+    if errors:
+        _fail(errors[0], ctx)
+    code = result.exit_code
+    if code == int(ExitCode.INTERRUPTED):
         _say("interrupted: what was done is written; run the same command again to finish")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    if summary.failed or summary.partial:
-        n = len(summary.failed) + len(summary.partial)
-        _say(f"{n} input(s) failed in whole or in part; they are listed in {side or 'the messages above'}")
-        sys.exit(int(ExitCode.ITEMS_FAILED))
+    elif code == int(ExitCode.ITEMS_FAILED):
+        n = max(len(r.summary.failed) + len(r.summary.partial) for r in result.outputs)
+        where = ", ".join(r.sidecar for r in result.outputs if r.sidecar) or "the messages above"
+        _say(f"{n} input(s) failed in whole or in part; they are listed in {where}")
+    if code:
+        sys.exit(code)
 
 
-def _nothing_found(inputs, files_from, regions, stats, video_mode) -> str:
-    """``no images in photos/ (3 videos skipped: --video takes them)``"""
-    where = regions or ", ".join([a for a in inputs if a != "-"] + (["stdin"] if "-" in inputs else [])
-                                 + list(files_from)) or "the inputs"
-    what = "videos or images" if video_mode else "images"
-    skipped = []
-    if stats.skipped_videos:
-        n = stats.skipped_videos
-        skipped.append(f"{n} video{'s' if n != 1 else ''} skipped: --video takes them")
-    if stats.skipped_non_images:
-        n = stats.skipped_non_images
-        skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
-    return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
-
-
-def summary_line(summary, output: str) -> str:
+def summary_line(summary, output: str, name: str | None = None) -> str:
     """``12 processed, 340 up to date, 1 failed, ... in 3.2 s -> hog.npy (352, 366444)``"""
-    parts = [f"{summary.processed} processed"]
+    parts = [(f"{name}: " if name else "") + f"{summary.processed} processed"]
     if summary.up_to_date:
         parts.append(f"{summary.up_to_date} up to date")
     if summary.failed:
@@ -789,7 +833,7 @@ def _build_show(cls) -> click.Command:
         try:
             from . import imageops
             from .extractor import build_params
-            from .sinks import write_atomic
+            from .output.atomic import write_atomic
 
             extractor = cls(build_params(cls, params))
             pics = _show_frames(cls, images, frame, resize, resize_mode)
@@ -913,7 +957,6 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
                  overwrite, quiet):
     from . import imageops, sources
     from .encoding import learn_codebook, local_descriptors, save_codebook, supports_codebook
-    from .extractor import build_params
 
     if not inputs and not files_from:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
@@ -924,7 +967,7 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
                          "codebooks are for extractors with keypoint descriptors, such as sift")
     if params.get("encode") not in (None, "none"):
         raise UsageError("a codebook is learnt from raw descriptors: drop --encode")
-    extractor = cls(build_params(cls, params))
+    extractor = cls.create(**params)
     stats = sources.Enumeration()
     failed = 0
     bar = None
@@ -978,6 +1021,7 @@ class _CodebookGroup(ExtractorGroup):
 
 
 cli.add_command(_LazyDetect())
+cli.add_command(_build_run())
 cli.add_command(_CodebookGroup("codebook", build=_build_codebook, context_settings=CONTEXT,
                                help="Learn visual words for --encode: featx codebook sift INPUTS... -k 256 -o cb.npz"))
 cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
@@ -1001,7 +1045,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
     import logging
 
-    from . import pipeline
+    from .engine import process
 
     _quiet_native_libraries()
     handler = logging.StreamHandler(sys.stderr)
@@ -1009,7 +1053,7 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("featx")
     log.addHandler(handler)
     log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
-    pipeline.FORK_OK = True  # this process runs nothing threaded before the pool starts
+    process.FORK_OK = True  # this process runs nothing threaded before the pool starts
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

@@ -598,11 +598,12 @@ def _signature_of(extractor: Any) -> tuple[str, dict, dict, int]:
 def supports_codebook(extractor: Any) -> bool:
     """True if an extractor (class or instance) offers local descriptors to encode.
 
-    Such an extractor has ``describe(image) -> Keypoints`` (its local
-    features whatever its ``encode`` setting), ``descriptor_signature() ->
-    dict`` and ``descriptor_length``.
+    Such an extractor declares ``has_local_descriptors`` (see
+    :class:`featx.extractor.Extractor`): ``describe(image) -> Keypoints`` (its
+    local features whatever its ``encode`` setting), ``descriptor_signature()
+    -> dict`` and ``descriptor_length``.
     """
-    return all(hasattr(extractor, a) for a in ("describe", "descriptor_signature", "descriptor_length"))
+    return bool(getattr(extractor, "has_local_descriptors", False))
 
 
 def local_descriptors(extractor: Any, image: np.ndarray) -> np.ndarray:
@@ -719,7 +720,7 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike) -> None:
         arrays["gmm_weights"] = np.asarray(codebook.gmm_weights, dtype=np.float32)
         arrays["gmm_means"] = np.asarray(codebook.gmm_means, dtype=np.float32)
         arrays["gmm_variances"] = np.asarray(codebook.gmm_variances, dtype=np.float32)
-    from .atomic import sweep_tmp, write_atomic
+    from .output.atomic import sweep_tmp, write_atomic
 
     # a killed earlier save left its temporary file: gone before this one is written
     sweep_tmp(str(path.parent) if str(path.parent) else ".", names=[path.name])

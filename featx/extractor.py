@@ -19,6 +19,7 @@ once per worker from frozen parameters.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 import math
 import types
 import typing
@@ -320,13 +321,54 @@ class Extractor:
     #: decoded image's pixels whatever the working size.
     handles_resize: ClassVar[bool] = False
 
+    #: Optional capabilities.  Each is declared here with its default ("not offered");
+    #: an extractor that offers one sets the flag and overrides the method(s).
+    #:
+    #: * ``streams_batches``: :meth:`extract_stream` overlaps preparing the next batch
+    #:   with running this one (an inference engine); the engine then feeds it batches;
+    #: * ``renders_pairs``: :meth:`render_pair` draws what a temporal extractor computes
+    #:   between two frames (``featx show flow a.png b.png``);
+    #: * ``has_local_descriptors``: :meth:`describe`, :meth:`descriptor_signature` and
+    #:   ``descriptor_length`` give the local descriptors codebooks are learnt from
+    #:   (``featx codebook``);
+    #: * :attr:`provenance`: details worth keeping in the sidecar (a model's checksum).
+    streams_batches: ClassVar[bool] = False
+    renders_pairs: ClassVar[bool] = False
+    has_local_descriptors: ClassVar[bool] = False
+
     def __init__(self, params: Any = None):
         self.params = params if params is not None else build_params(type(self))
 
     @classmethod
     def create(cls, **values: Any) -> Extractor:
-        """Build from keyword parameters, validated like the CLI does."""
+        """Build from keyword parameters (``cell_size`` or ``cell-size``), validated as the
+        command line's options are: the one way featx builds an extractor (the CLI, recipes,
+        the Python API and the workers all come here)."""
         return cls(build_params(cls, values))
+
+    def extract_stream(self, batches: Iterable[list[np.ndarray]]) -> Iterator[list]:
+        """Results of each batch of ``batches``, in order (see ``streams_batches``).
+        The default runs :meth:`extract_batch` on each."""
+        for batch in batches:
+            yield self.extract_batch(batch)
+
+    def render_pair(self, prev: np.ndarray, nxt: np.ndarray, *, arrows: bool = False) -> np.ndarray:
+        """A picture of what is computed from ``prev`` to ``nxt`` (see ``renders_pairs``)."""
+        raise NotImplementedError(f"{self.name} renders one image; give one")
+
+    def describe(self, image: np.ndarray) -> Keypoints:
+        """Local features of ``image`` whatever the output setting (see ``has_local_descriptors``)."""
+        raise NotImplementedError(f"{self.name} has no local descriptors")
+
+    def descriptor_signature(self) -> dict:
+        """What makes two extractors' local descriptors comparable (a codebook records it)."""
+        raise NotImplementedError(f"{self.name} has no local descriptors")
+
+    @property
+    def provenance(self) -> dict | None:
+        """Details of this extractor worth recording in the sidecar (None: nothing beyond
+        its parameters)."""
+        return None
 
     def output_spec(self, height: int, width: int) -> OutputSpec:  # pragma: no cover
         raise NotImplementedError

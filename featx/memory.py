@@ -76,7 +76,7 @@ def default_budget(jobs: int) -> int:
 def resolve(max_memory: int | None, jobs: int) -> int | None:
     """Bytes per worker from a run option: None -> the default for ``jobs``; 0 -> no limit."""
     if max_memory is None:
-        from .pipeline import default_jobs
+        from .engine.process import default_jobs
 
         return default_budget(jobs if jobs and jobs > 0 else default_jobs())
     return max_memory or None
@@ -95,28 +95,46 @@ class MemoryBudget:
     working: Callable[[int, int], int]
     resize: tuple[int, int] | None = None
     output: Callable[[int, int], int] | None = None   # bytes of the encoded result
+    parts: tuple = ()   # (working, resize, output) of each output sharing the decode (a recipe)
 
     @classmethod
     def for_extractor(cls, limit: int, extractor, resize: tuple[int, int] | None = None) -> MemoryBudget:
+        return cls.for_extractors(limit, [(extractor, resize)])
+
+    @classmethod
+    def for_extractors(cls, limit: int, pairs) -> MemoryBudget:
+        """The budget of one decode shared by several ``(extractor, resize)`` outputs, which
+        extract one after the other: the costliest of them counts."""
         # working_memory includes the result; the worker then encodes it: a float32 copy, or
         # CSV text of up to about 16 bytes a value
-        return cls(limit, extractor.working_memory, resize, lambda h, w: 4 * output_bytes(extractor, h, w))
+        parts = tuple((ext.working_memory, resize, (lambda e: lambda h, w: 4 * output_bytes(e, h, w))(ext))
+                      for ext, resize in pairs)
+        first = parts[0]
+        return cls(limit, first[0], first[1], first[2], parts)
 
     def cost(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
              file_bytes: int = 0) -> int:
         """Peak bytes to decode an image of this size and extract from it (an upper bound):
-        the file, the decoded pixels twice (decode + colour conversion), the resized copy,
-        and the extractor's working memory on the image it receives."""
+        the file, the decoded pixels twice (decode + colour conversion), then for the
+        costliest output the resized copy and the extractor's working memory on the image
+        it receives."""
         decoded = width * height * max(channels, 1) * sample_bytes
-        cost = file_bytes + 2 * decoded
-        if self.resize is not None:
-            rw, rh = self.resize
+        parts = self.parts or ((self.working, self.resize, self.output),)
+        return int(file_bytes + 2 * decoded + max(self._part(p, width, height, channels, sample_bytes)
+                                                    for p in parts))
+
+    @staticmethod
+    def _part(part, width: int, height: int, channels: int, sample_bytes: int) -> int:
+        working, resize, output = part
+        cost = 0
+        if resize is not None:
+            rw, rh = resize
             cost += rw * rh * max(channels, 1) * sample_bytes
             height, width = rh, rw
-        cost += self.working(height, width)
-        if self.output is not None:
-            cost += self.output(height, width)
-        return int(cost)
+        cost += working(height, width)
+        if output is not None:
+            cost += output(height, width)
+        return cost
 
     def check(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
               file_bytes: int = 0) -> None:

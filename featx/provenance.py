@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from . import __version__
-from .sinks import write_atomic
+from .output.atomic import write_atomic
 
 _LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "scikit-image", "click", "tqdm",
               "onnxruntime", "onnxruntime-gpu")  # the CUDA build is a distribution of its own

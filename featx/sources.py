@@ -59,6 +59,7 @@ class Input:
     committed: bool = False  # rows of it are in the output from an earlier run (set by the pipeline)
     error: str | None = None   # why this input fails (kind "error"): reported like any failed input
     canonical: bool = False  # ``path`` is known to be canonical already (found by a walk from a resolved root)
+    wants: tuple[int, ...] | None = None  # the outputs of the run that need it (None: all; set by the engine)
 
 
 class Canonical:
@@ -110,6 +111,19 @@ def mirror_path(path: str, base: str | None = None) -> str:
     elif rel.split(os.sep, 1)[0] == "_abs":
         rel = os.path.join("_rel", rel)  # keep "_abs" free for outside paths
     return rel
+
+
+def rebase_mirror(mirror: str, old: str | None, new: str) -> str:
+    """A mirror path made by :func:`mirror_path` against the folder ``old``, made again
+    against ``new`` (one run writing two ``npy-dir`` outputs in different folders)."""
+    head, _, rest = mirror.partition(os.sep)
+    if head == "_abs" and rest:
+        path = os.sep + rest
+    elif head == "_rel" and rest:
+        path = os.path.join(old or os.getcwd(), rest)
+    else:
+        path = os.path.join(old or os.getcwd(), mirror)
+    return mirror_path(path, new)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
 
     import cv2
 
-    from featx import cli, pipeline, sources
+    from featx import cli, sources
+    from featx.engine import process as pipeline
 
     log = logging.getLogger("featx")
     saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),

@@ -159,7 +159,7 @@ def test_state_link_in_npy_dir_is_not_followed(tmp_path):
 
 KILL_AT = r"""
 import os, signal, sys
-import featx.state as s
+import featx.output.state as s
 WHEN = os.environ["KILL_WHEN"]
 record = s.State.record
 def at(self, *a, **k):  # a kill -9 arriving around the compaction's one state transaction
@@ -289,13 +289,13 @@ def test_full_disk_during_compaction_leaves_no_temporary_file(tmp_path, small_di
 
 INT_AT_CLOSE = r"""
 import sys
-import featx.pipeline as pl
-orig = pl._ProcessPool.close
+import featx.engine.executors as pl
+orig = pl.ProcessPool.close
 def close(self, cancel=False):  # Ctrl-C (or cron's SIGTERM) arriving while the pool shuts down
     orig(self, cancel)
     if not cancel:
         raise KeyboardInterrupt
-pl._ProcessPool.close = close
+pl.ProcessPool.close = close
 from featx.cli import main
 sys.argv[0] = "featx"
 main()

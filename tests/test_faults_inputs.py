@@ -328,7 +328,8 @@ def rss():
     return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
 
 name, params, w, h, photo = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-from featx import pipeline, registry
+from featx import registry
+from featx.engine import process as pipeline
 from featx.extractor import build_params
 pipeline.setup_worker_process()          # as in a worker: tuned allocator, one OpenCV thread
 import cv2
@@ -396,20 +397,21 @@ def test_gabor_declaration_counts_its_kernel_spectrum_cache():
 _WORKER = r'''
 import gc, json, sys
 name, params, path, resize = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-from featx import pipeline, registry, sources
+from featx import registry, sources
+from featx.engine import process as pipeline, worker as W
 from featx.memory import MemoryBudget
-from featx.sinks import RawEncoder
+from featx.output.sinks import RawEncoder
 pipeline.setup_worker_process()
 size = tuple(int(v) for v in resize.split("x")) if resize else None
-job = pipeline.Job(target=registry.target_of(registry.get(name)), params=params, resize=size,
-                   encoder=RawEncoder(), max_memory=1 << 40)
-worker = pipeline._Worker(job)
+job = W.Job(tasks=(W.Task(target=registry.target_of(registry.get(name)), params=params, resize=size,
+                          encoder=RawEncoder()),), max_memory=1 << 40)
+worker = W.Worker(job)
 data = sources.read_regular_file(path)
 hdr = sources.read_header(data)
 del data
 budget = MemoryBudget.for_extractor(1 << 40, worker.extractor, size)
 estimate = budget.cost(hdr.width, hdr.height, hdr.channels, hdr.sample_bytes, __import__("os").path.getsize(path))
-worker.run_one(sources.Input("warmup.png"), lambda b: None)      # imports, no image
+worker.run([sources.Input("warmup.png")], [lambda b: None])      # imports, no image
 gc.collect()
 def rss():
     with open("/proc/self/status") as f:
@@ -419,7 +421,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 base, _ = rss()
 out = []
-recs = worker.run_one(sources.Input(path), out.append)
+recs = worker.run([sources.Input(path)], [out.append])[0][0]
 _, peak = rss()
 assert recs and recs[0].error is None, recs
 print(json.dumps({"growth": peak - base, "estimate": estimate}))

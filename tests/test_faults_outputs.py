@@ -366,7 +366,7 @@ def test_a_garbage_state_file_is_named_with_the_way_out(tmp_path):
 
 KILL_IN_WRITE = r"""
 import os, signal, sys
-import featx.atomic as a
+import featx.output.atomic as a
 
 def wrap(real):
     def killed(path, data, **kw):  # kill -9 in the middle of writing a whole file, before its rename
@@ -380,7 +380,7 @@ def wrap(real):
         return real(path, data, **kw)
     return killed
 
-for mod in ("featx.atomic", "featx.merge", "featx.encoding"):
+for mod in ("featx.output.atomic", "featx.output.merge", "featx.encoding"):
     __import__(mod)
     m = sys.modules[mod]
     for fn in ("write_atomic", "write_file"):

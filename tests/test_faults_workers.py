@@ -303,7 +303,7 @@ def test_a_live_or_foreign_holder_is_never_taken_over(plug, small, marks, tmp_pa
 
 RACER = textwrap.dedent('''
     import sys, time
-    from featx import lock as L
+    from featx.output import lock as L
     path, at = sys.argv[1], float(sys.argv[2])
     find = getattr(L, "orphans_holding", None)
     def slow_find(st):           # widen the window between "the holder is dead" and the rename
@@ -365,7 +365,7 @@ def test_forked_worker_never_holds_the_lock(plug, tmp_path):
     holder's own process has the lock file open."""
     script = textwrap.dedent('''
         import os, sys
-        from featx.lock import OutputLock
+        from featx.output.lock import OutputLock
         lk = OutputLock(sys.argv[1]); lk.acquire()
         st = os.fstat(lk.fd)
         def opens_it(pid):

@@ -244,7 +244,7 @@ def test_descriptor_matches_reference(grid, bins, threshold, step, norm, mbh):
     field[5:15, 5:20] *= 0.1
     field[:, 30:, 0] += 2.0
     ext = Flow.create(grid=grid, bins=bins, threshold=threshold, step=step, norm=norm, mbh=mbh)
-    got = ext.describe(field)
+    got = ext.describe_field(field)
     want = reference_descriptor(field, grid, bins, threshold, step, norm, mbh)
     assert got.dtype == np.float32
     assert got.shape == ext.output_spec(37, 45).shape == want.shape
@@ -260,7 +260,7 @@ def test_descriptor_closed_form():
     field[:, 4:] = (math.cos(a), math.sin(a))                # half bin 0, half bin 1
     field[:2, 4:] = 0.0                                       # still
     ext = Flow.create(grid=(1, 2), bins=8, threshold=0.5, step=1, norm="none")
-    vec = ext.describe(field)
+    vec = ext.describe_field(field)
     left, right = vec[:9], vec[9:18]
     np.testing.assert_allclose(left, [2, 0, 0, 0, 0, 0, 0, 0, 0], atol=1e-6)
     # right cell: 24 of 32 pixels move with magnitude 1, half in bin 0, half in bin 1
@@ -271,7 +271,7 @@ def test_descriptor_closed_form():
     np.testing.assert_allclose(mag_mean, (32 * 2 + 24) / 64, rtol=1e-5)
     np.testing.assert_allclose([p50, p90, p99], np.percentile(
         np.r_[np.full(32, 2.0), np.ones(24), np.zeros(8)], [50, 90, 99]), rtol=1e-5)
-    l1 = Flow.create(grid=(1, 2), bins=8, threshold=0.5, step=1).describe(field)
+    l1 = Flow.create(grid=(1, 2), bins=8, threshold=0.5, step=1).describe_field(field)
     np.testing.assert_allclose(l1[9:18], [0.375, 0.375, 0, 0, 0, 0, 0, 0, 0.25], atol=2e-4)
     np.testing.assert_allclose(l1[:9].sum(), 1.0, rtol=1e-6)
 
@@ -280,7 +280,7 @@ def test_mbh_sees_a_motion_boundary_not_uniform_motion():
     field = np.zeros((48, 48, 2), np.float32)
     field[:, 24:, 0] = 3.0        # a vertical boundary: dx jumps by 3 across x = 24
     ext = Flow.create(grid=(1, 2), bins=8, mbh=True, step=1, norm="none")
-    vec = ext.describe(field)
+    vec = ext.describe_field(field)
     cols = ext.output_spec(48, 48).columns
     mbhx = vec[[i for i, c in enumerate(cols) if c.startswith("mbhx")]].reshape(2, 8)
     mbhy = vec[[i for i, c in enumerate(cols) if c.startswith("mbhy")]]
@@ -290,7 +290,7 @@ def test_mbh_sees_a_motion_boundary_not_uniform_motion():
     # the Sobel edge of a step of 3 spans two pixels of 1.5/px: total = 3 per row
     np.testing.assert_allclose(mbhx[:, 0].sum() * 24, 3.0, rtol=1e-5)
     uniform = np.full((48, 48, 2), 1.5, np.float32)
-    vec = ext.describe(uniform)
+    vec = ext.describe_field(uniform)
     assert np.abs(vec[[i for i, c in enumerate(cols) if c.startswith("mbh")]]).max() == 0
 
 
@@ -299,8 +299,8 @@ def test_step_changes_little_on_real_flow(sample):
     f0, f1, _ = warped_pair(sample("coffee.jpg"), theta_deg=1.0, shift=(1.0, 0.5))
     full = Flow.create(step=1, mbh=True)
     field = full.compute(f0, f1)
-    a = full.describe(field)
-    b = Flow.create(step=4, mbh=True).describe(field)
+    a = full.describe_field(field)
+    b = Flow.create(step=4, mbh=True).describe_field(field)
     hof = slice(0, 81)
     assert np.abs(a[hof] - b[hof]).max() < 0.02
     np.testing.assert_allclose(a[-6:], b[-6:], rtol=0.03, atol=0.02)
@@ -349,7 +349,7 @@ def test_output_spec_and_columns():
         spec = ext.output_spec(120, 160)
         assert spec.kind == "vector" and spec.shape == (n,) and len(spec.columns) == n
         assert len(set(spec.columns)) == n
-        vec = ext.describe(np.ones((120, 160, 2), np.float32))
+        vec = ext.describe_field(np.ones((120, 160, 2), np.float32))
         assert vec.shape == (n,)
     with pytest.raises(ParamError):
         Flow.create(grid=(64, 64)).output_spec(40, 40)

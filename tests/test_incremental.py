@@ -154,7 +154,7 @@ def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
 
 @pytest.mark.slow
 def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
-    from featx.lock import OutputLock
+    from featx.output.lock import OutputLock
 
     src = make_folder(tmp_path / "in", 2)
     out = tmp_path / "h.npy"

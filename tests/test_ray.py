@@ -104,6 +104,26 @@ def output_files(out: Path) -> dict[str, bytes]:
             if not p.name.endswith(".featx.json")}
 
 
+def test_a_recipe_on_ray_writes_what_it_writes_locally(tmp_path, cluster):
+    """Three outputs (npy, csv, npy-dir) in one pass on Ray actors, with a crash that the
+    actors retry: the same bytes as the recipe run locally with -j 1."""
+    src = photos(tmp_path / "in", 10)
+    outs = [("hog", "h.npy", "64x48"), ("gradients", "g.csv", "96x64"), ("gradients", "d/", "32x32")]
+    for where in ("local", "ray"):
+        (tmp_path / where).mkdir()
+        lines = [f'inputs = ["{src}"]']
+        for name, fname, size in outs:
+            lines += ["[[output]]", f'extractor = "{name}"', f'path = "{where}/{fname}"', f'resize = "{size}"']
+        (tmp_path / f"{where}.toml").write_text("\n".join(lines) + "\n")
+    r = featx("run", tmp_path / "local.toml", "-j", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    r = featx("run", tmp_path / "ray.toml", "-j", "2", "-q", "--executor", "ray", "--ray-address", cluster["address"])
+    assert r.returncode == 0, r.stderr
+    for _, fname, _ in outs:
+        expected = output_files(tmp_path / "local" / fname.rstrip("/"))
+        assert expected and output_files(tmp_path / "ray" / fname.rstrip("/")) == expected, fname
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["npy", "csv", "npy-dir"])
 def test_output_is_byte_identical_to_a_local_run(tmp_path, cluster, fmt):
@@ -165,7 +185,9 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
     hangs past --timeout, fails alone; everything else is written, in order."""
     import cv2
 
-    from featx import pipeline, registry, sinks, sources
+    from featx import registry, sources
+    from featx.engine import loop as pipeline
+    from featx.output import sinks
 
     src = tmp_path / "in"
     src.mkdir()
@@ -173,13 +195,14 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
     widths = (("a", 40), ("b-hang", 33), ("c", 41), ("d-crash", 34), ("e", 42), ("f-once", 35), ("g", 43))
     for name, w in widths:
         cv2.imwrite(str(src / f"{name}.png"), img[:30, :w])
-    ext = pipeline.build_extractor(registry.load_target("flaky_ext:Flaky"))
+    ext = registry.load_target("flaky_ext:Flaky").create()
     out = tmp_path / "t.csv"
     sink = sinks.make_sink(str(out), None)
     failures = []
     opts = pipeline.RunOptions(jobs=2, chunk=1, timeout=2.0, executor="ray")
     t = time.monotonic()
-    summary = pipeline.run(ext, sources.enumerate_inputs([str(src)]), sink, opts, on_failure=failures.append)
+    (summary,) = pipeline.run([pipeline.Target(ext, sink)], sources.enumerate_inputs([str(src)]), opts,
+                              on_failure=lambda f, outs: failures.append(f))
     assert time.monotonic() - t < 45
     why = {Path(f.path).stem: f.reason for f in failures}
     assert why == {"b-hang": "timed out after 2 s", "d-crash": "the worker process crashed on this input"}
@@ -194,7 +217,7 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
 
 def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
     from featx.errors import UsageError
-    from featx.ray_executor import import_ray
+    from featx.engine.ray import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
     with pytest.raises(UsageError) as e:
@@ -214,16 +237,19 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
-    from featx import pipeline, registry, sinks, sources
+    from featx import registry, sources
+    from featx.engine import loop as pipeline
+    from featx.output import sinks
     from featx.errors import FeatxError
 
     monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
-    ext = pipeline.build_extractor(registry.load_target("flaky_ext:Picky"))
+    ext = registry.load_target("flaky_ext:Picky").create()
     src = photos(tmp_path / "in", 3)
     sink = sinks.make_sink(str(tmp_path / "p.csv"), None)
     t = time.monotonic()
     with pytest.raises(FeatxError) as e:
-        pipeline.run(ext, sources.enumerate_inputs([str(src)]), sink, pipeline.RunOptions(jobs=2, executor="ray"))
+        pipeline.run([pipeline.Target(ext, sink)], sources.enumerate_inputs([str(src)]),
+                     pipeline.RunOptions(jobs=2, executor="ray"))
     assert time.monotonic() - t < 30
     assert "picky_dependency" in e.value.message and "every node" in e.value.hint
     assert not (tmp_path / "p.csv").exists()
@@ -236,27 +262,27 @@ def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):
     from featx import registry, sources
     from featx.api import open_extractor
     from featx.extractor import params_to_dict
-    from featx.pipeline import Job, _Worker
-    from featx.ray_executor import _RayWorker
-    from featx.sinks import RawEncoder
+    from featx.engine.worker import Job, Task, Worker as _Worker
+    from featx.engine.ray import _RayWorker
+    from featx.output.sinks import RawEncoder
 
     src = photos(tmp_path / "in", 3)
     ex = open_extractor("hog")
-    job = Job(target=registry.target_of(type(ex)), params=params_to_dict(ex.params), resize=(96, 64),
-              encoder=RawEncoder())
+    job = Job(tasks=(Task(target=registry.target_of(type(ex)), params=params_to_dict(ex.params), resize=(96, 64),
+                          encoder=RawEncoder()),))
     actor = object.__new__(_RayWorker)  # without its process set-up (one thread, allocator)
     actor.worker = _Worker(job)
     inputs = [sources.Input(str(p)) for p in sorted(src.iterdir())]
 
     (tmp_path / "spool").mkdir()
-    recs, spool, _ = actor.run(inputs, str(tmp_path / "spool" / "ray-1.bin"))
-    assert spool == str(tmp_path / "spool" / "ray-1.bin")
+    (recs,), (spool,), _ = actor.run(inputs, str(tmp_path / "spool" / "ray-1.bin"))
+    assert spool == str(tmp_path / "spool" / "ray-1.bin.0")   # output 0's rows
     on_disk = Path(spool).read_bytes()
     sizes = [r.nbytes for rs in recs for r in rs]
     assert len(sizes) == 3 and all(n > 0 for n in sizes) and len(on_disk) == sum(sizes)
 
     for where in (str(tmp_path / "not-here" / "ray-2.bin"), None):  # another node's folder, or none
-        recs2, arrays, _ = actor.run(inputs, where)
+        (recs2,), (array,), _ = actor.run(inputs, where)
         assert [r.nbytes for rs in recs2 for r in rs] == sizes
-        assert b"".join(a.tobytes() for a in arrays) == on_disk
+        assert array.tobytes() == on_disk
     assert not (tmp_path / "not-here").exists()

@@ -6,10 +6,10 @@ import csv
 import numpy as np
 import pytest
 
-from featx import sinks
+from featx.output import npyformat, sinks
 from featx.errors import OutputError
 from featx.extractor import Keypoints
-from featx.state import Entry, State
+from featx.output.state import Entry, State
 
 
 def _feed(sink, rows, state=None):
@@ -33,7 +33,7 @@ def test_npy_header_is_valid_for_any_count(tmp_path):
     info = _feed(sinks.NpySink(str(out)), rows)
     m = np.load(out)
     assert info["shape"] == [1000, 7] and np.array_equal(m, np.stack([v for _, v in rows]))
-    assert len(sinks.npy_header(10**15, 10**9)) == len(sinks.npy_header(0, 0)) == 128
+    assert len(npyformat.npy_header(10**15, 10**9)) == len(npyformat.npy_header(0, 0)) == 128
     with open(tmp_path / "x.index.csv", newline="") as fh:
         idx = list(csv.reader(fh))
     assert idx[0] == ["row", "path"] and idx[1000] == ["999", "p999"]

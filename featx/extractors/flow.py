@@ -129,6 +129,7 @@ class Flow(Extractor):
     name = "flow"
     summary = "dense optical flow: HOF/MBH descriptors or the raw flow field"
     temporal = True
+    renders_pairs = True
 
     @dataclass(frozen=True)
     class Params:
@@ -236,7 +237,7 @@ class Flow(Extractor):
         field = self.compute(prev, gray)
         if self.params.result == "field":
             return field
-        return self.describe(field)
+        return self.describe_field(field)
 
     def working_memory(self, height: int, width: int) -> int:
         """Per frame pair: the previous frame, the flow's pyramids and the field, then the
@@ -364,7 +365,7 @@ class Flow(Extractor):
             d = np.sqrt((h * h).sum(axis=1, keepdims=True))
         return h / np.maximum(d, 1e-12)
 
-    def describe(self, field: np.ndarray) -> np.ndarray:
+    def describe_field(self, field: np.ndarray) -> np.ndarray:
         """The descriptor (float32 ``(D,)``) of a flow field ``(H, W, 2)``."""
         import cv2
 

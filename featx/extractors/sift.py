@@ -148,6 +148,7 @@ class SIFT(Extractor):
     """
 
     name = "sift"
+    has_local_descriptors = True
     summary = "SIFT keypoints + 128-d descriptors, dense SIFT, BoVW/VLAD/Fisher encodings"
     descriptor_length = DESCRIPTOR_LENGTH
 

@@ -87,6 +87,7 @@ class CNN(Extractor):
 
     name: ClassVar[str] = "cnn"
     fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
+    streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")
     summary: ClassVar[str] = ("CNN embedding (EfficientNet-Lite0, ImageNet; or any ONNX model): "
                               "1280-d pooled features, logits or top-k classes")

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from typing import IO
 
-from .errors import ExitCode, FeatxError
+from ..errors import ExitCode, FeatxError
 
 TMP_MARK = ".featx-tmp-"
 
@@ -232,7 +232,7 @@ def is_stale_tmp(name: str) -> bool:
     if i < 0:
         return False
     tail = name[i + len(TMP_MARK):]
-    from .lifeline import alive
+    from ..engine.lifeline import alive
 
     return tail.isdigit() and not alive(int(tail), None)  # featx's own names end in the writer's pid
 

@@ -1,12 +1,12 @@
 """``--executor ray``: run extraction on a Ray cluster (``pip install 'featx[ray]'``).
 
-The executor has the same interface as the local ones in :mod:`featx.pipeline`:
+The executor has the same interface as the local ones in :mod:`featx.engine.executors`:
 ``results(inputs)`` yields ``(inputs, per-input records, payload)`` in input
 order, and ``close(cancel)`` stops it.  Only the place where features are
 computed changes:
 
 * one Ray **actor** per CPU (``-j N``: N actors) builds the extractor once
-  (a :class:`featx.pipeline._Worker`) and then runs batches of inputs.  An
+  (a :class:`featx.engine.worker.Worker`) and then runs batches of inputs.  An
   actor is given paths, not pixels, and returns the small records; the
   encoded output bytes go to a spool file in the run's spool folder (beside
   the output, as for local workers) when the actor can see that folder (same
@@ -41,7 +41,7 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
-from .errors import FeatxError, UsageError
+from ..errors import FeatxError, UsageError
 
 #: Aim for tasks of about this many seconds of compute.
 BATCH_SECONDS = 0.25
@@ -115,45 +115,39 @@ def _unreachable(address: str) -> str | None:
 
 
 class _RayWorker:
-    """The body of one actor: a :class:`featx.pipeline._Worker` kept for the actor's life."""
+    """The body of one actor: a :class:`featx.engine.worker.Worker` kept for the actor's life."""
 
     def __init__(self, job, cwd: str | None, main: tuple | None = None):
         from .lifeline import die_with
-        from .pipeline import _Worker, setup_worker_process
+        from .process import setup_worker_process
+        from .worker import Worker
 
         # a private local Ray's actors end with the driver at once (Ray's own reaper takes
         # a second or two); ``main`` is None on a cluster, where the driver's pid means nothing
         die_with(main, pdeathsig=False)  # the raylet is the parent here: a watchdog thread only
-        # as featx.pipeline._init_worker (less its signal handling, which is Ray's business here)
+        # as featx.engine.worker.init_worker (less its signal handling, which is Ray's business here)
         setup_worker_process()
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)  # relative input paths mean the same as on the driver (shared storage)
-        self.worker = _Worker(job)
+        self.worker = Worker(job)
 
     def ping(self) -> int:
         return os.getpid()
 
     def run(self, inputs, spool: str | None = None):
-        """The records of each input, and their encoded bytes: written to ``spool`` when this
-        node can see the folder it names (the driver made it, so it exists here only on the
-        driver's node or on shared storage), the spool's path is then returned; else, per input,
-        a uint8 array (it goes into the object store without pickling and is read there without
-        a copy; no big joined buffer, which would be one more allocation and copy per batch)."""
+        """The records of each output and input, and each output's encoded bytes: written to
+        ``spool.K`` files when this node can see the folder ``spool`` names (the driver made it,
+        so it exists here only on the driver's node or on shared storage), their paths are then
+        returned; else one uint8 array per output (it goes into the object store without
+        pickling and is read there without a copy)."""
         import numpy as np
 
         t0 = time.perf_counter()
         if spool is not None and os.path.isdir(os.path.dirname(spool)):
-            with open(spool, "wb") as fh:
-                records = self.worker.run(inputs, fh.write)
-            return records, spool, time.perf_counter() - t0
-        parts: list[bytes] = []
-        records = self.worker.run(inputs, parts.append)  # one write per record with bytes, in order
-        it = iter(parts)
-        data = []
-        for recs in records:
-            mine = [next(it) for r in recs if r.error is None and r.nbytes]
-            data.append(np.frombuffer(mine[0] if len(mine) == 1 else b"".join(mine), dtype=np.uint8))
-        return records, data, time.perf_counter() - t0
+            records, paths = self.worker.run_to_spool(inputs, spool)
+            return records, paths, time.perf_counter() - t0
+        records, data = self.worker.run_to_bytes(inputs)
+        return records, [np.frombuffer(d, dtype=np.uint8) for d in data], time.perf_counter() - t0
 
 
 class _Slot:
@@ -168,7 +162,7 @@ class _Slot:
 
 
 class RayExecutor:
-    """Run a :class:`featx.pipeline.Job` on Ray actors; see the module docstring.
+    """Run a :class:`featx.engine.worker.Job` on Ray actors; see the module docstring.
 
     ``opts.ray_address`` (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``)
     joins an existing cluster; without it a local Ray is started with
@@ -206,7 +200,7 @@ class RayExecutor:
             self.close(cancel=True)
             raise
         # at least --chunk inputs, and at least one of the extractor's own batches
-        self.min_batch = max(1, opts.chunk, int(job.params.get("batch_size", 1) or 1))
+        self.min_batch = max([1, opts.chunk] + [int(t.params.get("batch_size", 1) or 1) for t in job.tasks])
         self.batch = self.min_batch
         self._per_input_s: float | None = None
         self._per_input_bytes: float | None = None
@@ -344,17 +338,17 @@ class RayExecutor:
                 for inp in head.inputs:
                     yield self._isolated(inp)
                 continue
-            if isinstance(data, str):  # a spool file
-                nbytes = sum(r.nbytes for recs in records for r in recs if r.error is None)
+            if data and isinstance(data[0], str):  # spool files
+                nbytes = sum(r.nbytes for out in records for recs in out for r in recs if r.error is None)
                 self._learn(len(head.inputs), seconds, nbytes)
-                if not os.path.exists(data):  # pragma: no cover - a file system that lost it
-                    raise FeatxError(f"a Ray worker's spool file {data} is missing",
-                                     hint="write the output to a folder every node sees the same way")
+                for path in data:
+                    if not os.path.exists(path):  # pragma: no cover - a file system that lost it
+                        raise FeatxError(f"a Ray worker's spool file {path} is missing",
+                                         hint="write the output to a folder every node sees the same way")
                 yield head.inputs, records, data
                 continue
             self._learn(len(head.inputs), seconds, sum(len(d) for d in data))
-            for inp, recs, d in zip(head.inputs, records, data):
-                yield [inp], [recs], memoryview(d)
+            yield head.inputs, records, [memoryview(d) for d in data]
 
     def _stuck(self, head: _Slot, window) -> None:
         """``head`` ran past the timeout: replace its actor, move its queued batches to the new one."""
@@ -382,7 +376,7 @@ class RayExecutor:
 
     def _isolated(self, inp):
         """Run one input alone; what kills its worker every time, or hangs, becomes a failed record."""
-        from .pipeline import Record
+        from .executors import failed
 
         ray = self.ray
         why = "the worker process crashed on this input"
@@ -390,7 +384,7 @@ class RayExecutor:
             actor = self._spare_actor()
             try:
                 records, data, _ = ray.get(actor.run.remote([inp]), timeout=self.timeout)
-                return [inp], records, memoryview(data[0])
+                return [inp], records, [memoryview(d) for d in data]
             except ray.exceptions.GetTimeoutError:
                 ray.kill(actor, no_restart=True)
                 self._spare = None
@@ -401,7 +395,7 @@ class RayExecutor:
                 break
             except ray.exceptions.RayError:
                 continue  # its process died: Ray restarts it; try once more
-        return [inp], [[Record({"path": inp.path}, error=why)]], b""
+        return failed(self.job, inp, why)
 
     def close(self, cancel: bool = False) -> None:
         if self.closed:

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
-from .errors import OutputError
+from ..errors import OutputError
 
 #: 2: inputs keyed by canonical absolute path as bytes (featx 0.2); 1 (no mark): as typed, text
 SCHEMA_VERSION = 2

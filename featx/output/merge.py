@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from . import provenance, sinks
+from .. import provenance
+from . import sinks
 from .atomic import sweep_tmp, tmp_name, write_file
-from .errors import OutputError, UsageError
+from .npyformat import NPY_HEADER_LEN, header_rows, record_tail, write_whole
+from ..errors import OutputError, UsageError
 from .lock import OutputLock
 from .state import Entry, Identity, State
 
@@ -65,7 +67,7 @@ def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
     rows = st.get("rows", 0)
     if why is None and s.format == "npy":
         with open(s.output, "rb") as fh:
-            shown = sinks._header_rows(fh.read(sinks.NPY_HEADER_LEN))
+            shown = header_rows(fh.read(NPY_HEADER_LEN))
         with open(s.index_path, "rb") as fh:
             lines = sum(1 for _ in sinks.csv_records(fh)) - 1
         if shown != rows or lines != rows:
@@ -174,24 +176,24 @@ def _read_index(path: str) -> list[list[str]]:
 def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
     if dst.format == "npy":
         mats = [np.load(s.output, mmap_mode="r") for s in srcs]
-        idx = [_read_index(s.index_path) for s in srcs]
+        idx = []
+        for s in srcs:
+            with open(s.index_path, "rb") as fh:
+                idx.append(list(sinks.csv_records(fh)))
         total = sum(t[4] for t in items)
 
-        def index(ih):
-            ih.write(sinks.to_bytes(sinks.csv_line(idx[0][0])))
-            row = 0
+        def chunks():
+            for _, _, k, row0, nrows, _, _, _ in items:
+                yield np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes()
+
+        def tails():
             for _, _, k, row0, nrows, _, _, _ in items:
                 for r in range(row0, row0 + nrows):
-                    ih.write(sinks.to_bytes(sinks.csv_line([str(row)] + idx[k][1 + r][1:])))
-                    row += 1
+                    yield record_tail(idx[k][1 + r])
 
-        def data(fh):
-            fh.write(sinks.npy_header(total, width or 0))
-            for _, _, k, row0, nrows, _, _, _ in items:
-                fh.write(np.ascontiguousarray(mats[k][row0:row0 + nrows]).tobytes())
-
-        lengths = {"rows": total, "width": width, "index_len": write_file(tmp_name(dst.index_path), index),
-                   "data_len": write_file(tmp_name(dst.output), data)}
+        data_len, index_len = write_whole(tmp_name(dst.output), tmp_name(dst.index_path), total, width or 0,
+                                          idx[0][0], chunks(), tails())
+        lengths = {"rows": total, "width": width, "index_len": index_len, "data_len": data_len}
         return {"renames": [(tmp_name(dst.output), dst.output), (tmp_name(dst.index_path), dst.index_path)],
                 "lengths": lengths, "output": {"path": dst.output, "index": dst.index_path, "format": "npy",
                                                "shape": [total, width or 0]}}

@@ -36,8 +36,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import lifeline
-from .errors import ExitCode, FeatxError
+from ..engine import lifeline
+from ..errors import ExitCode, FeatxError
 
 
 class LockedError(FeatxError):

@@ -31,8 +31,9 @@ import numpy as np
 
 from .atomic import OutputWriteError, disk_error, file_size_under, is_disk_error, open_dir, remove_under, \
     tmp_name, write_atomic, write_file, write_under
-from .errors import FeatxError, OutputError
-from .extractor import Keypoints
+from ..errors import FeatxError, OutputError
+from ..extractor import Keypoints
+from .npyformat import NPY_HEADER_LEN, header_rows, index_record, npy_header, record_tail, write_whole
 
 FORMATS = ("csv", "npy", "npy-dir")
 __all__ = ["make_sink", "infer_format", "write_atomic", "tmp_name", "Sink", "Encoder"]
@@ -764,17 +765,6 @@ class _Writer:
         self.thread.join()
 
 
-NPY_HEADER_LEN = 128
-
-
-def npy_header(rows: int, cols: int) -> bytes:
-    """A version 1.0 ``.npy`` header of fixed length for a C-order float32 matrix."""
-    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-    pad = NPY_HEADER_LEN - 10 - len(text) - 1
-    return b"\x93NUMPY\x01\x00" + (NPY_HEADER_LEN - 10).to_bytes(2, "little") + \
-        (text + " " * pad + "\n").encode("latin1")
-
-
 class NpySink(_StackedSink):
     """Stacked float32 ``(N, D)`` matrix, plus ``<name>.index.csv`` (row, key columns).
 
@@ -813,8 +803,8 @@ class NpySink(_StackedSink):
         with open(self.output, "rb") as fh:
             head = fh.read(NPY_HEADER_LEN)
         width = state.get("width")
-        if head[:NPY_HEADER_LEN - 1] != npy_header(_header_rows(head), width or 0)[:NPY_HEADER_LEN - 1] \
-                or _header_rows(head) > state.get("rows", 0):
+        if head[:NPY_HEADER_LEN - 1] != npy_header(header_rows(head), width or 0)[:NPY_HEADER_LEN - 1] \
+                or header_rows(head) > state.get("rows", 0):
             return f"{self.output} has a header featx did not write (replaced since its last run?)"
         committed, tail = state.get("index_len"), _tail(state)
         try:
@@ -847,7 +837,7 @@ class NpySink(_StackedSink):
         self._set_header(self.rows, self.width)  # a crash may have left the header behind its commit
 
     def append(self, key, data, shape):
-        self._pending.append(to_bytes(csv_line([str(self.rows), *key_text(key, self.key_columns)])))
+        self._pending.append(index_record(self.rows, to_bytes(csv_line(key_text(key, self.key_columns)))))
         super().append(key, data, shape)
 
     def prepare_commit(self):
@@ -894,14 +884,6 @@ def _tail(state) -> bytes:
     return (state.get("index_tail") or "").encode("latin-1")
 
 
-def _header_rows(head: bytes) -> int:
-    """The row count of a featx ``.npy`` header (-1 if it is not one)."""
-    import re
-
-    m = re.search(rb"'shape': \((\d+), \d+\)", head)
-    return int(m.group(1)) if m else -1
-
-
 def _live_ranges(state) -> list[tuple[int, int]]:
     rng = []
     for _, row0, n in state.live_rows(rowids=True):
@@ -930,27 +912,26 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
     sink._drain()
     _fsync(sink._fh)
 
-    def text(dst):
-        with open(text_path, "rb") as src:
+    def kept(path: str, skip: int):
+        with open(path, "rb") as src:
             records = csv_records(src)
-            for _ in range(header_lines):
-                dst.write(next(records))
+            head = b"".join(next(records) for _ in range(skip))
+            yield head
             for r, rec in enumerate(records):
                 if r < sink.rows and keep[r]:
-                    if also_data is not None:  # the npy index: renumber the row column
-                        rec = str(int(new_row[r])).encode() + b"," + rec.split(b",", 1)[1]
-                    dst.write(rec)
+                    yield rec
 
-    def data(dst):
+    def chunks():
         row_bytes = 4 * (sink.width or 0)
         with open(also_data, "rb") as src:
-            dst.write(npy_header(live, sink.width or 0))
             for a, b in ranges:
                 src.seek(NPY_HEADER_LEN + a * row_bytes)
                 remaining = (b - a) * row_bytes
                 while remaining:
                     chunk = src.read(min(remaining, 1 << 24))
-                    dst.write(chunk)
+                    if not chunk:
+                        raise OutputError(f"{also_data} is shorter than its committed rows")
+                    yield chunk
                     remaining -= len(chunk)
 
     # the files are written whole under temporary names first (removed again if that fails);
@@ -958,16 +939,17 @@ def _compact_lines(sink: _StackedSink, state, text_path: str, header_lines: int,
     tmp_text = tmp_name(text_path)
     tmp_data = tmp_name(also_data) if also_data is not None else None
     try:
-        text_len = write_file(tmp_text, text)
-        pairs = [(tmp_text, text_path)]
         meta: dict[str, Any] = {"rows": live}
-        if also_data is not None:
-            meta["data_len"] = write_file(tmp_data, data)
-            meta["index_len"] = text_len
+        if also_data is not None:  # npy: the matrix and its index, by the format's one writer
+            lines = kept(text_path, header_lines)
+            head = next(lines)
+            meta["data_len"], meta["index_len"] = write_whole(
+                tmp_data, tmp_text, live, sink.width or 0, head, chunks(), (record_tail(rec) for rec in lines))
             meta["index_tail"] = ""
-            pairs.insert(0, (tmp_data, also_data))
-        else:
-            meta["data_len"] = text_len
+            pairs = [(tmp_data, also_data), (tmp_text, text_path)]
+        else:  # csv: its lines
+            meta["data_len"] = write_file(tmp_text, lambda dst: dst.writelines(kept(text_path, header_lines)))
+            pairs = [(tmp_text, text_path)]
         sink.close()
         meta["checks"] = sink.checks({"data": tmp_data or tmp_text, "index": tmp_text if tmp_data else None},
                                      meta)

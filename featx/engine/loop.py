@@ -1,0 +1,330 @@
+"""The run: ordering, failures, state, commit.
+
+Data flow for one run (one or several outputs)::
+
+    main process                            worker process (or in-process, -j 1)
+    ------------                            ------------------------------------
+    enumerate Inputs, skip those   ──chunks──▶ decode once → per output: resize → extract → encode
+                                                  (encoded rows spooled to a file per chunk)
+    every output up to date;
+    append in input order  ◀──small records (keys, shapes, errors)──
+    commit every few seconds (data durable, then the state transaction)
+
+Results are identical and in the same order whatever ``jobs`` is.  The
+worker is in :mod:`.worker`, the executors in :mod:`.executors`, commits in
+:mod:`.commit`.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import memory, registry, sources
+from ..errors import UsageError
+from ..extractor import Extractor, params_to_dict
+from ..output.atomic import OutputWriteError
+from ..output.output import Failure, Output, Summary
+from ..output.sinks import Sink
+from ..output.state import identify
+from .executors import InProcess, ProcessPool
+from .process import tune_allocator
+from .signals import DeferSignals
+from .worker import DEFAULT_MAX_PIXELS, Job, Task
+
+class NoInputs(UsageError):
+    """The inputs named hold nothing to process (and no output exists yet)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (none of these change the numbers)."""
+
+    jobs: int = 1
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_memory: int | None = None     # bytes per worker for one input; None: half the RAM / jobs; 0: no limit
+    chunk: int = 4                    # inputs per worker task
+    use_hash: bool = False            # up-to-date by content hash, not just size + mtime
+    prune: bool = False               # drop outputs of inputs that no longer exist
+    wait_lock: float | None = 0.0     # 0: fail if locked; None: wait forever; else seconds
+    timeout: float | None = None      # per input, seconds
+    shard: tuple[int, int] | None = None   # (i, n), 1-based i
+    commit_every: float = 2.0         # seconds between commits
+    executor: str = "local"           # "local" (processes on this machine) or "ray"
+    ray_address: str | None = None    # "auto", "ray://host:10001", ... (None: start a local Ray)
+    source_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    """One output of a run, as the engine sees it: an extractor, the size it works at, a sink."""
+
+    extractor: Extractor
+    sink: Sink
+    resize: tuple[int, int] | None = None   # (width, height)
+    resize_mode: str = "stretch"
+
+
+def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
+    """Stable hash partition of inputs: the same path is always in the same shard,
+    however the folder grows."""
+    if shard is None:
+        return True
+    i, n = shard
+    return zlib.crc32(os.path.normpath(path).encode("utf-8", "surrogateescape")) % n == i - 1
+
+
+def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
+    """What determines the numbers in an output; a continued output must match it."""
+    extractor, sink = target.extractor, target.sink
+    values = {k: v for k, v in params_to_dict(extractor.params).items() if k not in extractor.runtime_params}
+    return {"extractor": {"name": extractor.name, **values},
+            "options": {"resize": list(target.resize) if target.resize else None,
+                        "resize_mode": target.resize_mode if target.resize else None,
+                        "format": sink.format, "keys": list(sink.key_columns),
+                        "shard": list(opts.shard) if opts.shard else None,
+                        **{k: v for k, v in sorted(opts.source_options.items())}}}
+
+
+def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions | None = None, *,
+        on_failure: Callable[[Failure, list[int]], None] | None = None,
+        on_note: Callable[[str], None] | None = None, progress: Any = None,
+        on_start: Callable[[list[Summary]], None] | None = None) -> list[Summary]:
+    """Extract features from ``inputs`` into every target's sink; one :class:`Summary` per target.
+
+    Each input is decoded once and handed to every output that needs it.
+    Incremental: an output written before (with the same extractor, parameters
+    and options) is continued — inputs already in it and unchanged are skipped,
+    changed ones are redone, and a run killed half-way is resumed; an input is
+    decoded only if some output needs it.  What was done is committed every
+    ``opts.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
+    (the summaries are then marked interrupted).  An input is known by its
+    canonical path (:class:`~featx.sources.Canonical`), however it was
+    spelled.  ``on_start`` is called once every output is locked and checked,
+    before any work (the CLI writes "running" sidecars there);
+    ``on_failure(failure, outputs)`` once per failed input with the outputs it
+    failed for.  An output that cannot be written (a full disk) stops the run
+    with that output's ``summary.error`` set (the others are interrupted),
+    keeping what was committed.
+
+    Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
+    yet: nothing is created.
+    """
+    opts = opts or RunOptions()
+    note = on_note or (lambda msg: None)
+    outs = [Output(t.sink, run_config(t, opts), index=k, name=t.sink.output if len(targets) > 1 else "")
+            for k, t in enumerate(targets)]
+    for t in targets:
+        t.sink.check_kind(t.extractor.output_kind(), t.extractor.name)
+    t0 = time.perf_counter()
+    tune_allocator()
+    inputs = iter(inputs)
+    try:
+        first = next(inputs)
+    except StopIteration:
+        first = None
+        if not any(o.has_state() for o in outs):
+            raise NoInputs("no inputs to process") from None
+    inputs = itertools.chain([first] if first is not None else [], inputs)
+    for o in outs:
+        o.check_folder()
+    opened: list[Output] = []
+    try:
+        # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
+        for o in sorted(outs, key=lambda o: o.sink.lock_path or ""):
+            opened.append(o)
+            o.open(opts.wait_lock, note)
+        if on_start is not None:
+            for o in outs:
+                o.summary.running = True
+            on_start([o.summary for o in outs])
+            for o in outs:
+                o.summary.running = False
+    except BaseException as exc:
+        for o in opened:
+            o.close()
+        # a full disk before any work: a message and exit 74, not a traceback
+        err = next((e for e in (o.write_error(exc) for o in opened) if e is not None), None) \
+            if isinstance(exc, Exception) else None
+        if err is None:
+            raise
+        raise err from None
+    try:
+        _run_locked(targets, outs, inputs, opts, on_failure, note, progress)
+    finally:
+        for o in outs:
+            o.close()
+    seconds = time.perf_counter() - t0
+    for o in outs:
+        o.summary.seconds = seconds
+    return [o.summary for o in outs]
+
+
+def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None) -> Job:
+    tasks = tuple(Task(target=registry.target_of(type(t.extractor)), params=params_to_dict(t.extractor.params),
+                       resize=t.resize, resize_mode=t.resize_mode, encoder=t.sink.encoder(),
+                       mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None)
+                  for t in targets)
+    return Job(tasks=tasks, max_pixels=opts.max_pixels, source_options=dict(opts.source_options),
+               max_memory=memory.resolve(opts.max_memory, opts.jobs), ref_base=ref_base)
+
+
+def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[sources.Input]:
+    """The inputs to process: under their canonical names, this shard's, each with the
+    outputs that need it (not there yet, changed, or its output gone).  Inputs every
+    output has, unchanged, are skipped.  Looked up in batches, so a re-run over a large
+    unchanged folder is quick."""
+    canonical = sources.Canonical()
+    base = outs[0].ref_base
+    stateful = [o for o in outs if o.state is not None]
+    streams = len(stateful) < len(outs)
+    everyone = tuple(range(len(outs)))
+    batch: list[sources.Input] = []
+
+    def named(inp: sources.Input) -> sources.Input:
+        if inp.canonical and base is None and not inp.paths:
+            return inp  # found by a walk from a resolved root: canonical as it is, no copy
+        path = canonical(inp.path)
+        if path == inp.path and base is None and not inp.paths:
+            return inp
+        paths = tuple(canonical(p) for p in inp.paths) if inp.paths else None
+        mirrors = tuple(sources.mirror_path(p, base) for p in paths) if paths and base is not None else None
+        return replace(inp, path=path, paths=paths, mirrors=mirrors,
+                       mirror=sources.mirror_path(path, base) if base is not None else "")
+
+    def decide() -> Iterator[sources.Input]:
+        known = [o.known([inp.path for inp in batch]) for o in stateful]
+        for inp in batch:
+            ident = identify(inp.path, opts.use_hash)
+            if ident is not None and inp.boxes is not None:
+                ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
+            wants = tuple(o.index for o, kn in zip(stateful, known)
+                          if not o.current(inp, ident, kn.get(inp.path), opts.use_hash))
+            if streams:
+                wants = tuple(sorted(wants + tuple(o.index for o in outs if o.state is None)))
+            if not wants:
+                if progress is not None:
+                    progress.update(1)
+                continue
+            yield replace(inp, ident=ident, wants=None if wants == everyone else wants)
+        batch.clear()
+
+    seen: set[str] = set()
+    for inp in inputs:
+        inp = named(inp)
+        if not in_shard(inp.path, opts.shard):
+            continue
+        if streams and inp.boxes is None:
+            # a stream has no state to fold repeats into: the same file twice (p, ./p) is one row.
+            # (A stateful output folds them in its state; the set costs ~100 bytes an input.)
+            if inp.path in seen:
+                continue
+            seen.add(inp.path)
+        batch.append(inp)
+        if len(batch) >= 256 or (not stateful):
+            yield from decide()
+    if batch:
+        yield from decide()
+
+
+def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job):
+    spool_dir = None
+    use_pool = opts.jobs > 1 or opts.timeout is not None
+    if opts.executor == "ray" or use_pool:
+        sink = outs[0].sink
+        base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
+        spool_dir = tempfile.mkdtemp(prefix=outs[0].spool_prefix(), dir=base)
+    if opts.executor == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(job, opts, spool_dir), spool_dir
+    if use_pool:
+        chunk = max([opts.chunk] + [t.extractor.batch_size for t in targets])
+        return ProcessPool(job, opts.jobs, chunk, spool_dir, opts.timeout,
+                           fork=all(t.extractor.fork_safe for t in targets)), spool_dir
+    return InProcess(job, [t.extractor for t in targets]), spool_dir
+
+
+def _report(failures: list, on_failure) -> None:
+    """One call per failed input, with every output it failed for."""
+    if not on_failure or not failures:
+        return
+    by: dict[tuple[str, str], list[int]] = {}
+    for k, f in failures:
+        by.setdefault((f.path, f.reason), []).append(k)
+    for (path, reason), ks in by.items():
+        on_failure(Failure(path, reason), ks)
+
+
+def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failure, note, progress) -> None:
+    ref = next((o.base for o in outs if o.base is not None), None)
+    for o in outs:
+        o.ref_base = ref
+    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref))
+    ok = False
+    try:
+        for o in outs:
+            o.start()
+        try:
+            for chunk_inputs, records, payloads in executor.results(_todo(inputs, outs, opts, progress)):
+                with DeferSignals():
+                    failures: list = []
+                    for o in outs:
+                        o.append(chunk_inputs, records[o.index], payloads[o.index], failures)
+                    _report(failures, on_failure)
+                    if progress is not None:
+                        progress.update(len(chunk_inputs))
+                    for o in outs:
+                        o.tick(opts.commit_every)
+        except KeyboardInterrupt:
+            for o in outs:
+                o.summary.interrupted = True
+            executor.close(cancel=True)
+        except OutputWriteError as exc:
+            _stopped_by(outs, exc)
+            executor.close(cancel=True)
+        else:
+            try:
+                executor.close()
+            except KeyboardInterrupt:  # Ctrl-C while the workers wind down: what was done still counts
+                for o in outs:
+                    o.summary.interrupted = True
+                executor.close(cancel=True)
+        with DeferSignals(raise_after=False) as held:
+            for o in outs:
+                o.finish(opts.prune, note)
+        if held.got is not None:
+            for o in outs:
+                o.summary.interrupted = True
+        ok = True
+    except Exception as exc:
+        err = next(((o, e) for o, e in ((o, o.write_error(exc)) for o in outs) if e is not None), None)
+        if err is None:
+            raise
+        _stopped_by(outs, err[1], err[0])
+        ok = True
+    finally:
+        if not ok:
+            executor.close(cancel=True)
+        for o in outs:
+            o.wind_down(stopped=not ok)
+        if spool_dir:
+            shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+def _stopped_by(outs: list[Output], exc: OutputWriteError, culprit: Output | None = None) -> None:
+    """An output could not be written: it fails with ``exc``; the others stop too (what
+    they committed is kept, and the next run finishes them)."""
+    if culprit is None:
+        culprit = next((o for o in outs if exc.message.find(o.sink.output) >= 0 or o.sink.broken is exc), outs[0])
+    for o in outs:
+        if o is culprit:
+            o.summary.error = o.summary.error or exc
+        elif o.summary.error is None:
+            o.summary.interrupted = True

@@ -1,0 +1,79 @@
+"""The worker processes' set-up: allocator tuning, threads, start method."""
+from __future__ import annotations
+
+import os
+import sys
+
+from .. import sources
+
+def setup_worker_process() -> None:
+    """One worker among several sharing the cores: tuned allocator, one OpenCV
+    thread, one FFmpeg decoding thread."""
+    tune_allocator()
+    sources.DECODE_THREADS = 1
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+# ---------------------------------------------------------------------------
+# allocator
+
+
+def tune_allocator() -> None:
+    """Keep glibc from returning big temporary buffers to the OS after every image.
+
+    With default settings each decoded image's buffers are unmapped and faulted
+    in again for the next one, which doubled decode and gradient times in our
+    measurements.  Raising the mmap and trim thresholds keeps them in the heap.
+    """
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 * 1024 * 1024))
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 * 1024 * 1024))
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, int(os.environ["MALLOC_MMAP_THRESHOLD_"]))
+        libc.mallopt(M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+#: Set by the CLI: its process has run nothing threaded (OpenCV, ONNX Runtime,
+#: FFmpeg) when the pool starts, so forking it is safe.  Library callers (a
+#: notebook that already used OpenCV) get forkserver/spawn.
+FORK_OK = False
+
+
+def start_method(fork: bool = True) -> str:
+    """``fork`` where it is safe, else ``forkserver``/``spawn``.
+
+    Forking is what makes ``-j 2`` pay off on small batches: the workers start
+    with featx, numpy, OpenCV and the extractor already imported (a
+    forkserver or spawn start costs ~0.3-1 s of imports per run).  It is safe
+    from the CLI because its main process runs no other threads when the pool
+    starts (the progress bar's monitor thread is disabled) and never runs
+    OpenCV or an inference engine itself (extractors build those lazily, in
+    the workers).  ``FEATX_START_METHOD`` overrides the choice.
+    """
+    import multiprocessing as mp
+    import threading
+
+    methods = mp.get_all_start_methods()
+    forced = os.environ.get("FEATX_START_METHOD")
+    if forced in methods:
+        return forced
+    if fork and FORK_OK and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)

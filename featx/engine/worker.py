@@ -1,0 +1,294 @@
+"""The worker: decode, resize, extract and encode inputs.
+
+A worker is built once per process (or once in-process for ``-j 1``) from a
+frozen, picklable :class:`Job`; it gets inputs (paths), not pixels, writes
+the encoded rows through a ``write`` callable (a spool file per chunk) and
+hands back only small :class:`Record` s.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import imageops, registry, sources
+from ..errors import FeatxError, InputError
+from ..extractor import Extractor, Keypoints
+from ..memory import MemoryBudget
+from ..output.atomic import OutputWriteError
+from ..output.sinks import Encoder
+from .process import setup_worker_process
+
+DEFAULT_MAX_PIXELS = 178_956_970  # about 13,400 x 13,400: decompression-bomb guard
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker computes for one output of the run, frozen and picklable."""
+
+    target: str                       # "module:Class" of the extractor
+    params: dict[str, Any]
+    resize: tuple[int, int] | None = None   # (width, height)
+    resize_mode: str = "stretch"
+    encoder: Encoder | None = None
+    mirror_base: str | None = None    # an npy-dir output's folder for mirror paths (None: not npy-dir)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, frozen and picklable: the outputs' tasks and how to read."""
+
+    tasks: tuple[Task, ...]
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_memory: int | None = None     # bytes one input may cost a worker (None: no limit)
+    source_options: dict[str, Any] = field(default_factory=dict)
+    ref_base: str | None = None       # the folder the inputs' mirror paths were made against
+
+
+@dataclass
+class Record:
+    """One item's outcome: key, output shape and byte count, or an error."""
+
+    key: dict[str, Any]
+    shape: tuple | None = None
+    nbytes: int = 0
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# worker side
+
+
+class Worker:
+    """Decode each input once and hand it to every output that needs it: resize,
+    extract and encode per output.
+
+    ``run`` returns the records as ``out[k][i]``: output ``k``'s records of input
+    ``i`` (none when output ``k`` did not ask for input ``i``), and writes output
+    ``k``'s encoded rows through ``writers[k]`` in input order.
+    """
+
+    def __init__(self, job: Job, extractors: list[Extractor] | None = None):
+        self.job = job
+        if extractors is None:
+            extractors = []
+            for t in job.tasks:
+                cls = registry.load_target(t.target)
+                extractors.append(cls.create(**t.params))
+        self.extractors: list[Extractor] = list(extractors)
+        self.memory = None if not job.max_memory else MemoryBudget.for_extractors(
+            job.max_memory, [(e, t.resize) for e, t in zip(self.extractors, job.tasks)])
+        # outputs fed in batches (an inference engine); the first one with a stream overlaps
+        # the decoding of the next batch with the inference of this one
+        self.batched = [k for k, e in enumerate(self.extractors)
+                        if e.batch_size > 1 and not e.temporal and not e.handles_resize]
+        self.lead = next((k for k in self.batched if self.extractors[k].streams_batches), None)
+
+    @property
+    def extractor(self) -> Extractor:
+        """The extractor of a one-output run."""
+        return self.extractors[0]
+
+    def prepare(self, k: int, image: np.ndarray) -> np.ndarray:
+        task = self.job.tasks[k]
+        if task.resize is not None and not self.extractors[k].handles_resize:
+            image = imageops.resize(image, task.resize[0], task.resize[1], task.resize_mode)
+        return image
+
+    def compute(self, k: int, image: np.ndarray) -> Any:
+        ext, task = self.extractors[k], self.job.tasks[k]
+        if ext.handles_resize:  # results in the decoded image's pixels (detectors' boxes)
+            return ext.extract_resized(image, task.resize, task.resize_mode)
+        return ext.extract(self.prepare(k, image))
+
+    def mirror(self, k: int, item: sources.Item) -> str:
+        base = self.job.tasks[k].mirror_base
+        if base is None or base == self.job.ref_base or not item.mirror:
+            return item.mirror
+        return sources.rebase_mirror(item.mirror, self.job.ref_base, base)
+
+    def emit(self, k: int, item: sources.Item, value: Any, write: Callable[[bytes], None]) -> Record | None:
+        """Encode one result of output ``k`` (None: a temporal extractor's "no row")."""
+        if value is None:
+            return None
+        if not isinstance(value, Keypoints):
+            value = np.ascontiguousarray(value, dtype=np.float32)
+        data = self.job.tasks[k].encoder.encode(item.key, self.mirror(k, item), value)
+        if data:
+            write(data)
+        if isinstance(value, Keypoints):
+            shape = (len(value), value.descriptors.shape[1] if value.descriptors.ndim == 2 else 0)
+        else:
+            shape = tuple(value.shape)
+        return Record(item.key, shape=shape, nbytes=len(data))
+
+    def _one(self, k: int, item: sources.Item, write) -> Record | None:
+        """Output ``k``'s record of one item; its failure is this item's and output's alone."""
+        try:
+            value = self.compute(k, item.image)
+        except FeatxError as exc:
+            return Record(item.key, error=exc.message)
+        except Exception as exc:  # isolate the item, keep going
+            return Record(item.key, error=f"{type(exc).__name__}: {exc}")
+        try:
+            return self.emit(k, item, value, write)
+        except OutputWriteError:
+            raise
+        except FeatxError as exc:  # e.g. a link inside an npy-dir output: this input only
+            return Record(item.key, error=exc.message)
+
+    @staticmethod
+    def _bad_item(item: sources.Item) -> Record | None:
+        if item.error is not None:
+            return Record(item.key, error=item.error)
+        if item.image.size == 0:
+            return Record(item.key, error="empty region (the box lies outside the image)")
+        return None
+
+    @staticmethod
+    def _failed_input(inp: sources.Input, exc: Exception) -> Record:
+        if isinstance(exc, InputError):
+            return Record({"path": inp.path}, error=str(exc))
+        return Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}")
+
+    def run(self, inputs: list[sources.Input], writers: list[Callable[[bytes], None]]) -> list[list[list[Record]]]:
+        n = len(self.extractors)
+        out: list[list[list[Record]]] = [[[] for _ in inputs] for _ in range(n)]
+        queues: dict[int, list[tuple[int, sources.Item]]] = {k: [] for k in self.batched if k != self.lead}
+        lead = self.lead
+        lead_bs = self.extractors[lead].batch_size if lead is not None else 0
+        queued: list[list[tuple[int, sources.Item]]] = []   # the lead output's batches, in order
+
+        def decoded():
+            """Decode every input once; run the unbatched outputs on each item, queue it for
+            the batched ones; yield the lead output's batches (images at its working size)."""
+            pending: list[tuple[int, sources.Item]] = []
+            for i, inp in enumerate(inputs):
+                wants = range(n) if inp.wants is None else inp.wants
+                for k in wants:
+                    if self.extractors[k].temporal:
+                        self.extractors[k].reset()
+                try:
+                    for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
+                        bad = self._bad_item(item)
+                        if bad is not None:
+                            for k in wants:
+                                out[k][i].append(bad)
+                            continue
+                        for k in wants:
+                            if k == lead:
+                                pending.append((i, sources.Item(item.key, self.prepare(k, item.image), item.mirror)))
+                                if len(pending) >= lead_bs:
+                                    queued.append(pending)
+                                    yield [it.image for _, it in pending]
+                                    pending = []
+                            elif k in queues:
+                                queues[k].append((i, sources.Item(item.key, self.prepare(k, item.image),
+                                                                  item.mirror)))
+                                if len(queues[k]) >= self.extractors[k].batch_size:
+                                    self._flush(k, queues[k], out, writers[k])
+                            else:
+                                rec = self._one(k, item, writers[k])
+                                if rec is not None:
+                                    out[k][i].append(rec)
+                except OutputWriteError:
+                    raise
+                except Exception as exc:  # the whole input fails (for a video: after its good frames)
+                    rec = self._failed_input(inp, exc)
+                    for k in wants:
+                        out[k][i].append(rec)
+            for k, q in queues.items():
+                self._flush(k, q, out, writers[k])
+            if pending:
+                queued.append(pending)
+                yield [it.image for _, it in pending]
+
+        if lead is None:
+            for _ in decoded():  # pragma: no cover - nothing is yielded without a lead output
+                pass
+            return out
+        ext = self.extractors[lead]
+        gen = decoded()
+        try:
+            for values in ext.extract_stream(gen):
+                batch = queued.pop(0)
+                for (i, item), value in zip(batch, values):
+                    rec = self.emit(lead, item, value, writers[lead])
+                    if rec is not None:
+                        out[lead][i].append(rec)
+        except OutputWriteError:
+            raise
+        except Exception as exc:  # a batch failed: redo its items one by one to find the culprit,
+            for batch in queued:  # then go on with the inputs not decoded yet, one by one too
+                self._one_by_one(lead, batch, out, writers[lead], exc)
+            queued.clear()
+            for _ in gen:
+                self._one_by_one(lead, queued.pop(0), out, writers[lead], exc)
+        return out
+
+    def _flush(self, k: int, queue: list[tuple[int, sources.Item]], out, write) -> None:
+        """Run output ``k``'s queued batch (synchronously)."""
+        if not queue:
+            return
+        try:
+            values = self.extractors[k].extract_batch([it.image for _, it in queue])
+        except Exception as exc:
+            self._one_by_one(k, queue, out, write, exc)
+        else:
+            for (i, item), value in zip(queue, values):
+                rec = self.emit(k, item, value, write)
+                if rec is not None:
+                    out[k][i].append(rec)
+        queue.clear()
+
+    def _one_by_one(self, k: int, batch, out, write, exc: Exception) -> None:
+        for i, item in batch:
+            try:
+                rec = self.emit(k, item, self.extractors[k].extract(item.image), write)
+            except OutputWriteError:
+                raise
+            except Exception as e:
+                rec = Record(item.key, error=(e.message if isinstance(e, FeatxError)
+                                              else f"{type(e).__name__}: {e}") or str(exc))
+            if rec is not None:
+                out[k][i].append(rec)
+
+    def run_to_spool(self, inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
+        """Run ``inputs``, output ``k``'s rows going to the file ``spool.k``."""
+        paths = [f"{spool}.{k}" for k in range(len(self.extractors))]
+        handles = [open(p, "wb") for p in paths]
+        try:
+            return self.run(inputs, [h.write for h in handles]), paths
+        finally:
+            for h in handles:
+                h.close()
+
+    def run_to_bytes(self, inputs: list[sources.Input]) -> tuple[list, list[bytes]]:
+        parts: list[list[bytes]] = [[] for _ in self.extractors]
+        recs = self.run(inputs, [p.append for p in parts])
+        return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
+
+
+_WORKER: Worker | None = None
+
+
+def init_worker(job: Job, main: tuple[int, int | None] | None = None) -> None:
+    """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
+    passed explicitly: with a forkserver start the parent is the fork server)."""
+    import signal
+
+    from ..output import lock
+    from . import lifeline
+
+    lifeline.die_with(main)  # never outlive the run, however its main process ends
+    lock.drop_inherited()    # never hold the output's lock (a fork shares the flock)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    setup_worker_process()
+    global _WORKER
+    _WORKER = Worker(job)
+
+def run_chunk(inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
+    return _WORKER.run_to_spool(inputs, spool)

@@ -1,0 +1,449 @@
+"""The run description, and the one function that runs it.
+
+A :class:`Plan` is plain data: what to read (inputs, videos, frames,
+sampling, regions), which outputs to write (each an extractor with its
+parameters, its own ``resize``, format and path) and how to run (jobs,
+executor, locks, timeouts, shards).  The command line (``featx extract``), a
+``--config`` file, a recipe (``featx run recipe.toml``) and a Python caller
+(``featx.run(...)``) all build one, and :func:`execute` runs it: one pass
+over the inputs, each decoded once for every output that needs it, each
+output with its own state, lock, sidecar and summary.  The sidecar records
+the plan.
+
+    plan = Plan(inputs=("photos/",), outputs=(
+        OutputPlan("hog", "feats/hog.npy", resize=(256, 256), params={"cell_size": 16}),
+        OutputPlan("cnn", "feats/emb.npy")), jobs=2)
+    result = execute(plan)
+    result.exit_code            # 0, 1 (some inputs failed), 74, 130 ...
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ExitCode, FeatxError, UsageError
+from .output.sinks import Encoder, RawEncoder, Sink
+
+SAMPLING = ("every", "fps", "start", "end", "max_frames", "frame_rate")
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """One output: an extractor with its parameters, the size it works at, where it goes.
+
+    ``path``: ``NAME.npy``, ``NAME.csv``, a ``folder/`` (npy-dir), ``-`` for CSV
+    on stdout, or None to keep the rows in memory (:func:`featx.extract_files`).
+    ``params``: the extractor's parameters, by their names (``cell_size`` or
+    ``cell-size``), validated as the command line's options are.
+    """
+
+    extractor: str
+    path: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None
+    resize: tuple[int, int] | None = None    # (width, height)
+    resize_mode: str = "stretch"
+    sidecar: str | None = None               # default: OUTPUT.featx.json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"extractor": self.extractor, "path": self.path, "params": dict(self.params),
+                "format": self.format, "resize": list(self.resize) if self.resize else None,
+                "resize_mode": self.resize_mode, "sidecar": self.sidecar}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole run: inputs, outputs and how to run.  Field names are the command line's
+    option names (``max_memory`` is ``--max-memory``); None means the default."""
+
+    outputs: tuple[OutputPlan, ...]
+    inputs: tuple[str, ...] = ()             # files, folders, videos, "-" (paths on stdin)
+    files_from: tuple[str, ...] = ()
+    null: bool = False
+    regions: str | None = None               # a regions CSV: one row per box (it names the inputs)
+    video: bool = False
+    frames: bool = False
+    every: int | None = None
+    fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+    max_frames: int | None = None
+    frame_rate: float | None = None
+    jobs: int = 0                            # 0: one per core
+    max_pixels: int | None = None
+    max_memory: int | None = None
+    hash: bool = False
+    prune: bool = False
+    wait: bool = False
+    timeout: float | None = None
+    shard: tuple[int, int] | None = None
+    commit_every: float = 2.0
+    executor: str = "local"
+    ray_address: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
+        object.__setattr__(self, "files_from", tuple(self.files_from))
+
+    def replace(self, **changes: Any) -> Plan:
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self) -> Plan:
+        """The plan with ``{shard}`` in output paths replaced by this run's shard (``2of8``,
+        or ``all`` without ``shard``), so one recipe serves every shard of a job."""
+        tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
+
+        def sub(p):
+            return p.replace("{shard}", tag) if p else p
+
+        if not any("{shard}" in (o.path or "") + (o.sidecar or "") for o in self.outputs):
+            return self
+        return self.replace(outputs=tuple(dataclasses.replace(o, path=sub(o.path), sidecar=sub(o.sidecar))
+                                          for o in self.outputs))
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SAMPLING if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain data (what the sidecar records)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "outputs":
+                v = [o.to_dict() for o in v]
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+
+@dataclass
+class OutputResult:
+    plan: OutputPlan
+    summary: Any                  # featx.output.output.Summary
+    sidecar: str | None
+    extractor: Any = None         # the extractor instance (its provenance, labels)
+    sink: Any = None
+
+
+@dataclass
+class Result:
+    """What a run did: one :class:`OutputResult` per output, and what enumerating found."""
+
+    outputs: list[OutputResult]
+    stats: Any                    # featx.sources.Enumeration
+
+    @property
+    def exit_code(self) -> int:
+        sums = [o.summary for o in self.outputs]
+        err = next((s.error for s in sums if s.error is not None), None)
+        if err is not None:
+            return int(err.exit_code)
+        if any(s.interrupted for s in sums):
+            return int(ExitCode.INTERRUPTED)
+        if any(s.failed or s.partial for s in sums):
+            return int(ExitCode.ITEMS_FAILED)
+        return int(ExitCode.OK)
+
+
+# ---------------------------------------------------------------------------
+# building
+
+
+@dataclass
+class _Built:
+    """A plan turned into live objects: extractors, sinks, engine options, input stream."""
+
+    plan: Plan
+    classes: list
+    extractors: list
+    sinks: list
+    opts: Any
+    video_mode: bool
+    temporal: bool
+    jobs: int
+    max_pixels: int | None
+    max_memory: int | None
+    stats: Any = None
+
+
+def extractor_class(name: str) -> type:
+    """The extractor class an output names: a registered name, ``detect`` (the Haar
+    cascade region finder of ``featx detect``) or a ``module:Class`` target."""
+    from . import registry
+
+    if ":" in name:
+        return registry.load_target(name)
+    if name == "detect":
+        from .regions import RegionDetector
+
+        return RegionDetector
+    return registry.get(name)
+
+
+def _check_inputs(plan: Plan) -> None:
+    from . import sources
+
+    if not plan.outputs:
+        raise UsageError("no outputs", "name at least one output")
+    if plan.regions and (plan.inputs or plan.files_from):
+        raise UsageError("--regions names the inputs itself", "drop the INPUTS arguments, or drop --regions")
+    if not plan.inputs and not plan.files_from and not plan.regions:
+        raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
+    if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    sources.check_named(plan.inputs)
+
+
+def _check_outputs(plan: Plan) -> None:
+    from .output.sinks import canonical_output
+
+    paths = [o.path for o in plan.outputs]
+    if sum(1 for p in paths if p == "-") > 1:
+        raise UsageError("only one output can go to stdout (-)")
+    seen: dict[str, str] = {}
+    for o in plan.outputs:
+        if o.path in (None, "-"):
+            continue
+        key = canonical_output(o.path).rstrip("/" + os.sep)
+        if key in seen:
+            raise UsageError(f"two outputs are written to {o.path}", "give each output its own path")
+        seen[key] = o.path
+
+
+def build(plan: Plan) -> _Built:
+    """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
+    front, before anything is created)."""
+    from . import memory, sources
+    from .engine import loop, process
+    from .output import sinks
+
+    plan = plan.resolved()
+    _check_inputs(plan)
+    _check_outputs(plan)
+    jobs = plan.jobs
+    if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
+        jobs = 0 if plan.executor == "ray" else process.default_jobs()
+    classes = [extractor_class(o.extractor) for o in plan.outputs]
+    extractors = []
+    for cls, o in zip(classes, plan.outputs):
+        params = dict(o.params)
+        ext = cls.create(**params)
+        runtime = {}
+        if getattr(ext.params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
+            runtime["threads"] = max(1, process.default_jobs() // jobs)
+        if plan.executor == "ray" and getattr(ext.params, "threads", None) == 0:
+            runtime["threads"] = 1  # one Ray worker per CPU
+        if runtime:
+            ext = cls(dataclasses.replace(ext.params, **runtime))
+        extractors.append(ext)
+    sampling = plan.sampling
+    if sampling:
+        sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
+        if (plan.fps is not None or plan.start is not None or plan.end is not None) and plan.frames \
+                and plan.frame_rate is None:
+            raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")
+    temporal = any(e.temporal for e in extractors)
+    video_mode = bool(plan.video or plan.frames or sampling or temporal
+                      or any(sources.is_video_name(a) for a in plan.inputs if a != "-"))
+    if plan.regions and video_mode:
+        if temporal:
+            name = next(e.name for e in extractors if e.temporal)
+            raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
+        raise UsageError("--regions names its images and video frames itself",
+                         "drop --video, --frames and the sampling options (--every, --fps, ...)")
+    keys = sources.region_keys(plan.regions) if plan.regions else \
+        (sources.VIDEO_KEYS if video_mode else ("path",))
+    max_pixels = plan.max_pixels
+    if max_pixels is None:
+        max_pixels = loop.DEFAULT_MAX_PIXELS
+    max_memory = memory.resolve(plan.max_memory, jobs)  # bytes per worker, None: no limit
+    built_sinks = []
+    for ext, o in zip(extractors, plan.outputs):
+        spec = None
+        try:
+            spec = ext.output_spec(*(o.resize[::-1] if o.resize else (480, 640)))
+        except FeatxError as exc:
+            if o.resize:  # every image would fail the same way: say it once, before any work
+                raise UsageError(f"{_which(plan, o)}--resize {o.resize[0]}x{o.resize[1]}: {exc.message}",
+                                 exc.hint) from None
+        memory.check_resize(o.resize, ext, max_memory, max_pixels)
+        if o.path is None:
+            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
+            continue
+        built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
+                                           columns=spec.columns if spec else None, kind=ext.output_kind(),
+                                           key_columns=keys, labels=spec.labels if spec else None,
+                                           label_columns=spec.label_columns if spec else ()))
+    opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
+                           use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
+                           timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
+                           executor=plan.executor, ray_address=plan.ray_address, source_options=sampling)
+    return _Built(plan, classes, extractors, built_sinks, opts, video_mode, temporal, jobs, max_pixels, max_memory)
+
+
+def _which(plan: Plan, o: OutputPlan) -> str:
+    return f"{o.extractor} ({o.path}): " if len(plan.outputs) > 1 else ""
+
+
+def input_stream(built: _Built, stdin=None) -> Iterator:
+    from . import sources
+
+    plan = built.plan
+    built.stats = sources.Enumeration()
+    if plan.regions:
+        return sources.read_regions(plan.regions)
+    return sources.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
+                                    stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
+                                    sequence=built.temporal)
+
+
+# ---------------------------------------------------------------------------
+# running
+
+
+def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
+            on_note: Callable[[str], None] | None = None, progress: Any = None, stdin=None) -> Result:
+    """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
+
+    ``on_failure(failure, outputs)``: a failed input (``failure.path``,
+    ``failure.reason``) and the indices of the outputs it failed for;
+    ``on_note(text)``: things worth saying (resumed, rebuilt, waiting for a
+    lock); ``progress``: a tqdm-like object (``update(n)``).  Usage errors
+    (:class:`~featx.errors.UsageError`) are raised before anything is
+    created; an output that cannot be written ends in its summary's
+    ``error`` (see :attr:`Result.exit_code`).
+    """
+    from . import provenance
+    from .engine import loop, process
+
+    plan = plan.resolved()
+    built = build(plan)
+    if built.jobs == 1 and plan.executor == "local":
+        process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
+    stream = input_stream(built, stdin)
+    targets = [loop.Target(ext, sink, o.resize, o.resize_mode)
+               for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
+    started = provenance.now()
+    results = [OutputResult(o, None, (o.sidecar or sink.sidecar_path) if o.path not in (None, "-") else None,
+                            ext, sink) for o, ext, sink in zip(plan.outputs, built.extractors, built.sinks)]
+
+    def write_sidecars(summaries) -> None:
+        for r, s in zip(results, summaries):
+            if r.sidecar:
+                provenance.write(r.sidecar, sidecar_record(built, r, s, started))
+
+    try:
+        summaries = loop.run(targets, stream, built.opts, on_failure=on_failure, on_note=on_note,
+                             progress=progress, on_start=write_sidecars)
+    except loop.NoInputs:
+        raise UsageError(nothing_found(plan, built.stats, built.video_mode),
+                         "name image files or folders that hold images; nothing was written") from None
+    stats = built.stats
+    for r, s in zip(results, summaries):
+        r.summary = s
+        if stats is not None:
+            s.skipped_non_images = stats.skipped_non_images
+            s.skipped_videos = stats.skipped_videos
+            s.skipped_special = stats.skipped_special
+            s.skipped_folder_links = stats.skipped_folder_links
+    for r in results:
+        if not r.sidecar:
+            continue
+        try:
+            provenance.write(r.sidecar, sidecar_record(built, r, r.summary, started))
+        except OSError as exc:
+            if r.summary.error is None:
+                r.summary.error = FeatxError(f"cannot write the sidecar {r.sidecar}: {exc.strerror or exc}")
+    return Result(results, stats)
+
+
+def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dict:
+    """One output's sidecar: its extractor and options (as one-output runs always recorded
+    them), the whole run description, and this output's summary."""
+    from . import provenance
+    from .extractor import params_to_dict
+
+    plan, o = built.plan, r.plan
+    options = {"output": o.path, "format": r.sink.format, "jobs": built.jobs,
+               "resize": list(o.resize) if o.resize else None, "resize_mode": o.resize_mode,
+               "max_pixels": built.max_pixels or None, "max_memory": built.max_memory, "hash": plan.hash,
+               "prune": plan.prune, "timeout": plan.timeout,
+               "shard": list(plan.shard) if plan.shard else None, "executor": plan.executor,
+               "regions": plan.regions, "video": built.video_mode, "frames": plan.frames,
+               "sampling": plan.sampling}
+    details = getattr(r.extractor, "provenance", None)
+    extra = {"run": plan.to_dict()}
+    if isinstance(details, dict):
+        extra["extractor_details"] = details
+    return provenance.record(extractor=r.extractor.name, params=params_to_dict(r.extractor.params),
+                             options=options, summary=summary, started=started, extra=extra)
+
+
+def nothing_found(plan: Plan, stats, video_mode: bool) -> str:
+    """``no images in photos/ (3 videos skipped: --video takes them)``"""
+    where = plan.regions or ", ".join([a for a in plan.inputs if a != "-"] + (["stdin"] if "-" in plan.inputs
+                                                                             else []) + list(plan.files_from)) \
+        or "the inputs"
+    what = "videos or images" if video_mode else "images"
+    skipped = []
+    if stats is not None and stats.skipped_videos:
+        n = stats.skipped_videos
+        skipped.append(f"{n} video{'s' if n != 1 else ''} skipped: --video takes them")
+    if stats is not None and stats.skipped_non_images:
+        n = stats.skipped_non_images
+        skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
+    return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
+# ---------------------------------------------------------------------------
+# rows in memory (featx.extract_files)
+
+
+class _PickleEncoder(Encoder):
+    def encode(self, key, mirror, value):
+        import pickle
+
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _MemorySink(Sink):
+    """Collects a run's rows in memory (no state, lock or sidecar)."""
+
+    format = "memory"
+
+    def __init__(self, stacked: bool, key_columns=("path",)):
+        super().__init__("-", key_columns=key_columns)
+        self.stacked = stacked
+        self.values: list = []
+        self.keys: list[dict] = []
+
+    def encoder(self):
+        return RawEncoder() if self.stacked else _PickleEncoder()
+
+    def check_kind(self, kind, extractor):
+        pass
+
+    def append(self, key, data, shape):
+        import numpy as np
+
+        if self.width is None and self.stacked:
+            self.width = int(shape[0])
+        self.keys.append(dict(key))
+        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
+        self.rows += 1
+
+    def commit(self, state, entries):
+        pass
+
+
+def _unpickle(data: bytes):
+    import pickle
+
+    return pickle.loads(data)  # produced by our own worker processes
