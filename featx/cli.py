@@ -155,7 +155,7 @@ def _param_option(info) -> click.Option:
     if info.choices:
         kw["type"] = click.Choice([str(c) for c in info.choices])
     elif info.type is tuple:
-        kw["type"] = PAIR
+        kw["type"] = SIZE if info.pair_form == "WIDTHxHEIGHT" else PAIR
         if isinstance(info.default, tuple):
             kw["default"] = "x".join(str(v) for v in info.default)
     else:

@@ -40,7 +40,8 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
     ``min``/``max`` are inclusive bounds for numbers; ``choices`` lists the
     allowed values of a string parameter.  Tuple-valued parameters such as a
     grid are annotated ``tuple[int, int]`` and written ``ROWSxCOLS`` on the
-    command line and in config files.
+    command line and in config files; with ``metavar="WxH"`` the pair is an
+    image size, written ``WIDTHxHEIGHT`` like every size featx takes.
     """
     meta = {"help": help, "min": min, "max": max,
             "choices": tuple(choices) if choices is not None else None, "metavar": metavar}
@@ -62,6 +63,11 @@ class ParamInfo:
     metavar: str | None
 
     @property
+    def pair_form(self) -> str:
+        """How a pair is written: ``WIDTHxHEIGHT`` for a size, else ``ROWSxCOLS``."""
+        return "WIDTHxHEIGHT" if self.metavar == "WxH" else "ROWSxCOLS"
+
+    @property
     def option(self) -> str:
         """The command-line spelling: ``--cell-size``."""
         return "--" + self.name.replace("_", "-")
@@ -71,7 +77,7 @@ class ParamInfo:
             return "one of " + ", ".join(str(c) for c in self.choices)
         if self.type is tuple:
             lo = "" if self.min is None else f", each >= {self.min:g}"
-            return f"ROWSxCOLS{lo}"
+            return f"{self.pair_form}{lo}"
         if self.min is not None and self.max is not None:
             return f"{self.min:g} to {self.max:g}"
         if self.min is not None:
@@ -169,7 +175,7 @@ def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
             if not isinstance(value, str):
                 raise ValueError(value)
     except (TypeError, ValueError):
-        kind = {tuple: "ROWSxCOLS", bool: "true/false"}.get(info.type, info.type.__name__)
+        kind = {tuple: info.pair_form, bool: "true/false"}.get(info.type, info.type.__name__)
         raise ParamError(f"{bad}: expected {kind}",
                          f"valid: {info.describe_range() or kind}") from None
     if info.choices is not None and value not in info.choices:

@@ -43,7 +43,7 @@ WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77
 #: shorter side, bicubic resize to 224×224, then (x - 127) / 128 on the 0–255
 #: scale, i.e. roughly [-1, 1].  Layout NCHW (the PyTorch port's convention).
 LITE0_PREPROCESS = {
-    "input_size": [224, 224],
+    "input_size": [224, 224],  # width, height, as --input-size
     "resize": "crop",
     "crop_fraction": 0.875,
     "interpolation": "cubic",
