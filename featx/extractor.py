@@ -34,7 +34,7 @@ from .errors import ParamError
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | list | None = None, metavar: str | None = None) -> Any:
+          choices: tuple | list | None = None, metavar: str | None = None, show_only: bool = False) -> Any:
     """Declare one extractor parameter (a dataclass field with metadata).
 
     ``min``/``max`` are inclusive bounds for numbers; ``choices`` lists the
@@ -42,9 +42,14 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
     grid are annotated ``tuple[int, int]`` and written ``ROWSxCOLS`` on the
     command line and in config files; with ``metavar="WxH"`` the pair is an
     image size, written ``WIDTHxHEIGHT`` like every size featx takes.
+
+    ``show_only`` marks a parameter that changes only the picture ``featx show``
+    draws, never the numbers: ``featx extract`` and ``featx codebook`` do not offer
+    it as an option (a config file may still hold it for ``show``).
     """
     meta = {"help": help, "min": min, "max": max,
-            "choices": tuple(choices) if choices is not None else None, "metavar": metavar}
+            "choices": tuple(choices) if choices is not None else None, "metavar": metavar,
+            "show_only": bool(show_only)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -61,6 +66,7 @@ class ParamInfo:
     max: float | None
     choices: tuple | None
     metavar: str | None
+    show_only: bool = False   # only `featx show` uses it
 
     @property
     def pair_form(self) -> str:
@@ -113,13 +119,16 @@ def param_infos(params_cls: type) -> list[ParamInfo]:
         m = f.metadata
         out.append(ParamInfo(name=f.name, type=tp, optional=optional, default=f.default,
                              help=m.get("help", ""), min=m.get("min"), max=m.get("max"),
-                             choices=m.get("choices"), metavar=m.get("metavar")))
+                             choices=m.get("choices"), metavar=m.get("metavar"),
+                             show_only=bool(m.get("show_only", False))))
     return out
 
 
 def parse_pair(text: str) -> tuple[int, int]:
-    """Parse ``"4x4"`` (or ``"4,4"``, or ``"4"`` for a square) into a pair of ints."""
-    s = str(text).strip().lower().replace(",", "x").replace("*", "x")
+    """Parse ``"4x3"`` into ``(4, 3)``; one number is a square (``"256"`` is ``256x256``).
+    These two spellings are the documented ones (README, *Using featx*); nothing else
+    is guessed at."""
+    s = str(text).strip().lower()
     parts = s.split("x")
     if len(parts) == 1:
         parts = parts * 2

@@ -143,7 +143,7 @@ class CNN(Extractor):
             0, "inference threads per worker (0: the engine's default; the CLI sets it "
                "from -j so workers do not oversubscribe the cores)", min=0, max=1024)
         cam_class: int | None = param(
-            None, "class shown by `featx show cnn` (default: the top class)", min=0)
+            None, "class shown by `featx show cnn` (default: the top class)", min=0, show_only=True)
 
         def validate(self) -> None:
             _floats(self.mean, "mean")
