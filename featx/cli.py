@@ -63,7 +63,7 @@ class PairType(click.ParamType):
     and, with ``positive``, image sizes (``WIDTHxHEIGHT``).  A TOML list ``[4, 4]``
     is accepted too."""
 
-    def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4",
+    def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4 (one number: a square)",
                  positive: bool = False):
         self.name, self.what, self.positive = name, what, positive
 
@@ -133,7 +133,7 @@ class MemoryType(click.ParamType):
             self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
 
 
-SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480", positive=True)
+SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480 (one number: a square)", positive=True)
 PAIR = PairType()
 SHARD = ShardType()
 MEMORY = MemoryType()
@@ -271,7 +271,8 @@ def _expected(opt: click.Option) -> str:
 def _resize_options() -> list[click.Option]:
     return [
         click.Option(["--resize"], type=SIZE, default=None, metavar="WxH",
-                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length."),
+                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length "
+                          "(one number is a square: 256 = 256x256)."),
         click.Option(["--resize-mode"], type=click.Choice(["stretch", "crop"]), default="stretch",
                      show_default=True,
                      help="How --resize fits: stretch each axis, or scale the shorter side and cut the centre."),
