@@ -147,7 +147,8 @@ def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
     if value is None:
         if info.optional:
             return None
-        raise ParamError(f"{bad}: a value is required", f"valid: {info.describe_range() or info.type.__name__}")
+        raise ParamError(f"{where}{info.option} needs a value (it cannot be left unset)",
+                         f"valid: {info.describe_range() or info.type.__name__}")
     try:
         if info.type is bool:
             if isinstance(value, str):

@@ -358,3 +358,17 @@ def test_help_examples_run(cmd, tmp_path):
             assert r.returncode == 0, (part, err(r)[-2000:])
             if target is not None:
                 target.write_bytes(r.stdout)
+
+
+def test_library_messages_show_no_python_values():
+    """Parameter errors and codebook mismatches name options and values as a user writes them."""
+    from featx.encoding import _fmt_sig
+    from featx.errors import ParamError
+    from featx.extractor import build_params
+    from featx.extractors.hog import HOG
+
+    with pytest.raises(ParamError) as ei:
+        build_params(HOG, {"bins": None})
+    assert "None" not in ei.value.message and "--bins needs a value" in ei.value.message
+    text = _fmt_sig({"root_sift": True, "dense": False, "sigma": 1.6, "scale": None})
+    assert text == "--dense off, --root-sift on, --scale not set, --sigma 1.6"
