@@ -1103,7 +1103,9 @@ def _build_codebook(cls) -> click.Command:
                         help=f"Learn a codebook of {cls.name} descriptors (k-means visual words, and a "
                              "diagonal GMM with --gmm) from a seeded random sample of the descriptors of "
                              "INPUTS, for --encode bovw|vlad|fisher.",
-                        short_help=f"Learn visual words from {cls.name} descriptors")
+                        short_help=f"Learn visual words from {cls.name} descriptors",
+                        epilog=f"\b\nExamples:\n  featx codebook {cls.name} train/ -k 256 -o {cls.name}-k256.codebook.npz\n"
+                               f"  featx codebook {cls.name} train/ -k 64 --gmm -o {cls.name}-gmm64.codebook.npz")
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),

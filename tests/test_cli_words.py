@@ -321,7 +321,8 @@ def test_sampling_on_image_files_is_a_usage_error():
 # examples in the help
 
 
-HELPS = [("list",), ("info",), ("merge",), ("codebook",), ("detect",), ("models",), ("show",)]
+HELPS = [("list",), ("info",), ("info", "hog"), ("merge",), ("codebook",), ("codebook", "sift"), ("detect",),
+         ("models",), ("show",)]
 
 
 def _examples(*cmd) -> list[str]:
@@ -333,13 +334,13 @@ def _examples(*cmd) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("cmd", HELPS, ids=lambda c: c[0])
+@pytest.mark.parametrize("cmd", HELPS, ids=lambda c: "-".join(c))
 def test_help_has_two_or_three_examples(cmd):
     _examples(*cmd)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", HELPS, ids=lambda c: c[0])
+@pytest.mark.parametrize("cmd", HELPS, ids=lambda c: "-".join(c))
 def test_help_examples_run(cmd, tmp_path):
     """Each example runs as written, on copies of the sample photos (photos/, train/) and
     samples/; `> FILE` is written as a shell would."""
