@@ -63,7 +63,7 @@ class PairType(click.ParamType):
     and, with ``positive``, image sizes (``WIDTHxHEIGHT``).  A TOML list ``[4, 4]``
     is accepted too."""
 
-    def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4",
+    def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4 (one number: a square)",
                  positive: bool = False):
         self.name, self.what, self.positive = name, what, positive
 
@@ -133,7 +133,7 @@ class MemoryType(click.ParamType):
             self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
 
 
-SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480", positive=True)
+SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480 (one number: a square)", positive=True)
 PAIR = PairType()
 SHARD = ShardType()
 MEMORY = MemoryType()
@@ -151,18 +151,22 @@ def _param_option(info) -> click.Option:
     help_text = info.help + (f" [{extra}]" if extra and not info.choices else "")
     kw: dict[str, Any] = {"default": info.default, "show_default": True, "help": help_text}
     if info.type is bool:
-        return click.Option([f"{decl}/--no-{decl[2:]}", info.name], **kw)
+        opt = click.Option([f"{decl}/--no-{decl[2:]}", info.name], **kw)
+        opt.featx_param = info
+        return opt
     if info.choices:
         kw["type"] = click.Choice([str(c) for c in info.choices])
     elif info.type is tuple:
-        kw["type"] = PAIR
+        kw["type"] = SIZE if info.pair_form == "WIDTHxHEIGHT" else PAIR
         if isinstance(info.default, tuple):
             kw["default"] = "x".join(str(v) for v in info.default)
     else:
         kw["type"] = {int: click.INT, float: FLOAT, str: click.STRING}[info.type]
     if info.metavar:
         kw["metavar"] = info.metavar
-    return click.Option([decl, info.name], **kw)
+    opt = click.Option([decl, info.name], **kw)
+    opt.featx_param = info  # the declaration it comes from (config files, show-only parameters)
+    return opt
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -188,27 +192,78 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
         raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param)
     except UnicodeDecodeError:
         raise click.BadParameter(f"{value} is not valid TOML: not UTF-8 text", ctx, param)
-    name = ctx.command.name
+    cmd = ctx.command
+    name = cmd.name
+    for key, v in data.items():
+        if isinstance(v, dict) and key != name:
+            raise click.BadParameter(_table_error(value, key, name, ctx), ctx, param)
     table = {k: v for k, v in data.items() if not isinstance(v, dict)}
     if isinstance(data.get(name), dict):
         table.update(data[name])
-    valid = {p.name: p for p in ctx.command.params
-             if isinstance(p, click.Option) and p.name not in ("config", "help")}
+    keys = _config_keys(cmd)
+    show_only = getattr(cmd, "featx_show_only", {})  # `featx show`'s parameters: valid, unused here
     defaults = {}
     for key, v in table.items():
-        pname = key.replace("-", "_")
-        if pname not in valid:
-            names = ", ".join(sorted(k.replace("_", "-") for k in valid))
-            raise click.BadParameter(f"{value}: unknown key {key!r} (valid keys: {names})", ctx, param)
-        opt = valid[pname]
+        opt = keys.get(key) or show_only.get(key.replace("-", "_"))
+        if opt is None:
+            raise click.BadParameter(f"{value}: unknown key {key!r}" + _closest(key, keys), ctx, param)
         try:
             text = _config_text(opt, v)
-            opt.type_cast_value(ctx, text)  # the option's own parsing and range checks
+            converted = opt.type_cast_value(ctx, text)  # the option's own parsing and range checks
+            info = getattr(opt, "featx_param", None)
+            if info is not None and converted is not None:
+                from .extractor import coerce_value
+
+                try:
+                    coerce_value(info, converted)  # the declared range, checked now to name the file
+                except FeatxError as exc:
+                    raise click.BadParameter(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
         except click.BadParameter as exc:
             raise click.BadParameter(f"{value}: {key} = {_toml_repr(v)}: {exc.message}", ctx, param) from None
-        defaults[pname] = text
+        if opt.name not in show_only:
+            defaults[opt.name] = text
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _config_keys(cmd: click.Command) -> dict[str, click.Option]:
+    """Config-file keys of ``cmd``: each option's own long name (``hash`` for ``--hash``,
+    ``files-from`` for ``--files-from``), also with ``_`` for ``-``; an option with only a
+    short flag (``-k``) by its name."""
+    keys: dict[str, click.Option] = {}
+    for p in cmd.params:
+        if not isinstance(p, click.Option) or p.name in ("config", "help"):
+            continue
+        longs = [o[2:] for o in p.opts if o.startswith("--")] or [p.name]
+        for n in longs:
+            keys[n] = p
+            keys[n.replace("-", "_")] = p
+    return keys
+
+
+def _closest(word: str, valid, kind: str = "") -> str:
+    """``; did you mean bins?`` when one of ``valid`` is close to ``word``, else the list."""
+    import difflib
+
+    names = sorted({v.replace("_", "-") for v in valid})
+    match = difflib.get_close_matches(word.replace("_", "-"), names, n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {match[0]}?"
+    return f" (valid {kind or 'keys'}: {', '.join(names)})"
+
+
+def _table_error(path: str, table: str, name: str, ctx: click.Context) -> str:
+    """A table the command does not read: another extractor's, or a misspelt one."""
+    import difflib
+
+    from . import registry
+
+    reads = f"{ctx.command_path} reads [{name}] and the keys above the first table"
+    if table in registry.names() or table == "detect":
+        return f"{path}: table [{table}] holds settings for {table}, not {name} ({reads})"
+    if difflib.get_close_matches(table, [name], n=1, cutoff=0.6):
+        return f"{path}: unknown table [{table}]; did you mean [{name}]?"
+    return f"{path}: unknown table [{table}] ({reads})"
 
 
 def _toml_repr(v: Any) -> str:
@@ -271,7 +326,8 @@ def _expected(opt: click.Option) -> str:
 def _resize_options() -> list[click.Option]:
     return [
         click.Option(["--resize"], type=SIZE, default=None, metavar="WxH",
-                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length."),
+                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length "
+                          "(one number is a square: 256 = 256x256)."),
         click.Option(["--resize-mode"], type=click.Choice(["stretch", "crop"]), default="stretch",
                      show_default=True,
                      help="How --resize fits: stretch each axis, or scale the shorter side and cut the centre."),
@@ -311,7 +367,13 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 @cli.command("list")
 def list_cmd() -> None:
-    """List the installed extractors (name, summary, providing package)."""
+    """List the installed extractors (name, summary, providing package).
+
+    \b
+    Examples:
+      featx list
+      featx info hog            one extractor in detail
+    """
     from . import registry
 
     infos = registry.discover()
@@ -323,70 +385,182 @@ def list_cmd() -> None:
             click.echo(f"{i.name:<{width}}  BROKEN: {i.error}  [{i.package}: {i.target}]")
 
 
-@cli.command("info")
-@click.argument("name")
-@click.option("--size", type=SIZE, default=None, metavar="WxH",
-              help="Also give the output size for an input of WIDTHxHEIGHT.")
-@click.option("--as-config", is_flag=True,
-              help="Print the default parameters as a TOML file for --config instead.")
-@click.pass_context
-def info_cmd(ctx: click.Context, name: str, size: tuple[int, int] | None, as_config: bool) -> None:
-    """Describe one extractor: parameters (type, default, range) and output size."""
-    from . import registry
-    from .extractor import param_infos, params_to_toml
+def _build_info(cls) -> click.Command:
+    def callback(size, resize, resize_mode, as_config, **kwargs):
+        ctx = click.get_current_context()
+        given = _split_params(cls, kwargs)
+        try:
+            from .extractor import build_params
 
-    try:
-        cls = registry.get(name)
-        ext = cls()
-    except FeatxError as exc:
-        _fail(exc, ctx)
-    if as_config:
-        click.echo(params_to_toml(ext.params), nl=False)
-        return
-    doc = (cls.__doc__ or "").strip()
-    click.echo(f"{cls.name}: {cls.summary}")
+            ext = cls(build_params(cls, given))
+            if as_config:
+                click.echo(_info_config(cls, ext, resize, resize_mode), nl=False)
+            else:
+                click.echo(_info_text(cls, ext, size, resize, ctx))
+        except FeatxError as exc:
+            _fail(exc, ctx)
+
+    cmd = click.Command(
+        cls.name, callback=callback, context_settings=CONTEXT, short_help=cls.summary,
+        help=f"Describe {cls.name}: what it computes, its parameters and its output size. "
+             f"{cls.name}'s parameters are options here as in `featx extract {cls.name}`, so the "
+             "output size and the config file are those of these settings.",
+        epilog=f"\b\nExamples:\n  featx info {cls.name}\n  featx info {cls.name} --size 640x480\n"
+               f"  featx info {cls.name} --as-config --resize 256x256 > {cls.name}.toml")
+    cmd.params = _with_extractor_options(cls, [
+        click.Option(["--size"], type=SIZE, default=None, metavar="WxH",
+                     help="Give the output size for an input image of WIDTHxHEIGHT."),
+        *_resize_options(),
+        click.Option(["--as-config"], is_flag=True,
+                     help="Print these settings as a config file for `--config` instead (with --resize "
+                          "when given, and always for an extractor whose vector length depends on "
+                          "the image size)."),
+    ])
+    return cmd
+
+
+def _value_text(v: Any) -> str:
+    """A parameter value as a user writes it: ``4x4``, ``on``/``off``, ``not set``."""
+    if v is None:
+        return "not set"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, (tuple, list)):
+        return "x".join(str(x) for x in v)
+    return str(v)
+
+
+def _info_text(cls, ext, size, resize, ctx) -> str:
+    import shutil
+    import textwrap
+
+    from .doctext import plain
+    from .extractor import param_infos
+
+    infos = param_infos(cls.Params)
+    width = min(100, max(60, shutil.get_terminal_size((100, 24)).columns))
+    lines = [f"{cls.name}: {cls.summary}"]
+    doc = plain(cls.__doc__, [p.name for p in infos], [c for p in infos for c in (p.choices or ())])
     if doc:
-        click.echo("")
-        for line in doc.splitlines():
-            click.echo(f"  {line.strip()}" if line.strip() else "")
-    click.echo("\nParameters:")
-    for p in param_infos(cls.Params):
-        kind = "RxC" if p.type is tuple else ("flag" if p.type is bool else p.type.__name__)
-        default = "x".join(map(str, p.default)) if isinstance(p.default, tuple) else p.default
-        rng = p.describe_range()
-        click.echo(f"  {p.option:<22} {kind:<6} default {default!s:<10} {rng}")
-        click.echo(f"  {'':<22} {p.help}")
-    click.echo("\nOutput:")
+        lines.append("")
+        lines += [("  " + line) if line else "" for line in doc.splitlines()]
+    lines.append("")
+    lines.append(f"Parameters (options of `featx extract {cls.name}`; keys of a --config file):")
+    kinds = {int: "integer", float: "number", str: "text", bool: "on/off"}
+    rows = []
+    for p in infos:
+        kind = p.pair_form if p.type is tuple else ("choice" if p.choices else kinds[p.type])
+        value = getattr(ext.params, p.name)
+        shown = _value_text(value)
+        if value != p.default:
+            shown += f" (default {_value_text(p.default)})"
+        rng = "" if p.choices and len(", ".join(map(str, p.choices))) > 40 else p.describe_range()
+        help_text = p.help + (" (used by `featx show` only)" if p.show_only and "featx show" not in p.help
+                              else "")
+        if p.choices and not rng:
+            help_text += " One of " + ", ".join(map(str, p.choices)) + "."
+        rows.append((p.option, kind, shown, rng, help_text))
+    w_opt = max(len(r[0]) for r in rows) if rows else 0
+    w_kind = max(len(r[1]) for r in rows) if rows else 0
+    w_val = max(len(r[2]) for r in rows) if rows else 0
+    for opt, kind, shown, rng, help_text in rows:
+        lines.append(f"  {opt:<{w_opt}}  {kind:<{w_kind}}  {shown:<{w_val}}  {rng}".rstrip())
+        lines += textwrap.wrap(help_text, width - 6, initial_indent="      ", subsequent_indent="      ")
+    if not rows:
+        lines.append("  (none)")
+    lines.append("")
+    lines.append("Output:")
+    for line in _describe_output(cls, ext, size, resize):
+        lines += textwrap.wrap(line, width - 2, initial_indent="  ", subsequent_indent="    ")
+    return "\n".join(lines)
+
+
+def _describe_output(cls, ext, size, resize) -> list[str]:
+    """What one image gives, in words (``N keypoints x 128``, not ``(None, 128)``)."""
+    work = resize or size  # the size the extractor sees
+    w, h = work or (640, 480)
+    at = f"for {size[0]}x{size[1]} images resized to {w}x{h}" if size and resize and size != resize \
+        else f"for {w}x{h} images"
+    spec = ext.output_spec(h, w)
+    if spec.kind == "vector":
+        fixed = ext.output_spec(240, 320).shape == ext.output_spec(480, 640).shape
+        if fixed:
+            return [f"a vector of {spec.length} float32 values per image, whatever its size"]
+        out = [f"a vector of {spec.length} float32 values {at}; its length depends on the image size"]
+        if not work:
+            out.append(f"(`featx info {cls.name} --size WxH` gives it for another size; resize the images "
+                       "to one size, --resize WxH, to stack them in one .npy or .csv)")
+        return out
+    if spec.kind == "keypoints":
+        d = spec.shape[1]
+        return [f"N keypoints x {d} per image (N depends on the image): each keypoint has x, y, size, "
+                f"angle, response and octave, and a descriptor of {d} values",
+                "(write them to a folder, -o DIR/, or encode them into one vector per image: --encode)"]
+    if spec.kind == "dense":
+        dims = " x ".join(str(int(v)) for v in spec.shape)
+        what = "rows x columns x channels" if len(spec.shape) == 3 else "rows x columns"
+        return [f"a map of {dims} float32 values ({what}) per image {at}",
+                "(write maps to a folder: -o DIR/)"]
+    if spec.kind == "regions":
+        return ["boxes x, y, w, h in the image's pixels, one CSV row per region"]
+    return [f"{spec.kind} of {' x '.join(map(str, spec.shape))}"]
+
+
+#: The size written into `featx info --as-config` for an extractor whose vector length
+#: depends on the image size, when no --resize is given: images must be brought to one
+#: size to be stacked, and the README's examples use this one.
+DEFAULT_CONFIG_RESIZE = (256, 256)
+
+
+def _info_config(cls, ext, resize, resize_mode) -> str:
+    """A config file for ``featx extract NAME --config FILE`` with these settings,
+    which runs as written on a folder of photos of several sizes."""
+    from .extractor import params_to_toml
+
+    text = (f"# featx {cls.name}: featx extract {cls.name} INPUTS... -o OUTPUT --config FILE\n"
+            "# Keys are the options' names; options given on the command line win.\n")
+    text += params_to_toml(ext.params, table=cls.name)
+    fixed = True
     try:
         spec = ext.output_spec(480, 640)
-        if spec.kind == "vector":
-            other = ext.output_spec(240, 320)
-            if other.shape == spec.shape:
-                click.echo(f"  vector of {spec.length} float32 values, whatever the image size")
-            else:
-                click.echo("  vector of float32 values; its length depends on the image size (use --size WxH)")
-        elif spec.kind == "keypoints":
-            click.echo(f"  keypoints: (N, 6) x, y, size, angle, response, octave + descriptors (N, {spec.shape[1]})")
-        else:
-            click.echo(f"  dense float32 map per image, shape {spec.shape} for 640x480")
-        if size is not None:
-            s = ext.output_spec(size[1], size[0])
-            click.echo(f"  for {size[0]}x{size[1]}: {s.kind} of shape {tuple(s.shape)}"
-                       + (f" ({s.length} values)" if s.kind == "vector" else ""))
-    except FeatxError as exc:
-        _fail(exc, ctx)
+        fixed = spec.kind != "vector" or ext.output_spec(240, 320).shape == spec.shape
+    except FeatxError:
+        fixed = False
+    if resize is None and not fixed:
+        resize = DEFAULT_CONFIG_RESIZE
+        text += (f"# {cls.name}'s vector length depends on the image size: every image is resized to "
+                 "this WIDTHxHEIGHT first, so that all vectors have one length.\n")
+    else:
+        text += "# Resize every image to WIDTHxHEIGHT first (optional).\n"
+    if resize is None:
+        text += '# resize = "256x256"\n'
+    else:
+        text += f'resize = "{resize[0]}x{resize[1]}"\n'
+    text += ("# How --resize fits: stretch each axis, or scale the shorter side and cut the centre.\n"
+             f'resize-mode = "{resize_mode}"\n')
+    return text
 
 
 @cli.group("models", invoke_without_command=True, context_settings=CONTEXT)
 @click.pass_context
 def models_cmd(ctx: click.Context) -> None:
-    """CNN models: list the known and cached ones (default), or fetch one."""
+    """CNN models: list the known and cached ones (default), or fetch one.
+
+    \b
+    Examples:
+      featx models                                 known and cached models
+      featx models fetch efficientnet-lite0        bundled: nothing to download
+      featx extract cnn photos/ -o emb.npy --model efficientnet-lite0
+    """
     if ctx.invoked_subcommand is not None:
         return
     from .extractors.cnn import models
 
     for m in models.list_models():
-        state = "available" if m["available"] else "not cached (featx models fetch " + m["name"] + ")"
+        if m["available"] and models.bundled_path(m["name"]) is not None:
+            state = "bundled (installed with featx)"
+        else:
+            state = "available" if m["available"] else "not cached (featx models fetch " + m["name"] + ")"
         click.echo(f"{m['name']:<22} {state}")
         if m.get("description"):
             click.echo(f"  {m['description']}")
@@ -395,15 +569,22 @@ def models_cmd(ctx: click.Context) -> None:
         click.echo(f"  sha256 {m['sha256']}" + (f"  licence {m['license']}" if m.get("license") else ""))
 
 
-@models_cmd.command("fetch")
+@models_cmd.command("fetch", context_settings=CONTEXT)
 @click.argument("name")
 @click.option("--url", default=None, help="Where to download from (required for a model featx does not know).")
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file (required with --url for a new name).")
 @click.pass_context
 def models_fetch(ctx: click.Context, name: str, url: str | None, sha256: str | None) -> None:
-    """Download a model into the cache; refused (nothing cached) unless its SHA-256 matches."""
+    """Download a model into the cache; refused (nothing cached) unless its SHA-256 matches.
+    A model featx knows needs only its NAME; another needs --url and --sha256, and is then
+    used as `--model NAME`.  The bundled model is never downloaded.
+    """
     from .extractors.cnn import models
 
+    bundled = models.bundled_path(name)
+    if bundled is not None and url is None:
+        _say(f"{name} is bundled: its weights are installed with featx ({bundled}); nothing to download")
+        return
     try:
         path = models.fetch(name, url, sha256)
     except FeatxError as exc:
@@ -421,6 +602,12 @@ def merge_cmd(ctx: click.Context, output: str, parts: tuple[str, ...], overwrite
 
     Verified: the shards must come from one command, cover 1..N exactly once,
     be complete and share no input.  Rows are ordered by input path.
+
+    \b
+    Examples:
+      featx extract hog photos/ -o hog-1.npy --resize 256x256 --shard 1/2
+      featx extract hog photos/ -o hog-2.npy --resize 256x256 --shard 2/2
+      featx merge hog.npy hog-1.npy hog-2.npy
     """
     from .output.merge import merge
 
@@ -433,16 +620,26 @@ def merge_cmd(ctx: click.Context, output: str, parts: tuple[str, ...], overwrite
 
 class ExtractorGroup(click.Group):
     """``featx extract NAME`` / ``featx show NAME``: one subcommand per extractor,
-    built on demand so that only the extractor asked for is imported."""
+    built on demand so that only the extractor asked for is imported.
 
-    def __init__(self, *args, build, **kwargs):
+    Parameters declared ``show_only`` (they change only the picture ``featx show``
+    draws) are options only where ``show_params`` is true; elsewhere a config file
+    may still hold them (one ``[haar]`` table serves ``show`` and ``extract``)."""
+
+    def __init__(self, *args, build, show_params: bool = False, **kwargs):
+        kwargs.setdefault("subcommand_metavar", "NAME [ARGS]...")
         super().__init__(*args, **kwargs)
         self._build = build
+        self._show_params = show_params
 
     def list_commands(self, ctx):
         from . import registry
 
         return registry.names()
+
+    def usable(self, cls) -> str | None:
+        """Why extractor ``cls`` cannot serve this command (None: it can)."""
+        return None
 
     def get_command(self, ctx, name):
         from . import registry
@@ -451,19 +648,23 @@ class ExtractorGroup(click.Group):
             return _build_multi(name)
         try:
             cls = registry.get(name)
+            why = self.usable(cls)
+            if why:
+                raise UsageError(why, "choose one of: " + ", ".join(self.list_commands(ctx)))
+            cmd = self._build(cls)
         except FeatxError as exc:
             if ctx.resilient_parsing:
                 return None
             _fail(exc, ctx)
-        try:
-            return self._build(cls)
-        except FeatxError as exc:
-            _fail(exc, ctx)
+        if not self._show_params:
+            hidden = [p for p in cmd.params if getattr(p, "featx_param", None) is not None
+                      and p.featx_param.show_only]
+            cmd.params = [p for p in cmd.params if p not in hidden]
+            cmd.featx_show_only = {p.name: p for p in hidden}  # a config file may hold them
+        return cmd
 
     def format_commands(self, ctx, formatter):
-        from . import registry
-
-        rows = [(n, "") for n in registry.names()]
+        rows = [(n, "") for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Extractors (featx list describes them)"):
                 formatter.write_dl(rows)
@@ -884,11 +1085,24 @@ def _build_detect() -> click.Command:
                 "path,x,y,w,h (path,frame,time,x,y,w,h for videos and frame folders), in the pixels of "
                 "the image as decoded, also with --resize (which only sets the size the cascade works at)."
                 "\n\nINPUTS are image files, folders, videos or - for paths on stdin. "
-                "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
-    # detect looks at whole images: boxes found inside --regions crops would be in the crops' pixels
-    cmd.params = [p for p in cmd.params if p.name != "regions"]
+                "Bundled cascades: " + ", ".join(sorted(available_cascades())) + "."
+                "\n\n\b\nExamples:\n"
+                "  featx detect photos/ -o faces.csv\n"
+                "  featx detect photos/ --cascade eye -o eyes.csv\n"
+                "  featx extract cnn --regions faces.csv -o faces.npy      one embedding per face")
+    # detect looks at whole images (boxes found inside --regions crops would be in the crops'
+    # pixels) and writes CSV only: the options for other inputs and formats are not offered
+    dropped = {p.name: p.default for p in cmd.params if p.name in ("regions", "format")}
+    cmd.params = [p for p in cmd.params if p.name not in dropped]
+    for p in cmd.params:
+        if p.name == "output":
+            p.help = "CSV file to write (NAME.csv), or - for CSV on stdout."
+            p.metavar = "CSV"
+        elif p.name == "resize":
+            p.help = ("Resize every image to WIDTHxHEIGHT before detecting; boxes stay in the pixels of "
+                      "the image as decoded.")
     extract_callback = cmd.callback
-    cmd.callback = lambda **kwargs: extract_callback(regions=None, **kwargs)
+    cmd.callback = lambda **kwargs: extract_callback(**dropped, **kwargs)
     cmd.short_help = "Find regions with a Viola-Jones Haar cascade (path,x,y,w,h per region)."
     return cmd
 
@@ -933,7 +1147,9 @@ def _build_codebook(cls) -> click.Command:
                         help=f"Learn a codebook of {cls.name} descriptors (k-means visual words, and a "
                              "diagonal GMM with --gmm) from a seeded random sample of the descriptors of "
                              "INPUTS, for --encode bovw|vlad|fisher.",
-                        short_help=f"Learn visual words from {cls.name} descriptors")
+                        short_help=f"Learn visual words from {cls.name} descriptors",
+                        epilog=f"\b\nExamples:\n  featx codebook {cls.name} train/ -k 256 -o {cls.name}-k256.codebook.npz\n"
+                               f"  featx codebook {cls.name} train/ -k 64 --gmm -o {cls.name}-gmm64.codebook.npz")
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
@@ -1006,6 +1222,8 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
 
 
 class _CodebookGroup(ExtractorGroup):
+    """``featx codebook NAME``: only extractors with local descriptors (keypoints) can."""
+
     def list_commands(self, ctx):
         from . import registry
         from .encoding import supports_codebook
@@ -1019,16 +1237,51 @@ class _CodebookGroup(ExtractorGroup):
                 pass
         return out
 
+    def usable(self, cls) -> str | None:
+        from .encoding import supports_codebook
+
+        if not supports_codebook(cls):
+            return f"{cls.name} has no local descriptors to learn a codebook from"
+        return None
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, "") for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Extractors with local descriptors"):
+                formatter.write_dl(rows)
+
 
 cli.add_command(_LazyDetect())
 cli.add_command(_build_run())
-cli.add_command(_CodebookGroup("codebook", build=_build_codebook, context_settings=CONTEXT,
-                               help="Learn visual words for --encode: featx codebook sift INPUTS... -k 256 -o cb.npz"))
+cli.add_command(ExtractorGroup(
+    "info", build=_build_info, show_params=True, context_settings=CONTEXT,
+    short_help="Describe an extractor: parameters, output size, config file.",
+    help="Describe one extractor: what it computes, its parameters (type, default, range) and "
+         "the size of its output; NAME's parameters are options here too.\n\n"
+         "\b\nExamples:\n"
+         "  featx info hog                                  what hog computes, its parameters\n"
+         "  featx info hog --cell-size 16 --size 640x480    vector length for these settings\n"
+         "  featx info hog --as-config > hog.toml           a config file to edit, for --config"))
+cli.add_command(_CodebookGroup(
+    "codebook", build=_build_codebook, context_settings=CONTEXT,
+    short_help="Learn visual words for --encode bovw|vlad|fisher.",
+    help="Learn a codebook of visual words from local descriptors, for --encode bovw|vlad|fisher.\n\n"
+         "\b\nExamples:\n"
+         "  featx codebook sift train/ -k 256 -o sift-k256.codebook.npz\n"
+         "  featx codebook sift train/ -k 64 --gmm -o sift-gmm64.codebook.npz\n"
+         "  featx extract sift photos/ -o vlad.npy --encode vlad --codebook sift-k256.codebook.npz"))
 cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
                                help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. "
                                     "`featx extract NAME --help` lists NAME's options."))
-cli.add_command(ExtractorGroup("show", build=_build_show, context_settings=CONTEXT,
-                               help="Render a picture of what an extractor computes for one image."))
+cli.add_command(ExtractorGroup(
+    "show", build=_build_show, show_params=True, context_settings=CONTEXT,
+    short_help="Render a picture of what an extractor computes for one image.",
+    help="Render a picture of what an extractor computes for one image (two images, or a video "
+         "frame, for flow). `featx show NAME --help` lists NAME's options.\n\n"
+         "\b\nExamples:\n"
+         "  featx show hog samples/astronaut.png -o hog.png\n"
+         "  featx show flow samples/clip.mp4 --frame 10 -o flow.png\n"
+         "  featx show cnn samples/chelsea.png -o cam.png"))
 
 
 def _quiet_native_libraries() -> None:

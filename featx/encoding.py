@@ -858,7 +858,13 @@ def load_codebook(path: str | os.PathLike) -> Codebook:
 
 
 def _fmt_sig(sig: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(sig.items())) or "(none)"
+    """Descriptor settings as options: ``--dense off, --root-sift on, --sigma 1.6``."""
+    def text(v) -> str:
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return "not set" if v is None else str(v)
+
+    return ", ".join(f"--{k.replace('_', '-')} {text(v)}" for k, v in sorted(sig.items())) or "(none)"
 
 
 def check_codebook(codebook: Codebook, extractor: str, descriptor: dict, dim: int,

@@ -35,16 +35,22 @@ from .errors import ParamError
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | list | None = None, metavar: str | None = None) -> Any:
+          choices: tuple | list | None = None, metavar: str | None = None, show_only: bool = False) -> Any:
     """Declare one extractor parameter (a dataclass field with metadata).
 
     ``min``/``max`` are inclusive bounds for numbers; ``choices`` lists the
     allowed values of a string parameter.  Tuple-valued parameters such as a
     grid are annotated ``tuple[int, int]`` and written ``ROWSxCOLS`` on the
-    command line and in config files.
+    command line and in config files; with ``metavar="WxH"`` the pair is an
+    image size, written ``WIDTHxHEIGHT`` like every size featx takes.
+
+    ``show_only`` marks a parameter that changes only the picture ``featx show``
+    draws, never the numbers: ``featx extract`` and ``featx codebook`` do not offer
+    it as an option (a config file may still hold it for ``show``).
     """
     meta = {"help": help, "min": min, "max": max,
-            "choices": tuple(choices) if choices is not None else None, "metavar": metavar}
+            "choices": tuple(choices) if choices is not None else None, "metavar": metavar,
+            "show_only": bool(show_only)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -61,6 +67,12 @@ class ParamInfo:
     max: float | None
     choices: tuple | None
     metavar: str | None
+    show_only: bool = False   # only `featx show` uses it
+
+    @property
+    def pair_form(self) -> str:
+        """How a pair is written: ``WIDTHxHEIGHT`` for a size, else ``ROWSxCOLS``."""
+        return "WIDTHxHEIGHT" if self.metavar == "WxH" else "ROWSxCOLS"
 
     @property
     def option(self) -> str:
@@ -72,7 +84,7 @@ class ParamInfo:
             return "one of " + ", ".join(str(c) for c in self.choices)
         if self.type is tuple:
             lo = "" if self.min is None else f", each >= {self.min:g}"
-            return f"ROWSxCOLS{lo}"
+            return f"{self.pair_form}{lo}"
         if self.min is not None and self.max is not None:
             return f"{self.min:g} to {self.max:g}"
         if self.min is not None:
@@ -108,13 +120,16 @@ def param_infos(params_cls: type) -> list[ParamInfo]:
         m = f.metadata
         out.append(ParamInfo(name=f.name, type=tp, optional=optional, default=f.default,
                              help=m.get("help", ""), min=m.get("min"), max=m.get("max"),
-                             choices=m.get("choices"), metavar=m.get("metavar")))
+                             choices=m.get("choices"), metavar=m.get("metavar"),
+                             show_only=bool(m.get("show_only", False))))
     return out
 
 
 def parse_pair(text: str) -> tuple[int, int]:
-    """Parse ``"4x4"`` (or ``"4,4"``, or ``"4"`` for a square) into a pair of ints."""
-    s = str(text).strip().lower().replace(",", "x").replace("*", "x")
+    """Parse ``"4x3"`` into ``(4, 3)``; one number is a square (``"256"`` is ``256x256``).
+    These two spellings are the documented ones (README, *Using featx*); nothing else
+    is guessed at."""
+    s = str(text).strip().lower()
     parts = s.split("x")
     if len(parts) == 1:
         parts = parts * 2
@@ -133,7 +148,8 @@ def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
     if value is None:
         if info.optional:
             return None
-        raise ParamError(f"{bad}: a value is required", f"valid: {info.describe_range() or info.type.__name__}")
+        raise ParamError(f"{where}{info.option} needs a value (it cannot be left unset)",
+                         f"valid: {info.describe_range() or info.type.__name__}")
     try:
         if info.type is bool:
             if isinstance(value, str):
@@ -170,7 +186,7 @@ def coerce_value(info: ParamInfo, value: Any, extractor: str = "") -> Any:
             if not isinstance(value, str):
                 raise ValueError(value)
     except (TypeError, ValueError):
-        kind = {tuple: "ROWSxCOLS", bool: "true/false"}.get(info.type, info.type.__name__)
+        kind = {tuple: info.pair_form, bool: "true/false"}.get(info.type, info.type.__name__)
         raise ParamError(f"{bad}: expected {kind}",
                          f"valid: {info.describe_range() or kind}") from None
     if info.choices is not None and value not in info.choices:

@@ -246,6 +246,7 @@ def build(plan: Plan) -> _Built:
     sampling = plan.sampling
     if sampling:
         sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
+        sources.check_sampling_applies(plan.inputs, sampling, files_from=plan.files_from, frames=plan.frames)
         if (plan.fps is not None or plan.start is not None or plan.end is not None) and plan.frames \
                 and plan.frame_rate is None:
             raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")

@@ -340,6 +340,28 @@ def check_named(args: Iterable[str]) -> None:
                          "check the spelling; nothing was written")
 
 
+def check_sampling_applies(args: Iterable[str], sampling: dict, *, files_from: Iterable[str] = (),
+                           frames: bool = False) -> None:
+    """Frame sampling (``--every``, ``--fps``, ``--start``, ``--end``, ``--max-frames``,
+    ``--frame-rate``) picks frames of videos and frame folders.  Given when every input
+    named is an image file, it would do nothing but add empty ``frame,time`` columns: a
+    usage error, before any work.  (With a folder, stdin, a list file or ``--frames`` the
+    inputs may hold videos or frames, and sampling applies to those.)"""
+    from .errors import UsageError
+
+    given = [k for k in ("fps", "every", "start", "end", "max_frames", "frame_rate")
+             if sampling.get(k) is not None]
+    args = list(args)
+    if not given or frames or list(files_from) or not args or "-" in args:
+        return
+    if any(is_video_name(a) or os.path.isdir(a) for a in args):
+        return
+    option = "--" + given[0].replace("_", "-")
+    raise UsageError(f"{option} picks frames of videos and frame folders, but the inputs are images",
+                     f"drop {option}, or name a video (or a folder of videos with --video, "
+                     "of frame sequences with --frames)")
+
+
 def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), null: bool = False,
                      stdin: IO[bytes] | None = None, stats: Enumeration | None = None,
                      videos: bool = False, frames: bool = False, sequence: bool = False) -> Iterator[Input]:

@@ -350,6 +350,30 @@ def test_byo_metadata_defaults_and_overrides(tmp_path):
     assert top.shape == (4,)
 
 
+def test_input_size_is_width_by_height_like_every_other_size(tmp_path):
+    """--input-size is WIDTHxHEIGHT, as --resize and every other size: a model taking
+    inputs 8 rows high and 16 columns wide is 16x8, and the messages say so."""
+    wide = tiny_model(tmp_path / "wide.onnx", shape=(1, 3, 8, 16))
+    ext = CNN.create(model=wide)
+    assert ext.input_size == (16, 8) and ext.preprocess["input_size"] == [16, 8]
+    assert CNN.create(model=wide, input_size="16x8").input_size == (16, 8)
+    with pytest.raises(UsageError, match="takes 16x8 inputs, not 8x16") as ei:
+        CNN.create(model=wide, input_size="8x16")
+    assert "--input-size 16x8" in ei.value.hint
+    # the network sees the image stretched to 16 wide, 8 high: the left half of a
+    # half-black, half-white picture is the left half of the input
+    img = np.zeros((30, 40, 3), np.uint8)
+    img[:, 20:] = 200
+    ext = CNN.create(model=wide, fit="stretch")
+    x = ext._prepare(img)[0]
+    assert x.shape == (3, 8, 16) and x[:, :, :8].max() == 0 and x[:, :, 8:].min() == 200
+    # a model without a fixed size: the message shows its shape without Python's None
+    dynamic = tiny_model(tmp_path / "dyn.onnx", shape=("n", 3, "h", "w"))
+    with pytest.raises(UsageError) as ei:
+        CNN.create(model=dynamic)
+    assert "None" not in str(ei.value) and "WIDTHxHEIGHT" in ei.value.hint
+
+
 def test_byo_feature_map_pooled(tmp_path):
     path = tiny_model(tmp_path / "m.onnx")
     img = np.zeros((8, 8, 3), np.uint8)

@@ -308,7 +308,7 @@ def test_learn_codebook_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(back.gmm_variances, cb.gmm_variances)
     assert back.metadata == json.loads(json.dumps(cb.metadata))
     check_codebook(back, "fake", {"root_sift": False}, 2)
-    with pytest.raises(ParamError, match="root_sift=False.*root_sift=True"):
+    with pytest.raises(ParamError, match="--root-sift off.*--root-sift on"):
         check_codebook(back, "fake", {"root_sift": True}, 2)
     with pytest.raises(ParamError, match="made for extractor 'fake', not 'sift'"):
         check_codebook(back, "sift", {"root_sift": False}, 2)
@@ -410,9 +410,9 @@ def test_encoded_extract_and_flat_image(sift_world, sample):
 def test_extractor_refuses_mismatched_codebook(sift_world, tmp_path):
     from featx.extractors.sift import SIFT
 
-    with pytest.raises(ParamError, match=r"dense=False.*root_sift=True.*this run uses.*root_sift=False"):
+    with pytest.raises(ParamError, match=r"--dense off.*--root-sift on.*this run uses.*--root-sift off"):
         SIFT.create(encode="vlad", codebook=sift_world["path"])
-    with pytest.raises(ParamError, match="this run uses.*dense=True"):
+    with pytest.raises(ParamError, match="this run uses.*--dense on"):
         SIFT.create(root_sift=True, dense=True, encode="vlad", codebook=sift_world["path"])
     # detection thresholds and caps do not change the descriptor space
     SIFT.create(root_sift=True, contrast_threshold=0.06, max_keypoints=100, encode="vlad",

@@ -32,7 +32,7 @@ def _same_as(cls: type, name: str):
     f = cls.__dataclass_fields__[name]
     m = f.metadata
     return param(f.default, m["help"] + " (featx show --show boxes)", min=m["min"],
-                 max=m["max"], choices=m["choices"], metavar=m["metavar"])
+                 max=m["max"], choices=m["choices"], metavar=m["metavar"], show_only=True)
 
 
 def parse_types(text: str) -> tuple[str, ...]:
@@ -204,7 +204,7 @@ class Haar(Extractor):
                                  "its absolute value (abs) per cell", choices=("abs", "mean"))
         show: str = param("boxes", "featx show: draw the regions a cascade finds (boxes) or the "
                                    "response map of the first type at the finest scale "
-                                   "(response)", choices=("boxes", "response"))
+                                   "(response)", choices=("boxes", "response"), show_only=True)
         cascade: str = _same_as(DetectParams, "cascade")
         scale_factor: float = _same_as(DetectParams, "scale_factor")
         min_neighbors: int = _same_as(DetectParams, "min_neighbors")

@@ -373,7 +373,10 @@ class State:
 
 
 def check_config(state: State, config: dict[str, Any], output: str) -> None:
-    """Refuse to mix results of different extractors, parameters or options."""
+    """Refuse to mix results of different extractors, parameters or options.
+
+    The message names what differs as the user sets it: ``--resize: not set -> 256x256``,
+    ``--bins: 9 -> 5``, ``extractor: hog -> gabor``."""
     old = state.get("config")
     if old is None or old == config:
         return
@@ -382,9 +385,36 @@ def check_config(state: State, config: dict[str, Any], output: str) -> None:
         a, b = old.get(section), config.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
-                if a.get(k) != b.get(k):
-                    diffs.append(f"{k}: {a.get(k)!r} -> {b.get(k)!r}")
+                if a.get(k) == b.get(k):
+                    continue
+                if k == "resize_mode" and (a.get("resize") is None or b.get("resize") is None):
+                    continue  # follows --resize, which is named already
+                diffs.append(f"{_setting_name(section, k)}: {_setting_text(k, a.get(k))} -> "
+                             f"{_setting_text(k, b.get(k))}")
         elif a != b:
-            diffs.append(f"{section}: {a!r} -> {b!r}")
+            diffs.append(f"{section}: {_setting_text(section, a)} -> {_setting_text(section, b)}")
     raise OutputError(f"{output} was made with other settings ({'; '.join(diffs[:6])})",
                       "pass --overwrite to start a fresh output, or choose another -o")
+
+
+def _setting_name(section: str, key: str) -> str:
+    if section == "extractor" and key == "name":
+        return "extractor"
+    if key == "keys":
+        return "key columns"
+    return "--" + key.replace("_", "-")
+
+
+def _setting_text(key: str, v: Any) -> str:
+    """A recorded setting as it is written on the command line."""
+    if v is None:
+        return "not set"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, (list, tuple)):
+        if key == "shard" and len(v) == 2:
+            return f"{v[0]}/{v[1]}"
+        if key == "keys":
+            return ",".join(map(str, v))
+        return "x".join(map(str, v))
+    return str(v)

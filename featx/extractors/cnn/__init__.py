@@ -107,8 +107,8 @@ class CNN(Extractor):
                           choices=("avg", "max"))
         l2: bool = param(False, "L2-normalise the output vector")
         input_size: tuple[int, int] | None = param(
-            None, "network input HEIGHTxWIDTH; default: from the model's metadata or input "
-                  "shape (224x224 for the built-in model)", min=8, max=4096)
+            None, "network input WIDTHxHEIGHT; default: from the model's metadata or input "
+                  "shape (224x224 for the built-in model)", min=8, max=4096, metavar="WxH")
         mean: str | None = param(
             None, "per-channel mean subtracted on the 0-255 scale, 'R,G,B' or one value "
                   "(ImageNet: 123.675,116.28,103.53); default: model metadata, else 0",
@@ -144,7 +144,7 @@ class CNN(Extractor):
             0, "inference threads per worker (0: the engine's default; the CLI sets it "
                "from -j so workers do not oversubscribe the cores)", min=0, max=1024)
         cam_class: int | None = param(
-            None, "class shown by `featx show cnn` (default: the top class)", min=0)
+            None, "class shown by `featx show cnn` (default: the top class)", min=0, show_only=True)
 
         def validate(self) -> None:
             _floats(self.mean, "mean")
@@ -202,7 +202,7 @@ class CNN(Extractor):
         self._input_name = inp.name
         shape = list(inp.shape or [])
         if len(shape) != 4:
-            raise UsageError(f"cnn: model input {inp.name!r} has shape {shape}; an image "
+            raise UsageError(f"cnn: model input {inp.name!r} has {len(shape)} dimensions; an image "
                              "model needs a 4-D input (NCHW or NHWC)")
         layout = p.layout or pre.get("layout")
         if layout is None:
@@ -214,17 +214,21 @@ class CNN(Extractor):
                              f"{layout}; expected 1 or 3", "check --layout")
         self._channels = chans if isinstance(chans, int) else 3
         hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+        # sizes are (width, height) everywhere a user sees them: --input-size, the
+        # model's featx.preprocess metadata, the sidecar, messages
         size = p.input_size or (tuple(pre["input_size"]) if "input_size" in pre else None)
         static = all(isinstance(d, int) and d > 0 for d in hw)
         if size is None:
             if not static:
-                raise UsageError(f"cnn: model input {inp.name!r} has no fixed size {shape}",
-                                 "give --input-size HEIGHTxWIDTH")
-            size = hw
+                dims = "x".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in shape)
+                raise UsageError(f"cnn: model input {inp.name!r} has no fixed size ({dims})",
+                                 "give --input-size WIDTHxHEIGHT")
+            size = (hw[1], hw[0])
         size = (int(size[0]), int(size[1]))
-        if static and tuple(hw) != size:
-            raise UsageError(f"cnn: the model takes {hw[0]}x{hw[1]} inputs, not "
-                             f"{size[0]}x{size[1]}", f"use --input-size {hw[0]}x{hw[1]}")
+        if static and (hw[1], hw[0]) != size:
+            raise UsageError(f"cnn: the model takes {hw[1]}x{hw[0]} inputs, not "
+                             f"{size[0]}x{size[1]}", f"use --input-size {hw[1]}x{hw[0]} (WIDTHxHEIGHT)")
+        #: (width, height) of the network input
         self.input_size = size
         self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         if inp.elem_type not in (None, onnxproto.FLOAT, onnxproto.UINT8):
@@ -316,7 +320,7 @@ class CNN(Extractor):
         return (type(self), (self.params,))
 
     def _input_shape_one(self) -> tuple:
-        h, w = self.input_size
+        w, h = self.input_size
         c = self._channels
         return (c, h, w) if self.layout == "NCHW" else (h, w, c)
 
@@ -438,7 +442,7 @@ class CNN(Extractor):
         if image.ndim == 3 and image.shape[2] == 4:
             image = image[:, :, :3]
         h, w = image.shape[:2]
-        th, tw = self.input_size
+        tw, th = self.input_size
         if self.resize_mode == "crop":
             # the central region with the target's aspect ratio, `crop_fraction`
             # of the largest such region; cut before any conversion

