@@ -606,7 +606,7 @@ def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts:
                 state.reset()
                 sink.discard()
             if existing:
-                check_config(state, config, sink.output)
+                check_config(state, config, sink.output, ignore=extractor.runtime_params)
             if state.get("config") != config:
                 state.set_meta(config=config)
         if on_start is not None:
