@@ -490,6 +490,10 @@ def grid(tiles: Sequence[Sequence[np.ndarray]], style: Style,
     nc = max(len(r) for r in tiles) if nr else 0
     col_w = [max(r[c].shape[1] for r in tiles if c < len(r)) for c in range(nc)]
     row_h = [max(t.shape[0] for t in r) for r in tiles]
+    for r in range(nr):  # a row is at least as tall as its label
+        lines = len(row_labels[r]) if row_labels is not None else 0
+        mark = row_marks[r].shape[0] + style.px(2) if row_marks is not None else 0
+        row_h[r] = max(row_h[r], mark + lines * lh)
     label_w = 0
     if row_labels is not None:
         label_w = max(text_width(s, style) for lines in row_labels for s in (lines or [""]))
@@ -551,6 +555,16 @@ def stack(parts: Sequence[tuple[str, Figure]], gap: int = 0) -> Figure:
             found[f"{name} {k}"] = (rx, ry + y, rw, rh)
         y += h + gap
     return Figure(out, found)
+
+
+def tile_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(tile_height, tile_width)`` showing a ``height x width`` image in a tile whose
+    longer side is ``side``; aspect ratios beyond 4:1 are squeezed to 4:1, so that a
+    strip of an image still gets a tile one can see."""
+    aspect = min(4.0, max(0.25, height / max(1, width)))
+    if aspect <= 1:
+        return max(1, int(round(side * aspect))), side
+    return side, max(1, int(round(side / aspect)))
 
 
 def fit(picture: np.ndarray, width: int, height: int | None = None) -> np.ndarray:

@@ -421,3 +421,13 @@ def test_contact_sheet_holds_at_most_48_images(tmp_path, sample):
     assert r.returncode == 0, r.stderr
     assert b"at most 48" in r.stderr
     assert len(_sheet_tiles(read_png(out))) == 48
+
+
+@pytest.mark.parametrize("size", [(300, 6), (6, 300)])
+def test_tiled_pictures_of_strips_stay_small(sample, size):
+    img = cv2.resize(sample("coffee.jpg"), size, interpolation=cv2.INTER_AREA)   # (width, height)
+    for ext in (Haar.create(), Gabor.create()):
+        fig = ext.figure(img)
+        assert fig.pixels.shape[0] < 2500, (ext.name, fig.pixels.shape)
+        tile = fig.crop("tile 0 0" if ext.name == "haar" else "responses tile 0 0")
+        assert min(tile.shape[:2]) >= 20            # a tile one can see, whatever the aspect

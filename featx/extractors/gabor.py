@@ -396,7 +396,7 @@ class Gabor(Extractor):
         p = self.params
         ns, no = p.n_scales, p.n_orientations
         h, w = image.shape[:2]
-        th = max(1, round(tile * h / w))
+        th = max(1, round(tile * min(4.0, max(0.25, h / max(1, w)))))  # maps 96 px wide, 24..384 tall
         style = pic.Style()
         ker_tiles = [[None] * no for _ in range(ns)]
         for info, ker in zip(self.kernel_info, self.kernels):

@@ -512,10 +512,7 @@ class Haar(Extractor):
         vec = self._grid_features(image).reshape(len(self.types), len(self.scales), rows, cols)
         h, w = image.shape[:2]
         style = pic.Style()
-        tw = max(96, min(200, 600 // len(self.scales)))
-        if h > w:  # tall images: tiles no taller than wide
-            tw = max(64, round(tw * w / h))
-        th = max(1, round(tw * h / w))
+        th, tw = pic.tile_size(h, w, max(96, min(200, 600 // len(self.scales))))
         base = cv2.resize(pic.dim(image, 0.7), (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
         signed = p.pool == "mean"
         peak = float(np.abs(vec).max()) if vec.size else 0.0
