@@ -160,11 +160,20 @@ def test_class_maps_are_exact(default, photos):
 
 def test_render_cam(default, photos):
     im = photos["coffee.jpg"]
-    pic = default.render(im)
-    assert pic.dtype == np.uint8 and pic.shape == im.shape
+    h, w = im.shape[:2]
+    full = default.render(im)
+    pic = full[:h, :w]                      # the map over the image; its caption below
+    assert pic.dtype == np.uint8 and full.shape[0] > h
     assert not np.array_equal(pic, im)
     other = CNN.create(cam_class=281).render(im)
-    assert other.shape == im.shape and not np.array_equal(other, pic)
+    assert not np.array_equal(other[:h, :w], pic)
+    # the caption: a colour bar from blue (low) to red (high), and the crop's legend
+    import cv2
+
+    hsv = cv2.cvtColor(np.ascontiguousarray(full[h:]), cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3)
+    sat = hsv[(hsv[:, 1] > 150) & (hsv[:, 2] > 100), 0].astype(int) * 360 // 256
+    assert {0, 4, 7} <= set((sat // 30).tolist())     # red, green, blue of the jet scale
+    assert (full[h:].max(axis=2) < 100).any(axis=1).sum() >= 20   # lines of text
 
 
 def test_provenance(default):

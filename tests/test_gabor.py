@@ -218,8 +218,13 @@ def test_params_declared_with_help_and_ranges():
 
 def test_render_mosaic(sample):
     img = sample("camera.png")
-    pic = Gabor.create(n_scales=2, n_orientations=3).render(img)
+    fig = Gabor.create(n_scales=2, n_orientations=3).figure(img)
+    pic = fig.pixels
     assert pic.dtype == np.uint8 and pic.ndim == 3 and pic.shape[2] == 3
-    # 2 rows of 96-px kernel tiles + 2 rows of 96-px response tiles, 4-px gaps
-    assert pic.shape[:2] == (2 * 100 + 4 + 2 * 100 + 4, 3 * 100 + 4)
+    # 2 rows of 96-px kernel tiles above 2 rows of 96-px response tiles (96 x 96 for camera.png)
+    for part in ("kernels", "responses"):
+        boxes = [fig.regions[f"{part} tile {s} {o}"] for s in range(2) for o in range(3)]
+        assert all(b[2:] == (96, 96) for b in boxes)
+        assert len({b[:2] for b in boxes}) == 6
+    assert fig.regions["kernels"][1] + fig.regions["kernels"][3] <= fig.regions["responses"][1]
     assert pic.std() > 20

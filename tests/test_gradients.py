@@ -206,19 +206,21 @@ def test_render_shows_orientation_as_hue():
     import cv2
 
     img = step_image()
-    pic = Gradients.create().render(img)
-    assert pic.shape == (40, 40, 3) and pic.dtype == np.uint8
+    full = Gradients.create().render(img)
+    pic = full[:40, :40]                                # the field; the caption is below it
+    assert full.shape[0] > 40 and pic.dtype == np.uint8
     hsv = cv2.cvtColor(pic, cv2.COLOR_RGB2HSV)
     edge = hsv[5, 19]                                   # on the edge, not on a grid line
     assert edge[2] == 255 and edge[0] == 0              # bright, red = 0 degrees
     assert hsv[5, 5, 2] == 0                            # flat: black
-    down = cv2.cvtColor(Gradients.create().render(step_image(vertical=False)),
+    down = cv2.cvtColor(Gradients.create().render(step_image(vertical=False))[:40, :40],
                         cv2.COLOR_RGB2HSV)[19, 5]
     assert down[2] == 255 and abs(int(down[0]) - 45) <= 1   # 90 degrees -> OpenCV hue 45
 
 
 def test_render_photo(sample):
-    pic = Gradients.create().render(sample("camera.png"))
+    fig = Gradients.create().figure(sample("camera.png"))
+    pic = fig.crop("picture")
     assert pic.shape == (512, 512, 3) and pic.dtype == np.uint8 and pic.max() == 255
 
 

@@ -223,13 +223,13 @@ def test_params_declared_with_help_and_ranges():
 
 def test_render_boxes_and_response(sample):
     img = sample("astronaut.png")
-    pic = Haar.create().render(img)
+    pic = Haar.create(show="boxes").figure(img).crop("picture")
     assert pic.shape == img.shape and pic.dtype == np.uint8
     green = (pic[..., 0] == 0) & (pic[..., 1] == 255) & (pic[..., 2] == 0)
     ys, xs = np.nonzero(green)
     assert 170 <= xs.min() <= 185 and 265 <= xs.max() <= 280   # the face box
     assert 55 <= ys.min() <= 85 and 150 <= ys.max() <= 175
-    resp = Haar.create(show="response", types="type-2-y").render(step_image(vertical=False))
+    resp = Haar.create(show="response", types="type-2-y").figure(step_image(vertical=False)).crop("picture")
     assert resp.shape == (96, 128, 3) and resp.dtype == np.uint8
     assert tuple(resp[64, 50]) == (255, 0, 0)   # strongest positive: pure red, on the edge
     assert tuple(resp[10, 50]) == (255, 255, 255)  # flat: white

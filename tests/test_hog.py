@@ -7,7 +7,7 @@ import pytest
 from conftest import COLOUR, GRAY
 from featx.errors import InputError, ParamError
 from featx.extractors.hog import HOG
-from featx.imageops import to_gray_float32
+from featx.imageops import to_gray_float32, to_gray_uint8
 
 #: Max abs difference allowed against scikit-image.  Measured on the sample
 #: photos for every parameter set below: <= 2.3e-7 (float32 output, cell sums
@@ -201,7 +201,7 @@ def test_block_layout_is_block_row_col_cell_row_col_bin(sample):
 def test_render_draws_edge_direction_glyphs():
     img = np.zeros((64, 64), np.uint8)
     img[:, 36:] = 255                          # vertical edge in cell column 4
-    pic = HOG.create(cell_size=8).render(img)
+    pic = HOG.create(cell_size=8).figure(img, underlay=0.0).crop("picture")   # glyphs on black
     assert pic.shape == (64, 64, 3) and pic.dtype == np.uint8
     cell = pic[8:16, 32:40, 0].astype(float)   # the edge's cells: vertical line glyphs
     assert cell.max() > 150                    # antialiased: no pixel is fully covered
@@ -211,9 +211,11 @@ def test_render_draws_edge_direction_glyphs():
 
 
 def test_render_photo(sample):
-    pic = HOG.create().render(sample("chelsea.png"))
+    img = sample("chelsea.png")
+    pic = HOG.create().figure(img).crop("picture")
     assert pic.shape == (300, 451, 3) and pic.dtype == np.uint8 and pic.max() == 255
-    assert pic[:, 448:].max() == 0             # the 3 pixels beyond the last cell
+    dimmed = np.rint(to_gray_uint8(img)[:, 448:] * 0.4)
+    assert (pic[:, 448:] == dimmed[..., None]).all()   # the 3 pixels beyond the last cell: no glyph
 
 
 @pytest.mark.parametrize("values", [dict(block_norm="L3"), dict(cell_size=0),

@@ -11,6 +11,7 @@ import pytest
 from featx.errors import ParamError
 from featx.extractor import Keypoints, param_infos
 from featx.extractors.sift import SIFT, decode_octave, dense_grid_axis
+from featx.picture import dim
 
 
 def _ratio_matches(d1, d2, ratio=0.75):
@@ -272,11 +273,11 @@ def test_every_param_is_documented_with_range_or_choices():
 
 def test_render_draws_keypoints(sample):
     img = sample("chelsea.png")
-    out = SIFT.create(max_keypoints=50).render(img)
+    out = SIFT.create(max_keypoints=50).figure(img).crop("picture")
     assert out.dtype == np.uint8 and out.shape == img.shape
-    changed = np.any(out != img, axis=2)
+    changed = np.any(out != dim(img, 0.55), axis=2)    # drawn over the image dimmed
     assert 0.005 < changed.mean() < 0.5
-    gray = SIFT.create().render(sample("camera.png"))
+    gray = SIFT.create().figure(sample("camera.png")).crop("picture")
     assert gray.shape == (512, 512, 3)
-    flat = SIFT.create().render(np.full((50, 60), 9, np.uint8))
-    assert (flat == 9).all()
+    flat = SIFT.create().figure(np.full((50, 60), 9, np.uint8)).crop("picture")
+    assert (flat == 5).all()                           # 9 dimmed to 55 %: no keypoint

@@ -80,10 +80,20 @@ def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
     return zlib.crc32(os.path.normpath(path).encode("utf-8", "surrogateescape")) % n == i - 1
 
 
+def numbers_free(extractor: Extractor) -> tuple[str, ...]:
+    """Parameters that do not change an output's numbers: how the work runs (threads) and
+    what only ``featx show`` draws.  A continued output need not match them."""
+    from ..extractor import param_infos
+
+    return tuple(extractor.runtime_params) + tuple(
+        i.name for i in param_infos(type(extractor.params)) if i.show_only and i.name not in extractor.runtime_params)
+
+
 def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
     """What determines the numbers in an output; a continued output must match it."""
     extractor, sink = target.extractor, target.sink
-    values = {k: v for k, v in params_to_dict(extractor.params).items() if k not in extractor.runtime_params}
+    free = numbers_free(extractor)
+    values = {k: v for k, v in params_to_dict(extractor.params).items() if k not in free}
     return {"extractor": {"name": extractor.name, **values},
             "options": {"resize": list(target.resize) if target.resize else None,
                         "resize_mode": target.resize_mode if target.resize else None,
@@ -118,8 +128,8 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
     """
     opts = opts or RunOptions()
     note = on_note or (lambda msg: None)
-    outs = [Output(t.sink, run_config(t, opts), index=k, name=t.sink.output if len(targets) > 1 else "")
-            for k, t in enumerate(targets)]
+    outs = [Output(t.sink, run_config(t, opts), index=k, name=t.sink.output if len(targets) > 1 else "",
+                   ignore=numbers_free(t.extractor)) for k, t in enumerate(targets)]
     for t in targets:
         t.sink.check_kind(t.extractor.output_kind(), t.extractor.name)
     t0 = time.perf_counter()

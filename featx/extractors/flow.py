@@ -77,9 +77,10 @@ motion or still pixels.  ``first=drop`` makes :meth:`Flow.extract` return
 Picture
 -------
 :meth:`Flow.render_pair` (and :meth:`Flow.render` after a previous frame)
-draws the flow with the usual colour wheel: hue is the direction (as
-above), brightness the magnitude relative to its 99th percentile, with
-optional arrows and a small key.
+draws the flow on the first frame (in gray) with the usual colour wheel: hue
+is the direction (as above), colour strength the magnitude relative to its
+99th percentile, with optional arrows; below it a colour-wheel key and a
+speed scale in pixels per frame.
 """
 from __future__ import annotations
 
@@ -397,63 +398,77 @@ class Flow(Extractor):
     # Pictures
 
     @staticmethod
-    def colorize(field: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    def colorize(field: np.ndarray, max_magnitude: float | None = None,
+                 underlay: np.ndarray | None = None) -> np.ndarray:
         """The colour-wheel picture of a flow field, uint8 RGB ``(H, W, 3)``.
 
-        Hue is the direction (0° right = red, 90° down, ...), value the
-        magnitude divided by ``max_magnitude`` (default: the 99th
-        percentile of the magnitude), saturation full.
+        Hue is the direction (0° right = red, 90° down, ...) and the strength
+        the magnitude divided by ``max_magnitude`` (default: the 99th
+        percentile of the magnitude), clipped to 1.  Without ``underlay`` the
+        strength is the brightness over black (the usual flow picture); with
+        an ``underlay`` (brightness 0..1 per pixel, e.g. a dimmed frame) it is
+        the saturation, so still pixels show the underlay in gray.
         """
         import cv2
+
+        from ..picture import hue_picture
 
         dx = np.ascontiguousarray(field[..., 0], dtype=np.float32)
         dy = np.ascontiguousarray(field[..., 1], dtype=np.float32)
         mag, ang = cv2.cartToPolar(dx, dy, angleInDegrees=True)
         if max_magnitude is None:
             max_magnitude = float(np.percentile(mag, 99)) if mag.size else 0.0
-        scale = 255.0 / max_magnitude if max_magnitude > 0 else 0.0
-        hsv = np.empty(field.shape[:2] + (3,), np.uint8)
-        hsv[..., 0] = np.round(ang * 0.5).astype(np.uint16) % 180   # OpenCV hue: 0..179
-        hsv[..., 1] = 255
-        hsv[..., 2] = np.clip(mag * scale, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        strength = mag / max_magnitude if max_magnitude > 0 else np.zeros_like(mag)
+        return hue_picture(ang, strength, value=underlay)
 
-    @staticmethod
-    def _draw_key(canvas: np.ndarray) -> None:
-        import cv2
-
-        size = max(24, min(canvas.shape[:2]) // 8)
-        r = (size - 1) / 2.0
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        wheel = np.dstack([xx - r, yy - r])
-        inside = np.hypot(wheel[..., 0], wheel[..., 1]) <= r
-        key = Flow.colorize(wheel, max_magnitude=r)
-        y0, x0 = 4, canvas.shape[1] - size - 4
-        if x0 < 0 or y0 + size > canvas.shape[0]:
-            return
-        region = canvas[y0:y0 + size, x0:x0 + size]
-        region[inside] = key[inside]
-        cv2.circle(canvas, (int(x0 + r), int(y0 + r)), int(r), (255, 255, 255), 1,
-                   cv2.LINE_AA)
+    #: Brightness of the frame under the flow colours: ``LOW + SPAN * luma / 255``
+    #: (never black, so that every direction's colour shows).
+    UNDERLAY_LOW, UNDERLAY_SPAN = 0.3, 0.6
 
     def render_pair(self, prev: np.ndarray, nxt: np.ndarray, *, arrows: bool = False,
-                    spacing: int = 16, key: bool = True) -> np.ndarray:
+                    spacing: int = 16, key: bool = True, underlay: bool = True) -> np.ndarray:
         """A picture (uint8 RGB) of the flow from ``prev`` to ``nxt``.
 
-        The colour wheel of :meth:`colorize`; with ``arrows``, one arrow
-        per ``spacing`` pixels (length scaled so the 99th-percentile
-        magnitude spans ``spacing``); with ``key``, a colour-wheel key in
-        the top-right corner.
+        :meth:`figure_pair`'s picture; without ``key``, only its top part (the
+        size of the frames, no caption).
+        """
+        fig = self.figure_pair(prev, nxt, arrows=arrows, spacing=spacing, underlay=underlay)
+        return fig.pixels if key else fig.crop("picture").copy()
+
+    def figure_pair(self, prev: np.ndarray, nxt: np.ndarray, *, arrows: bool = False,
+                    spacing: int = 16, underlay: bool = True):
+        """The flow from ``prev`` to ``nxt`` drawn on ``prev``, with its keys.
+
+        The picture (frame size): with ``underlay``, ``prev`` in gray (dimmed,
+        :attr:`UNDERLAY_LOW`, :attr:`UNDERLAY_SPAN`) coloured by the flow — hue =
+        direction of motion, saturation = speed relative to the 99th
+        percentile of the magnitude (:meth:`colorize`); without, the usual
+        picture on black (brightness = speed).  With ``arrows``, one arrow per
+        ``spacing`` pixels (the 99th-percentile magnitude spans ``spacing``).
+        Caption: a colour wheel (direction and speed -> colour) and a speed bar
+        in pixels per frame.
+
+        Returns
+        -------
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, ``wheel``, ``speed``.
         """
         import cv2
 
+        from .. import picture as pic
+
         field = self.compute(prev, nxt)
-        pic = np.ascontiguousarray(self.colorize(field))
+        mag = np.hypot(field[..., 0], field[..., 1])
+        ref = float(np.percentile(mag, 99)) if mag.size else 0.0
+        lo, span = self.UNDERLAY_LOW, self.UNDERLAY_SPAN
+        value = None
+        if underlay:
+            value = lo + span * to_gray_uint8(prev).astype(np.float32) / 255.0
+        picture = np.ascontiguousarray(self.colorize(field, ref, value))
+        h, w = field.shape[:2]
+        style = pic.Style.for_size(h, w)
         if arrows:
-            mag = np.hypot(field[..., 0], field[..., 1])
-            ref = float(np.percentile(mag, 99)) if mag.size else 0.0
             gain = spacing / ref if ref > 0 else 0.0
-            h, w = field.shape[:2]
             half = spacing // 2
             for y in range(half, h, spacing):
                 for x in range(half, w, spacing):
@@ -461,11 +476,32 @@ class Flow(Extractor):
                     if math.hypot(fx, fy) < self.params.threshold:
                         continue
                     tip = (int(round(x + fx * gain)), int(round(y + fy * gain)))
-                    cv2.arrowedLine(pic, (x, y), tip, (255, 255, 255), 1, cv2.LINE_AA,
+                    cv2.arrowedLine(picture, (x, y), tip, (255, 255, 255), 1, cv2.LINE_AA,
                                     tipLength=0.3)
-        if key:
-            self._draw_key(pic)
-        return pic
+        bright = 0.9 if underlay else None
+
+        def wheel_colour(a, r):
+            return pic.hue_picture(a, r, value=None if bright is None else np.full(r.shape, bright))
+
+        wheel = pic.colour_wheel(wheel_colour, style, title="direction of motion (deg)",
+                                 labels={0: "0 right", 90: "90 down", 180: "180 left", 270: "270 up"},
+                                 note=f"centre: still; rim: {pic.number(ref)} px/frame")
+
+        def speed_ramp(t):  # four stripes: right, down, left, up
+            t = np.asarray(t, np.float64)
+            return np.stack([wheel_colour(np.full(t.shape, a), t) for a in (0, 90, 180, 270)])
+
+        bar = pic.colour_bar(speed_ramp, 0.0, ref, "speed (px/frame)", style)
+        p = self.params
+        how = f"{p.method}, {p.preset}" if p.method == "dis" else p.method
+        drawn = ("drawn on the first frame (gray): hue = direction of motion, colour strength = "
+                 if underlay else "hue = direction of motion, brightness = ")
+        title = (f"flow ({how}): the motion from the first frame to the second, {drawn}speed "
+                 f"(full at the 99th percentile, {pic.number(ref)} px/frame)")
+        if arrows:
+            title += (f"; arrows every {spacing} px, {spacing} px long at {pic.number(ref)} px/frame "
+                      f"(none under {pic.number(p.threshold)} px/frame)")
+        return pic.with_caption(picture, title, [("wheel", wheel), ("speed", bar)], style)
 
     def render(self, image: np.ndarray) -> np.ndarray:
         """The flow picture from the previous frame (the last one given to

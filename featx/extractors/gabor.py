@@ -366,40 +366,94 @@ class Gabor(Extractor):
         return int(need)
 
     def render(self, image: np.ndarray, tile: int = 96) -> np.ndarray:
-        """The bank's kernels (real parts) above the response magnitudes of ``image``.
+        """The picture ``featx show gabor`` draws (see :meth:`figure`)."""
+        return self.figure(image, tile).pixels
 
-        Two grids of ``n_scales`` rows × ``n_orientations`` columns: kernels
-        (each scaled to a ``tile``-pixel square, red positive, blue negative),
-        then magnitudes (each tile scaled to its own maximum, viridis).
+    def figure(self, image: np.ndarray, tile: int = 96):
+        """The bank's kernels above the responses of ``image``, labelled, with keys.
+
+        Two grids of ``n_scales`` rows × ``n_orientations`` columns, columns
+        headed by the orientation (degrees), rows labelled by the frequency
+        (cycles per pixel), the wavelength and the kernel's size: kernels (real
+        part, each scaled to a ``tile``-pixel square and to its own peak: red
+        positive, blue negative), then the responses the features are computed
+        from (the first part of ``response``: magnitude in viridis, real or
+        imaginary parts red/blue; each tile scaled to its own peak), with the
+        pooling cells as thin lines (``result=pooled``).
 
         Returns
         -------
-        picture : (H', W', 3) ndarray of uint8
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, ``kernels``, ``responses`` and
+            their tiles (``kernels tile S O``, ``kernels tile header O``,
+            ``kernels tile row S``, ``responses tile S O``...), ``kernel key``,
+            ``response key``.
         """
         import cv2
 
-        from .haar import diverging_rgb
+        from .. import picture as pic
 
         p = self.params
         ns, no = p.n_scales, p.n_orientations
         h, w = image.shape[:2]
-        th = max(1, round(tile * h / w))
-        gap = 4
-        canvas = np.full((ns * (tile + gap) + gap + ns * (th + gap) + gap, no * (tile + gap) + gap,
-                          3), 255, np.uint8)
+        th = max(1, round(tile * min(4.0, max(0.25, h / max(1, w)))))  # maps 96 px wide, 24..384 tall
+        style = pic.Style()
+        ker_tiles = [[None] * no for _ in range(ns)]
         for info, ker in zip(self.kernel_info, self.kernels):
-            y, x = gap + info.scale * (tile + gap), gap + info.orientation * (tile + gap)
             big = cv2.resize(ker.real.astype(np.float32), (tile, tile),
                              interpolation=cv2.INTER_NEAREST if max(ker.shape) < tile
                              else cv2.INTER_AREA)
-            canvas[y:y + tile, x:x + tile] = diverging_rgb(big)
-        top = ns * (tile + gap) + gap
+            ker_tiles[info.scale][info.orientation] = pic.diverging_rgb(big)
+        part = self.parts[0]
+        rows, cols = p.grid
+        map_tiles = [[None] * no for _ in range(ns)]
+        buf = [np.empty((h, w), np.float32)]
         for info, r in zip(self.kernel_info, self.complex_responses(image)):
-            mag = cv2.resize(np.abs(r), (tile, th), interpolation=cv2.INTER_AREA)
-            peak = float(mag.max())
-            u8 = np.rint(mag * (255.0 / peak)).astype(np.uint8) if peak > 0 \
-                else np.zeros(mag.shape, np.uint8)
-            rgb = cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
-            y, x = top + info.scale * (th + gap), gap + info.orientation * (tile + gap)
-            canvas[y:y + th, x:x + tile] = rgb
-        return canvas
+            self._parts_into(r, buf)
+            small = cv2.resize(buf[0], (tile, th), interpolation=cv2.INTER_AREA)
+            if part == "mag":
+                peak = float(small.max())
+                rgb = pic.colormap(small / peak if peak > 0 else small, "viridis")
+            else:
+                rgb = pic.diverging_rgb(small)
+            if p.result == "pooled":
+                for k in range(1, rows):
+                    rgb[min(th - 1, round(k * th / rows)), :] = 255
+                for k in range(1, cols):
+                    rgb[:, min(tile - 1, round(k * tile / cols))] = 255
+            map_tiles[info.scale][info.orientation] = rgb
+        by_scale = {i.scale: i for i in self.kernel_info}
+        labels = []
+        for si in range(ns):
+            f = by_scale[si].frequency
+            kh, kw = self.kernels[si * no].shape
+            labels.append([f"f {pic.number(f)} c/px", f"(waves {pic.number(1.0 / f)} px)",
+                           f"kernel {kw}x{kh} px"])
+        heads = [f"{pic.number(180.0 * o / no, 4)} deg" for o in range(no)]
+        kernels = pic.grid(ker_tiles, style, row_labels=labels, col_labels=heads,
+                           heading="kernels (real part; orientation = direction of the wave, "
+                                   "0 deg = vertical stripes; each drawn as a square)")
+        what = {"mag": "magnitude", "real": "real part", "imag": "imaginary part"}[part]
+        cells = f", lines: the {rows}x{cols} pooling cells" if p.result == "pooled" else ""
+        responses = pic.grid(map_tiles, style, row_labels=labels, col_labels=heads,
+                             heading=f"responses of the image: {what}{cells}")
+        body = pic.stack([("kernels", kernels), ("responses", responses)], gap=style.px(6))
+        kkey = pic.colour_bar(lambda t: pic.diverging_rgb(2 * t - 1), -1.0, 1.0,
+                              "kernel value / its peak", style,
+                              tick_labels=["-peak (blue)", "0", "+peak"])
+        if part == "mag":
+            rkey = pic.colour_bar(lambda t: pic.colormap(t, "viridis"), 0.0, 1.0,
+                                  "response magnitude / the map's peak", style)
+        else:
+            rkey = pic.colour_bar(lambda t: pic.diverging_rgb(2 * t - 1), -1.0, 1.0,
+                                  f"response {what} / the map's peak", style)
+        if p.result == "pooled":
+            st = "mean and std" if p.stats == "mean-std" else "mean"
+            out = f"the {st} of each response over each of {rows}x{cols} cells"
+        else:
+            out = "the response maps themselves"
+        title = (f"gabor: {ns} scales x {no} orientations = {self.n_kernels} kernels; the "
+                 f"features are {out}")
+        fig = pic.with_caption(body.pixels, title, [("kernel key", kkey), ("response key", rkey)],
+                               style, regions=body.regions)
+        return fig

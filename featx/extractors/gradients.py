@@ -230,30 +230,34 @@ class Gradients(Extractor):
         return 64.0
 
     def render(self, image: np.ndarray) -> np.ndarray:
-        """The gradient field as colour: hue = orientation, brightness = magnitude.
+        """The picture ``featx show gradients`` draws (see :meth:`figure`)."""
+        return self.figure(image).pixels
 
-        Hue goes once round the colour circle over 360 degrees (signed) or
-        180 degrees (unsigned); full brightness is the 99th percentile of
-        the magnitude.  Cell boundaries are drawn as thin gray lines.
+    def figure(self, image: np.ndarray):
+        """The gradient field as colour, with its keys.
+
+        The picture (image size): hue = orientation (once round the colour
+        circle over 360 degrees signed, 180 unsigned), brightness = magnitude
+        (full at the 99th percentile); the cell boundaries as thin gray lines.
+        Caption: a colour wheel (direction and strength -> colour, spokes at
+        the bin edges) and a magnitude bar in gray levels per pixel.
 
         Returns
         -------
-        picture : (H, W, 3) ndarray, uint8, RGB
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, ``wheel``, ``magnitude``.
         """
         import cv2
+
+        from .. import picture as pic
 
         dx, dy = self.gradient(image)
         mag = cv2.magnitude(dx, dy)
         theta = self._orientation_degrees(dx, dy)
         turn = 360.0 if self.params.signed else 180.0
-        hue = np.rint(np.mod(theta, turn) * (180.0 / turn)) % 180   # OpenCV hue: 0..179
         top = float(np.percentile(mag, 99)) if mag.size else 0.0
-        value = np.clip(np.rint(mag * (255.0 / top)), 0, 255) if top > 0 else np.zeros_like(mag)
-        hsv = np.empty(mag.shape + (3,), np.uint8)
-        hsv[..., 0] = hue.astype(np.uint8)
-        hsv[..., 1] = 255
-        hsv[..., 2] = value.astype(np.uint8)
-        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        strength = mag / top if top > 0 else np.zeros_like(mag)
+        rgb = pic.hue_picture(theta, strength, period=turn)
         h, w = mag.shape
         rows, cols = self.params.grid
         for r in range(1, rows):
@@ -264,4 +268,25 @@ class Gradients(Extractor):
             x = -(-c * w // cols)
             if x < w:
                 rgb[:, x] = 96
-        return rgb
+        style = pic.Style.for_size(h, w)
+        n = self.params.bins
+        width = turn / n
+        if self.params.signed:
+            labels = {0: "0 right", 90: "90 down", 180: "180 left", 270: "270 up"}
+        else:
+            labels = {0: "0", 90: "90", 180: "0", 270: "90"}
+        edges = [(k + 0.5) * width for k in range(n)]
+        spokes = edges if self.params.signed else edges + [e + 180.0 for e in edges]
+        wheel = pic.colour_wheel(
+            lambda a, r: pic.hue_picture(a, r, period=turn), style,
+            title="direction (deg)" if self.params.signed else "orientation (deg, mod 180)",
+            labels=labels, spokes=spokes, note=f"{n} bins (lines: bin edges)")
+        bar = pic.colour_bar(lambda t: pic.colormap(t, "gray"), 0.0, top,
+                             "magnitude (gray levels/px)", style)
+        op = self.params.operator
+        hue = ("gradient direction (dark to bright)" if self.params.signed
+               else "gradient orientation (mod 180 deg: opposite directions alike)")
+        title = (f"gradients ({op}): hue = {hue}, brightness = "
+                 f"magnitude (full at the 99th percentile); gray lines: the {rows}x{cols} cells, "
+                 f"one {n}-bin histogram each")
+        return pic.with_caption(rgb, title, [("wheel", wheel), ("magnitude", bar)], style)

@@ -170,14 +170,21 @@ class Haar(Extractor):
     so the split of a two-rectangle template lies between pixels ``x - 1`` and
     ``x``.
 
-    ``featx show haar`` draws the regions found by a Viola–Jones cascade
-    (``--show boxes``, see :mod:`featx.regions`) or the response map of the first
-    selected template at the smallest scale (``--show response``: red positive,
-    blue negative, white zero).
+    ``featx show haar`` draws what ``extract`` computes (``--show features``, the
+    default: in grid mode each template and scale pooled over the cells, the
+    numbers written in the cells; in window mode the window with each type's
+    strongest feature), the response map of the first selected template at the
+    smallest scale (``--show response``: red positive, blue negative, white
+    zero), or the regions a Viola–Jones cascade finds (``--show boxes``, see
+    :mod:`featx.regions`).  ``show`` and the cascade options do not change the
+    numbers (they are ``runtime_params``).
     """
 
     name = "haar"
     summary = "Haar-like features: detector-window features or grid-pooled template responses"
+    #: What ``featx show`` draws does not change the numbers: an output continued with
+    #: other values of these (or made when ``show`` defaulted to boxes) is the same.
+    runtime_params = ("show", "cascade", "scale_factor", "min_neighbors", "min_size")
 
     @dataclass(frozen=True)
     class Params:
@@ -202,9 +209,10 @@ class Haar(Extractor):
                                  "each)", min=1, max=8)
         pool: str = param("abs", "grid mode: pool the mean of each response map (mean) or of "
                                  "its absolute value (abs) per cell", choices=("abs", "mean"))
-        show: str = param("boxes", "featx show: draw the regions a cascade finds (boxes) or the "
-                                   "response map of the first type at the finest scale "
-                                   "(response)", choices=("boxes", "response"), show_only=True)
+        show: str = param("features", "featx show: draw what extract computes (features), the "
+                                      "response map of the first type at the finest scale "
+                                      "(response), or the regions a cascade finds (boxes)",
+                          choices=("features", "response", "boxes"), show_only=True)
         cascade: str = _same_as(DetectParams, "cascade")
         scale_factor: float = _same_as(DetectParams, "scale_factor")
         min_neighbors: int = _same_as(DetectParams, "min_neighbors")
@@ -414,42 +422,192 @@ class Haar(Extractor):
         return int((4 * len(self.types) * len(self.scales) + 48) * (height + 2 * pad) * (width + 2 * pad))
 
     def render(self, image: np.ndarray) -> np.ndarray:
-        """Regions found by the cascade (``show=boxes``) or a response map (``show=response``).
+        """The picture ``featx show haar`` draws (see :meth:`figure`)."""
+        return self.figure(image).pixels
+
+    def figure(self, image: np.ndarray):
+        """A labelled picture, with its keys, of what ``show`` asks for.
+
+        ``show=features`` (default): what :meth:`extract` computes.  Grid mode:
+        one tile per type (rows) and scale (columns), the image dimmed with
+        each cell coloured by its pooled value — the vector's numbers, also
+        written in the cells where they fit — on one colour scale for all
+        tiles.  Window mode: the detection window the image is reduced to,
+        enlarged, once per type, with the type's strongest feature drawn on it.
+        ``show=response``: the response map of the first type at the finest
+        scale, red positive, blue negative, white zero.  ``show=boxes``: the
+        regions a cascade finds (``featx detect``; not the haar features).
 
         Returns
         -------
-        picture : (H, W, 3) ndarray of uint8
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, the keys by name, and the tiles
+            (``tile R C``) of the features picture.
         """
         if self.params.show == "boxes":
-            from ..regions import Detector, build_detect_params, draw_boxes
+            return self._boxes_figure(image)
+        if self.params.show == "response":
+            return self._response_figure(image)
+        if self.params.mode == "window":
+            return self._window_figure(image)
+        return self._grid_figure(image)
 
-            names = {f.name for f in dataclasses.fields(DetectParams)}
-            values = {k: v for k, v in dataclasses.asdict(self.params).items() if k in names}
-            boxes = Detector(build_detect_params(values)).detect(image)
-            return draw_boxes(image, boxes)
+    def template_glyph(self, feature_type: str, cell: int) -> np.ndarray:
+        """The layout of a template as a small picture: ``+`` rectangles white,
+        ``-`` black, ``cell`` pixels each, on a gray frame (uint8 RGB)."""
+        signs = _SIGNS[feature_type]
+        ny, nx = signs.shape
+        out = np.full((ny * cell + 2, nx * cell + 2, 3), 128, np.uint8)
+        for r in range(ny):
+            for c in range(nx):
+                out[1 + r * cell:1 + (r + 1) * cell, 1 + c * cell:1 + (c + 1) * cell] = \
+                    255 if signs[r, c] > 0 else 0
+        return out
+
+    def _template_key(self, feature_type: str, style):
+        from .. import picture as pic
+
+        mark = self.template_glyph(feature_type, style.px(12))
+        return pic.grid([[mark]], style, row_labels=[[feature_type]],
+                        heading="template: white = +, black = -", gap=style.px(4)).pixels
+
+    def _boxes_figure(self, image: np.ndarray):
+        from .. import picture as pic
+        from ..regions import Detector, build_detect_params, draw_boxes
+
+        names = {f.name for f in dataclasses.fields(DetectParams)}
+        values = {k: v for k, v in dataclasses.asdict(self.params).items() if k in names}
+        boxes = Detector(build_detect_params(values)).detect(image)
+        out = draw_boxes(image, boxes)
+        h, w = out.shape[:2]
+        style = pic.Style.for_size(h, w)
+        leg = pic.legend([((0, 255, 0), f"a region found ({len(boxes)})")], style, shape="outline")
+        title = (f"haar --show boxes: the regions the Viola-Jones cascade '{self.params.cascade}' "
+                 "finds (as featx detect writes them; not the haar features: --show features)")
+        return pic.with_caption(out, title, [("legend", leg)], style)
+
+    def _response_figure(self, image: np.ndarray):
+        from .. import picture as pic
+
         t, s = self.types[0], self.scales[0]
         m = self.response_maps(image)[(t, s)]
-        return diverging_rgb(m)
+        peak = float(np.abs(m).max()) if m.size else 0.0
+        h, w = m.shape
+        style = pic.Style.for_size(h, w)
+        bar = pic.colour_bar(lambda x: pic.diverging_rgb(2 * x - 1), -peak, peak,
+                             "response (gray levels)", style)
+        title = (f"haar --show response: the {t} template with {s} px rectangles at every pixel, "
+                 "mean(+) - mean(-) in gray levels (0-255 scale): red where the + part is "
+                 "brighter, blue where the - part is; the features pool such maps over cells")
+        return pic.with_caption(pic.diverging_rgb(m, peak), title,
+                                [("scale", bar), ("template", self._template_key(t, style))], style)
+
+    def _grid_figure(self, image: np.ndarray):
+        import cv2
+
+        from .. import picture as pic
+
+        p = self.params
+        rows, cols = p.grid
+        vec = self._grid_features(image).reshape(len(self.types), len(self.scales), rows, cols)
+        h, w = image.shape[:2]
+        style = pic.Style()
+        th, tw = pic.tile_size(h, w, max(96, min(200, 600 // len(self.scales))))
+        base = cv2.resize(pic.dim(image, 0.7), (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32)
+        signed = p.pool == "mean"
+        peak = float(np.abs(vec).max()) if vec.size else 0.0
+        if signed:
+            def colour(v):
+                return pic.diverging_rgb(v, peak)
+        else:
+            def colour(v):
+                return pic.colormap(v / peak if peak > 0 else v, "viridis")
+        ys = np.rint(np.linspace(0, th, rows + 1)).astype(int)
+        xs = np.rint(np.linspace(0, tw, cols + 1)).astype(int)
+        fits = min(np.diff(xs).min(), np.diff(ys).min() * 3) >= pic.text_width("-00.0", style) + 4
+        tiles = []
+        for ti in range(len(self.types)):
+            row = []
+            for si in range(len(self.scales)):
+                v = vec[ti, si]
+                cell = colour(v).astype(np.float32)
+                big = np.repeat(np.repeat(cell, np.diff(ys), axis=0), np.diff(xs), axis=1)
+                tile = np.rint(0.4 * base + 0.6 * big).astype(np.uint8)
+                for y in ys[1:-1]:
+                    tile[y, :] = 255
+                for x in xs[1:-1]:
+                    tile[:, x] = 255
+                if fits:
+                    for r in range(rows):
+                        for c in range(cols):
+                            txt = pic.number(round(float(v[r, c]), 2), 3)
+                            rgb = big[ys[r], xs[c]]
+                            ink = (0, 0, 0) if rgb @ np.array([0.299, 0.587, 0.114]) > 140 else (255, 255, 255)
+                            tx = xs[c] + (xs[c + 1] - xs[c] - pic.text_width(txt, style)) // 2
+                            ty = ys[r] + (ys[r + 1] - ys[r] - style.line_height) // 2
+                            pic.draw_text(tile, txt, tx, ty, style, ink)
+                row.append(tile)
+            tiles.append(row)
+        marks = [self.template_glyph(t, style.px(8)) for t in self.types]
+        body = pic.grid(tiles, style, row_labels=[[t] for t in self.types], row_marks=marks,
+                        col_labels=[f"{s} px" for s in self.scales],
+                        heading="template (rows; white = +, black = -) x rectangle side (columns)")
+        what = "mean response" if signed else "mean |response|"
+        if signed:
+            bar = pic.colour_bar(lambda x: pic.diverging_rgb(2 * x - 1, 1.0), -peak, peak,
+                                 f"{what} per cell (gray levels)", style)
+        else:
+            bar = pic.colour_bar(lambda x: pic.colormap(x, "viridis"), 0.0, peak,
+                                 f"{what} per cell (gray levels)", style)
+        title = (f"haar (grid mode): each template's response mean(+) - mean(-) at every pixel, "
+                 f"{what} over {rows}x{cols} cells = the {vec.size} features (over the image dimmed)"
+                 + ("; the numbers are the features" if fits else ""))
+        return pic.with_caption(body.pixels, title, [("scale", bar)], style, regions=body.regions)
+
+    def _window_figure(self, image: np.ndarray):
+        import cv2
+
+        from .. import picture as pic
+
+        win = self._window_image(image)
+        feats = self.window_features(win)
+        kinds, boxes = self.window_coords()
+        wh, ww = self.params.window
+        style = pic.Style()
+        zoom = max(1, 192 // max(wh, ww))
+        big = cv2.resize(win, (ww * zoom, wh * zoom), interpolation=cv2.INTER_NEAREST)
+        tiles, heads = [], []
+        for t in self.types:
+            idx = np.flatnonzero(kinds == t)
+            k = idx[int(np.argmax(np.abs(feats[idx])))]
+            r, c, ch, cw = (int(v) for v in boxes[k])
+            tile = np.repeat(big[..., None], 3, axis=2).astype(np.float32)
+            signs = _SIGNS[t]
+            for a in range(signs.shape[0]):
+                for b in range(signs.shape[1]):
+                    y0, x0 = (r + a * ch) * zoom, (c + b * cw) * zoom
+                    y1, x1 = y0 + ch * zoom, x0 + cw * zoom
+                    tint = np.array((255, 60, 60) if signs[a, b] > 0 else (60, 110, 255), np.float32)
+                    tile[y0:y1, x0:x1] = 0.5 * tile[y0:y1, x0:x1] + 0.5 * tint
+            tile = np.rint(tile).astype(np.uint8)
+            cv2.rectangle(tile, (c * zoom, r * zoom),
+                          ((c + cw * signs.shape[1]) * zoom - 1, (r + ch * signs.shape[0]) * zoom - 1),
+                          (255, 255, 0), 1)
+            tiles.append(tile)
+            heads.append(f"{t}: {len(idx)} features; strongest {pic.number(float(feats[k]), 4)}")
+        body = pic.grid([tiles], style, col_labels=heads,
+                        heading=f"the {wh}x{ww} window the image is reduced to ({self.params.fit}), "
+                                f"x{zoom}, with each type's strongest feature")
+        leg = pic.legend([((255, 60, 60), "+ rectangles"), ((60, 110, 255), "- rectangles"),
+                          ((255, 255, 0), "the feature's extent")], style)
+        title = (f"haar (window mode): every Haar-like feature of the {wh}x{ww} window, "
+                 f"sum(+) - sum(-) of 0-255 pixel values: {feats.size} features")
+        return pic.with_caption(body.pixels, title, [("legend", leg)], style, regions=body.regions)
 
 
 def diverging_rgb(values: np.ndarray) -> np.ndarray:
-    """Colour a signed map: white at 0, red for positive, blue for negative.
+    """Colour a signed map: white at 0, red for positive, blue for negative
+    (:func:`featx.picture.diverging_rgb`, scaled by the largest absolute value)."""
+    from ..picture import diverging_rgb as _div
 
-    Parameters
-    ----------
-    values : (H, W) ndarray
-
-    Returns
-    -------
-    picture : (H, W, 3) ndarray of uint8
-        Scaled by the largest absolute value.
-    """
-    v = np.asarray(values, dtype=np.float32)
-    peak = float(np.abs(v).max()) if v.size else 0.0
-    v = v / peak if peak > 0 else np.zeros_like(v)
-    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
-    rgb = np.empty(v.shape + (3,), np.float32)
-    rgb[..., 0] = 1.0 - neg
-    rgb[..., 1] = 1.0 - pos - neg
-    rgb[..., 2] = 1.0 - pos
-    return np.rint(rgb * 255).astype(np.uint8)
+    return _div(values)

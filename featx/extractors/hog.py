@@ -409,27 +409,13 @@ class HOG(Extractor):
         (``--channels max``, colour) and 52 (gray) on a 2000x1500 photo."""
         return 80.0
 
-    def render(self, image: np.ndarray) -> np.ndarray:
-        """The HOG glyph picture: per cell, one line per bin, brightness = histogram.
-
-        Each cell gets, for every orientation bin, a line through its centre
-        drawn along the *edge* direction of that bin (perpendicular to the
-        gradient at the bin's middle angle), as bright as the cell's
-        histogram value for the bin (glyphs add up; the 99.5th percentile of
-        the cell histograms is full white).
-
-        Returns
-        -------
-        picture : (H, W, 3) ndarray, uint8
-            White glyphs on black; pixels outside the cells stay black.
-        """
+    @staticmethod
+    def _glyph_stamps(cs: int, n: int) -> np.ndarray:
+        """One ``cs x cs`` glyph per bin (float32, 0..1): an antialiased line through
+        the centre along the *edge* direction of the bin (perpendicular to the
+        gradient at the bin's middle angle), drawn with 4 bits of subpixel precision."""
         import cv2
 
-        hist = self.cell_histograms(image)
-        cs, n = self.params.cell_size, self.params.bins
-        ncr, ncc = hist.shape[:2]
-        h, w = image.shape[:2]
-        # one glyph stamp per bin, antialiased, drawn with 4 bits of subpixel precision
         stamps = np.zeros((n, cs, cs), np.float32)
         radius = max(cs / 2.0 - 1.0, 0.5)
         centre = (cs - 1) / 2.0
@@ -443,11 +429,75 @@ class HOG(Extractor):
             canvas = np.zeros((cs, cs), np.uint8)
             cv2.line(canvas, p0, p1, 255, 1, cv2.LINE_AA, shift)
             stamps[k] = canvas / 255.0
-        glyphs = hist.reshape(-1, n) @ stamps.reshape(n, -1)          # (cells, cs*cs)
-        glyphs = glyphs.reshape(ncr, ncc, cs, cs).transpose(0, 2, 1, 3).reshape(ncr * cs,
-                                                                              ncc * cs)
+        return stamps
+
+    def glyphs(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The HOG glyph map of ``image``: per cell, one line per bin, weighted by the
+        cell's histogram value for the bin (glyphs add up).
+
+        Returns
+        -------
+        glyphs : (H, W) ndarray of float32
+            0 outside the cells (the pixels beyond the last whole cell).
+        top : float
+            The 99.5th percentile of the cell histograms (the value drawn at full
+            brightness).
+        """
+        hist = self.cell_histograms(image)
+        cs, n = self.params.cell_size, self.params.bins
+        ncr, ncc = hist.shape[:2]
+        h, w = image.shape[:2]
+        stamps = self._glyph_stamps(cs, n)
+        g = hist.reshape(-1, n) @ stamps.reshape(n, -1)          # (cells, cs*cs)
+        g = g.reshape(ncr, ncc, cs, cs).transpose(0, 2, 1, 3).reshape(ncr * cs, ncc * cs)
+        out = np.zeros((h, w), np.float32)
+        out[:ncr * cs, :ncc * cs] = g
         top = float(np.percentile(hist, 99.5)) if hist.size else 0.0
-        out = np.zeros((h, w), np.uint8)
-        if top > 0:
-            out[:ncr * cs, :ncc * cs] = np.clip(glyphs * (255.0 / top), 0, 255).astype(np.uint8)
-        return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+        return out, top
+
+    def render(self, image: np.ndarray) -> np.ndarray:
+        """The picture ``featx show hog`` draws (see :meth:`figure`)."""
+        return self.figure(image).pixels
+
+    def figure(self, image: np.ndarray, underlay: float = 0.4):
+        """The HOG glyphs over the image, with their keys.
+
+        The picture (image size): the image in gray dimmed to ``underlay`` of
+        its brightness, and over it, per cell, one white line per orientation
+        bin along the *edge* direction of the bin, as bright as the cell's
+        histogram value for the bin (glyphs add up; the 99.5th percentile of
+        the cell histograms is full white).  Caption: what a line means per bin,
+        and the brightness scale in the histogram's unit (mean gradient
+        magnitude per pixel of the cell, gray levels).
+
+        Returns
+        -------
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, ``bins``, ``scale``.
+        """
+        from .. import picture as pic
+
+        g, top = self.glyphs(image)
+        base = pic.dim(image, underlay).astype(np.float32)
+        a = np.clip(g * (1.0 / top), 0, 1)[..., None] if top > 0 else np.zeros(g.shape + (1,), np.float32)
+        rgb = np.rint(base + (255.0 - base) * a).astype(np.uint8)
+        h, w = rgb.shape[:2]
+        style = pic.Style.for_size(h, w)
+        p = self.params
+        n = p.bins
+        # key: each bin's glyph, enlarged, with the middle of its gradient angles
+        ks = style.px(26)
+        stamps = self._glyph_stamps(ks, n)
+        tiles = [[pic.colormap(1.0 - st, "gray") for st in stamps]]
+        bins = pic.grid(tiles, style, col_labels=[pic.number((k + 0.5) * 180.0 / n, 4)
+                                                  for k in range(n)],
+                        heading="one line per bin, along the edge; the bin's gradient angle (deg)",
+                        gap=style.px(3)).pixels
+        under = pic.number(underlay * 255.0)
+        bar = pic.colour_bar(lambda t: np.rint(np.repeat(t[:, None], 3, 1) * 255).astype(np.uint8),
+                             0.0, top, "histogram value (gray levels/px)", style)
+        ncr, ncc = h // p.cell_size, w // p.cell_size
+        title = (f"hog: {ncr}x{ncc} cells of {p.cell_size} px, {n} bins over 0-180 deg, over the "
+                 f"image dimmed (gray, 0..{under}); a cell's lines are its histogram: one line "
+                 "per bin along the edge direction, brighter for a larger value")
+        return pic.with_caption(rgb, title, [("bins", bins), ("scale", bar)], style)

@@ -60,7 +60,7 @@ import numpy as np
 from ..encoding import FeatureEncoder, EncodingParams
 from ..errors import ParamError
 from ..extractor import Extractor, Keypoints, OutputSpec, param
-from ..imageops import to_gray_uint8, to_rgb_uint8
+from ..imageops import to_gray_uint8
 
 DESCRIPTOR_LENGTH = 128
 
@@ -316,32 +316,90 @@ class SIFT(Extractor):
 
     # -- picture -------------------------------------------------------------
 
+    #: Keypoint colours by octave (RGB): -1 (2x upsampled), 0, 1, 2, 3, 4 and coarser.
+    OCTAVE_COLOURS = ((0, 220, 255), (70, 235, 70), (255, 230, 0), (255, 140, 0),
+                      (255, 50, 50), (255, 70, 255))
+
+    @classmethod
+    def octave_colour(cls, octave: int) -> tuple[int, int, int]:
+        """The colour keypoints of ``octave`` are drawn in."""
+        return cls.OCTAVE_COLOURS[int(min(max(octave, -1), len(cls.OCTAVE_COLOURS) - 2)) + 1]
+
     def render(self, image: np.ndarray) -> np.ndarray:
-        """The image with its keypoints: circles of diameter ``size`` (OpenCV's
-        convention, as ``DRAW_RICH_KEYPOINTS``; the ``scale`` patch in dense
-        mode) and a radius along the orientation; green for octaves -1 and 0,
-        orange for octave 1, red for coarser ones.
+        """The picture ``featx show sift`` draws (see :meth:`figure`)."""
+        return self.figure(image).pixels
+
+    def figure(self, image: np.ndarray, underlay: float = 0.55):
+        """The keypoints over the image, with a legend of their colours.
+
+        The picture (image size): the image in gray dimmed to ``underlay`` of
+        its brightness; each keypoint a circle of diameter ``size`` (OpenCV's
+        convention, as ``DRAW_RICH_KEYPOINTS``) with a radius along its
+        orientation, coloured by octave (:attr:`OCTAVE_COLOURS`).  Dense mode:
+        a dot per grid point and the square patch of the first and middle
+        points.  Caption: the count, and a legend of the octaves present with
+        their keypoint counts and sizes.
 
         Returns
         -------
-        ndarray, shape (H, W, 3), uint8 RGB
+        figure : :class:`featx.picture.Figure`
+            Regions ``picture``, ``caption``, ``legend``.
         """
         import cv2
 
-        canvas = to_rgb_uint8(image).copy()
-        feats = self.describe(image)
-        pts = feats.points
-        if self.params.dense:
-            pts = pts.copy()
-            pts[:, 2] = self.params.scale
+        from .. import picture as pic
+
+        p = self.params
+        canvas = np.ascontiguousarray(pic.dim(image, underlay))
+        h, w = canvas.shape[:2]
+        style = pic.Style.for_size(h, w)
+        pts = self.describe(image).points
         shift = 4
         f = float(1 << shift)
-        for x, y, size, angle, _resp, octave in pts:
-            colour = (0, 255, 0) if octave <= 0 else ((255, 200, 0) if octave == 1 else (255, 60, 60))
-            r = max(size / 2.0, 1.0)
-            c = (int(round(x * f)), int(round(y * f)))
-            cv2.circle(canvas, c, int(round(r * f)), colour, 1, cv2.LINE_AA, shift)
-            a = math.radians(angle)
-            e = (int(round((x + r * math.cos(a)) * f)), int(round((y + r * math.sin(a)) * f)))
-            cv2.line(canvas, c, e, colour, 1, cv2.LINE_AA, shift)
-        return canvas
+        th = style.thickness
+        if p.dense:
+            colour = self.octave_colour(int(pts[0, 5]) if len(pts) else 0)
+            for x, y in pts[:, :2]:
+                cv2.circle(canvas, (int(round(x * f)), int(round(y * f))), int(round(style.unit * f)),
+                           colour, -1, cv2.LINE_AA, shift)
+            half = p.scale / 2.0
+            centre = int(np.argmin(np.hypot(pts[:, 0] - w / 2.0, pts[:, 1] - h / 2.0))) if len(pts) else 0
+            for x, y in pts[[0, centre], :2] if len(pts) else []:
+                cv2.rectangle(canvas, (int(round((x - half) * f)), int(round((y - half) * f))),
+                              (int(round((x + half) * f)), int(round((y + half) * f))),
+                              (255, 255, 255), th, cv2.LINE_AA, shift)
+            xs, ys = np.unique(pts[:, 0]).size, np.unique(pts[:, 1]).size
+            title = (f"dense sift: a {ys}x{xs} grid, every {p.step} px; each point (dot) is described "
+                     f"by its {p.scale}x{p.scale} px patch (the first and the central one drawn as "
+                     "white squares), over the image dimmed (gray)")
+            entries = [(colour, f"grid point ({len(pts)}), patch {p.scale} px")]
+        else:
+            for x, y, size, angle, _resp, octave in pts:
+                colour = self.octave_colour(int(octave))
+                r = max(size / 2.0, 1.0)
+                c = (int(round(x * f)), int(round(y * f)))
+                cv2.circle(canvas, c, int(round(r * f)), colour, th, cv2.LINE_AA, shift)
+                a = math.radians(angle)
+                e = (int(round((x + r * math.cos(a)) * f)), int(round((y + r * math.sin(a)) * f)))
+                cv2.line(canvas, c, e, colour, th, cv2.LINE_AA, shift)
+            cap = f" (the {p.max_keypoints} strongest)" if p.max_keypoints else ""
+            title = (f"sift: {len(pts)} keypoints{cap} over the image dimmed (gray); circle "
+                     "diameter = keypoint size, line = orientation, colour = octave (the "
+                     "pyramid level it was found at: higher = coarser)")
+            entries = []
+            octs = pts[:, 5].astype(int) if len(pts) else np.zeros(0, int)
+            top = len(self.OCTAVE_COLOURS) - 2
+            for o in sorted(set(np.minimum(octs, top).tolist())):
+                sel = np.minimum(octs, top) == o
+                sizes = pts[sel, 2]
+                name = ("octave -1 (2x upsampled)" if o == -1 else
+                        f"octave {o}+" if o == top and (octs > top).any() else f"octave {o}")
+                entries.append((self.octave_colour(o),
+                                f"{name}: {int(sel.sum())}, size {pic.number(sizes.min(), 2)}-"
+                                f"{pic.number(sizes.max(), 2)} px"))
+            if not entries:
+                entries = [((128, 128, 128), "no keypoints (a flat image?)")]
+        if p.encode != "none":
+            title += f"; the vector is their {p.encode} encoding"
+        leg = pic.legend(entries, style, shape="circle", background=(50, 50, 50))
+        return pic.with_caption(canvas, title, [("legend", leg)], style)

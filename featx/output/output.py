@@ -89,8 +89,10 @@ class Output:
     differ: they are then rebased for it).
     """
 
-    def __init__(self, sink: Sink, config: dict[str, Any], index: int = 0, name: str = ""):
+    def __init__(self, sink: Sink, config: dict[str, Any], index: int = 0, name: str = "",
+                 ignore: tuple[str, ...] = ()):
         self.sink, self.config, self.index, self.name = sink, config, index, name
+        self.ignore = ignore   # parameters an older featx may have recorded that do not change numbers
         self.summary = Summary()
         self.lock = None
         self.state: State | None = None
@@ -150,7 +152,7 @@ class Output:
             self.state.reset()
             sink.discard()
         if existing:
-            check_config(self.state, self.config, sink.output)
+            check_config(self.state, self.config, sink.output, ignore=self.ignore)
         if self.state.get("config") != self.config:
             self.state.set_meta(config=self.config)
 

@@ -372,12 +372,17 @@ class State:
         self.db.close()
 
 
-def check_config(state: State, config: dict[str, Any], output: str) -> None:
+def check_config(state: State, config: dict[str, Any], output: str, ignore: tuple[str, ...] = ()) -> None:
     """Refuse to mix results of different extractors, parameters or options.
 
     The message names what differs as the user sets it: ``--resize: not set -> 256x256``,
-    ``--bins: 9 -> 5``, ``extractor: hog -> gabor``."""
+    ``--bins: 9 -> 5``, ``extractor: hog -> gabor``.  ``ignore``: extractor parameters
+    that do not change the numbers (the extractor's ``runtime_params``), left out of
+    ``config`` but perhaps recorded by an older featx: they are left out of the recorded
+    config too."""
     old = state.get("config")
+    if old is not None and ignore and isinstance(old.get("extractor"), dict):
+        old = {**old, "extractor": {k: v for k, v in old["extractor"].items() if k not in ignore}}
     if old is None or old == config:
         return
     diffs = []

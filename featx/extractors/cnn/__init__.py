@@ -635,13 +635,27 @@ class CNN(Extractor):
             cv2.rectangle(rgb, (bx, by), (bx + bw - 1, by + bh - 1), (255, 255, 255), 1)
         z = logits.astype(np.float64) - logits.max()
         prob = float(np.exp(z[k]) / np.exp(z).sum())
-        text = f"{k} {self.label(k) or ''} {prob:.2f}".replace("  ", " ")
-        scale = max(0.4, rgb.shape[1] / 800)
-        cv2.putText(rgb, text, (8, int(24 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (0, 0, 0), max(2, int(3 * scale)), cv2.LINE_AA)
-        cv2.putText(rgb, text, (8, int(24 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), max(1, int(scale)), cv2.LINE_AA)
-        return rgb
+        return self._cam_figure(rgb, k, prob, box).pixels
+
+    def _cam_figure(self, rgb: np.ndarray, k: int, prob: float, box: tuple):
+        """The caption of the class activation map: class, probability, the crop, the colours."""
+        from ... import picture as pic
+
+        h, w = rgb.shape[:2]
+        style = pic.Style.for_size(h, w)
+        bx, by, bw, bh = box
+        name = self.label(k)
+        what = f"class {k}" + (f" '{name}'" if name else "")
+        model = os.path.basename(str(self.params.model)) if self.params.model else "efficientnet-lite0"
+        title = f"cnn ({model}): where the network sees {what} (probability {prob:.2f})"
+        keys = [("scale", pic.colour_bar(lambda t: pic.colormap(t, "jet"), 0.0, 1.0,
+                                         "class activation (this map's min to max)", style,
+                                         tick_labels=["low", "", "high"]))]
+        if (bw, bh) != (w, h):
+            title += "; white box: the part of the image the network sees (the rest dimmed)"
+            keys.append(("legend", pic.legend([((255, 255, 255), "the network's input crop")], style,
+                                              shape="outline")))
+        return pic.with_caption(rgb, title, keys, style)
 
 
 def _some(names: list[str], limit: int = 40) -> str:
