@@ -388,13 +388,16 @@ def test_show_flow_takes_a_frame_folder(tmp_path, sample):
 
 
 def test_haar_show_options_do_not_split_an_output(tmp_path):
-    from featx.state import State
+    from featx.output.state import State
 
     out = tmp_path / "haar.npy"
     r = featx("extract", "haar", SAMPLES / "coffee.jpg", "-o", out, "-q")
     assert r.returncode == 0, r.stderr
+    # the picture's options are not extract's at all (show-only), so they cannot split it there
     r = featx("extract", "haar", SAMPLES / "coffee.jpg", SAMPLES / "chelsea.png", "--show", "response",
-              "--min-neighbors", "3", "-o", out, "-q")
+              "-o", out, "-q")
+    assert r.returncode == 2 and b"No such option '--show'" in r.stderr
+    r = featx("extract", "haar", SAMPLES / "coffee.jpg", SAMPLES / "chelsea.png", "-o", out, "-q")
     assert r.returncode == 0, r.stderr
     # as an older featx recorded it: with the show options, `show` = boxes
     st = State(str(tmp_path / ".haar.npy.featx-state"))
