@@ -768,6 +768,71 @@ def _extract_options(recipe: bool = False) -> list[click.Parameter]:
     return opts
 
 
+#: Headings of the run options in `featx extract NAME --help` (after NAME's own options).
+_SECTIONS = (
+    ("Output", ("output", "format", "overwrite", "sidecar", "summary_json", "quiet", "print_recipe")),
+    ("Inputs", ("files_from", "null", "regions", "resize", "resize_mode", "max_pixels", "max_memory", "config")),
+    ("Videos and frame sequences", ("video", "frames", "every", "fps", "start", "end", "max_frames",
+                                    "frame_rate")),
+    ("Running", ("jobs", "timeout", "executor", "ray_address")),
+    ("Production runs (cron, resume, shards)", ("use_hash", "prune", "wait", "shard", "commit_every")),
+)
+
+
+class SectionedCommand(click.Command):
+    """A command whose help lists the extractor's own options first, under their own
+    heading, then the run options in groups (see :data:`_SECTIONS`)."""
+
+    def __init__(self, *args, params_title: str | None = None, examples: list[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params_title, self.examples = params_title, list(examples)
+
+    def format_options(self, ctx, formatter):
+        where = {name: title for title, names in _SECTIONS for name in names}
+        groups: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx) if isinstance(p, click.Option) else None
+            if rec is None:
+                continue
+            if getattr(p, "featx_param", None) is not None:
+                title = self.params_title or "Extractor options"
+            else:
+                title = where.get(p.name, "Other options")
+            groups.setdefault(title, []).append(rec)
+        order = [self.params_title or "Extractor options"] + [t for t, _ in _SECTIONS] + ["Other options"]
+        for title in order:
+            if groups.get(title):
+                with formatter.section(title):
+                    formatter.write_dl(groups[title])
+
+    def format_epilog(self, ctx, formatter):
+        if self.examples:
+            with formatter.section("Examples"):
+                for line in self.examples:  # as written: a command is not wrapped
+                    formatter.write(" " * formatter.current_indent + line + "\n")
+        super().format_epilog(ctx, formatter)
+
+
+def _extract_examples(cls) -> list[str]:
+    """Two or three commands that run as written for extractor ``cls``."""
+    name = cls.name
+    try:
+        kind = cls().output_kind()
+    except Exception:  # noqa: BLE001 - a plugin that cannot be built yet: vector examples
+        kind = "vector"
+    if cls.temporal:
+        return [f"featx extract {name} clip.mp4 -o {name}.npy                 # a row per frame",
+                f"featx extract {name} frames/ --frames -o {name}.npy         # folders of frames, in order",
+                f"featx extract {name} videos/ --video --fps 5 -o {name}.csv  # every video found, 5 frames/s"]
+    if kind in ("keypoints", "dense"):
+        return [f"featx extract {name} photos/ -o {name}/                     # one file per image (npy-dir)",
+                f"featx extract {name} photos/ -o {name}-640/ --resize 640x480 -j 2",
+                f"featx extract {name}+hog photos/ -o feats/                  # several extractors, one pass"]
+    return [f"featx extract {name} photos/ -o {name}.npy --resize 256x256    # a row per image",
+            f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
+            f"find photos -name '*.jpg' | featx extract {name} - -o - --resize 256x256 > {name}.csv"]
+
+
 def _build_extract(cls) -> click.Command:
     def callback(**kwargs):
         ctx = click.get_current_context()
@@ -779,10 +844,13 @@ def _build_extract(cls) -> click.Command:
         except BrokenPipeError:  # click would turn it into exit 1, "some inputs failed"
             sys.exit(_pipe_closed())
 
-    cmd = click.Command(cls.name, callback=callback, context_settings=CONTEXT,
-                        help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
-                             "sorted) or - for paths on stdin.",
-                        short_help=cls.summary)
+    cmd = SectionedCommand(cls.name, callback=callback, context_settings=CONTEXT,
+                           help=f"{cls.summary}\n\nINPUTS are image files, folders (walked recursively, "
+                                "sorted), videos, or - for paths on stdin. Run again, it does only what is "
+                                "new or changed.",
+                           short_help=cls.summary, params_title=f"{cls.name} options (featx info {cls.name} "
+                                                                 "describes them)",
+                           examples=_extract_examples(cls))
     common = _extract_options()
     cmd.params = _with_extractor_options(cls, common)
     return cmd
@@ -828,13 +896,11 @@ def _build_multi(names: str) -> click.Command:
     """``featx extract hog+gradients+cnn INPUTS -o feats/``: one pass, one output per extractor."""
     from .recipe import short_form
 
-    def callback(output, format, resize, resize_mode, sidecar, quiet, summary_json, print_recipe, **run):
+    def callback(output, format, resize, resize_mode, quiet, summary_json, print_recipe, **run):
         ctx = click.get_current_context()
         try:
             from .plan import Plan
 
-            if sidecar:
-                raise UsageError("--sidecar names one file; each output here keeps its own (OUTPUT.featx.json)")
             outs = [o.__class__(o.extractor, o.path, format=format, resize=resize, resize_mode=resize_mode)
                     for o in short_form(names, output)]
             if format and format != "npy-dir":
@@ -856,7 +922,9 @@ def _build_multi(names: str) -> click.Command:
         except BrokenPipeError:
             sys.exit(_pipe_closed())
 
-    cmd = click.Command(names, callback=callback, context_settings=CONTEXT,
+    cmd = SectionedCommand(names, callback=callback, context_settings=CONTEXT,
+                           examples=[f"featx extract {names} photos/ -o feats/ --resize 256x256 -j 2",
+                                     f"featx extract {names} photos/ -o feats/ --print-recipe > job.toml"],
                         help=f"Extract {', '.join(names.split('+'))} in one pass: each input is decoded once "
                              "and each extractor writes its own output, with its default parameters, into the "
                              "folder -o (NAME.npy; NAME/ for keypoints and maps). Each output is exactly what "
@@ -865,6 +933,8 @@ def _build_multi(names: str) -> click.Command:
                         short_help="several extractors in one pass")
     opts = []
     for o in _extract_options():
+        if o.name == "sidecar":  # each output keeps its own
+            continue
         if o.name == "output":
             o = click.Option(["-o", "--output"], required=True, metavar="FOLDER/",
                              help="Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps).")
@@ -894,7 +964,7 @@ def _build_run() -> click.Command:
         except BrokenPipeError:
             sys.exit(_pipe_closed())
 
-    cmd = click.Command("run", callback=callback, context_settings=CONTEXT,
+    cmd = SectionedCommand("run", callback=callback, context_settings=CONTEXT,
                         help="Run a recipe: a TOML file with inputs, run options and one [[output]] table per "
                              "output (extractor, path, its parameters, resize, format). Each input is decoded "
                              "once for all outputs; each output keeps its own state, lock and sidecar, and is "
@@ -1173,11 +1243,11 @@ def _build_detect() -> click.Command:
                 "path,x,y,w,h (path,frame,time,x,y,w,h for videos and frame folders), in the pixels of "
                 "the image as decoded, also with --resize (which only sets the size the cascade works at)."
                 "\n\nINPUTS are image files, folders, videos or - for paths on stdin. "
-                "Bundled cascades: " + ", ".join(sorted(available_cascades())) + "."
-                "\n\n\b\nExamples:\n"
-                "  featx detect photos/ -o faces.csv\n"
-                "  featx detect photos/ --cascade eye -o eyes.csv\n"
-                "  featx extract cnn --regions faces.csv -o faces.npy      one embedding per face")
+                "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
+    cmd.params_title = "detect options"
+    cmd.examples = ["featx detect photos/ -o faces.csv",
+                    "featx detect photos/ --cascade eye -o eyes.csv",
+                    "featx extract cnn --regions faces.csv -o faces.npy      # one embedding per face"]
     # detect looks at whole images (boxes found inside --regions crops would be in the crops'
     # pixels) and writes CSV only: the options for other inputs and formats are not offered
     dropped = {p.name: p.default for p in cmd.params if p.name in ("regions", "format")}

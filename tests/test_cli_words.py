@@ -373,3 +373,45 @@ def test_library_messages_show_no_python_values():
     assert "None" not in ei.value.message and "--bins needs a value" in ei.value.message
     text = _fmt_sig({"root_sift": True, "dense": False, "sigma": 1.6, "scale": None})
     assert text == "--dense off, --root-sift on, --scale not set, --sigma 1.6"
+
+
+def _extract_examples(*cmd) -> list[str]:
+    text = out(ok(featx_inprocess(*cmd, "--help")))
+    block = text[text.index("Examples:") + len("Examples:"):].split("\n\n")[0]
+    return [l.strip() for l in block.splitlines() if l.strip()]
+
+
+def test_extract_help_puts_the_extractors_options_first_then_run_options_in_groups():
+    text = out(ok(featx_inprocess("extract", "hog", "--help")))
+    heads = [l for l in text.splitlines() if l and not l.startswith(" ") and l.endswith(":")]
+    assert heads[0].startswith("hog options"), heads
+    assert heads[1:] == ["Output:", "Inputs:", "Videos and frame sequences:", "Running:",
+                         "Production runs (cron, resume, shards):", "Other options:", "Examples:"], heads
+    hog_part = text.split("hog options")[1].split("Output:")[0]
+    assert "--cell-size" in hog_part and "--jobs" not in hog_part
+    assert "--fps" in text.split("Videos and frame sequences:")[1].split("Running:")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hog", "sift", "flow"])
+def test_extract_help_examples_run_as_written(name, tmp_path):
+    """The examples of `featx extract NAME --help`, run by a shell in a folder holding
+    photos/, clip.mp4, frames/ and videos/ (what the examples name)."""
+    import subprocess
+    import sys
+
+    copy_samples(tmp_path / "photos", PHOTOS)
+    shutil.copyfile(SAMPLES / "clip.mp4", tmp_path / "clip.mp4")
+    (tmp_path / "videos").mkdir()
+    shutil.copyfile(SAMPLES / "clip.mp4", tmp_path / "videos" / "a.mp4")
+    copy_samples(tmp_path / "frames" / "seq", {f"f{i}.jpg": "coffee.jpg" for i in range(3)})
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "featx").write_text(f"#!/bin/sh\nexec {sys.executable} -m featx \"$@\"\n")
+    (bindir / "featx").chmod(0o755)
+    env = {**__import__("os").environ, "PATH": f"{bindir}:{__import__('os').environ['PATH']}"}
+    lines = _extract_examples("extract", name)
+    assert 2 <= len(lines) <= 3
+    for line in lines:
+        r = subprocess.run(["sh", "-c", line], cwd=tmp_path, env=env, capture_output=True, timeout=300)
+        assert r.returncode == 0, (line, r.stderr.decode()[-2000:])
