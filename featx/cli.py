@@ -827,7 +827,7 @@ def _extract_examples(cls) -> list[str]:
     if kind in ("keypoints", "dense"):
         return [f"featx extract {name} photos/ -o {name}/                     # one file per image (npy-dir)",
                 f"featx extract {name} photos/ -o {name}-640/ --resize 640x480 -j 2",
-                f"featx extract {name}+hog photos/ -o feats/                  # several extractors, one pass"]
+                f"featx extract {name}+hog photos/ -o feats/ --resize 256x256  # several extractors, one pass"]
     return [f"featx extract {name} photos/ -o {name}.npy --resize 256x256    # a row per image",
             f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
             f"find photos -name '*.jpg' | featx extract {name} - -o - --resize 256x256 > {name}.csv"]
