@@ -981,30 +981,51 @@ def _build_run() -> click.Command:
     return cmd
 
 
+def _progress_bar(desc: str, total: int | None, unit: str):
+    """A tqdm bar on stderr: ``hog:  42%|████      | 21/50 [00:10<00:14, 2.10 images/s, 1 failed]``,
+    or without a total ``hog: 197 images [00:23, 17.45 images/s]``.  Its width is the
+    terminal's, 80 columns where the terminal reports none (some ptys say 0)."""
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no monitor thread: worker processes can be forked safely
+    try:
+        cols, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        cols = rows = 0
+    # a pty that reports 0 x 0 (some CI runners, `script`): tqdm would hide the bar as below the
+    # screen's last row, so a sane size is given instead
+    return tqdm(total=total, unit=" " + unit, file=sys.stderr, desc=desc, ncols=cols if cols >= 40 else 80,
+                nrows=rows if rows > 0 else 24, leave=False, mininterval=0.2)
+
+
 def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> None:
     """Run a plan with a progress bar and messages on stderr; exit with its code."""
     from .plan import execute
 
     many = len(plan.outputs) > 1
-    bar = None
+    bars: list = []
+
+    def say(msg: str) -> None:
+        if bars:  # a line of its own above the bar, which is drawn again below it
+            bars[0].write(f"featx: {msg}", file=sys.stderr)
+        else:
+            _say(msg)
 
     def on_failure(f, outs):
-        if bar is not None:
-            bar.clear()
         which = ""
         if many and len(outs) < len(plan.outputs):
             which = " [" + ", ".join(plan.outputs[k].path or plan.outputs[k].extractor for k in outs) + "]"
-        _say(f"error: {f.path}: {f.reason}{which}")
+        say(f"error: {f.path}: {f.reason}{which}")
 
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    def make_bar(total, unit):
+        bars.append(_progress_bar(desc, total, unit))
+        return bars[0]
 
-        tqdm.monitor_interval = 0  # no monitor thread: worker processes can be forked safely
-        bar = tqdm(unit="input", file=sys.stderr, desc=desc, dynamic_ncols=True, leave=False)
+    show = not quiet and sys.stderr.isatty()
     try:
-        result = execute(plan, on_failure=on_failure, on_note=lambda m: _say(m), progress=bar)
+        result = execute(plan, on_failure=on_failure, on_note=say, progress=make_bar if show else None)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     if summary_json:
         import json

@@ -310,13 +310,17 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 
 
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
-            on_note: Callable[[str], None] | None = None, progress: Any = None, stdin=None) -> Result:
+            on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
+            stdin=None) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
     ``failure.reason``) and the indices of the outputs it failed for;
     ``on_note(text)``: things worth saying (resumed, rebuilt, waiting for a
-    lock); ``progress``: a tqdm-like object (``update(n)``).  Usage errors
+    lock); ``progress(total, unit)``: makes a tqdm-like display (``update(n)``,
+    ``total``) once the run knows its total of items (None when not cheap to
+    know, see :mod:`featx.progress`) and their unit (``"images"``, ``"frames"``,
+    ``"regions"``).  Usage errors
     (:class:`~featx.errors.UsageError`) are raised before anything is
     created; an output that cannot be written ends in its summary's
     ``error`` (see :attr:`Result.exit_code`).
@@ -328,6 +332,13 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     built = build(plan)
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
+    feed = None
+    if progress is not None:
+        from .progress import Feed, count
+
+        total, weights = count(built)
+        unit = "regions" if plan.regions else ("frames" if built.video_mode else "images")
+        feed = Feed(progress(total, unit), weights)
     stream = input_stream(built, stdin)
     targets = [loop.Target(ext, sink, o.resize, o.resize_mode)
                for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
@@ -342,7 +353,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
 
     try:
         summaries = loop.run(targets, stream, built.opts, on_failure=on_failure, on_note=on_note,
-                             progress=progress, on_start=write_sidecars)
+                             progress=feed, on_start=write_sidecars)
     except loop.NoInputs:
         raise UsageError(nothing_found(plan, built.stats, built.video_mode),
                          "name image files or folders that hold images; nothing was written") from None

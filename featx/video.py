@@ -435,6 +435,30 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         cap.release()
 
 
+def estimate_frames(path: str | os.PathLike, sampling: Sampling | None = None) -> int:
+    """About how many frames ``sampling`` keeps of a video, from its header (decodes
+    nothing; for a progress bar's total).  1 when the header says nothing useful."""
+    try:
+        info = probe_video(path)
+    except Exception:  # noqa: BLE001 - the run reports it, as one failed input
+        return 1
+    s = sampling or Sampling()
+    if info.frame_count <= 0:
+        return 1
+    n = float(info.frame_count)
+    if info.fps > 0:
+        t0 = s.start or 0.0
+        t1 = min(s.end, info.duration) if s.end is not None else info.duration
+        span = max(0.0, t1 - t0)
+        n = span * info.fps
+        if s.fps is not None:
+            n = min(n, span * s.fps + 1)
+    n = math.ceil(n / s.every)
+    if s.max_frames is not None:
+        n = min(n, s.max_frames)
+    return max(1, int(n))
+
+
 def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None,
                start: float | None = None, end: float | None = None,
                max_frames: int | None = None, *, sampling: Sampling | None = None,

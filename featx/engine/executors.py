@@ -53,8 +53,10 @@ def failed(job: Job, inp: sources.Input, why: str):
 class InProcess:
     """``-j 1``: everything in this process (with the caller's extractors), written straight through."""
 
-    def __init__(self, job: Job, extractors: list[Extractor]):
+    def __init__(self, job: Job, extractors: list[Extractor], tick=None):
         self.worker = Worker(job, extractors)
+        if tick is not None:
+            self.worker.tick = tick
 
     def results(self, inputs):
         for chunk in _chunks(inputs, max([1] + [e.batch_size for e in self.worker.extractors])):
@@ -74,9 +76,10 @@ class ProcessPool:
     """
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
-                 fork: bool = True):
+                 fork: bool = True, counter=None, on_wait=None):
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         self.fork = fork
+        self.counter, self.on_wait = counter, on_wait   # items loaded (shared), looked at while waiting
         self.pool = self._make()
         self._seq = 0
 
@@ -91,8 +94,8 @@ class ProcessPool:
         ctx = mp.get_context(start_method(self.fork))
         from . import lifeline
 
-        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx,
-                                   initializer=init_worker, initargs=(self.job, lifeline.identity()))
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
+                                   initargs=(self.job, lifeline.identity(), self.counter))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -123,7 +126,7 @@ class ProcessPool:
                 return
             c, spool, fut = window[0]
             try:
-                recs, spools = fut.result(timeout=None if self.timeout is None else self.timeout * len(c))
+                recs, spools = self._wait(fut, None if self.timeout is None else self.timeout * len(c))
             except (BrokenProcessPool, FutTimeout):
                 pending = [w[0] for w in window]
                 window.clear()
@@ -135,13 +138,30 @@ class ProcessPool:
             window.popleft()
             yield c, recs, spools
 
+    def _wait(self, fut, timeout: float | None):
+        """``fut.result(timeout)``, looking in on ``on_wait`` (the progress bar) meanwhile."""
+        import time
+        from concurrent.futures import TimeoutError as FutTimeout
+
+        if self.on_wait is None:
+            return fut.result(timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
+            try:
+                return fut.result(timeout=step)
+            except FutTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                self.on_wait()
+
     def _isolated(self, inp: sources.Input):
         from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 
         spool = self._spool()
         try:
-            recs, spools = self.pool.submit(run_chunk, [inp], spool).result(timeout=self.timeout)
+            recs, spools = self._wait(self.pool.submit(run_chunk, [inp], spool), self.timeout)
             return [inp], recs, spools
         except BrokenProcessPool:
             why = "the worker process crashed on this input"

@@ -119,7 +119,7 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
     spelled.  ``on_start`` is called once every output is locked and checked,
     before any work (the CLI writes "running" sidecars there);
     ``on_failure(failure, outputs)`` once per failed input with the outputs it
-    failed for.  An output that cannot be written (a full disk) stops the run
+    failed for; ``progress``: a :class:`featx.progress.Feed`.  An output that cannot be written (a full disk) stops the run
     with that output's ``summary.error`` set (the others are interrupted),
     keeping what was committed.
 
@@ -220,7 +220,7 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
                 wants = tuple(sorted(wants + tuple(o.index for o in outs if o.state is None)))
             if not wants:
                 if progress is not None:
-                    progress.update(1)
+                    progress.skip(inp)
                 continue
             yield replace(inp, ident=ident, wants=None if wants == everyone else wants)
         batch.clear()
@@ -243,7 +243,7 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
         yield from decide()
 
 
-def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job):
+def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job, feed=None):
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
     if opts.executor == "ray" or use_pool:
@@ -256,27 +256,45 @@ def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: 
         return RayExecutor(job, opts, spool_dir), spool_dir
     if use_pool:
         chunk = max([opts.chunk] + [t.extractor.batch_size for t in targets])
+        counter = on_wait = None
+        if feed is not None:  # workers count the items they load; the bar looks while waiting
+            import multiprocessing as mp
+
+            counter = feed.counter = mp.Value("q", 0)
+            on_wait = feed.poll
         return ProcessPool(job, opts.jobs, chunk, spool_dir, opts.timeout,
-                           fork=all(t.extractor.fork_safe for t in targets)), spool_dir
-    return InProcess(job, [t.extractor for t in targets]), spool_dir
+                           fork=all(t.extractor.fork_safe for t in targets), counter=counter,
+                           on_wait=on_wait), spool_dir
+    return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
 
 
-def _report(failures: list, on_failure) -> None:
+def _ticker(feed):
+    """``-j 1``: an item loaded moves the bar at once (the worker is this process)."""
+    def tick():
+        feed.counter.add()
+        feed.poll()
+    return tick
+
+
+def _report(failures: list, on_failure, progress) -> None:
     """One call per failed input, with every output it failed for."""
-    if not on_failure or not failures:
+    if not failures:
         return
     by: dict[tuple[str, str], list[int]] = {}
     for k, f in failures:
         by.setdefault((f.path, f.reason), []).append(k)
     for (path, reason), ks in by.items():
-        on_failure(Failure(path, reason), ks)
+        if progress is not None:
+            progress.failure()
+        if on_failure:
+            on_failure(Failure(path, reason), ks)
 
 
 def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failure, note, progress) -> None:
     ref = next((o.base for o in outs if o.base is not None), None)
     for o in outs:
         o.ref_base = ref
-    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref))
+    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref), progress)
     ok = False
     try:
         for o in outs:
@@ -287,9 +305,9 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
                     failures: list = []
                     for o in outs:
                         o.append(chunk_inputs, records[o.index], payloads[o.index], failures)
-                    _report(failures, on_failure)
+                    _report(failures, on_failure, progress)
                     if progress is not None:
-                        progress.update(len(chunk_inputs))
+                        progress.done(chunk_inputs, records)
                     for o in outs:
                         o.tick(opts.commit_every)
         except KeyboardInterrupt:

@@ -85,6 +85,7 @@ class Worker:
         self.batched = [k for k, e in enumerate(self.extractors)
                         if e.batch_size > 1 and not e.temporal and not e.handles_resize]
         self.lead = next((k for k in self.batched if self.extractors[k].streams_batches), None)
+        self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
 
     @property
     def extractor(self) -> Extractor:
@@ -170,8 +171,11 @@ class Worker:
                 for k in wants:
                     if self.extractors[k].temporal:
                         self.extractors[k].reset()
+                loaded = 0
                 try:
                     for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
+                        self.tick()
+                        loaded += 1
                         bad = self._bad_item(item)
                         if bad is not None:
                             for k in wants:
@@ -199,6 +203,8 @@ class Worker:
                     rec = self._failed_input(inp, exc)
                     for k in wants:
                         out[k][i].append(rec)
+                    if not loaded:
+                        self.tick()  # it is done with, too
             for k, q in queues.items():
                 self._flush(k, q, out, writers[k])
             if pending:
@@ -271,12 +277,17 @@ class Worker:
         return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
 
 
+def _nothing() -> None:
+    pass
+
+
 _WORKER: Worker | None = None
 
 
-def init_worker(job: Job, main: tuple[int, int | None] | None = None) -> None:
+def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
-    passed explicitly: with a forkserver start the parent is the fork server)."""
+    passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
+    a shared ``multiprocessing.Value`` counting the items loaded (the progress bar)."""
     import signal
 
     from ..output import lock
@@ -289,6 +300,11 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None) -> None:
     setup_worker_process()
     global _WORKER
     _WORKER = Worker(job)
+    if counter is not None:
+        def tick():
+            with counter.get_lock():
+                counter.value += 1
+        _WORKER.tick = tick
 
 def run_chunk(inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
     return _WORKER.run_to_spool(inputs, spool)
