@@ -1118,9 +1118,10 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
             pics = [f.image for f in iter_video(path, sampling=Sampling(start=None, max_frames=frame + want))]
         except FeatxError as exc:
             raise UsageError(f"{path}: {exc.message}") from None
+        n = len(pics)
         pics = pics[frame:frame + want]
         if len(pics) < want:
-            raise UsageError(f"{path} has no frame {frame + want - 1}", "choose an earlier --frame")
+            raise UsageError(_past_the_end(path, n, frame, want), f"choose --frame 0 to {max(n - want, 0)}")
         return pics
 
     one_file = len(images) == 1 and not os.path.isdir(images[0])
@@ -1132,11 +1133,13 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
             from .video import list_frames
 
             try:
-                paths = [str(p) for p in list_frames(images[0])][frame:frame + 2]
+                every = [str(p) for p in list_frames(images[0])]
             except FeatxError as exc:
                 raise UsageError(f"{images[0]}: {exc.message}", exc.hint) from None
+            paths = every[frame:frame + 2]
             if len(paths) < 2:
-                raise UsageError(f"{images[0]} has no frame {frame + 1}", "choose an earlier --frame")
+                raise UsageError(_past_the_end(images[0], len(every), frame, 2),
+                                 f"choose --frame 0 to {max(len(every) - 2, 0)}")
             return [fit(load_one(p)) for p in paths], False
         if len(images) == 1 and sources.is_video_name(images[0]):
             return [fit(p) for p in video_frames(images[0], 2)], False
@@ -1178,6 +1181,15 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
             raise UsageError(f"no images in {', '.join(images)}", "featx show takes image files and folders")
 
     return sheet(), True
+
+
+def _past_the_end(path: str, n: int, frame: int, want: int) -> str:
+    """``clip.mp4 has 62 frames (0 to 61); --frame 500 is past its end`` (with ``want`` 2:
+    the motion from frame N needs frame N+1 too)."""
+    what = f"{path} has {n} frame{'s' if n != 1 else ''}" + (f" (0 to {n - 1})" if n > 1 else "")
+    if frame < n:
+        return f"{what}; the motion from --frame {frame} needs frame {frame + 1} too"
+    return f"{what}; --frame {frame} is past its end"
 
 
 def _build_show(cls) -> click.Command:

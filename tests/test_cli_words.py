@@ -415,3 +415,16 @@ def test_extract_help_examples_run_as_written(name, tmp_path):
     for line in lines:
         r = subprocess.run(["sh", "-c", line], cwd=tmp_path, env=env, capture_output=True, timeout=300)
         assert r.returncode == 0, (line, r.stderr.decode()[-2000:])
+
+
+def test_show_frame_past_the_end_says_how_many_frames_there_are(tmp_path):
+    r = featx("show", "hog", SAMPLES / "clip.mp4", "--frame", "500", "-o", tmp_path / "x.png")
+    assert r.returncode == 2
+    assert b"clip.mp4 has 62 frames (0 to 61); --frame 500 is past its end" in r.stderr, r.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_missing_list_of_inputs_is_a_usage_error(tmp_path):
+    r = featx("extract", "hog", "--files-from", tmp_path / "nolist.txt", "-o", tmp_path / "y.npy")
+    assert r.returncode == 2 and b"cannot read the list of inputs" in r.stderr and b"Traceback" not in r.stderr
+    assert not list(tmp_path.iterdir())

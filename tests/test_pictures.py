@@ -380,7 +380,9 @@ def test_show_flow_takes_a_frame_folder(tmp_path, sample):
     hue = hsv[..., 0][moving].astype(int) * 360 // 256
     assert np.median((hue + 180) % 360 - 180) == pytest.approx(0, abs=15)   # to the right: red
     r = featx("show", "flow", frames, "--frame", "2", "-o", out)
-    assert r.returncode == 2 and b"no frame 3" in r.stderr
+    assert r.returncode == 2 and b"has 3 frames (0 to 2); the motion from --frame 2 needs frame 3 too" in r.stderr
+    r = featx("show", "flow", frames, "--frame", "7", "-o", out)
+    assert r.returncode == 2 and b"--frame 7 is past its end" in r.stderr and b"choose --frame 0 to 1" in r.stderr
 
 
 # ---------------------------------------------------------------------------
