@@ -200,17 +200,23 @@ def to_toml(plan: Plan) -> str:
 
     top: dict[str, Any] = {}
     defaults = Plan(outputs=())
-    for key, (field_name, _kind) in RUN_KEYS.items():
+    for key, (field_name, kind) in RUN_KEYS.items():
         v = getattr(plan, field_name)
         if v == getattr(defaults, field_name) or v is None:
             continue
         if field_name == "shard":
             v = f"{v[0]}/{v[1]}"
+        elif kind == "paths":
+            v = [_absolute(p) for p in v]
+        elif kind == "path":
+            v = _absolute(v)
         top[key] = list(v) if isinstance(v, tuple) else v
     outs = []
     for o in plan.outputs:
         cls = extractor_class(o.extractor)
-        t: dict[str, Any] = {"extractor": o.extractor, "path": o.path}
+        t: dict[str, Any] = {"extractor": o.extractor, "path": _absolute(o.path)}
+        if o.sidecar:
+            t["sidecar"] = _absolute(o.sidecar)
         if o.format:
             t["format"] = o.format
         if o.resize:
@@ -220,7 +226,32 @@ def to_toml(plan: Plan) -> str:
             if v is not None:
                 t[k.replace("_", "-")] = "x".join(map(str, v)) if isinstance(v, list) else v
         outs.append(t)
-    return tomli_w.dumps({**top, "output": outs})
+    text = tomli_w.dumps({**top, "output": outs})
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next(p for p in list(plan.inputs) + list(plan.files_from) + [plan.regions or ""]
+                   + [x for o in plan.outputs for x in (o.path or "", o.sidecar or "")] if not _utf8(p))
+        raise UsageError(f"{os.fsencode(bad)!r} is not UTF-8 text, which a TOML recipe cannot hold",
+                         "rename it, or name it on the command line (featx run RECIPE INPUTS)") from None
+    return text
+
+
+def _absolute(path: str) -> str:
+    """A path of a printed recipe: absolute, since a recipe's relative paths are read from
+    its own folder, wherever it is saved (a folder output keeps its trailing /)."""
+    if path in (None, "-"):
+        return path
+    ap = os.path.abspath(path)
+    return ap + "/" if path.endswith(("/", os.sep)) and not ap.endswith("/") else ap
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def short_form(names: str, output: str) -> list[OutputPlan]:
