@@ -217,6 +217,27 @@ def _check_outputs(plan: Plan) -> None:
         seen[key] = o.path
 
 
+def _check_files(plan: Plan, built_sinks: list) -> None:
+    """No two outputs (nor an output's data and its own sidecar) may write one file: an npy
+    output's index is NAME.index.csv, and sidecars can be named anywhere."""
+    from .output.sinks import canonical_output
+
+    owner: dict[str, str] = {}
+    for o, sink in zip(plan.outputs, built_sinks):
+        if o.path is None:
+            continue
+        sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
+        files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
+        if sidecar in files:
+            raise UsageError(f"the sidecar {o.sidecar} and the output {o.path} are the same file",
+                             "name the sidecar apart (the default is OUTPUT.featx.json)")
+        for f in files + ([sidecar] if sidecar else []):
+            if f in owner and owner[f] != o.path:
+                raise UsageError(f"the outputs {owner[f]} and {o.path} would write the same file {f}",
+                                 "give each output (and its sidecar) names of its own")
+            owner[f] = o.path
+
+
 def build(plan: Plan) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
     front, before anything is created)."""
@@ -282,6 +303,7 @@ def build(plan: Plan) -> _Built:
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
+    _check_files(plan, built_sinks)
     opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
                            use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
                            timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
