@@ -846,10 +846,10 @@ def _build_multi(names: str) -> click.Command:
 
                 click.echo(to_toml(plan), nl=False)
                 return
-            from .plan import build
+            from .plan import build, with_shard
 
             build(plan)  # usage errors before the folder is made
-            os.makedirs(output, exist_ok=True)
+            os.makedirs(with_shard(output, plan.shard), exist_ok=True)
             _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=names)
         except FeatxError as exc:
             _fail(exc, ctx)

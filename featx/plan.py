@@ -96,10 +96,8 @@ class Plan:
     def resolved(self) -> Plan:
         """The plan with ``{shard}`` in output paths replaced by this run's shard (``2of8``,
         or ``all`` without ``shard``), so one recipe serves every shard of a job."""
-        tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
-
         def sub(p):
-            return p.replace("{shard}", tag) if p else p
+            return with_shard(p, self.shard) if p else p
 
         if not any("{shard}" in (o.path or "") + (o.sidecar or "") for o in self.outputs):
             return self
@@ -121,6 +119,11 @@ class Plan:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+def with_shard(path: str, shard: tuple[int, int] | None) -> str:
+    """``path`` with ``{shard}`` replaced: ``2of8`` for shard 2 of 8, ``all`` without shards."""
+    return path.replace("{shard}", f"{shard[0]}of{shard[1]}" if shard else "all")
 
 
 @dataclass
