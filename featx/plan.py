@@ -180,9 +180,20 @@ def extractor_class(name: str) -> type:
     """The extractor class an output names: a registered name, ``detect`` (the Haar
     cascade region finder of ``featx detect``) or a ``module:Class`` target."""
     from . import registry
+    from .errors import PluginError
+    from .extractor import Extractor
 
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"extractor {name!r}: expected an extractor's name", "featx list names them")
     if ":" in name:
-        return registry.load_target(name)
+        try:
+            cls = registry.load_target(name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise PluginError(f"cannot load the extractor {name}: {type(exc).__name__}: {exc}",
+                              "name a registered extractor (featx list), or module:Class of one") from None
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise PluginError(f"{name} is not a featx extractor", "featx list names the extractors")
+        return cls
     if name == "detect":
         from .regions import RegionDetector
 

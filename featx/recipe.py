@@ -73,12 +73,12 @@ def _value(where: str, key: str, kind: str, v: Any, base: str) -> Any:
             raise bad("a number above 0" if kind == "float>0" else "a number of at least 0")
         return float(v)
     if kind in ("str", "path"):
-        if not isinstance(v, str):
-            raise bad("a string")
+        if not isinstance(v, str) or (kind == "path" and not v):
+            raise bad("a string" if kind == "str" else "a path")
         return v if kind == "str" or v == "-" else os.path.join(base, os.path.expanduser(v))
     if kind == "paths":
         items = v if isinstance(v, list) else [v]
-        if not all(isinstance(x, str) for x in items):
+        if not all(isinstance(x, str) and x for x in items):
             raise bad("a path or a list of paths")
         return tuple(x if x == "-" else os.path.join(base, os.path.expanduser(x)) for x in items)
     if kind == "memory":
@@ -100,7 +100,12 @@ def _value(where: str, key: str, kind: str, v: Any, base: str) -> Any:
         return v
     if kind == "size":
         try:
-            w, h = (int(v[0]), int(v[1])) if isinstance(v, list) and len(v) == 2 else parse_pair(str(v))
+            if isinstance(v, list):
+                if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                    raise ValueError(v)
+                w, h = v
+            else:
+                w, h = parse_pair(str(v))
         except (ValueError, TypeError):
             raise bad('a size "WIDTHxHEIGHT", e.g. "256x256"') from None
         if min(w, h) < 1:
@@ -120,6 +125,8 @@ def _output(where: str, table: Any, base: str) -> OutputPlan:
         raise UsageError(f"{where}: the {table['extractor']!r} output has no path",
                          'add path = "feats/NAME.npy" (a .npy, a .csv, or a folder/)')
     name = table["extractor"]
+    if not isinstance(name, str):
+        raise UsageError(f"{where}: extractor = {name!r}: expected an extractor's name", "featx list names them")
     try:
         cls = extractor_class(name)
     except FeatxError as exc:
