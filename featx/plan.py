@@ -213,6 +213,14 @@ def _check_inputs(plan: Plan) -> None:
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
     sources.check_named(plan.inputs)
+    for lf in plan.files_from:
+        if lf == "-":
+            continue
+        try:
+            open(lf, "rb").close()
+        except OSError as exc:
+            raise UsageError(f"cannot read the list --files-from {lf}: {exc.strerror or exc}",
+                             "check the spelling; nothing was written") from None
 
 
 def _check_outputs(plan: Plan) -> None:
