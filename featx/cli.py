@@ -883,6 +883,8 @@ def _build_run() -> click.Command:
 
             plan = load_recipe(recipe)
             given = _run_fields(run, only_given=ctx)
+            if "inputs" in given or "files_from" in given:  # the inputs given here replace all the recipe's
+                given = {"inputs": (), "files_from": (), **given}
             if given:
                 plan = plan.replace(**given)
             if print_recipe:
