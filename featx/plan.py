@@ -48,6 +48,35 @@ class OutputPlan:
     resize_mode: str = "stretch"
     sidecar: str | None = None               # default: OUTPUT.featx.json
 
+    def __post_init__(self):
+        if isinstance(self.resize, str):  # "256x256", as the flag and a recipe spell it
+            from .extractor import parse_pair
+
+            try:
+                object.__setattr__(self, "resize", parse_pair(self.resize))
+            except ValueError:
+                raise UsageError(f"resize = {self.resize!r}: expected WIDTHxHEIGHT, e.g. \"256x256\"") from None
+        elif isinstance(self.resize, list):
+            object.__setattr__(self, "resize", tuple(self.resize))
+
+    def check(self) -> None:
+        """Usage errors for values the command line would refuse (a Python caller's)."""
+        where = f"output {self.path}: " if self.path else ""
+        if not (self.path is None or (isinstance(self.path, str) and self.path)):
+            raise UsageError(f"output path {self.path!r}: expected a path, or - for stdout")
+        if self.format not in (None, "csv", "npy", "npy-dir"):
+            raise UsageError(f"{where}format {self.format!r}: expected csv, npy or npy-dir")
+        if self.resize is not None and not (
+                isinstance(self.resize, tuple) and len(self.resize) == 2
+                and all(_is_int(x) and x >= 1 for x in self.resize)):
+            raise UsageError(f"{where}resize {self.resize!r}: expected (width, height), each at least 1")
+        if self.resize_mode not in ("stretch", "crop"):
+            raise UsageError(f"{where}resize_mode {self.resize_mode!r}: expected stretch or crop")
+        if not isinstance(self.params, dict):
+            raise UsageError(f"{where}params: expected a dict of the extractor's parameters")
+        if self.sidecar is not None and not (isinstance(self.sidecar, str) and self.sidecar):
+            raise UsageError(f"{where}sidecar {self.sidecar!r}: expected a path")
+
     def to_dict(self) -> dict[str, Any]:
         return {"extractor": self.extractor, "path": self.path, "params": dict(self.params),
                 "format": self.format, "resize": list(self.resize) if self.resize else None,
@@ -86,9 +115,59 @@ class Plan:
     overwrite: bool = False
 
     def __post_init__(self):
+        def paths(v):  # one path (a string, a Path) or several
+            return (v,) if isinstance(v, (str, os.PathLike)) else tuple(v)
+
         object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
-        object.__setattr__(self, "files_from", tuple(self.files_from))
+        object.__setattr__(self, "inputs", tuple(os.fspath(p) for p in paths(self.inputs)))
+        object.__setattr__(self, "files_from", tuple(os.fspath(p) for p in paths(self.files_from)))
+        if isinstance(self.max_memory, str):  # "4G", as the flag spells it
+            from .memory import parse_size
+
+            try:
+                object.__setattr__(self, "max_memory", parse_size(self.max_memory))
+            except ValueError:
+                raise UsageError(f"max_memory {self.max_memory!r}: expected a size such as \"4G\" or 0") from None
+        if isinstance(self.shard, str):  # "2/8"
+            try:
+                object.__setattr__(self, "shard", tuple(int(x) for x in self.shard.split("/")))
+            except ValueError:
+                raise UsageError(f"shard {self.shard!r}: expected I/N, e.g. 2/8") from None
+        elif isinstance(self.shard, list):
+            object.__setattr__(self, "shard", tuple(self.shard))
+
+    def check(self) -> None:
+        """Usage errors for values the command line would refuse (it checks its flags, a
+        recipe its keys; a Python caller's plan is checked here, before any work)."""
+        import math
+
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise UsageError(f"{name} = {getattr(self, name)!r}: expected {what}")
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("null", "video", "frames", "hash", "prune", "wait", "overwrite"):
+            need(isinstance(getattr(self, name), bool), name, "True or False")
+        need(_is_int(self.jobs) and self.jobs >= 0, "jobs", "a whole number of at least 0 (0: one per core)")
+        for name in ("max_pixels", "max_memory"):
+            v = getattr(self, name)
+            need(v is None or (_is_int(v) and v >= 0), name, "a whole number of at least 0, or None")
+        need(self.timeout is None or (number(self.timeout) and self.timeout > 0), "timeout",
+             "a number of seconds above 0, or None")
+        need(number(self.commit_every) and self.commit_every >= 0, "commit_every", "a number of seconds >= 0")
+        need(self.shard is None or (isinstance(self.shard, tuple) and len(self.shard) == 2
+                                    and all(_is_int(x) for x in self.shard) and 1 <= self.shard[0] <= self.shard[1]),
+             "shard", "(I, N) with 1 <= I <= N, or None")
+        need(self.executor in ("local", "ray"), "executor", "'local' or 'ray'")
+        need(self.regions is None or (isinstance(self.regions, str) and self.regions), "regions", "a path or None")
+        need(self.ray_address is None or isinstance(self.ray_address, str), "ray_address", "a string or None")
+        need(all(isinstance(p, str) and p for p in self.inputs + self.files_from), "inputs", "paths")
+        for o in self.outputs:
+            if not isinstance(o, OutputPlan):
+                raise UsageError(f"output {o!r}: expected an OutputPlan (or a dict of its fields)")
+            o.check()
 
     def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
@@ -119,6 +198,10 @@ class Plan:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def with_shard(path: str, shard: tuple[int, int] | None) -> str:
@@ -267,6 +350,7 @@ def build(plan: Plan) -> _Built:
     from .engine import loop, process
     from .output import sinks
 
+    plan.check()
     plan = plan.resolved()
     _check_inputs(plan)
     _check_outputs(plan)
@@ -368,8 +452,8 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     from . import provenance
     from .engine import loop, process
 
-    plan = plan.resolved()
     built = build(plan)
+    plan = built.plan   # checked, {shard} resolved
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
     stream = input_stream(built, stdin)

@@ -243,12 +243,12 @@ def test_featx_run_in_python_refuses_bad_fields_before_any_work(tmp_path, photos
     callers got none of the checks: shard (3, 2) silently wrote nothing, timeout=-1 failed
     every input, executor='dask' ran locally, resize (0, 5) or resize_mode='zoom' failed
     every input, extractor=3 raised a TypeError."""
-    import featx
+    import featx as fx
     from featx.errors import UsageError
 
     out = {"extractor": "gradients", "path": str(tmp_path / "g.npy"), **field.pop("output", {})}
     with pytest.raises(UsageError):
-        featx.run(inputs=[str(photos)], outputs=[out], **{"jobs": 1, **field})
+        fx.run(inputs=[str(photos)], outputs=[out], **{"jobs": 1, **field})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -256,9 +256,9 @@ def test_featx_run_in_python_takes_one_input_as_a_string_and_sizes_as_text(tmp_p
     """`featx.extract_files("photos/", ...)` takes one path as a string; `featx.run(inputs=
     "photos/")` read it letter by letter ('no such file or folder: i, n'), and resize="64x64"
     (the recipe's and the flag's spelling) raised a TypeError deep in the extractor."""
-    import featx
+    import featx as fx
 
-    res = featx.run(inputs=str(photos), jobs=1, max_memory="1G",
+    res = fx.run(inputs=str(photos), jobs=1, max_memory="1G",
                     outputs=[{"extractor": "hog", "path": str(tmp_path / "h.npy"), "resize": "64x64"}])
     assert res.exit_code == 0 and res.outputs[0].summary.processed == 6
     (tmp_path / "cli").mkdir()
