@@ -912,10 +912,10 @@ def _build_multi(names: str) -> click.Command:
 
                 click.echo(to_toml(plan), nl=False)
                 return
-            from .plan import build
+            from .plan import build, with_shard
 
             build(plan)  # usage errors before the folder is made
-            os.makedirs(output, exist_ok=True)
+            os.makedirs(with_shard(output, plan.shard), exist_ok=True)
             _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=names)
         except FeatxError as exc:
             _fail(exc, ctx)
@@ -953,6 +953,8 @@ def _build_run() -> click.Command:
 
             plan = load_recipe(recipe)
             given = _run_fields(run, only_given=ctx)
+            if "inputs" in given or "files_from" in given:  # the inputs given here replace all the recipe's
+                given = {"inputs": (), "files_from": (), **given}
             if given:
                 plan = plan.replace(**given)
             if print_recipe:

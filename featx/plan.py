@@ -48,6 +48,35 @@ class OutputPlan:
     resize_mode: str = "stretch"
     sidecar: str | None = None               # default: OUTPUT.featx.json
 
+    def __post_init__(self):
+        if isinstance(self.resize, str):  # "256x256", as the flag and a recipe spell it
+            from .extractor import parse_pair
+
+            try:
+                object.__setattr__(self, "resize", parse_pair(self.resize))
+            except ValueError:
+                raise UsageError(f"resize = {self.resize!r}: expected WIDTHxHEIGHT, e.g. \"256x256\"") from None
+        elif isinstance(self.resize, list):
+            object.__setattr__(self, "resize", tuple(self.resize))
+
+    def check(self) -> None:
+        """Usage errors for values the command line would refuse (a Python caller's)."""
+        where = f"output {self.path}: " if self.path else ""
+        if not (self.path is None or (isinstance(self.path, str) and self.path)):
+            raise UsageError(f"output path {self.path!r}: expected a path, or - for stdout")
+        if self.format not in (None, "csv", "npy", "npy-dir"):
+            raise UsageError(f"{where}format {self.format!r}: expected csv, npy or npy-dir")
+        if self.resize is not None and not (
+                isinstance(self.resize, tuple) and len(self.resize) == 2
+                and all(_is_int(x) and x >= 1 for x in self.resize)):
+            raise UsageError(f"{where}resize {self.resize!r}: expected (width, height), each at least 1")
+        if self.resize_mode not in ("stretch", "crop"):
+            raise UsageError(f"{where}resize_mode {self.resize_mode!r}: expected stretch or crop")
+        if not isinstance(self.params, dict):
+            raise UsageError(f"{where}params: expected a dict of the extractor's parameters")
+        if self.sidecar is not None and not (isinstance(self.sidecar, str) and self.sidecar):
+            raise UsageError(f"{where}sidecar {self.sidecar!r}: expected a path")
+
     def to_dict(self) -> dict[str, Any]:
         return {"extractor": self.extractor, "path": self.path, "params": dict(self.params),
                 "format": self.format, "resize": list(self.resize) if self.resize else None,
@@ -86,9 +115,59 @@ class Plan:
     overwrite: bool = False
 
     def __post_init__(self):
+        def paths(v):  # one path (a string, a Path) or several
+            return (v,) if isinstance(v, (str, os.PathLike)) else tuple(v)
+
         object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
-        object.__setattr__(self, "files_from", tuple(self.files_from))
+        object.__setattr__(self, "inputs", tuple(os.fspath(p) for p in paths(self.inputs)))
+        object.__setattr__(self, "files_from", tuple(os.fspath(p) for p in paths(self.files_from)))
+        if isinstance(self.max_memory, str):  # "4G", as the flag spells it
+            from .memory import parse_size
+
+            try:
+                object.__setattr__(self, "max_memory", parse_size(self.max_memory))
+            except ValueError:
+                raise UsageError(f"max_memory {self.max_memory!r}: expected a size such as \"4G\" or 0") from None
+        if isinstance(self.shard, str):  # "2/8"
+            try:
+                object.__setattr__(self, "shard", tuple(int(x) for x in self.shard.split("/")))
+            except ValueError:
+                raise UsageError(f"shard {self.shard!r}: expected I/N, e.g. 2/8") from None
+        elif isinstance(self.shard, list):
+            object.__setattr__(self, "shard", tuple(self.shard))
+
+    def check(self) -> None:
+        """Usage errors for values the command line would refuse (it checks its flags, a
+        recipe its keys; a Python caller's plan is checked here, before any work)."""
+        import math
+
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise UsageError(f"{name} = {getattr(self, name)!r}: expected {what}")
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("null", "video", "frames", "hash", "prune", "wait", "overwrite"):
+            need(isinstance(getattr(self, name), bool), name, "True or False")
+        need(_is_int(self.jobs) and self.jobs >= 0, "jobs", "a whole number of at least 0 (0: one per core)")
+        for name in ("max_pixels", "max_memory"):
+            v = getattr(self, name)
+            need(v is None or (_is_int(v) and v >= 0), name, "a whole number of at least 0, or None")
+        need(self.timeout is None or (number(self.timeout) and self.timeout > 0), "timeout",
+             "a number of seconds above 0, or None")
+        need(number(self.commit_every) and self.commit_every >= 0, "commit_every", "a number of seconds >= 0")
+        need(self.shard is None or (isinstance(self.shard, tuple) and len(self.shard) == 2
+                                    and all(_is_int(x) for x in self.shard) and 1 <= self.shard[0] <= self.shard[1]),
+             "shard", "(I, N) with 1 <= I <= N, or None")
+        need(self.executor in ("local", "ray"), "executor", "'local' or 'ray'")
+        need(self.regions is None or (isinstance(self.regions, str) and self.regions), "regions", "a path or None")
+        need(self.ray_address is None or isinstance(self.ray_address, str), "ray_address", "a string or None")
+        need(all(isinstance(p, str) and p for p in self.inputs + self.files_from), "inputs", "paths")
+        for o in self.outputs:
+            if not isinstance(o, OutputPlan):
+                raise UsageError(f"output {o!r}: expected an OutputPlan (or a dict of its fields)")
+            o.check()
 
     def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
@@ -96,10 +175,8 @@ class Plan:
     def resolved(self) -> Plan:
         """The plan with ``{shard}`` in output paths replaced by this run's shard (``2of8``,
         or ``all`` without ``shard``), so one recipe serves every shard of a job."""
-        tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
-
         def sub(p):
-            return p.replace("{shard}", tag) if p else p
+            return with_shard(p, self.shard) if p else p
 
         if not any("{shard}" in (o.path or "") + (o.sidecar or "") for o in self.outputs):
             return self
@@ -121,6 +198,15 @@ class Plan:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def with_shard(path: str, shard: tuple[int, int] | None) -> str:
+    """``path`` with ``{shard}`` replaced: ``2of8`` for shard 2 of 8, ``all`` without shards."""
+    return path.replace("{shard}", f"{shard[0]}of{shard[1]}" if shard else "all")
 
 
 @dataclass
@@ -177,9 +263,20 @@ def extractor_class(name: str) -> type:
     """The extractor class an output names: a registered name, ``detect`` (the Haar
     cascade region finder of ``featx detect``) or a ``module:Class`` target."""
     from . import registry
+    from .errors import PluginError
+    from .extractor import Extractor
 
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"extractor {name!r}: expected an extractor's name", "featx list names them")
     if ":" in name:
-        return registry.load_target(name)
+        try:
+            cls = registry.load_target(name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise PluginError(f"cannot load the extractor {name}: {type(exc).__name__}: {exc}",
+                              "name a registered extractor (featx list), or module:Class of one") from None
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise PluginError(f"{name} is not a featx extractor", "featx list names the extractors")
+        return cls
     if name == "detect":
         from .regions import RegionDetector
 
@@ -203,6 +300,14 @@ def _check_inputs(plan: Plan) -> None:
             why = "no such file" if not os.path.lexists(lf) else "not readable"
             raise UsageError(f"cannot read the list of inputs {lf}: {why}", "check the --files-from path")
     sources.check_named(plan.inputs)
+    for lf in plan.files_from:
+        if lf == "-":
+            continue
+        try:
+            open(lf, "rb").close()
+        except OSError as exc:
+            raise UsageError(f"cannot read the list --files-from {lf}: {exc.strerror or exc}",
+                             "check the spelling; nothing was written") from None
 
 
 def _check_outputs(plan: Plan) -> None:
@@ -221,6 +326,27 @@ def _check_outputs(plan: Plan) -> None:
         seen[key] = o.path
 
 
+def _check_files(plan: Plan, built_sinks: list) -> None:
+    """No two outputs (nor an output's data and its own sidecar) may write one file: an npy
+    output's index is NAME.index.csv, and sidecars can be named anywhere."""
+    from .output.sinks import canonical_output
+
+    owner: dict[str, str] = {}
+    for o, sink in zip(plan.outputs, built_sinks):
+        if o.path is None:
+            continue
+        sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
+        files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
+        if sidecar in files:
+            raise UsageError(f"the sidecar {o.sidecar} and the output {o.path} are the same file",
+                             "name the sidecar apart (the default is OUTPUT.featx.json)")
+        for f in files + ([sidecar] if sidecar else []):
+            if f in owner and owner[f] != o.path:
+                raise UsageError(f"the outputs {owner[f]} and {o.path} would write the same file {f}",
+                                 "give each output (and its sidecar) names of its own")
+            owner[f] = o.path
+
+
 def build(plan: Plan) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
     front, before anything is created)."""
@@ -228,6 +354,7 @@ def build(plan: Plan) -> _Built:
     from .engine import loop, process
     from .output import sinks
 
+    plan.check()
     plan = plan.resolved()
     _check_inputs(plan)
     _check_outputs(plan)
@@ -286,6 +413,7 @@ def build(plan: Plan) -> _Built:
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
+    _check_files(plan, built_sinks)
     opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
                            use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
                            timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
@@ -332,8 +460,8 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     from . import provenance
     from .engine import loop, process
 
-    plan = plan.resolved()
     built = build(plan)
+    plan = built.plan   # checked, {shard} resolved
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
     feed = None

@@ -73,12 +73,12 @@ def _value(where: str, key: str, kind: str, v: Any, base: str) -> Any:
             raise bad("a number above 0" if kind == "float>0" else "a number of at least 0")
         return float(v)
     if kind in ("str", "path"):
-        if not isinstance(v, str):
-            raise bad("a string")
+        if not isinstance(v, str) or (kind == "path" and not v):
+            raise bad("a string" if kind == "str" else "a path")
         return v if kind == "str" or v == "-" else os.path.join(base, os.path.expanduser(v))
     if kind == "paths":
         items = v if isinstance(v, list) else [v]
-        if not all(isinstance(x, str) for x in items):
+        if not all(isinstance(x, str) and x for x in items):
             raise bad("a path or a list of paths")
         return tuple(x if x == "-" else os.path.join(base, os.path.expanduser(x)) for x in items)
     if kind == "memory":
@@ -100,7 +100,12 @@ def _value(where: str, key: str, kind: str, v: Any, base: str) -> Any:
         return v
     if kind == "size":
         try:
-            w, h = (int(v[0]), int(v[1])) if isinstance(v, list) and len(v) == 2 else parse_pair(str(v))
+            if isinstance(v, list):
+                if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                    raise ValueError(v)
+                w, h = v
+            else:
+                w, h = parse_pair(str(v))
         except (ValueError, TypeError):
             raise bad('a size "WIDTHxHEIGHT", e.g. "256x256"') from None
         if min(w, h) < 1:
@@ -120,6 +125,8 @@ def _output(where: str, table: Any, base: str) -> OutputPlan:
         raise UsageError(f"{where}: the {table['extractor']!r} output has no path",
                          'add path = "feats/NAME.npy" (a .npy, a .csv, or a folder/)')
     name = table["extractor"]
+    if not isinstance(name, str):
+        raise UsageError(f"{where}: extractor = {name!r}: expected an extractor's name", "featx list names them")
     try:
         cls = extractor_class(name)
     except FeatxError as exc:
@@ -200,17 +207,23 @@ def to_toml(plan: Plan) -> str:
 
     top: dict[str, Any] = {}
     defaults = Plan(outputs=())
-    for key, (field_name, _kind) in RUN_KEYS.items():
+    for key, (field_name, kind) in RUN_KEYS.items():
         v = getattr(plan, field_name)
         if v == getattr(defaults, field_name) or v is None:
             continue
         if field_name == "shard":
             v = f"{v[0]}/{v[1]}"
+        elif kind == "paths":
+            v = [_absolute(p) for p in v]
+        elif kind == "path":
+            v = _absolute(v)
         top[key] = list(v) if isinstance(v, tuple) else v
     outs = []
     for o in plan.outputs:
         cls = extractor_class(o.extractor)
-        t: dict[str, Any] = {"extractor": o.extractor, "path": o.path}
+        t: dict[str, Any] = {"extractor": o.extractor, "path": _absolute(o.path)}
+        if o.sidecar:
+            t["sidecar"] = _absolute(o.sidecar)
         if o.format:
             t["format"] = o.format
         if o.resize:
@@ -220,7 +233,32 @@ def to_toml(plan: Plan) -> str:
             if v is not None:
                 t[k.replace("_", "-")] = "x".join(map(str, v)) if isinstance(v, list) else v
         outs.append(t)
-    return tomli_w.dumps({**top, "output": outs})
+    text = tomli_w.dumps({**top, "output": outs})
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next(p for p in list(plan.inputs) + list(plan.files_from) + [plan.regions or ""]
+                   + [x for o in plan.outputs for x in (o.path or "", o.sidecar or "")] if not _utf8(p))
+        raise UsageError(f"{os.fsencode(bad)!r} is not UTF-8 text, which a TOML recipe cannot hold",
+                         "rename it, or name it on the command line (featx run RECIPE INPUTS)") from None
+    return text
+
+
+def _absolute(path: str) -> str:
+    """A path of a printed recipe: absolute, since a recipe's relative paths are read from
+    its own folder, wherever it is saved (a folder output keeps its trailing /)."""
+    if path in (None, "-"):
+        return path
+    ap = os.path.abspath(path)
+    return ap + "/" if path.endswith(("/", os.sep)) and not ap.endswith("/") else ap
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def short_form(names: str, output: str) -> list[OutputPlan]:

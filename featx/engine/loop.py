@@ -195,7 +195,7 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
     stateful = [o for o in outs if o.state is not None]
     streams = len(stateful) < len(outs)
     everyone = tuple(range(len(outs)))
-    batch: list[sources.Input] = []
+    batch: list[tuple[sources.Input, bool]] = []   # (input, named before: not for the streams)
 
     def named(inp: sources.Input) -> sources.Input:
         if inp.canonical and base is None and not inp.paths:
@@ -209,14 +209,14 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
                        mirror=sources.mirror_path(path, base) if base is not None else "")
 
     def decide() -> Iterator[sources.Input]:
-        known = [o.known([inp.path for inp in batch]) for o in stateful]
-        for inp in batch:
+        known = [o.known([inp.path for inp, _ in batch]) for o in stateful]
+        for inp, repeat in batch:
             ident = identify(inp.path, opts.use_hash)
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)
                           if not o.current(inp, ident, kn.get(inp.path), opts.use_hash))
-            if streams:
+            if streams and not repeat:
                 wants = tuple(sorted(wants + tuple(o.index for o in outs if o.state is None)))
             if not wants:
                 if progress is not None:
@@ -230,13 +230,16 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
         inp = named(inp)
         if not in_shard(inp.path, opts.shard):
             continue
+        repeat = False
         if streams and inp.boxes is None:
             # a stream has no state to fold repeats into: the same file twice (p, ./p) is one row.
-            # (A stateful output folds them in its state; the set costs ~100 bytes an input.)
-            if inp.path in seen:
+            # (A stateful output folds them in its state, as a run of it alone does: it still
+            # gets the repeat; the set costs ~100 bytes an input.)
+            repeat = inp.path in seen
+            if repeat and not stateful:
                 continue
             seen.add(inp.path)
-        batch.append(inp)
+        batch.append((inp, repeat))
         if len(batch) >= 256 or (not stateful):
             yield from decide()
     if batch:
