@@ -295,10 +295,6 @@ def _check_inputs(plan: Plan) -> None:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    for lf in plan.files_from:
-        if lf != "-" and not os.access(lf, os.R_OK):
-            why = "no such file" if not os.path.lexists(lf) else "not readable"
-            raise UsageError(f"cannot read the list of inputs {lf}: {why}", "check the --files-from path")
     sources.check_named(plan.inputs)
     for lf in plan.files_from:
         if lf == "-":
