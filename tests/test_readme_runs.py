@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -300,9 +299,9 @@ def readme_files() -> dict[str, str]:
 def _plain_featx(run: str) -> list[str] | None:
     """The arguments of a command that is one featx invocation with no shell syntax (pipes,
     redirections, variables, globs), else None."""
-    if not run.startswith("featx ") or re.search(r"[|&;<>$`*?\[\]()]", run.replace("'[", "").replace("]'", "")):
+    if not run.startswith("featx ") or re.search(r"[|&;<>$`*?\[\](){}'\"\\]", run):
         return None
-    return shlex.split(run)[1:]
+    return run.split()[1:]
 
 
 def run_command(c: Command, root: Path, env: dict) -> list[Result]:
@@ -359,7 +358,7 @@ def readme_run(tmp_path_factory):
 
 
 def _report(results: list[Result]) -> str:
-    return "\n\n".join(f"README.md:{r.command.line}: {r.run}\n  " + "\n  ".join(r.problems)
+    return "\n\n".join(f"README.md:{r.command.line}: {r.run}  ({r.seconds:.1f} s)\n  " + "\n  ".join(r.problems)
                        + "\n  stderr: " + r.stderr[-1500:].replace("\n", "\n    ") for r in results)
 
 
@@ -487,6 +486,10 @@ def test_parser_reads_commands_comments_and_columns():
     assert check_columns(["path", "cell0_0_bin0"], ["path", "f0..f{D-1}"])
     assert check_columns(["path", "x", "y", "w", "h"], ["path", "x", "y", "w", "h"]) is None
     assert check_columns(["path", "frame", "time", "x"], ["path", "x"])
+    assert _plain_featx("featx extract hog a/ -o x.npy") == ["extract", "hog", "a/", "-o", "x.npy"]
+    assert _plain_featx("featx merge all.npy part-*.npy") is None
+    assert _plain_featx("mkdir -p f && featx run f.toml") is None
+    assert substitute("featx extract hog /data/photos -o /data/hog.npy") == "featx extract hog photos -o data/hog.npy"
 
 
 # ---- the table of CSV columns is what featx writes -------------------------------------------
