@@ -496,16 +496,16 @@ def test_parser_reads_commands_comments_and_columns():
 
 #: One run per mode the table names: (extractor, arguments, the key columns it has).
 COLUMN_RUNS = [
-    ("gradients", ["samples/coffee.jpg"], ["path"]),
-    ("hog", ["samples/coffee.jpg"], ["path"]),
-    ("haar", ["samples/coffee.jpg"], ["path"]),
-    ("haar", ["samples/coffee.jpg", "--mode", "window"], ["path"]),
-    ("gabor", ["samples/coffee.jpg", "--response", "all"], ["path"]),
+    ("gradients", ["samples/chelsea.png"], ["path"]),
+    ("hog", ["samples/chelsea.png"], ["path"]),
+    ("haar", ["samples/chelsea.png"], ["path"]),
+    ("haar", ["samples/chelsea.png", "--mode", "window"], ["path"]),
+    ("gabor", ["samples/chelsea.png", "--response", "all"], ["path"]),
     ("flow", ["samples/clip.mp4", "--max-frames", "2", "--mbh"], ["path", "frame", "time"]),
-    ("sift", ["samples/coffee.jpg", "--dense"], ["path"]),
-    ("sift", ["samples/coffee.jpg", "--encode", "vlad", "--codebook", "k8.npz"], ["path"]),
-    ("cnn", ["samples/coffee.jpg"], ["path"]),
-    ("cnn", ["samples/coffee.jpg", "--top-k", "3"], ["path"]),
+    ("sift", ["samples/chelsea.png", "--dense"], ["path"]),
+    ("sift", ["samples/chelsea.png", "--encode", "vlad", "--codebook", "k8.npz"], ["path"]),
+    ("cnn", ["samples/chelsea.png"], ["path"]),
+    ("cnn", ["samples/chelsea.png", "--top-k", "3"], ["path"]),
 ]
 
 
@@ -534,7 +534,7 @@ def test_csv_column_table_matches_featx(tmp_path):
     assert builtins and sorted(builtins) == sorted(table), (builtins, sorted(table))
     assert {name for name, _, _ in COLUMN_RUNS} == set(table)
     shutil.copytree(SAMPLES, tmp_path / "samples")
-    r = featx_inprocess("codebook", "sift", "samples/coffee.jpg", "-k", "8", "-o", "k8.npz", "-q", cwd=tmp_path)
+    r = featx_inprocess("codebook", "sift", "samples/chelsea.png", "-k", "8", "-o", "k8.npz", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr.decode()
     for name, args, keys in COLUMN_RUNS:
         r = featx_inprocess("extract", name, *args, "-o", "-", "-q", "-j", "1", cwd=tmp_path)
