@@ -103,15 +103,25 @@ class MemoryBudget:
         return cls(limit, extractor.working_memory, resize, lambda h, w: 4 * output_bytes(extractor, h, w))
 
     def cost(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
-             file_bytes: int = 0) -> int:
+             file_bytes: int = 0, scale: int = 1, progressive: bool = False) -> int:
         """Peak bytes to decode an image of this size and extract from it (an upper bound):
         the file, the decoded pixels twice (decode + colour conversion), the resized copy,
-        and the extractor's working memory on the image it receives."""
-        decoded = width * height * max(channels, 1) * sample_bytes
+        and the extractor's working memory on the image it receives.
+
+        ``scale``: the JPEG is decoded at 1/scale per axis (DCT scaling): the pixels held
+        are the reduced ones; a ``progressive`` JPEG's decoder also holds every DCT
+        coefficient of the full image (2 bytes a sample, whatever the scale).
+        """
+        ch = max(channels, 1)
+        if scale > 1:
+            width, height = -(-width // scale), -(-height // scale)
+        decoded = width * height * ch * sample_bytes
         cost = file_bytes + 2 * decoded
+        if scale > 1 and progressive:
+            cost += 2 * ch * (width * scale) * (height * scale)
         if self.resize is not None:
             rw, rh = self.resize
-            cost += rw * rh * max(channels, 1) * sample_bytes
+            cost += rw * rh * ch * sample_bytes
             height, width = rh, rw
         cost += self.working(height, width)
         if self.output is not None:
@@ -119,9 +129,10 @@ class MemoryBudget:
         return int(cost)
 
     def check(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
-              file_bytes: int = 0) -> None:
-        """Raise :class:`InputError` if the input would cost more than the budget."""
-        need = self.cost(width, height, channels, sample_bytes, file_bytes)
+              file_bytes: int = 0, scale: int = 1, progressive: bool = False) -> None:
+        """Raise :class:`InputError` if the input would cost more than the budget
+        (``scale``, ``progressive``: as :meth:`cost`; the message names the image's own size)."""
+        need = self.cost(width, height, channels, sample_bytes, file_bytes, scale, progressive)
         if need <= self.limit:
             return
         what = f"image is {width}x{height} pixels"
