@@ -4,6 +4,7 @@ The small Python API::
 
     import featx
     vec = featx.extract(image, "hog", cell_size=16)      # same numbers as the CLI
+    img = featx.read_image("photo.jpg", "cnn")          # pixels as the CLI decodes them
     ext = featx.open_extractor("gradients", bins=12)    # build once, call many times
     featx.list_extractors()                             # names -> plugin status
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "open_extractor", "list_extractors"]
+__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "read_image"]
 
 
 def __getattr__(name):  # keep `import featx` light: load the API on first use
-    if name in ("extract", "open_extractor", "list_extractors", "extract_files"):
+    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "read_image"):
         from . import api
 
         return getattr(api, name)

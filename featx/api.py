@@ -58,6 +58,28 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
+def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[int, int] | None = None,
+               resize_mode: str = "stretch", exact: bool = False) -> np.ndarray:
+    """An image file's pixels as ``featx extract`` decodes them for the extractor ``name``.
+
+    uint8/uint16, ``(H, W)`` or ``(H, W, 3)`` RGB, EXIF orientation applied.  Given an
+    extractor (and the run's ``resize``), a JPEG is decoded at the reduced size the CLI
+    uses for it (the largest DCT reduction that leaves the pixels the extractor needs,
+    :meth:`~featx.extractor.Extractor.decode_size`), so that
+    ``extract(read_image(p, ext, resize=r), ext, resize=r)`` is what the CLI writes;
+    ``exact=True`` (as ``--exact-decode``) or no extractor: every pixel.
+
+    Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
+    """
+    from . import sources
+
+    min_size = None
+    if name is not None and not exact:
+        ext = name if isinstance(name, Extractor) else registry.get(name)()
+        min_size = ext.decode_size(resize, resize_mode)
+    return sources.decode_image(str(path), max_pixels=None, min_size=min_size)
+
+
 class _MemorySink(Sink):
     """Collects a run's rows in memory for :func:`extract_files`."""
 
@@ -102,7 +124,7 @@ def _unpickle(data: bytes):
 
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
                   resize_mode: str = "stretch", executor: str = "local", ray_address: str | None = None,
-                  **params: Any):
+                  exact_decode: bool = False, **params: Any):
     """Run a batch, as ``featx extract``, and get the results back in memory.
 
     Parameters
@@ -111,8 +133,9 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
         Files and folders (folders are walked recursively, sorted), as on the CLI.
     name : str
         Extractor name; ``**params`` are its parameters.
-    jobs, resize, resize_mode, executor, ray_address
-        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``.
+    jobs, resize, resize_mode, executor, ray_address, exact_decode
+        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``,
+        ``--exact-decode``.
 
     Returns
     -------
@@ -129,7 +152,7 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
     paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
     sink = _MemorySink(stacked=ext.output_kind() == "vector")
     opts = pipeline.RunOptions(jobs=jobs, resize=resize, resize_mode=resize_mode, executor=executor,
-                               ray_address=ray_address)
+                               ray_address=ray_address, exact_decode=exact_decode)
     summary = pipeline.run(ext, sources.enumerate_inputs([str(p) for p in paths]), sink, opts)
     values = np.stack(sink.values) if sink.stacked and sink.values else sink.values
     if sink.stacked and not sink.values:

@@ -516,6 +516,9 @@ def _build_extract(cls) -> click.Command:
         *_resize_options(),
         click.Option(["--max-pixels"], type=click.IntRange(min=0), default=None,
                      help="Refuse images with more pixels than this (default 178956970; 0 = no limit)."),
+        click.Option(["--exact-decode"], is_flag=True,
+                     help="Decode every JPEG in full, even when the extractor needs fewer pixels "
+                          "(--resize, the network's input): the numbers of a full decode, slower."),
         click.Option(["--max-memory"], type=MEMORY, default=None, metavar="SIZE",
                      help="Memory one input may cost a worker (4G, 512M; 0 = no limit): an image that "
                           "would need more (decoded, resized, extracted) is refused before decoding. "
@@ -578,7 +581,7 @@ def _build_extract(cls) -> click.Command:
 def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, resize, resize_mode,
                 max_pixels, max_memory, files_from, null, sidecar, quiet, use_hash, prune, wait, timeout, shard,
                 summary_json, commit_every, executor, ray_address, regions, video, frames, every, fps, start,
-                end, max_frames, frame_rate):
+                end, max_frames, frame_rate, exact_decode):
     from . import memory, pipeline, provenance, sinks, sources
     from .extractor import build_params, params_to_dict
 
@@ -630,7 +633,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
                                max_memory=max_memory or 0,
                                use_hash=use_hash, prune=prune, wait_lock=None if wait else 0.0,
                                timeout=timeout, shard=shard, commit_every=commit_every,
-                               executor=executor, ray_address=ray_address, source_options=sampling)
+                               executor=executor, ray_address=ray_address, source_options=sampling,
+                               exact_decode=exact_decode or bool(regions))  # boxes: every pixel
     stats = sources.Enumeration()
     if regions:
         stream = sources.read_regions(regions)
@@ -643,7 +647,8 @@ def _do_extract(ctx, cls, params, *, inputs, output, format, overwrite, jobs, re
                "max_pixels": max_pixels or None, "max_memory": max_memory, "hash": use_hash, "prune": prune,
                "timeout": timeout,
                "shard": list(shard) if shard else None, "executor": executor, "regions": regions,
-               "video": video_mode, "frames": frames, "sampling": sampling}
+               "video": video_mode, "frames": frames, "sampling": sampling,
+               "decode": pipeline.decode_mode(extractor, opts)}
     side = sidecar or sink.sidecar_path
 
     def write_sidecar(summary):

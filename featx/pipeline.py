@@ -58,6 +58,7 @@ class Job:
     encoder: Encoder | None = None
     max_memory: int | None = None     # bytes one input may cost a worker (None: no limit)
     source_options: dict[str, Any] = field(default_factory=dict)
+    exact_decode: bool = False        # decode in full even when the extractor needs fewer pixels
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class RunOptions:
     executor: str = "local"           # "local" (processes on this machine) or "ray"
     ray_address: str | None = None    # "auto", "ray://host:10001", ... (None: start a local Ray)
     source_options: dict[str, Any] = field(default_factory=dict)
+    exact_decode: bool = False        # no reduced JPEG decoding (changes the numbers: see decode_mode)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class _Worker:
         self.extractor: Extractor = extractor
         self.memory = None if not job.max_memory else \
             MemoryBudget.for_extractor(job.max_memory, extractor, job.resize)
+        self.min_size = None if job.exact_decode else extractor.decode_size(job.resize, job.resize_mode)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         job = self.job
@@ -196,7 +199,7 @@ class _Worker:
         if self.extractor.temporal:
             self.extractor.reset()
         try:
-            for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
+            for item in sources.load(inp, self.job.max_pixels, self.memory, self.min_size, **self.job.source_options):
                 bad = self._bad_item(item)
                 if bad is not None:
                     recs.append(bad)
@@ -241,12 +244,12 @@ class _Worker:
             pending: list[tuple[int, sources.Item]] = []
             for i, inp in enumerate(inputs):
                 try:
-                    for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
+                    for item in sources.load(inp, self.job.max_pixels, self.memory, self.min_size, **self.job.source_options):
                         bad = self._bad_item(item)
                         if bad is not None:
                             out[i].append(bad)
                             continue
-                        item.image = self.prepare(item.image)
+                        item.image = self.extractor.preprocess(self.prepare(item.image))
                         pending.append((i, item))
                         if len(pending) >= bs:
                             queued.append(pending)
@@ -277,7 +280,7 @@ class _Worker:
             for batch in queued:
                 for i, item in batch:
                     try:
-                        rec = self.emit(item, self.extractor.extract(item.image), write)
+                        rec = self.emit(item, self.extractor.extract_batch([item.image])[0], write)
                     except OutputWriteError:
                         raise
                     except Exception as e:
@@ -539,7 +542,17 @@ def run_config(extractor: Extractor, sink: Sink, opts: RunOptions) -> dict[str, 
                         "resize_mode": opts.resize_mode if opts.resize else None,
                         "format": sink.format, "keys": list(sink.key_columns),
                         "shard": list(opts.shard) if opts.shard else None,
-                        **{k: v for k, v in sorted(opts.source_options.items())}}}
+                        **{k: v for k, v in sorted(opts.source_options.items())},
+                        **({"decode": "reduced"} if decode_mode(extractor, opts) == "reduced" else {})}}
+
+
+def decode_mode(extractor: Extractor, opts: RunOptions) -> str:
+    """``"reduced"`` when JPEGs may be decoded at a reduced size for this run (the
+    extractor declares a :meth:`~featx.extractor.Extractor.decode_size`), else
+    ``"exact"``; a continued output must have been made the same way."""
+    if opts.exact_decode or extractor.decode_size(opts.resize, opts.resize_mode) is None:
+        return "exact"
+    return "reduced"
 
 
 def run(extractor: Extractor, inputs: Iterable[sources.Input], sink: Sink, opts: RunOptions | None = None, *,
@@ -637,7 +650,7 @@ def job_for(extractor: Extractor, sink: Sink, opts: RunOptions) -> Job:
     return Job(target=registry.target_of(type(extractor)), params=params_to_dict(extractor.params),
                resize=opts.resize, resize_mode=opts.resize_mode, max_pixels=opts.max_pixels,
                encoder=sink.encoder(), source_options=dict(opts.source_options),
-               max_memory=memory.resolve(opts.max_memory, opts.jobs))
+               max_memory=memory.resolve(opts.max_memory, opts.jobs), exact_decode=opts.exact_decode)
 
 
 def _todo(inputs, sink: Sink, opts: RunOptions, state: State | None, summary: Summary, progress):
