@@ -489,6 +489,16 @@ def read_regular_file(path: str, memory: MemoryBudget | None = None) -> np.ndarr
     The file is opened non-blocking and checked again once open (it may have
     been replaced in between).
     """
+    fd = open_regular_file(path, memory)
+    try:
+        return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def open_regular_file(path: str, memory: MemoryBudget | None = None) -> int:
+    """A file descriptor open on ``path`` (read-only, non-blocking, close-on-exec), if it
+    is a regular file; the caller closes it.  Refusals as :func:`read_regular_file`."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -505,24 +515,33 @@ def read_regular_file(path: str, memory: MemoryBudget | None = None) -> np.ndarr
     except OSError as exc:
         raise InputError(os_reason(exc) if isinstance(exc, (FileNotFoundError, PermissionError))
                          else f"cannot read: {os_reason(exc)}") from None
+    try:
+        _check_regular(os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_fd(fd: int, count: int | None = None) -> np.ndarray:
+    """The first ``count`` bytes (default: all) of the open regular file ``fd``."""
     import io
 
     try:
-        st = os.fstat(fd)
-        _check_regular(st)
-        data = np.empty(st.st_size, np.uint8)
+        size = os.fstat(fd).st_size
+        size = size if count is None else min(size, count)
+        data = np.empty(size, np.uint8)
         view = memoryview(data)
         n = 0
+        os.lseek(fd, 0, os.SEEK_SET)
         with io.FileIO(fd, "rb", closefd=False) as fh:
-            while n < st.st_size:
+            while n < size:
                 got = fh.readinto(view[n:])
                 if not got:
                     break
                 n += got
     except OSError as exc:
         raise InputError(f"cannot read: {os_reason(exc)}") from None
-    finally:
-        os.close(fd)
     if n == 0:
         raise InputError("empty file (0 bytes)")
     return data[:n]
@@ -695,6 +714,13 @@ class _NativeStderr:
             self.saved = None
         return self
 
+    def peek(self) -> str:
+        """What has been written so far (inside the block)."""
+        if self.saved is None:
+            return ""
+        fd = type(self)._file.fileno()
+        return os.pread(fd, 8192, 0).decode("utf-8", "replace")
+
     def __exit__(self, *exc: Any) -> None:
         if self.saved is None:
             return
@@ -846,46 +872,36 @@ def _bgr_to_rgb_in_place(img: np.ndarray) -> np.ndarray:
     return img
 
 
-#: Decoded images of at least this many bytes go straight into a numpy array (see
-#: :func:`_decode_into_numpy`).
-DIRECT_DECODE_BYTES = 8 << 20
+#: Where a process sees its open files by name (Linux): there, JPEGs are decoded by
+#: libjpeg reading the open file (see :func:`_imread_fd`).
+_FD_DIR = "/proc/self/fd"
 
 
-def _decode_into_numpy(path: str, data: np.ndarray, header: ImageHeader | None, flags: int, scale: int,
-                       orientation: int | None) -> np.ndarray | None:
-    """A big upright 8-bit JPEG decoded by ``cv2.imread`` into a numpy array made
-    beforehand, or None where that does not apply (then ``cv2.imdecode`` decodes ``data``).
+def _imread_fd(fd: int, header: ImageHeader | None, flags: int, scale: int,
+               orientation: int | None) -> np.ndarray | None:
+    """The JPEG open as ``fd`` decoded by ``cv2.imread`` from the file itself, or None
+    if that fails (then the caller reads the file and ``cv2.imdecode`` says why).
 
-    ``cv2.imdecode`` decodes into OpenCV's own buffer, which its Python binding then
-    copies into a new numpy array: for a moment the photo is in memory twice (+36 MB
-    for 12 MP, +144 MB for 48 MP).  ``imread`` with ``dst`` of the right shape writes
-    into ``dst``.  It reads the file that is open here (``/proc/self/fd``: the same
-    file as ``data``, not whatever the name points at now); Linux only.  OpenCV still
-    decides everything (orientation, channels): a shape other than the one expected
-    only means a copy.
+    Against ``cv2.imdecode`` of the file's bytes: libjpeg reads the file a buffer at a
+    time, so its bytes are not held (10 MB for a 48-MP photo); and an upright 8-bit
+    picture is decoded into a numpy array of the expected shape made here (``dst``),
+    where ``imdecode`` decodes into OpenCV's own buffer that its Python binding then
+    copies: for a moment the photo was in memory twice (+36 MB at 12 MP, +144 MB at
+    48 MP).  It reads the file already open (``/proc/self/fd``), not whatever the name
+    points at now.  OpenCV still decides everything (orientation, channels): a shape
+    other than the one expected only means the copy again.  Same decoder, same pixels.
     """
     import cv2
 
-    if (header is None or header.format != "JPEG" or header.sample_bytes != 1 or header.channels not in (1, 3)
-            or orientation != 1 or not os.path.isdir("/proc/self/fd")):
-        return None
-    w, h = -(-header.width // scale), -(-header.height // scale)
-    if w * h * header.channels < DIRECT_DECODE_BYTES:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != data.size:
-            return None
+    dst = None
+    if (header is not None and header.sample_bytes == 1 and header.channels in (1, 3) and orientation == 1):
+        w, h = -(-header.width // scale), -(-header.height // scale)
         dst = np.empty((h, w) if header.channels == 1 else (h, w, 3), np.uint8)
-        img = cv2.imread(f"/proc/self/fd/{fd}", dst, flags)
+    name = f"{_FD_DIR}/{fd}"
+    try:
+        img = cv2.imread(name, dst, flags) if dst is not None else cv2.imread(name, flags)
     except cv2.error:
         return None
-    finally:
-        os.close(fd)
     return img if img is not None and img.size else None
 
 
@@ -907,8 +923,30 @@ def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget 
     counts the image's own pixels either way.
     """
     cv2 = _cv2()
-    data = read_regular_file(path, memory)
+    fd = open_regular_file(path, memory)
+    try:
+        return _decode_fd(cv2, path, fd, max_pixels, memory, min_size)
+    finally:
+        os.close(fd)
+
+
+def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBudget | None,
+               min_size: tuple[int, int] | None) -> np.ndarray:
+    size = os.fstat(fd).st_size
+    # On Linux a JPEG is decoded from the open file (libjpeg reads it a buffer at a time,
+    # see _imread_fd): only its head is read here, for the header.  Other formats are read
+    # whole and decoded from memory (a TIFF's header may lie anywhere in it).
+    by_fd = os.path.isdir(_FD_DIR)
+    data = _read_fd(fd, 65536 if by_fd else None)
+    if data.size < size and content_format(data[:16].tobytes()) != "JPEG":
+        data = _read_fd(fd)
     header = read_header(data)
+    if header is None and data.size < size:
+        data = _read_fd(fd)
+        header = read_header(data)
+    # ... if it ends where a JPEG ends: libjpeg reading a file makes up the missing end of a
+    # truncated one (grey), where decoding from memory fails it, as featx reports it
+    by_fd = by_fd and header is not None and header.format == "JPEG" and os.pread(fd, 2, size - 2) == b"\xff\xd9"
     scale, orientation = 1, None
     if header is not None:
         if max_pixels and header.width * header.height > max_pixels:
@@ -919,15 +957,23 @@ def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget 
         if min_size is not None and header.format == "JPEG" and header.sample_bytes == 1:
             scale = jpeg_reduction(header.width, header.height, min_size, orientation)
         if memory is not None:
-            memory.check(header.width, header.height, header.channels, header.sample_bytes, int(data.size),
+            memory.check(header.width, header.height, header.channels, header.sample_bytes, size,
                          scale=scale, progressive=header.progressive)
     flags = _DECODE_FLAGS | dict(_REDUCTIONS).get(scale, 0)
     with _NativeStderr() as err:
-        img = _decode_into_numpy(path, data, header, flags, scale, orientation)
+        img = None
+        if by_fd:
+            img = _imread_fd(fd, header, flags, scale, orientation)
+            if img is not None and "Premature end" in err.peek():
+                img = None
         if img is None:
+            if data.size < size:  # undecodable from the file: its bytes say why
+                data = _read_fd(fd)
             img = cv2.imdecode(data, flags)
         if scale > 1 and (img is None or img.shape[1] < min_size[0] or img.shape[0] < min_size[1]):
-            img = cv2.imdecode(data, _DECODE_FLAGS)  # not expected: a reading of the EXIF unlike OpenCV's
+            if data.size < size:  # not expected: a reading of the EXIF unlike OpenCV's
+                data = _read_fd(fd)
+            img = cv2.imdecode(data, _DECODE_FLAGS)
     if img is None:
         raise InputError(_undecodable(path, data, header, native_message(err.text)))
     del data

@@ -294,3 +294,21 @@ def test_the_memory_budget_counts_the_reduced_decode(tmp_path):
     ok(run_featx(*args, "-o", tmp_path / "a.npy"))
     r = run_featx(*args, "--exact-decode", "-o", tmp_path / "b.npy")
     assert r.returncode == 1 and b"memory budget" in r.stderr, r.stderr
+
+
+def test_a_truncated_jpeg_fails_and_trailing_bytes_do_not_matter(tmp_path):
+    """libjpeg reading a file makes up the missing end of a truncated JPEG: featx still
+    fails it (reduced or not), and a JPEG followed by other bytes (a motion photo's
+    video) decodes as from memory."""
+    photo = camera_jpeg(tmp_path / "p.jpg", "rocket.jpg", size=(1600, 1200))
+    raw = photo.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(raw[:len(raw) // 2])
+    (tmp_path / "tail.jpg").write_bytes(raw + b"\0\0ftypmp42" + bytes(range(256)) * 40)
+    for need in (None, (256, 256)):
+        with pytest.raises(sources.InputError, match="corrupt or truncated JPEG"):
+            sources.decode_image(str(tmp_path / "cut.jpg"), min_size=need)
+        got = sources.decode_image(str(tmp_path / "tail.jpg"), min_size=need)
+        k = 4 if need else 1
+        assert np.array_equal(got, _cv2_decode(photo, k))
+    r = run_featx("extract", "hog", tmp_path / "cut.jpg", photo, "--resize", "256x256", "-q", "-o", tmp_path / "h.npy")
+    assert r.returncode == 1 and b"cut.jpg: cannot decode: corrupt or truncated JPEG" in r.stderr, r.stderr

@@ -185,9 +185,9 @@ print(json.dumps({"growth": peak - base, "image": img.nbytes, "file": __import__
 
 @pytest.mark.slow
 def test_a_big_jpeg_is_in_memory_once(tmp_path):
-    """Decoding a 12-MP JPEG adds the picture and its file to the peak, not a second
-    copy of the picture (cv2.imdecode's own buffer copied into numpy; BGR to RGB as a
-    new array) as it did."""
+    """Decoding a 12-MP JPEG adds the picture to the peak, and neither the file's bytes
+    (libjpeg reads the open file) nor a second copy of the picture (cv2.imdecode's own
+    buffer copied into numpy, BGR to RGB as a new array) as it did."""
     if not os.path.exists("/proc/self/clear_refs"):
         pytest.skip("needs Linux /proc peak-RSS reset (clear_refs)")
     photo = camera_jpeg(tmp_path / "p.jpg", "coffee.jpg")
@@ -196,7 +196,7 @@ def test_a_big_jpeg_is_in_memory_once(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     m = json.loads(r.stdout.decode().splitlines()[-1])
     assert m["image"] == 4000 * 3000 * 3
-    assert m["growth"] <= m["image"] + m["file"] + (6 << 20), m
+    assert m["file"] > 2 << 20 and m["growth"] <= m["image"] + (2 << 20), m
 
 
 _PEAK = r'''
