@@ -4,6 +4,7 @@ The small Python API::
 
     import featx
     vec = featx.extract(image, "hog", cell_size=16)      # same numbers as the CLI
+    img = featx.read_image("photo.jpg", "cnn")          # pixels as the CLI decodes them
     ext = featx.open_extractor("gradients", bins=12)    # build once, call many times
     featx.list_extractors()                             # names -> plugin status
     featx.run("features.toml")                          # a job (recipe), as `featx run` does
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "extract_files", "run"]
+__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image"]
 
 
 def __getattr__(name):  # keep `import featx` light: load the API on first use
-    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "run"):
+    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image"):
         from . import api
 
         return getattr(api, name)

@@ -57,9 +57,31 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
+def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[int, int] | None = None,
+               resize_mode: str = "stretch", exact: bool = False) -> np.ndarray:
+    """An image file's pixels as ``featx extract`` decodes them for the extractor ``name``.
+
+    uint8/uint16, ``(H, W)`` or ``(H, W, 3)`` RGB, EXIF orientation applied.  Given an
+    extractor (and the run's ``resize``), a JPEG is decoded at the reduced size the CLI
+    uses for it (the largest DCT reduction that leaves the pixels the extractor needs,
+    :meth:`~featx.extractor.Extractor.decode_size`), so that
+    ``extract(read_image(p, ext, resize=r), ext, resize=r)`` is what the CLI writes;
+    ``exact=True`` (as ``--exact-decode``) or no extractor: every pixel.
+
+    Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
+    """
+    from . import sources
+
+    min_size = None
+    if name is not None and not exact:
+        ext = name if isinstance(name, Extractor) else registry.get(name)()
+        min_size = ext.decode_size(resize, resize_mode)
+    return sources.decode_image(str(path), max_pixels=None, min_size=min_size)
+
+
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
                   resize_mode: str = "stretch", executor: str = "local", ray_address: str | None = None,
-                  **params: Any):
+                  exact_decode: bool = False, **params: Any):
     """Run a batch, as ``featx extract``, and get the results back in memory.
 
     Parameters
@@ -68,8 +90,9 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
         Files and folders (folders are walked recursively, sorted), as on the CLI.
     name : str
         Extractor name; ``**params`` are its parameters.
-    jobs, resize, resize_mode, executor, ray_address
-        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``.
+    jobs, resize, resize_mode, executor, ray_address, exact_decode
+        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``,
+        ``--exact-decode``.
 
     Returns
     -------
@@ -84,7 +107,8 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
 
     paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
     plan = Plan(outputs=(OutputPlan(name, None, params=params, resize=resize, resize_mode=resize_mode),),
-                inputs=tuple(str(p) for p in paths), jobs=jobs, executor=executor, ray_address=ray_address)
+                inputs=tuple(str(p) for p in paths), jobs=jobs, executor=executor, ray_address=ray_address,
+                exact_decode=exact_decode)
     result = execute(plan)
     out = result.outputs[0]
     sink = out.sink

@@ -707,6 +707,9 @@ def _extract_options(recipe: bool = False) -> list[click.Parameter]:
         *_resize_options(),
         click.Option(["--max-pixels"], type=click.IntRange(min=0), default=None,
                      help="Refuse images with more pixels than this (default 178956970; 0 = no limit)."),
+        click.Option(["--exact-decode"], is_flag=True,
+                     help="Decode every JPEG in full, even when the extractor needs fewer pixels "
+                          "(--resize, the network's input): the numbers of a full decode, slower."),
         click.Option(["--max-memory"], type=MEMORY, default=None, metavar="SIZE",
                      help="Memory one input may cost a worker (4G, 512M; 0 = no limit): an image that "
                           "would need more (decoded, resized, extracted) is refused before decoding. "
@@ -771,7 +774,8 @@ def _extract_options(recipe: bool = False) -> list[click.Parameter]:
 #: Headings of the run options in `featx extract NAME --help` (after NAME's own options).
 _SECTIONS = (
     ("Output", ("output", "format", "overwrite", "sidecar", "summary_json", "quiet", "print_recipe")),
-    ("Inputs", ("files_from", "null", "regions", "resize", "resize_mode", "max_pixels", "max_memory", "config")),
+    ("Inputs", ("files_from", "null", "regions", "resize", "resize_mode", "exact_decode", "max_pixels",
+                "max_memory", "config")),
     ("Videos and frame sequences", ("video", "frames", "every", "fps", "start", "end", "max_frames",
                                     "frame_rate")),
     ("Running", ("jobs", "timeout", "executor", "ray_address")),
@@ -862,7 +866,8 @@ _RUN_FIELDS = {"inputs": "inputs", "files_from": "files_from", "null": "null", "
                "end": "end", "max_frames": "max_frames", "frame_rate": "frame_rate", "jobs": "jobs",
                "max_pixels": "max_pixels", "max_memory": "max_memory", "use_hash": "hash", "prune": "prune",
                "wait": "wait", "timeout": "timeout", "shard": "shard", "commit_every": "commit_every",
-               "executor": "executor", "ray_address": "ray_address", "overwrite": "overwrite"}
+               "executor": "executor", "ray_address": "ray_address", "overwrite": "overwrite",
+               "exact_decode": "exact_decode"}
 
 
 def _run_fields(kwargs: dict[str, Any], only_given: click.Context | None = None) -> dict[str, Any]:

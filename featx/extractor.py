@@ -13,6 +13,14 @@ An extractor is a class with
   ``uint8`` or ``uint16``, shaped ``(H, W)`` (grayscale) or ``(H, W, 3)``
   (RGB order).  See :mod:`featx.imageops` for the conversions extractors use.
 
+Optional capabilities, declared on the class (defaults below):
+
+* ``decode_size(resize, mode)``: the fewest pixels the extractor needs from the
+  decoder, so that a big JPEG is decoded at a reduced size (DCT scaling);
+* ``preprocess(image)`` + ``extract_batch(inputs)``: an image is brought to the
+  extractor's working form as soon as it is decoded, so that a batch holds
+  network inputs, not photos.
+
 Extractors never open files, print, or know about the CLI.  They are built
 once per worker from frozen parameters.
 """
@@ -411,9 +419,40 @@ class Extractor:
             image = resize(image, size[0], size[1], mode)
         return self.extract(image)
 
-    def extract_batch(self, images: list[np.ndarray]) -> list[np.ndarray | Keypoints]:
-        """Several images at once; extractors that gain from batching override it."""
-        return [self.extract(im) for im in images]
+    def decode_size(self, resize: tuple[int, int] | None, mode: str = "stretch") -> tuple[int, int] | None:
+        """The fewest pixels ``(width, height)``, on each axis of the upright image, that
+        this extractor needs from the decoder when the run resizes to ``resize``
+        (``--resize``, ``mode`` "stretch" or "crop"); None: every pixel (decode in full).
+
+        The pipeline decodes a JPEG at the largest DCT reduction (1/2, 1/4, 1/8) that
+        leaves at least this many pixels, then resizes exactly as it would have
+        (``--exact-decode`` turns this off).  The default: the resize target itself
+        (resizing down to it averages at least as many pixels as it keeps, whatever
+        the mode), None without ``--resize`` (the extractor works on every pixel) and
+        for ``handles_resize`` extractors (their results are in the decoded image's
+        own pixels).  An extractor that resizes by itself (a network's input size)
+        overrides it.
+        """
+        if resize is None or self.handles_resize:
+            return None
+        return int(resize[0]), int(resize[1])
+
+    def preprocess(self, image: np.ndarray) -> Any:
+        """``image`` (after ``--resize``) in the form :meth:`extract_batch` takes: the
+        identity by default; a network returns its input tensor.
+
+        The pipeline calls it on each image as soon as it is decoded, so that what
+        waits for a batch is the (small) working input, not the photo.  An extractor
+        that overrides it overrides :meth:`extract_batch` too, and keeps
+        :meth:`extract` working on images (``extract(im)`` must equal
+        ``extract_batch([preprocess(im)])[0]``).
+        """
+        return image
+
+    def extract_batch(self, inputs: list[Any]) -> list[np.ndarray | Keypoints]:
+        """Several :meth:`preprocess` results at once; extractors that gain from
+        batching override it (with the identity ``preprocess``, these are images)."""
+        return [self.extract(x) for x in inputs]
 
     @property
     def batch_size(self) -> int:

@@ -113,15 +113,25 @@ class MemoryBudget:
         return cls(limit, first[0], first[1], first[2], parts)
 
     def cost(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
-             file_bytes: int = 0) -> int:
+             file_bytes: int = 0, scale: int = 1, progressive: bool = False) -> int:
         """Peak bytes to decode an image of this size and extract from it (an upper bound):
         the file, the decoded pixels twice (decode + colour conversion), then for the
         costliest output the resized copy and the extractor's working memory on the image
-        it receives."""
-        decoded = width * height * max(channels, 1) * sample_bytes
+        it receives.
+
+        ``scale``: the JPEG is decoded at 1/scale per axis (DCT scaling): the pixels held
+        are the reduced ones; a ``progressive`` JPEG's decoder also holds every DCT
+        coefficient of the full image (2 bytes a sample, whatever the scale).
+        """
+        ch = max(channels, 1)
+        if scale > 1:
+            width, height = -(-width // scale), -(-height // scale)
+        decoded = width * height * ch * sample_bytes
+        cost = file_bytes + 2 * decoded
+        if scale > 1 and progressive:
+            cost += 2 * ch * (width * scale) * (height * scale)
         parts = self.parts or ((self.working, self.resize, self.output),)
-        return int(file_bytes + 2 * decoded + max(self._part(p, width, height, channels, sample_bytes)
-                                                    for p in parts))
+        return int(cost + max(self._part(p, width, height, channels, sample_bytes) for p in parts))
 
     @staticmethod
     def _part(part, width: int, height: int, channels: int, sample_bytes: int) -> int:
@@ -137,9 +147,10 @@ class MemoryBudget:
         return cost
 
     def check(self, width: int, height: int, channels: int = 3, sample_bytes: int = 1,
-              file_bytes: int = 0) -> None:
-        """Raise :class:`InputError` if the input would cost more than the budget."""
-        need = self.cost(width, height, channels, sample_bytes, file_bytes)
+              file_bytes: int = 0, scale: int = 1, progressive: bool = False) -> None:
+        """Raise :class:`InputError` if the input would cost more than the budget
+        (``scale``, ``progressive``: as :meth:`cost`; the message names the image's own size)."""
+        need = self.cost(width, height, channels, sample_bytes, file_bytes, scale, progressive)
         if need <= self.limit:
             return
         what = f"image is {width}x{height} pixels"

@@ -113,6 +113,7 @@ class Plan:
     executor: str = "local"
     ray_address: str | None = None
     overwrite: bool = False
+    exact_decode: bool = False               # decode JPEGs in full even when fewer pixels would do
 
     def __post_init__(self):
         def paths(v):  # one path (a string, a Path) or several
@@ -413,7 +414,8 @@ def build(plan: Plan) -> _Built:
     opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
                            use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
                            timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
-                           executor=plan.executor, ray_address=plan.ray_address, source_options=sampling)
+                           executor=plan.executor, ray_address=plan.ray_address, source_options=sampling,
+                           exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, opts, video_mode, temporal, jobs, max_pixels, max_memory)
 
 
@@ -508,6 +510,7 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
     """One output's sidecar: its extractor and options (as one-output runs always recorded
     them), the whole run description, and this output's summary."""
     from . import provenance
+    from .engine import loop
     from .extractor import params_to_dict
 
     plan, o = built.plan, r.plan
@@ -517,7 +520,8 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
                "prune": plan.prune, "timeout": plan.timeout,
                "shard": list(plan.shard) if plan.shard else None, "executor": plan.executor,
                "regions": plan.regions, "video": built.video_mode, "frames": plan.frames,
-               "sampling": plan.sampling}
+               "sampling": plan.sampling, "decode": loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize,
+                                                                                  o.resize_mode), built.opts)}
     details = getattr(r.extractor, "provenance", None)
     extra = {"run": plan.to_dict()}
     if isinstance(details, dict):

@@ -40,6 +40,7 @@ RUN_KEYS: dict[str, tuple[str, str]] = {
     "hash": ("hash", "bool"), "prune": ("prune", "bool"), "wait": ("wait", "bool"),
     "timeout": ("timeout", "float>0"), "shard": ("shard", "shard"), "commit-every": ("commit_every", "float>=0"),
     "executor": ("executor", "executor"), "ray-address": ("ray_address", "str"),
+    "exact-decode": ("exact_decode", "bool"),
 }
 #: Keys of an ``[[output]]`` table besides the extractor's parameters.
 OUTPUT_KEYS = ("extractor", "path", "format", "resize", "resize-mode", "sidecar")

@@ -93,6 +93,32 @@ def photo_crops(root: Path, n: int, size: tuple[int, int] = (160, 120)) -> Path:
     return root
 
 
+def camera_jpeg(path: Path, sample: str, size: tuple[int, int] = (4000, 3000), noise: float = 6.0,
+                seed: int = 0, orientation: int = 1, quality: int = 90) -> Path:
+    """A camera-like JPEG made from a sample photo: upscaled (cubic) to ``size`` = (width,
+    height) of the upright picture, Gaussian sensor-like noise of sigma ``noise``, quality
+    ``quality``.  ``orientation`` 6 stores the pixels turned a quarter anticlockwise with
+    EXIF orientation 6, so that a decoder that applies EXIF shows the upright picture again
+    (written by Pillow); 1 writes no EXIF (OpenCV)."""
+    import cv2
+
+    img = cv2.imread(str(SAMPLES / sample), cv2.IMREAD_COLOR)
+    big = cv2.resize(img, size, interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    big += np.random.default_rng(seed).normal(0.0, noise, big.shape).astype(np.float32)
+    big = np.clip(big, 0, 255).astype(np.uint8)
+    if orientation == 1:
+        assert cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return path
+    assert orientation == 6
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = np.ascontiguousarray(np.rot90(cv2.cvtColor(big, cv2.COLOR_BGR2RGB), 1))
+    Image.fromarray(stored).save(path, "JPEG", quality=quality, exif=exif.tobytes())
+    return path
+
+
 def copy_samples(folder: Path, names: dict[str, str]) -> Path:
     """Copies of sample photos: ``names`` maps a target name to a sample's name."""
     import shutil

@@ -14,11 +14,20 @@ def test_api_equals_cli(tmp_path, sample):
                   "--resize", "160x120", "--cell-size", "16", "--bins", "12", "-q")
     assert r.returncode == 0, r.stderr
     cli = np.load(tmp_path / "o.npy")
-    api = np.stack([featx.extract(sample(n), "hog", resize=(160, 120), cell_size=16, bins=12)
-                    for n in ("coffee.jpg", "camera.png")])
-    assert api.dtype == np.float32 and np.array_equal(api, cli)
     ext = featx.open_extractor("hog", cell_size=16, bins=12)
-    assert np.array_equal(featx.extract(sample("coffee.jpg"), ext, resize=(160, 120)), cli[0])
+    # the pixels as the CLI decodes them for this extractor and --resize (coffee.jpg at 1/2)
+    pixels = [featx.read_image(SAMPLES / n, ext, resize=(160, 120)) for n in ("coffee.jpg", "camera.png")]
+    assert pixels[0].shape == (200, 300, 3)
+    api = np.stack([featx.extract(im, "hog", resize=(160, 120), cell_size=16, bins=12) for im in pixels])
+    assert api.dtype == np.float32 and np.array_equal(api, cli)
+    assert np.array_equal(featx.extract(pixels[0], ext, resize=(160, 120)), cli[0])
+    # every pixel (cv2.imread, featx.read_image without an extractor): the CLI's --exact-decode
+    r = run_featx("extract", "hog", SAMPLES / "coffee.jpg", "-o", tmp_path / "x.npy", "--exact-decode",
+                  "--resize", "160x120", "--cell-size", "16", "--bins", "12", "-q")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(featx.read_image(SAMPLES / "coffee.jpg"), sample("coffee.jpg"))
+    assert np.array_equal(featx.extract(sample("coffee.jpg"), ext, resize=(160, 120)), np.load(tmp_path / "x.npy")[0])
+    assert not np.array_equal(cli[0], np.load(tmp_path / "x.npy")[0])
 
 
 def test_api_validates_like_the_cli(sample):

@@ -92,7 +92,7 @@ def test_top_k(photos):
 
 def test_photos_are_not_near_duplicates(default, photos):
     names = list(photos)
-    vecs = np.stack(default.extract_batch([photos[n] for n in names])).astype(np.float64)
+    vecs = np.stack(default.extract_batch([default.preprocess(photos[n]) for n in names])).astype(np.float64)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     sim = vecs @ vecs.T
     off = sim[~np.eye(len(names), dtype=bool)]
@@ -108,7 +108,7 @@ def test_batch_equals_singles(default, photos):
     ims = list(photos.values())
     ims += [ims[0][:, ::-1].copy(), ims[1][::2, ::2].copy(), ims[2][50:300, 20:400].copy()]
     assert len(ims) == 8
-    batch = np.stack(default.extract_batch(ims))
+    batch = np.stack(default.extract_batch([default.preprocess(im) for im in ims]))
     singles = np.stack([default.extract(im) for im in ims])
     np.testing.assert_allclose(batch, singles, atol=1e-5, rtol=0)
     assert default.extract_batch([]) == []
@@ -208,7 +208,8 @@ def test_labels_file():
 def test_opencv_backend_matches(default, photos):
     ims = [photos["chelsea.png"], photos["coffee.jpg"]]
     cv = CNN.create(backend="opencv")
-    np.testing.assert_allclose(np.stack(cv.extract_batch(ims)), np.stack(default.extract_batch(ims)),
+    np.testing.assert_allclose(np.stack(cv.extract_batch([cv.preprocess(im) for im in ims])),
+                               np.stack(default.extract_batch([default.preprocess(im) for im in ims])),
                                atol=1e-4, rtol=0)
     assert cv.provenance["provider"] == "opencv-cpu"
     # an intermediate tensor through OpenCV
@@ -427,7 +428,7 @@ def test_fixed_batch_one_model(tmp_path):
     fixed = tiny_model(tmp_path / "fixed.onnx", shape=(1, 3, 8, 8))
     ext = CNN.create(model=fixed, fit="stretch")
     ims = [np.full((8, 8, 3), v, np.uint8) for v in (1, 2, 3)]
-    out = ext.extract_batch(ims)
+    out = ext.extract_batch([ext.preprocess(im) for im in ims])
     np.testing.assert_allclose(np.stack(out)[:, 0], [1, 2, 3], atol=1e-5)
 
 
@@ -450,11 +451,11 @@ def test_extract_stream_matches_batches(default, photos):
     def lazy():
         for b in batches:
             decoded.append(len(b))
-            yield b
+            yield [default.preprocess(im) for im in b]
 
     out = list(default.extract_stream(lazy()))
     assert [len(o) for o in out] == [3, 0, 2] and decoded == [3, 0, 2]
-    ref = default.extract_batch(ims)
+    ref = default.extract_batch([default.preprocess(im) for im in ims])
     np.testing.assert_array_equal(np.stack(out[0] + out[2]), np.stack(ref))
 
 

@@ -66,6 +66,20 @@ def test_contract(name, sample):
         assert np.array_equal(out.points, again.points) and np.array_equal(out.descriptors, again.descriptors)
     else:
         assert np.array_equal(out, again)
+    # a batch of preprocessed inputs gives what extract gives on the images (the pipeline
+    # preprocesses each image as soon as it is decoded, then extracts in batches)
+    if not ext.temporal:
+        batch = ext.extract_batch([ext.preprocess(b), ext.preprocess(a)])
+        assert len(batch) == 2
+        for got, img in zip(batch, (b, a)):
+            want = ext.extract(img)
+            if isinstance(want, Keypoints):
+                assert np.array_equal(got.points, want.points)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the pixels it needs from the decoder: None (every pixel) or a pair of positive ints
+    for size in (ext.decode_size(None), ext.decode_size((96, 64)), ext.decode_size((96, 64), "crop")):
+        assert size is None or (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size))
     # parameters round-trip through the config format
     params = ext.params
     text = params_to_toml(params, table=name)

@@ -59,6 +59,7 @@ class RunOptions:
     executor: str = "local"           # "local" (processes on this machine) or "ray"
     ray_address: str | None = None    # "auto", "ray://host:10001", ... (None: start a local Ray)
     source_options: dict[str, Any] = field(default_factory=dict)
+    exact_decode: bool = False        # no reduced JPEG decoding (it changes the numbers: see decode_size)
 
 
 @dataclass
@@ -89,6 +90,20 @@ def numbers_free(extractor: Extractor) -> tuple[str, ...]:
         i.name for i in param_infos(type(extractor.params)) if i.show_only and i.name not in extractor.runtime_params)
 
 
+def decode_size(target: Target, opts: RunOptions) -> tuple[int, int] | None:
+    """The fewest pixels ``target`` needs from a JPEG decoder (None: every pixel: with
+    ``--exact-decode``, or when its extractor works on every pixel)."""
+    if opts.exact_decode:
+        return None
+    return target.extractor.decode_size(target.resize, target.resize_mode)
+
+
+def decode_mode(target: Target, opts: RunOptions) -> str:
+    """``"reduced"`` when JPEGs may be decoded at a reduced size for this output, else
+    ``"exact"``; a continued output must have been made the same way."""
+    return "exact" if decode_size(target, opts) is None else "reduced"
+
+
 def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
     """What determines the numbers in an output; a continued output must match it."""
     extractor, sink = target.extractor, target.sink
@@ -99,7 +114,8 @@ def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
                         "resize_mode": target.resize_mode if target.resize else None,
                         "format": sink.format, "keys": list(sink.key_columns),
                         "shard": list(opts.shard) if opts.shard else None,
-                        **{k: v for k, v in sorted(opts.source_options.items())}}}
+                        **{k: v for k, v in sorted(opts.source_options.items())},
+                        **({"decode": "reduced"} if decode_mode(target, opts) == "reduced" else {})}}
 
 
 def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions | None = None, *,
@@ -179,7 +195,8 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
 def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None) -> Job:
     tasks = tuple(Task(target=registry.target_of(type(t.extractor)), params=params_to_dict(t.extractor.params),
                        resize=t.resize, resize_mode=t.resize_mode, encoder=t.sink.encoder(),
-                       mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None)
+                       mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None,
+                       min_size=decode_size(t, opts))
                   for t in targets)
     return Job(tasks=tasks, max_pixels=opts.max_pixels, source_options=dict(opts.source_options),
                max_memory=memory.resolve(opts.max_memory, opts.jobs), ref_base=ref_base)

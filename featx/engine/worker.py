@@ -34,6 +34,7 @@ class Task:
     resize_mode: str = "stretch"
     encoder: Encoder | None = None
     mirror_base: str | None = None    # an npy-dir output's folder for mirror paths (None: not npy-dir)
+    min_size: tuple[int, int] | None = None  # fewest pixels it needs from a JPEG decoder (None: all)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,12 @@ class Worker:
             return ext.extract_resized(image, task.resize, task.resize_mode)
         return ext.extract(self.prepare(k, image))
 
+    def _prepared(self, k: int, item: sources.Item) -> sources.Item:
+        """``item`` brought to output ``k``'s working input at once (resized, then its
+        :meth:`~featx.extractor.Extractor.preprocess`: a network's input tensor), so that
+        what waits for a batch is small, not the photo."""
+        return sources.Item(item.key, self.extractors[k].preprocess(self.prepare(k, item.image)), item.mirror)
+
     def mirror(self, k: int, item: sources.Item) -> str:
         base = self.job.tasks[k].mirror_base
         if base is None or base == self.job.ref_base or not item.mirror:
@@ -162,49 +169,65 @@ class Worker:
         lead_bs = self.extractors[lead].batch_size if lead is not None else 0
         queued: list[list[tuple[int, sources.Item]]] = []   # the lead output's batches, in order
 
+        def groups(inp: sources.Input, wants) -> list[tuple[tuple[int, int] | None, list[int]]]:
+            """The outputs of ``inp`` by the decode they need: an image (or frame folder) is
+            decoded once for each distinct size its outputs need from the JPEG decoder, so
+            each output gets exactly the pixels a run of its own would (videos and boxes:
+            one full decode for all)."""
+            sizes = {self.job.tasks[k].min_size for k in wants}
+            if len(sizes) == 1 or inp.boxes is not None or inp.kind == "video":
+                return [(sizes.pop() if len(sizes) == 1 else None, list(wants))]
+            by: dict = {}
+            for k in wants:
+                by.setdefault(self.job.tasks[k].min_size, []).append(k)
+            return list(by.items())
+
         def decoded():
-            """Decode every input once; run the unbatched outputs on each item, queue it for
-            the batched ones; yield the lead output's batches (images at its working size)."""
+            """Decode every input once (per needed size); run the unbatched outputs on each
+            item, queue it for the batched ones (as their network inputs); yield the lead
+            output's batches."""
             pending: list[tuple[int, sources.Item]] = []
             for i, inp in enumerate(inputs):
                 wants = range(n) if inp.wants is None else inp.wants
                 for k in wants:
                     if self.extractors[k].temporal:
                         self.extractors[k].reset()
-                loaded = 0
-                try:
-                    for item in sources.load(inp, self.job.max_pixels, self.memory, **self.job.source_options):
-                        self.tick()
-                        loaded += 1
-                        bad = self._bad_item(item)
-                        if bad is not None:
-                            for k in wants:
-                                out[k][i].append(bad)
-                            continue
-                        for k in wants:
-                            if k == lead:
-                                pending.append((i, sources.Item(item.key, self.prepare(k, item.image), item.mirror)))
-                                if len(pending) >= lead_bs:
-                                    queued.append(pending)
-                                    yield [it.image for _, it in pending]
-                                    pending = []
-                            elif k in queues:
-                                queues[k].append((i, sources.Item(item.key, self.prepare(k, item.image),
-                                                                  item.mirror)))
-                                if len(queues[k]) >= self.extractors[k].batch_size:
-                                    self._flush(k, queues[k], out, writers[k])
-                            else:
-                                rec = self._one(k, item, writers[k])
-                                if rec is not None:
-                                    out[k][i].append(rec)
-                except OutputWriteError:
-                    raise
-                except Exception as exc:  # the whole input fails (for a video: after its good frames)
-                    rec = self._failed_input(inp, exc)
-                    for k in wants:
-                        out[k][i].append(rec)
-                    if not loaded:
-                        self.tick()  # it is done with, too
+                for g, (min_size, ks) in enumerate(groups(inp, wants)):
+                    loaded = 0
+                    try:
+                        for item in sources.load(inp, self.job.max_pixels, self.memory, min_size,
+                                                 **self.job.source_options):
+                            if g == 0:
+                                self.tick()
+                            loaded += 1
+                            bad = self._bad_item(item)
+                            if bad is not None:
+                                for k in ks:
+                                    out[k][i].append(bad)
+                                continue
+                            for k in ks:
+                                if k == lead:
+                                    pending.append((i, self._prepared(k, item)))
+                                    if len(pending) >= lead_bs:
+                                        queued.append(pending)
+                                        yield [it.image for _, it in pending]
+                                        pending = []
+                                elif k in queues:
+                                    queues[k].append((i, self._prepared(k, item)))
+                                    if len(queues[k]) >= self.extractors[k].batch_size:
+                                        self._flush(k, queues[k], out, writers[k])
+                                else:
+                                    rec = self._one(k, item, writers[k])
+                                    if rec is not None:
+                                        out[k][i].append(rec)
+                    except OutputWriteError:
+                        raise
+                    except Exception as exc:  # the whole input fails (for a video: after its good frames)
+                        rec = self._failed_input(inp, exc)
+                        for k in ks:
+                            out[k][i].append(rec)
+                        if not loaded and g == 0:
+                            self.tick()  # it is done with, too
             for k, q in queues.items():
                 self._flush(k, q, out, writers[k])
             if pending:
@@ -252,7 +275,7 @@ class Worker:
     def _one_by_one(self, k: int, batch, out, write, exc: Exception) -> None:
         for i, item in batch:
             try:
-                rec = self.emit(k, item, self.extractors[k].extract(item.image), write)
+                rec = self.emit(k, item, self.extractors[k].extract_batch([item.image])[0], write)
             except OutputWriteError:
                 raise
             except Exception as e:

@@ -31,6 +31,17 @@ MAX_KERNEL_RADIUS = 1024
 #: many bytes; beyond it they are recomputed for every image.
 SPECTRA_CACHE_BYTES = 512 * 2 ** 20
 
+#: Images of up to this many pixels are filtered in one piece (one transform of the
+#: whole padded image).  Bigger ones (camera photos) tile by tile (overlap-save): each
+#: tile with the margin the largest kernel reaches, transformed at a fixed size of
+#: about :data:`TILE_DFT` on a side (or twice the largest kernel), so that the working
+#: memory no longer grows with the photo (about 50 MB with the default bank, against
+#: 650 MB for a 12-MP photo in one piece) and the kernel spectra are computed once per
+#: run.  The responses are the same convolution; they differ from the one-piece
+#: transform by float32 rounding (~1e-6 of the values).
+WHOLE_PIXELS = 1 << 20
+TILE_DFT = 384
+
 
 def sigma_for_bandwidth(frequency: float, bandwidth: float) -> float:
     """Gaussian sigma (pixels, along the wave) giving a half-magnitude bandwidth in octaves.
@@ -236,6 +247,81 @@ class Gabor(Extractor):
         win[..., 1] = ker.imag
         return cv2.dft(buf, flags=cv2.DFT_COMPLEX_OUTPUT)
 
+    def _tile_grid(self, h: int, w: int):
+        """None (filter in one piece), or the transform size ``(m, n)`` of a tile and the
+        tiles ``(y0, y1, x0, x1)`` (output pixels) covering an ``h`` x ``w`` image."""
+        import cv2
+
+        if h * w <= WHOLE_PIXELS:
+            return None
+        ry, rx = self.ry, self.rx
+        m = cv2.getOptimalDFTSize(max(TILE_DFT, 4 * ry + 2))
+        n = cv2.getOptimalDFTSize(max(TILE_DFT, 4 * rx + 2))
+        th, tw = m - 2 * ry, n - 2 * rx
+        if th >= h and tw >= w:
+            return None
+        return (m, n), [(y, min(h, y + th), x, min(w, x + tw)) for y in range(0, h, th) for x in range(0, w, tw)]
+
+    def _tile_spectrum(self, image: np.ndarray, rect: tuple[int, int, int, int],
+                       shape: tuple[int, int]) -> np.ndarray:
+        """The DFT of one tile of the border-extended luma, laid out as
+        :meth:`_padded_spectrum` lays out the whole image: the pixels of the tile and
+        of its margin, the margin beyond the image's edges filled as ``border`` fills
+        the whole image's (``cv2.borderInterpolate``, as ``copyMakeBorder`` does)."""
+        import cv2
+
+        from ..imageops import to_gray_float32
+
+        y0, y1, x0, x1 = rect
+        ry, rx = self.ry, self.rx
+        h, w = image.shape[:2]
+        border = getattr(cv2, BORDERS[self.params.border])
+
+        def index(lo: int, hi: int, size: int) -> np.ndarray:
+            idx = np.arange(lo, hi)
+            out = (idx < 0) | (idx >= size)
+            if out.any():
+                idx[out] = [cv2.borderInterpolate(int(i), size, border) for i in idx[out]]
+            return idx
+
+        rows, cols = index(y0 - ry, y1 + ry, h), index(x0 - rx, x1 + rx, w)
+        region = image[np.clip(rows, 0, None)][:, np.clip(cols, 0, None)]
+        gray = to_gray_float32(region) if region.dtype.kind in "ui" or region.ndim == 3 \
+            else np.asarray(region, np.float32)
+        if border == cv2.BORDER_CONSTANT:
+            gray[rows < 0, :] = 0
+            gray[:, cols < 0] = 0
+        buf = np.zeros(shape, np.float32)
+        buf[:gray.shape[0], :gray.shape[1]] = gray
+        buf = np.roll(buf, (-2 * ry, -2 * rx), axis=(0, 1))
+        return cv2.dft(buf, flags=cv2.DFT_COMPLEX_OUTPUT)
+
+    def tiled_responses(self, image: np.ndarray, grid):
+        """Complex responses tile by tile (``grid`` from :meth:`_tile_grid`).
+
+        Yields
+        ------
+        rect, k, response
+            For each tile ``(y0, y1, x0, x1)`` and kernel ``k`` in bank order, the
+            ``(y1 - y0, x1 - x0)`` complex64 response there: a view of a buffer reused
+            for the next one.
+        """
+        import cv2
+
+        shape, rects = grid
+        kernel_specs = self._spectra_for(shape)
+        prod = full = None
+        for rect in rects:
+            spec = self._tile_spectrum(image, rect, shape)
+            if prod is None:
+                prod, full = np.empty_like(spec), np.empty_like(spec)
+            view = full.view(np.complex64)[:rect[1] - rect[0], :rect[3] - rect[2], 0]
+            for k in range(self.n_kernels):
+                ks = kernel_specs[k] if kernel_specs is not None else self._kernel_spectrum(k, shape)
+                cv2.mulSpectrums(spec, ks, 0, prod)
+                cv2.idft(prod, full, flags=cv2.DFT_COMPLEX_OUTPUT | cv2.DFT_SCALE)
+                yield rect, k, view
+
     def _spectra_for(self, shape: tuple[int, int]) -> list[np.ndarray] | None:
         with self._lock:
             if shape in self._spectra:
@@ -298,6 +384,11 @@ class Gabor(Extractor):
         h, w = image.shape[:2]
         n = len(self.parts)
         out = np.empty((h, w, self.n_kernels * n), np.float32)
+        grid = self._tile_grid(h, w)
+        if grid is not None:
+            for (y0, y1, x0, x1), k, r in self.tiled_responses(image, grid):
+                self._parts_into(r, [out[y0:y1, x0:x1, k * n + i] for i in range(n)])
+            return out
         for k, r in enumerate(self.complex_responses(image)):
             self._parts_into(r, [out[:, :, k * n + i] for i in range(n)])
         return out
@@ -316,6 +407,9 @@ class Gabor(Extractor):
         cells = [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1]))
                  for i in range(rows) for j in range(cols)]
         with_std = self.params.stats == "mean-std"
+        grid = self._tile_grid(h, w)
+        if grid is not None:
+            return self._pooled_tiled(image, grid, cells, with_std)
         bufs = [np.empty((h, w), np.float32) for _ in self.parts]
         n_stats = 2 if with_std else 1
         out = np.empty((self.n_kernels, len(self.parts), n_stats, len(cells)), np.float64)
@@ -329,6 +423,41 @@ class Gabor(Extractor):
                     else:
                         out[k, p, 0, c] = cv2.mean(m[cell])[0]
         return out.ravel().astype(np.float32)
+
+    def _pooled_tiled(self, image: np.ndarray, grid, cells: list, with_std: bool) -> np.ndarray:
+        """Cell means (and population standard deviations) from sums and sums of squares
+        (float64) gathered tile by tile."""
+        import cv2
+
+        (m, n), _ = grid
+        n_parts = len(self.parts)
+        sums = np.zeros((self.n_kernels, n_parts, len(cells)))
+        squares = np.zeros_like(sums)
+        bufs = [np.empty((m, n), np.float32) for _ in self.parts]
+        pieces: list = []
+        for rect, k, r in self.tiled_responses(image, grid):
+            y0, y1, x0, x1 = rect
+            if k == 0:  # the cells this tile overlaps, in the tile's own pixels
+                pieces = []
+                for c, (ys, xs) in enumerate(cells):
+                    a, b = max(ys.start, y0), min(ys.stop, y1)
+                    u, v = max(xs.start, x0), min(xs.stop, x1)
+                    if a < b and u < v:
+                        pieces.append((c, slice(a - y0, b - y0), slice(u - x0, v - x0)))
+            parts = [buf[:y1 - y0, :x1 - x0] for buf in bufs]
+            self._parts_into(r, parts)
+            for p, part in enumerate(parts):
+                for c, ys, xs in pieces:
+                    sub = part[ys, xs]
+                    sums[k, p, c] += cv2.sumElems(sub)[0]
+                    if with_std:
+                        squares[k, p, c] += cv2.norm(sub, cv2.NORM_L2SQR)
+        counts = np.array([(ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in cells], np.float64)
+        mean = sums / counts
+        if not with_std:
+            return mean[:, :, None, :].ravel().astype(np.float32)
+        std = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
+        return np.stack([mean, std], axis=2).ravel().astype(np.float32)
 
     # -- the contract --------------------------------------------------------
 
@@ -352,9 +481,20 @@ class Gabor(Extractor):
     def working_memory(self, height: int, width: int) -> int:
         """Three complex buffers of the padded DFT size (measured 51-59 bytes per padded
         pixel), one float32 plane per response part, the kernel-spectrum cache when it
-        is kept for this size, and the maps themselves with ``--result maps``."""
+        is kept for this size, and the maps themselves with ``--result maps``; for an
+        image filtered tile by tile, the same at the tile's transform size."""
         import cv2
 
+        grid = self._tile_grid(height, width)
+        if grid is not None:   # tile by tile: one tile's buffers and the spectra at the tile size
+            (m, n), _ = grid
+            need = (64 + 4 * len(self.parts) + 16) * m * n
+            cache = self.n_kernels * m * n * 8
+            if cache <= SPECTRA_CACHE_BYTES:
+                need += cache
+            if self.params.result == "maps":
+                need += 4 * self.n_kernels * len(self.parts) * height * width
+            return int(need)
         m = cv2.getOptimalDFTSize(height + 2 * self.ry)
         n = cv2.getOptimalDFTSize(width + 2 * self.rx)
         need = 64 * m * n + 4 * (len(self.parts) + 2) * height * width

@@ -22,6 +22,16 @@ from ..imageops import to_gray_float32
 OPERATORS = ("sobel", "scharr", "central")
 NORMS = ("none", "l1", "l2")
 
+#: Images of up to this many pixels are computed in one piece.  Bigger ones (camera
+#: photos) in bands of rows of about :data:`BAND_PIXELS` pixels, each with the row
+#: above and below it that the 3x3 operators reach, so that the float64 maps of one
+#: band at a time are held, not of the whole photo: the working memory stops growing
+#: with the image (11 MB for a 12-MP photo instead of about 600 MB).  Gradients,
+#: orientations and bins are the same pixel for pixel; the cell sums are added band
+#: by band, which may move a float32 output value by one unit in the last place.
+WHOLE_PIXELS = 1 << 20
+BAND_PIXELS = 1 << 18
+
 
 class Gradients(Extractor):
     """Orientation histograms of the image gradient over a grid of cells.
@@ -115,8 +125,10 @@ class Gradients(Extractor):
             bin edge are decided by the definition, not by float32 rounding
             of the filter sums.
         """
-        import cv2
+        return self._derivatives(to_gray_float32(self._checked(image)))
 
+    @staticmethod
+    def _checked(image: np.ndarray) -> np.ndarray:
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
@@ -125,7 +137,12 @@ class Gradients(Extractor):
                              f"{image.shape}")
         if image.shape[0] < 1 or image.shape[1] < 1:
             raise InputError(f"gradients: empty image of shape {image.shape}")
-        gray = to_gray_float32(image)
+        return image
+
+    def _derivatives(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``dx, dy`` (float64) of a float32 luma image."""
+        import cv2
+
         op = self.params.operator
         border = cv2.BORDER_REFLECT_101
         if op == "sobel":
@@ -147,8 +164,9 @@ class Gradients(Extractor):
         theta *= 180.0 / np.pi  # what np.rad2deg computes (bit for bit), 8x faster
         return theta
 
-    def _cells(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel, the first histogram slot of its cell; and pixels per cell."""
+    def _cells(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row and per column, the cell row and column of a pixel (times the slots
+        of a cell row / cell); and pixels per cell."""
         key = (h, w)
         hit = self._cache.get(key)
         if hit is None:
@@ -156,14 +174,22 @@ class Gradients(Extractor):
             slots = 2 * self.params.bins + 1
             rc = np.arange(h, dtype=np.intp) * rows // h
             cc = np.arange(w, dtype=np.intp) * cols // w
-            base = ((rc[:, None] * cols + cc[None, :]) * slots).ravel()
             counts = (np.bincount(rc, minlength=rows)[:, None]
                       * np.bincount(cc, minlength=cols)[None, :]).ravel()
-            hit = (base, np.maximum(counts, 1).astype(np.float64))
+            hit = (rc * (cols * slots), cc * slots, np.maximum(counts, 1).astype(np.float64))
             if len(self._cache) >= 4:
                 self._cache.clear()
             self._cache[key] = hit
         return hit
+
+    @staticmethod
+    def bands(h: int, w: int) -> list[tuple[int, int]]:
+        """The row ranges ``[y0, y1)`` an ``h`` x ``w`` image is computed in (see
+        :data:`WHOLE_PIXELS`)."""
+        if h * w <= WHOLE_PIXELS:
+            return [(0, h)]
+        step = max(1, BAND_PIXELS // w)
+        return [(y, min(h, y + step)) for y in range(0, h, step)]
 
     def histograms(self, image: np.ndarray) -> np.ndarray:
         """Cell histograms before the final normalisation.
@@ -175,24 +201,36 @@ class Gradients(Extractor):
         """
         import cv2
 
-        dx, dy = self.gradient(image)
-        h, w = dx.shape
+        image = self._checked(image)
+        h, w = image.shape[:2]
         n = self.params.bins
-        mag = cv2.magnitude(dx, dy)
-        theta = self._orientation_degrees(dx, dy)
-        width = (360.0 if self.params.signed else 180.0) / n
-        # bin = floor(theta / width + 1/2) lies in [-n, n] for theta in
-        # (-180, 180] (either way); slots b + n in [0, 2n] are folded back
-        # modulo n after counting, which costs nothing per pixel.
-        theta /= width
-        theta += 0.5
-        np.floor(theta, out=theta)
-        slot = theta.astype(np.intp).ravel()
-        base, counts = self._cells(h, w)
-        slot += base
-        slot += n
         rows, cols = self.params.grid
-        raw = np.bincount(slot, weights=mag.ravel(), minlength=rows * cols * (2 * n + 1))
+        width = (360.0 if self.params.signed else 180.0) / n
+        row_base, col_base, counts = self._cells(h, w)
+        raw = None
+        for y0, y1 in self.bands(h, w):
+            # the band and the rows above and below it that the 3x3 operators reach: the
+            # band's gradients are then those of the whole image (same borders at its edges)
+            a, b = max(0, y0 - 1), min(h, y1 + 1)
+            dx, dy = self._derivatives(to_gray_float32(image[a:b]))
+            dx, dy = dx[y0 - a:y1 - a], dy[y0 - a:y1 - a]
+            mag = cv2.magnitude(dx, dy)
+            theta = self._orientation_degrees(dx, dy)
+            del dx, dy
+            # bin = floor(theta / width + 1/2) lies in [-n, n] for theta in
+            # (-180, 180] (either way); slots b + n in [0, 2n] are folded back
+            # modulo n after counting, which costs nothing per pixel.
+            theta /= width
+            theta += 0.5
+            np.floor(theta, out=theta)
+            slot = theta.astype(np.intp)
+            del theta
+            slot += row_base[y0:y1, None]
+            slot += col_base[None, :]
+            slot += n
+            part = np.bincount(slot.ravel(), weights=mag.ravel(), minlength=rows * cols * (2 * n + 1))
+            del slot, mag
+            raw = part if raw is None else raw + part
         raw = raw.reshape(rows * cols, 2 * n + 1)
         hist = raw[:, :n] + raw[:, n:2 * n]
         hist[:, 0] += raw[:, 2 * n]
@@ -225,9 +263,15 @@ class Gradients(Extractor):
     # -------------------------------------------------------------- picture
 
     def bytes_per_pixel(self) -> float:
-        """Float64 gradients, magnitude and orientation: measured 52 bytes per pixel
-        (peak RSS growth on a 2000x1500 photo, tests/test_faults_inputs.py)."""
+        """Float64 gradients, magnitude and orientation: measured 52 bytes per pixel of
+        an image computed in one piece (peak RSS growth, tests/test_faults_inputs.py)."""
         return 64.0
+
+    def working_memory(self, height: int, width: int) -> int:
+        """:meth:`bytes_per_pixel` times the pixels of the largest piece computed at once
+        (the whole image, or one band of rows and its two margin rows)."""
+        rows = max(y1 - y0 for y0, y1 in self.bands(height, width))
+        return int(self.bytes_per_pixel() * min(height, rows + 2) * width)
 
     def render(self, image: np.ndarray) -> np.ndarray:
         """The picture ``featx show gradients`` draws (see :meth:`figure`)."""

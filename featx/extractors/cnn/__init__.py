@@ -241,7 +241,7 @@ class CNN(Extractor):
         self.resize_mode = p.fit or pre.get("resize", "crop")
         self.crop_fraction = float(p.crop_fraction or pre.get("crop_fraction", 0.875))
         self.model_interp = pre.get("interpolation", "cubic")
-        self.preprocess = {
+        self.preprocessing = {
             "input_size": list(size), "resize": self.resize_mode,
             "crop_fraction": self.crop_fraction if self.resize_mode == "crop" else None,
             "interpolation": p.interpolation if p.interpolation != "auto"
@@ -518,17 +518,37 @@ class CNN(Extractor):
         resizing (measured 7 bytes per pixel on a 2000x1500 photo)."""
         return 16.0
 
-    def extract(self, image: np.ndarray) -> np.ndarray:
-        return self.extract_batch([image])[0]
+    def decode_size(self, resize: tuple[int, int] | None, mode: str = "stretch") -> tuple[int, int] | None:
+        """With ``--resize``, its target (the pipeline resizes first).  Without: enough
+        pixels for the network's input to come from at least as many pixels of the
+        region it is cut from (``crop``: the central ``crop_fraction`` of the shorter
+        side, so ``input / crop_fraction`` on each axis; ``stretch``: the input size)."""
+        import math
 
-    def extract_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        if not images:
+        if resize is not None:
+            return super().decode_size(resize, mode)
+        th, tw = self.input_size
+        if self.resize_mode == "crop":
+            return math.ceil(tw / self.crop_fraction - 1e-9), math.ceil(th / self.crop_fraction - 1e-9)
+        return tw, th
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """The network input of one image, without the batch axis (``(C, H, W)``
+        or ``(H, W, C)`` float32): crop, resize, normalise; thread-safe."""
+        return self._prepare(image)[0]
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        return self.extract_batch([self.preprocess(image)])[0]
+
+    def extract_batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One vector per :meth:`preprocess` result, the network run once on all."""
+        if not len(inputs):
             return []
-        return self.infer(self.prepare_batch(images))
+        return self.infer(np.stack(inputs))
 
     def prepare_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Preprocess images into one network input (N, ...) float32; thread-safe."""
-        return np.stack([self._prepare(im)[0] for im in images])
+        return np.stack([self.preprocess(im) for im in images])
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run the network on a :meth:`prepare_batch` result; one vector per image."""
@@ -537,17 +557,17 @@ class CNN(Extractor):
         return [res[i] for i in range(batch.shape[0])]
 
     def extract_stream(self, batches):
-        """Extract from an iterable of image batches, overlapping input with inference.
+        """Extract from an iterable of input batches, overlapping input with inference.
 
         While the network runs on one batch, a background thread takes the
-        next batch from ``batches`` (so a lazy iterable that decodes files is
-        decoded there) and preprocesses it.  OpenCV and ONNX Runtime release
-        the GIL, so the two proceed in parallel.
+        next batch from ``batches`` (so a lazy iterable that decodes and
+        preprocesses files does that there) and stacks it.  OpenCV and ONNX
+        Runtime release the GIL, so the two proceed in parallel.
 
         Parameters
         ----------
         batches : iterable of list of numpy.ndarray
-            Image batches, in order.
+            Batches of :meth:`preprocess` results (network inputs), in order.
 
         Yields
         ------
@@ -560,9 +580,9 @@ class CNN(Extractor):
         it = iter(batches)
 
         def next_prepared():
-            for imgs in it:
-                if len(imgs):
-                    return len(imgs), self.prepare_batch(imgs)
+            for inputs in it:
+                if len(inputs):
+                    return len(inputs), np.stack(inputs)
                 return 0, None
             return None
 
@@ -589,7 +609,7 @@ class CNN(Extractor):
     @property
     def provenance(self) -> dict:
         """What ran, for the run's sidecar: model identity, preprocessing, engine, provider."""
-        return {"source": dict(self._source), "preprocess": dict(self.preprocess),
+        return {"source": dict(self._source), "preprocess": dict(self.preprocessing),
                 "tensor": self._tensor, "output_shape": list(self._raw_shape),
                 "backend": self.backend_name, "provider": self.provider,
                 "labels": bool(self.labels)}
