@@ -365,7 +365,7 @@ def test_input_size_is_width_by_height_like_every_other_size(tmp_path):
     inputs 8 rows high and 16 columns wide is 16x8, and the messages say so."""
     wide = tiny_model(tmp_path / "wide.onnx", shape=(1, 3, 8, 16))
     ext = CNN.create(model=wide)
-    assert ext.input_size == (16, 8) and ext.preprocess["input_size"] == [16, 8]
+    assert ext.input_size == (16, 8) and ext.preprocessing["input_size"] == [16, 8]
     assert CNN.create(model=wide, input_size="16x8").input_size == (16, 8)
     with pytest.raises(UsageError, match="takes 16x8 inputs, not 8x16") as ei:
         CNN.create(model=wide, input_size="8x16")

@@ -133,7 +133,7 @@ def test_declared_decode_sizes():
     assert cnn.decode_size(None) == (256, 256)                 # 224 / 0.875
     assert cnn.decode_size((300, 200)) == (300, 200)           # --resize comes first
     assert CNN.create(fit="stretch").decode_size(None) == (224, 224)
-    assert CNN.create(crop_fraction=0.5, input_size=(100, 60)).decode_size(None) == (120, 200)
+    assert CNN.create(crop_fraction=0.5, input_size=(60, 100)).decode_size(None) == (120, 200)
 
 
 def test_cnn_decode_size_is_the_fewest_pixels_its_crop_needs():
@@ -144,7 +144,7 @@ def test_cnn_decode_size_is_the_fewest_pixels_its_crop_needs():
 
     for ext in (CNN.create(), CNN.create(crop_fraction=0.6, input_size=(200, 120)), CNN.create(fit="stretch")):
         w, h = ext.decode_size(None)
-        th, tw = ext.input_size
+        tw, th = ext.input_size   # (width, height), as --input-size
         _, (_, _, cw, ch) = ext._prepare(np.zeros((h, w, 3), np.uint8))
         assert cw >= tw and ch >= th
         for less in ((int(w * 0.98), h), (w, int(h * 0.98))):

@@ -126,11 +126,12 @@ def rss():
     with open("/proc/self/status") as f:
         d = dict(l.split(":", 1) for l in f)
     return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
-from featx import pipeline
+from featx import registry
+from featx.engine import process as pipeline
 pipeline.setup_worker_process()
 import cv2
 name, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ext = pipeline.build_extractor(name)
+ext = registry.get(name).create()
 src = cv2.cvtColor(cv2.imread(sys.argv[4]), cv2.COLOR_BGR2RGB)
 ext.extract(cv2.resize(src, (1200, 900)))        # imports, and the tile-size spectra of gabor
 img = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)

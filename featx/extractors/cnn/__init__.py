@@ -527,7 +527,7 @@ class CNN(Extractor):
 
         if resize is not None:
             return super().decode_size(resize, mode)
-        th, tw = self.input_size
+        tw, th = self.input_size   # (width, height), as --input-size
         if self.resize_mode == "crop":
             return math.ceil(tw / self.crop_fraction - 1e-9), math.ceil(th / self.crop_fraction - 1e-9)
         return tw, th
