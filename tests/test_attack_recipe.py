@@ -309,7 +309,7 @@ def test_a_full_disk_under_worker_processes_is_an_output_error_not_failed_inputs
     assert res.returncode == 74 and "Traceback" not in err, err
     assert "File too large" in err and "OSError" not in err, err
     side = json.loads((tmp_path / "g.csv.featx.json").read_text())
-    assert side["summary"]["failed"] == 0, side["summary"]
+    assert side["inputs"]["failed"] == 0 and side["failures"] == [], side["failures"]
     ok(subprocess.run(cmd, capture_output=True))
     ref = tmp_path / "ref"
     ref.mkdir()
