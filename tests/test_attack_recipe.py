@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx, ok, photo_crops
+from helpers import copy_samples, featx, featx_inprocess, ok, photo_crops
 
 
 def write_recipe(path: Path, inputs: list | None, outputs: list[dict], **run) -> Path:
@@ -70,12 +70,12 @@ def test_a_stdout_output_does_not_change_the_other_outputs_when_an_input_is_name
             {"extractor": "hog", "path": "h.npy", "resize": "64x64"},
             {"extractor": "gradients", "path": "g.csv", "grid": "2x2"}]
     r = write_recipe(tmp_path / "r.toml", inputs, outs)
-    streamed = ok(featx("run", r, "-j", "1", "-q")).stdout
+    streamed = ok(featx_inprocess("run", r, "-j", "1", "-q")).stdout
     ref = tmp_path / "ref"
     ref.mkdir()
-    alone = ok(featx("extract", "gradients", *inputs, "-o", "-", "--grid", "2x2", "-q")).stdout
-    ok(featx("extract", "hog", *inputs, "-o", ref / "h.npy", "--resize", "64x64", "-q"))
-    ok(featx("extract", "gradients", *inputs, "-o", ref / "g.csv", "--grid", "2x2", "-q"))
+    alone = ok(featx_inprocess("extract", "gradients", *inputs, "-o", "-", "--grid", "2x2", "-q")).stdout
+    ok(featx_inprocess("extract", "hog", *inputs, "-o", ref / "h.npy", "--resize", "64x64", "-q"))
+    ok(featx_inprocess("extract", "gradients", *inputs, "-o", ref / "g.csv", "--grid", "2x2", "-q"))
     assert streamed == alone
     assert data_files(tmp_path / "h.npy") == data_files(ref / "h.npy")
     assert data_files(tmp_path / "g.csv") == data_files(ref / "g.csv")
@@ -94,20 +94,20 @@ def test_print_recipe_round_trips_wherever_the_recipe_is_saved(tmp_path, photos)
     work = tmp_path / "work"
     work.mkdir()
     (work / "photos").symlink_to(photos)
-    ok(featx("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64", "-q", cwd=work))
-    text = ok(featx("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64",
+    ok(featx_inprocess("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64", "-q", cwd=work))
+    text = ok(featx_inprocess("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64",
                     "--print-recipe", cwd=work)).stdout
     (tmp_path / "jobs").mkdir()
     saved = tmp_path / "jobs" / "again.toml"
     saved.write_bytes(text)
-    res = ok(featx("run", saved, cwd="/"))
+    res = ok(featx_inprocess("run", saved, cwd="/"))
     err = res.stderr.decode()
     assert err.count("0 processed, 6 up to date") == 2, err          # the same outputs, found
     assert not (tmp_path / "jobs" / "feats").exists()
     # and a recipe's own printout, with inputs given on the command line, the same
-    text2 = ok(featx("run", saved, "photos", "--print-recipe", cwd=work)).stdout
+    text2 = ok(featx_inprocess("run", saved, "photos", "--print-recipe", cwd=work)).stdout
     (tmp_path / "jobs" / "third.toml").write_bytes(text2)
-    err = ok(featx("run", tmp_path / "jobs" / "third.toml", cwd="/")).stderr.decode()
+    err = ok(featx_inprocess("run", tmp_path / "jobs" / "third.toml", cwd="/")).stderr.decode()
     assert err.count("0 processed, 6 up to date") == 2, err
 
 
@@ -277,17 +277,17 @@ def test_every_box_of_a_regions_file_gets_its_row_whatever_the_order_of_the_rows
     copy_samples(tmp_path, {"a.png": "astronaut.png", "c.jpg": "coffee.jpg"})
     (tmp_path / "boxes.csv").write_text("path,x,y,w,h\na.png,10,10,100,80\nc.jpg,5,5,300,200\n"
                                         "./a.png,200,30,90,120\n")
-    ok(featx("extract", "gradients", "--regions", "boxes.csv", "-o", "alone.csv", "-q", cwd=tmp_path))
+    ok(featx_inprocess("extract", "gradients", "--regions", "boxes.csv", "-o", "alone.csv", "-q", cwd=tmp_path))
     r = write_recipe(tmp_path / "r.toml", None, [{"extractor": "gradients", "path": "g.csv"},
                                                  {"extractor": "hog", "path": "h.npy", "resize": "64x64"}],
                      regions="boxes.csv")
-    ok(featx("run", r, "-q", cwd=tmp_path))   # (paths in a boxes file are taken from the working folder)
+    ok(featx_inprocess("run", r, "-q", cwd=tmp_path))   # (paths in a boxes file are taken from the working folder)
     for csv in (tmp_path / "alone.csv", tmp_path / "g.csv"):
         boxes = sorted(tuple(line.split(",")[1:5]) for line in csv.read_text().splitlines()[1:])
         assert boxes == [("10", "10", "100", "80"), ("200", "30", "90", "120"), ("5", "5", "300", "200")], csv
     assert np.load(tmp_path / "h.npy").shape[0] == 3
     # the run after finds them all up to date
-    again = ok(featx("run", r, cwd=tmp_path)).stderr.decode()
+    again = ok(featx_inprocess("run", r, cwd=tmp_path)).stderr.decode()
     assert again.count("0 processed, 2 up to date") == 2, again
 
 
@@ -295,6 +295,7 @@ def test_every_box_of_a_regions_file_gets_its_row_whatever_the_order_of_the_rows
 # a full disk
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_worker_processes_is_an_output_error_not_failed_inputs(tmp_path, photos):
     """README exit codes: 74 when an output cannot be written, 'what was committed is kept';
     an input fails for its own reasons.  With -j 2 the workers' spool files hit the full
