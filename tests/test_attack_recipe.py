@@ -334,3 +334,33 @@ def test_the_output_that_hit_the_full_disk_is_the_one_that_fails(tmp_path, photo
     status = {n: json.loads((tmp_path / f"{n}.featx.json").read_text())["status"] for n in ("g", "g2")}
     assert status == {"g": "interrupted", "g2": "failed"}, (status, err)
     assert "hog: 0 processed, stopped early" in err, err
+
+
+# ---------------------------------------------------------------------------
+# changing one output of a recipe
+
+
+def test_one_output_with_new_settings_is_redone_alone_once_its_files_are_deleted(tmp_path, photos):
+    """README: an output made with other settings is refused, and an output whose files were
+    deleted 'is rebuilt from scratch'.  Both at once — the way to redo one output of a
+    recipe with new settings — was refused ('made with other settings': the rebuilt output
+    kept the old settings to check against), and the hint named --overwrite, which in a
+    recipe starts every output afresh."""
+    outs = [{"extractor": "hog", "path": "h.npy", "resize": "64x64"},
+            {"extractor": "gradients", "path": "g.csv", "grid": "2x2"}]
+    r = write_recipe(tmp_path / "r.toml", [photos], outs)
+    ok(featx_inprocess("run", r, "-q"))
+    outs[0]["cell-size"] = 16
+    write_recipe(r, [photos], outs)
+    res = featx_inprocess("run", r)
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "h.npy was made with other settings" in err, err
+    assert "every output" in err, err                 # the hint says what --overwrite would do here
+    (tmp_path / "h.npy").unlink()
+    (tmp_path / "h.index.csv").unlink()
+    err = ok(featx_inprocess("run", r)).stderr.decode()
+    assert "hog: 6 processed" in err and "gradients: 0 processed, 6 up to date" in err, err
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    ok(featx_inprocess("extract", "hog", photos, "-o", ref / "h.npy", "--resize", "64x64", "--cell-size", "16", "-q"))
+    assert data_files(tmp_path / "h.npy") == data_files(ref / "h.npy")
