@@ -879,14 +879,9 @@ def _build_run() -> click.Command:
     def callback(recipe, quiet, summary_json, print_recipe, **run):
         ctx = click.get_current_context()
         try:
-            from .recipe import load_recipe, to_toml
+            from .recipe import load_recipe, override, to_toml
 
-            plan = load_recipe(recipe)
-            given = _run_fields(run, only_given=ctx)
-            if "inputs" in given or "files_from" in given:  # the inputs given here replace all the recipe's
-                given = {"inputs": (), "files_from": (), **given}
-            if given:
-                plan = plan.replace(**given)
+            plan = override(load_recipe(recipe), **_run_fields(run, only_given=ctx))
             if print_recipe:
                 click.echo(to_toml(plan), nl=False)
                 return

@@ -364,3 +364,16 @@ def test_one_output_with_new_settings_is_redone_alone_once_its_files_are_deleted
     ref.mkdir()
     ok(featx_inprocess("extract", "hog", photos, "-o", ref / "h.npy", "--resize", "64x64", "--cell-size", "16", "-q"))
     assert data_files(tmp_path / "h.npy") == data_files(ref / "h.npy")
+
+
+def test_inputs_given_to_featx_run_in_python_replace_a_recipes_list(tmp_path, photos):
+    """The same for `featx.run("recipe.toml", inputs=[...])`: the recipe's files-from list
+    was read as well."""
+    import featx as fx
+
+    listing = tmp_path / "two.txt"
+    listing.write_text("".join(f"{photos / n}\n" for n in ("img000.png", "img001.png")))
+    r = write_recipe(tmp_path / "r.toml", None, [{"extractor": "gradients", "path": "g.npy"}],
+                     files_from=[str(listing)])
+    res = fx.run(str(r), inputs=[str(photos / "img004.png")], jobs=1)
+    assert res.exit_code == 0 and res.outputs[0].summary.processed == 1
