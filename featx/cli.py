@@ -956,7 +956,8 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         _say("interrupted: what was done is written; run the same command again to finish")
     elif code == int(ExitCode.ITEMS_FAILED):
         n = max(len(r.summary.failed) + len(r.summary.partial) for r in result.outputs)
-        where = ", ".join(r.sidecar for r in result.outputs if r.sidecar) or "the messages above"
+        where = ", ".join(r.sidecar for r in result.outputs
+                          if r.sidecar and (r.summary.failed or r.summary.partial)) or "the messages above"
         _say(f"{n} input(s) failed in whole or in part; they are listed in {where}")
     if code:
         sys.exit(code)

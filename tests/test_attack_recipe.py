@@ -377,3 +377,20 @@ def test_inputs_given_to_featx_run_in_python_replace_a_recipes_list(tmp_path, ph
                      files_from=[str(listing)])
     res = fx.run(str(r), inputs=[str(photos / "img004.png")], jobs=1)
     assert res.exit_code == 0 and res.outputs[0].summary.processed == 1
+
+
+def test_the_closing_line_names_the_sidecars_that_list_failures(tmp_path, photos):
+    """'N input(s) failed ...; they are listed in SIDECARS' named every output's sidecar,
+    also those of outputs for which nothing failed (whose sidecars list nothing)."""
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes((photos / "img000.png").read_bytes())
+    cv2.imwrite(str(src / "tiny.png"), cv2.imread(str(photos / "img001.png"))[:10, :10])  # too small for hog
+    r = write_recipe(tmp_path / "r.toml", [src], [{"extractor": "hog", "path": "h.npy"},
+                                                  {"extractor": "gradients", "path": "g.npy"}])
+    res = featx_inprocess("run", r)
+    last = res.stderr.decode().strip().splitlines()[-1]
+    assert res.returncode == 1 and "listed in" in last, last
+    assert "h.npy.featx.json" in last and "g.npy.featx.json" not in last, last
