@@ -837,8 +837,9 @@ def _build_multi(names: str) -> click.Command:
                 raise UsageError("--sidecar names one file; each output here keeps its own (OUTPUT.featx.json)")
             outs = [o.__class__(o.extractor, o.path, format=format, resize=resize, resize_mode=resize_mode)
                     for o in short_form(names, output)]
-            if format and format != "npy-dir":
-                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0] + "." + format,
+            if format:  # NAME.csv, NAME.npy, NAME/
+                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0]
+                                    + ("/" if format == "npy-dir" else "." + format),
                                     format=format, resize=resize, resize_mode=resize_mode) for o in outs]
             plan = Plan(outputs=tuple(outs), **_run_fields(run))
             if print_recipe:

@@ -409,6 +409,7 @@ def build(plan: Plan) -> _Built:
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
+        built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
     _check_files(plan, built_sinks)
     opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
                            use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,

@@ -394,3 +394,23 @@ def test_the_closing_line_names_the_sidecars_that_list_failures(tmp_path, photos
     last = res.stderr.decode().strip().splitlines()[-1]
     assert res.returncode == 1 and "listed in" in last, last
     assert "h.npy.featx.json" in last and "g.npy.featx.json" not in last, last
+
+
+def test_the_short_form_with_format_npy_dir_writes_folders_named_after_the_extractors(tmp_path, photos):
+    """README: the short form writes 'feats/hog.npy, or feats/sift/ for keypoints and maps'.
+    With --format npy-dir it wrote folders named feats/hog.npy/ and feats/gradients.npy/."""
+    ok(featx_inprocess("extract", "hog+gradients", photos, "-o", f"{tmp_path}/feats/", "--format", "npy-dir",
+                       "--resize", "64x64", "-q"))
+    assert sorted(p.name for p in (tmp_path / "feats").iterdir() if p.is_dir()) == ["gradients", "hog"]
+    (tmp_path / "ref").mkdir()
+    ok(featx_inprocess("extract", "hog", photos, "-o", str(tmp_path / "ref" / "hog") + "/", "--resize", "64x64",
+                       "-q"))
+    assert data_files(tmp_path / "feats" / "hog") == data_files(tmp_path / "ref" / "hog")
+
+
+def test_the_short_form_refuses_an_output_kind_before_making_its_folder(tmp_path, photos):
+    """Usage errors come before anything is created: hog+sift --format csv (keypoints
+    cannot go into a CSV) was refused after the folder -o had been made."""
+    res = featx_inprocess("extract", "hog+sift", photos, "-o", f"{tmp_path}/f/", "--format", "csv")
+    assert res.returncode == 2 and b"keypoints" in res.stderr, res.stderr
+    assert list(tmp_path.iterdir()) == []
