@@ -414,3 +414,19 @@ def test_the_short_form_refuses_an_output_kind_before_making_its_folder(tmp_path
     res = featx_inprocess("extract", "hog+sift", photos, "-o", f"{tmp_path}/f/", "--format", "csv")
     assert res.returncode == 2 and b"keypoints" in res.stderr, res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_of_a_recipe_keeps_every_output_when_one_cannot_be_written(tmp_path, photos):
+    """Exit 2 means nothing was done.  `featx run --overwrite` deleted the first output's
+    files, then refused the second (a file where its folder goes): exit 2, and a.npy gone."""
+    outs = [{"extractor": "gradients", "path": "a.npy"}, {"extractor": "gradients", "path": "b/", "grid": "2x2"}]
+    r = write_recipe(tmp_path / "r.toml", [photos], outs)
+    ok(featx_inprocess("run", r, "-q"))
+    before = data_files(tmp_path / "a.npy")
+    import shutil
+
+    shutil.rmtree(tmp_path / "b")
+    (tmp_path / "b").write_text("a file where the output folder goes\n")
+    res = featx_inprocess("run", r, "--overwrite")
+    assert res.returncode == 2 and b"not a folder" in res.stderr, res.stderr
+    assert data_files(tmp_path / "a.npy") == before

@@ -144,6 +144,7 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
     inputs = itertools.chain([first] if first is not None else [], inputs)
     for o in outs:
         o.check_folder()
+        o.sink.preflight()  # every output, before any is opened: --overwrite removes files there
     opened: list[Output] = []
     try:
         # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
