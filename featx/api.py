@@ -131,15 +131,13 @@ def run(plan=None, /, **fields: Any):
     failed inputs are listed in the summaries, not raised.
     """
     from .plan import OutputPlan, Plan, execute
-    from .recipe import load_recipe
+    from .recipe import load_recipe, override
 
     if plan is None:
         outs = tuple(o if isinstance(o, OutputPlan) else OutputPlan(**o) for o in fields.pop("outputs", ()))
         plan = Plan(outputs=outs, **fields)
     elif not isinstance(plan, Plan):
-        plan = load_recipe(str(plan))
-        if fields:
-            plan = plan.replace(**fields)
+        plan = override(load_recipe(str(plan)), **fields)  # inputs given here replace the recipe's, as on the CLI
     elif fields:
         plan = plan.replace(**fields)
     return execute(plan)

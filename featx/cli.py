@@ -908,8 +908,9 @@ def _build_multi(names: str) -> click.Command:
 
             outs = [o.__class__(o.extractor, o.path, format=format, resize=resize, resize_mode=resize_mode)
                     for o in short_form(names, output)]
-            if format and format != "npy-dir":
-                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0] + "." + format,
+            if format:  # NAME.csv, NAME.npy, NAME/
+                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0]
+                                    + ("/" if format == "npy-dir" else "." + format),
                                     format=format, resize=resize, resize_mode=resize_mode) for o in outs]
             plan = Plan(outputs=tuple(outs), **_run_fields(run))
             if print_recipe:
@@ -954,14 +955,9 @@ def _build_run() -> click.Command:
     def callback(recipe, quiet, summary_json, print_recipe, **run):
         ctx = click.get_current_context()
         try:
-            from .recipe import load_recipe, to_toml
+            from .recipe import load_recipe, override, to_toml
 
-            plan = load_recipe(recipe)
-            given = _run_fields(run, only_given=ctx)
-            if "inputs" in given or "files_from" in given:  # the inputs given here replace all the recipe's
-                given = {"inputs": (), "files_from": (), **given}
-            if given:
-                plan = plan.replace(**given)
+            plan = override(load_recipe(recipe), **_run_fields(run, only_given=ctx))
             if print_recipe:
                 click.echo(to_toml(plan), nl=False)
                 return
@@ -1057,7 +1053,8 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         _say("interrupted: what was done is written; run the same command again to finish")
     elif code == int(ExitCode.ITEMS_FAILED):
         n = max(len(r.summary.failed) + len(r.summary.partial) for r in result.outputs)
-        where = ", ".join(r.sidecar for r in result.outputs if r.sidecar) or "the messages above"
+        where = ", ".join(r.sidecar for r in result.outputs
+                          if r.sidecar and (r.summary.failed or r.summary.partial)) or "the messages above"
         _say(f"{n} input(s) failed in whole or in part; they are listed in {where}")
     if code:
         sys.exit(code)

@@ -297,14 +297,18 @@ def _check_inputs(plan: Plan) -> None:
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
     sources.check_named(plan.inputs)
-    for lf in plan.files_from:
+    for lf in plan.files_from:  # (looked at, not opened: a FIFO list must be read once, later)
         if lf == "-":
             continue
         try:
-            open(lf, "rb").close()
+            is_dir = os.path.isdir(lf)
+            os.stat(lf)
+            why = "a folder" if is_dir else (None if os.access(lf, os.R_OK) else "Permission denied")
         except OSError as exc:
-            raise UsageError(f"cannot read the list --files-from {lf}: {exc.strerror or exc}",
-                             "check the spelling; nothing was written") from None
+            why = exc.strerror or str(exc)
+        if why:
+            raise UsageError(f"cannot read the list --files-from {lf}: {why}",
+                             "check the spelling; nothing was written")
 
 
 def _check_outputs(plan: Plan) -> None:
@@ -410,6 +414,7 @@ def build(plan: Plan) -> _Built:
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
+        built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
     _check_files(plan, built_sinks)
     opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
                            use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,

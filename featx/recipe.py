@@ -199,6 +199,14 @@ def load_recipe(path: str) -> Plan:
     return plan_from_dict(data, path, base)
 
 
+def override(plan: Plan, **fields: Any) -> Plan:
+    """``plan`` (a recipe's) with run options given elsewhere (the command line, a Python
+    caller): inputs given there — paths or ``files_from`` lists — replace all of its inputs."""
+    if "inputs" in fields or "files_from" in fields:
+        fields = {"inputs": (), "files_from": (), **fields}
+    return plan.replace(**fields) if fields else plan
+
+
 def to_toml(plan: Plan) -> str:
     """A recipe file for ``plan`` (what ``--print-recipe`` shows): run options at the top,
     one ``[[output]]`` table per output with every parameter of its extractor."""

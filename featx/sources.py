@@ -1082,8 +1082,10 @@ def region_keys(path: str) -> tuple[str, ...]:
 def read_regions(path: str) -> Iterator[Input]:
     """Inputs from a CSV of boxes (``path,x,y,w,h``, e.g. from ``featx detect``).
 
-    Consecutive rows of one file become one input, decoded once; each box
-    becomes one item (one output row), keyed by path and box.  Boxes are in
+    The rows of one file — on any lines, however its path is spelled — become
+    one input, decoded once (the file is read whole first: two inputs of one
+    path would replace each other's rows); each box becomes one item (one
+    output row), keyed by path and box, in the order of the file.  Boxes are in
     the pixels of the image as decoded (EXIF orientation applied).
 
     A file with ``frame`` and ``time`` columns (``path,frame,time,x,y,w,h``,
@@ -1097,8 +1099,9 @@ def read_regions(path: str) -> Iterator[Input]:
     from .errors import UsageError
 
     fh, reader, has_frames = _open_regions(path)
+    canonical = Canonical()
+    groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
     with fh:
-        current, boxes = None, []
         for n, row in enumerate(reader, start=2):
             where = f"--regions {path}, line {n}"
             try:
@@ -1122,13 +1125,9 @@ def read_regions(path: str) -> Iterator[Input]:
                     raise UsageError(f"{where}: a box in a video needs its frame number",
                                      "featx detect VIDEO writes path,frame,time,x,y,w,h")
                 box = (frame, time, *box)
-            if p != current and current is not None:
-                yield _region_input(current, boxes)
-                boxes = []
-            current = p
-            boxes.append(box)
-        if current is not None:
-            yield _region_input(current, boxes)
+            groups.setdefault(canonical(p), (p, []))[1].append(box)
+    for p, boxes in groups.values():
+        yield _region_input(p, boxes)
 
 
 def _region_input(path: str, boxes: list[tuple]) -> Input:

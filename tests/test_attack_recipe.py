@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx, ok, photo_crops
+from helpers import copy_samples, featx, featx_inprocess, ok, photo_crops
 
 
 def write_recipe(path: Path, inputs: list | None, outputs: list[dict], **run) -> Path:
@@ -70,12 +70,12 @@ def test_a_stdout_output_does_not_change_the_other_outputs_when_an_input_is_name
             {"extractor": "hog", "path": "h.npy", "resize": "64x64"},
             {"extractor": "gradients", "path": "g.csv", "grid": "2x2"}]
     r = write_recipe(tmp_path / "r.toml", inputs, outs)
-    streamed = ok(featx("run", r, "-j", "1", "-q")).stdout
+    streamed = ok(featx_inprocess("run", r, "-j", "1", "-q")).stdout
     ref = tmp_path / "ref"
     ref.mkdir()
-    alone = ok(featx("extract", "gradients", *inputs, "-o", "-", "--grid", "2x2", "-q")).stdout
-    ok(featx("extract", "hog", *inputs, "-o", ref / "h.npy", "--resize", "64x64", "-q"))
-    ok(featx("extract", "gradients", *inputs, "-o", ref / "g.csv", "--grid", "2x2", "-q"))
+    alone = ok(featx_inprocess("extract", "gradients", *inputs, "-o", "-", "--grid", "2x2", "-q")).stdout
+    ok(featx_inprocess("extract", "hog", *inputs, "-o", ref / "h.npy", "--resize", "64x64", "-q"))
+    ok(featx_inprocess("extract", "gradients", *inputs, "-o", ref / "g.csv", "--grid", "2x2", "-q"))
     assert streamed == alone
     assert data_files(tmp_path / "h.npy") == data_files(ref / "h.npy")
     assert data_files(tmp_path / "g.csv") == data_files(ref / "g.csv")
@@ -94,20 +94,20 @@ def test_print_recipe_round_trips_wherever_the_recipe_is_saved(tmp_path, photos)
     work = tmp_path / "work"
     work.mkdir()
     (work / "photos").symlink_to(photos)
-    ok(featx("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64", "-q", cwd=work))
-    text = ok(featx("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64",
+    ok(featx_inprocess("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64", "-q", cwd=work))
+    text = ok(featx_inprocess("extract", "hog+gradients", "photos", "-o", "feats/", "--resize", "64x64",
                     "--print-recipe", cwd=work)).stdout
     (tmp_path / "jobs").mkdir()
     saved = tmp_path / "jobs" / "again.toml"
     saved.write_bytes(text)
-    res = ok(featx("run", saved, cwd="/"))
+    res = ok(featx_inprocess("run", saved, cwd="/"))
     err = res.stderr.decode()
     assert err.count("0 processed, 6 up to date") == 2, err          # the same outputs, found
     assert not (tmp_path / "jobs" / "feats").exists()
     # and a recipe's own printout, with inputs given on the command line, the same
-    text2 = ok(featx("run", saved, "photos", "--print-recipe", cwd=work)).stdout
+    text2 = ok(featx_inprocess("run", saved, "photos", "--print-recipe", cwd=work)).stdout
     (tmp_path / "jobs" / "third.toml").write_bytes(text2)
-    err = ok(featx("run", tmp_path / "jobs" / "third.toml", cwd="/")).stderr.decode()
+    err = ok(featx_inprocess("run", tmp_path / "jobs" / "third.toml", cwd="/")).stderr.decode()
     assert err.count("0 processed, 6 up to date") == 2, err
 
 
@@ -277,17 +277,17 @@ def test_every_box_of_a_regions_file_gets_its_row_whatever_the_order_of_the_rows
     copy_samples(tmp_path, {"a.png": "astronaut.png", "c.jpg": "coffee.jpg"})
     (tmp_path / "boxes.csv").write_text("path,x,y,w,h\na.png,10,10,100,80\nc.jpg,5,5,300,200\n"
                                         "./a.png,200,30,90,120\n")
-    ok(featx("extract", "gradients", "--regions", "boxes.csv", "-o", "alone.csv", "-q", cwd=tmp_path))
+    ok(featx_inprocess("extract", "gradients", "--regions", "boxes.csv", "-o", "alone.csv", "-q", cwd=tmp_path))
     r = write_recipe(tmp_path / "r.toml", None, [{"extractor": "gradients", "path": "g.csv"},
                                                  {"extractor": "hog", "path": "h.npy", "resize": "64x64"}],
                      regions="boxes.csv")
-    ok(featx("run", r, "-q", cwd=tmp_path))   # (paths in a boxes file are taken from the working folder)
+    ok(featx_inprocess("run", r, "-q", cwd=tmp_path))   # (paths in a boxes file are taken from the working folder)
     for csv in (tmp_path / "alone.csv", tmp_path / "g.csv"):
         boxes = sorted(tuple(line.split(",")[1:5]) for line in csv.read_text().splitlines()[1:])
         assert boxes == [("10", "10", "100", "80"), ("200", "30", "90", "120"), ("5", "5", "300", "200")], csv
     assert np.load(tmp_path / "h.npy").shape[0] == 3
     # the run after finds them all up to date
-    again = ok(featx("run", r, cwd=tmp_path)).stderr.decode()
+    again = ok(featx_inprocess("run", r, cwd=tmp_path)).stderr.decode()
     assert again.count("0 processed, 2 up to date") == 2, again
 
 
@@ -295,6 +295,7 @@ def test_every_box_of_a_regions_file_gets_its_row_whatever_the_order_of_the_rows
 # a full disk
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_worker_processes_is_an_output_error_not_failed_inputs(tmp_path, photos):
     """README exit codes: 74 when an output cannot be written, 'what was committed is kept';
     an input fails for its own reasons.  With -j 2 the workers' spool files hit the full
@@ -309,7 +310,7 @@ def test_a_full_disk_under_worker_processes_is_an_output_error_not_failed_inputs
     assert res.returncode == 74 and "Traceback" not in err, err
     assert "File too large" in err and "OSError" not in err, err
     side = json.loads((tmp_path / "g.csv.featx.json").read_text())
-    assert side["summary"]["failed"] == 0, side["summary"]
+    assert side["inputs"]["failed"] == 0 and side["failures"] == [], side["failures"]
     ok(subprocess.run(cmd, capture_output=True))
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -333,3 +334,99 @@ def test_the_output_that_hit_the_full_disk_is_the_one_that_fails(tmp_path, photo
     status = {n: json.loads((tmp_path / f"{n}.featx.json").read_text())["status"] for n in ("g", "g2")}
     assert status == {"g": "interrupted", "g2": "failed"}, (status, err)
     assert "hog: 0 processed, stopped early" in err, err
+
+
+# ---------------------------------------------------------------------------
+# changing one output of a recipe
+
+
+def test_one_output_with_new_settings_is_redone_alone_once_its_files_are_deleted(tmp_path, photos):
+    """README: an output made with other settings is refused, and an output whose files were
+    deleted 'is rebuilt from scratch'.  Both at once — the way to redo one output of a
+    recipe with new settings — was refused ('made with other settings': the rebuilt output
+    kept the old settings to check against), and the hint named --overwrite, which in a
+    recipe starts every output afresh."""
+    outs = [{"extractor": "hog", "path": "h.npy", "resize": "64x64"},
+            {"extractor": "gradients", "path": "g.csv", "grid": "2x2"}]
+    r = write_recipe(tmp_path / "r.toml", [photos], outs)
+    ok(featx_inprocess("run", r, "-q"))
+    outs[0]["cell-size"] = 16
+    write_recipe(r, [photos], outs)
+    res = featx_inprocess("run", r)
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "h.npy was made with other settings" in err, err
+    assert "every output" in err, err                 # the hint says what --overwrite would do here
+    (tmp_path / "h.npy").unlink()
+    (tmp_path / "h.index.csv").unlink()
+    err = ok(featx_inprocess("run", r)).stderr.decode()
+    assert "hog: 6 processed" in err and "gradients: 0 processed, 6 up to date" in err, err
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    ok(featx_inprocess("extract", "hog", photos, "-o", ref / "h.npy", "--resize", "64x64", "--cell-size", "16", "-q"))
+    assert data_files(tmp_path / "h.npy") == data_files(ref / "h.npy")
+
+
+def test_inputs_given_to_featx_run_in_python_replace_a_recipes_list(tmp_path, photos):
+    """The same for `featx.run("recipe.toml", inputs=[...])`: the recipe's files-from list
+    was read as well."""
+    import featx as fx
+
+    listing = tmp_path / "two.txt"
+    listing.write_text("".join(f"{photos / n}\n" for n in ("img000.png", "img001.png")))
+    r = write_recipe(tmp_path / "r.toml", None, [{"extractor": "gradients", "path": "g.npy"}],
+                     files_from=[str(listing)])
+    res = fx.run(str(r), inputs=[str(photos / "img004.png")], jobs=1)
+    assert res.exit_code == 0 and res.outputs[0].summary.processed == 1
+
+
+def test_the_closing_line_names_the_sidecars_that_list_failures(tmp_path, photos):
+    """'N input(s) failed ...; they are listed in SIDECARS' named every output's sidecar,
+    also those of outputs for which nothing failed (whose sidecars list nothing)."""
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes((photos / "img000.png").read_bytes())
+    cv2.imwrite(str(src / "tiny.png"), cv2.imread(str(photos / "img001.png"))[:10, :10])  # too small for hog
+    r = write_recipe(tmp_path / "r.toml", [src], [{"extractor": "hog", "path": "h.npy"},
+                                                  {"extractor": "gradients", "path": "g.npy"}])
+    res = featx_inprocess("run", r)
+    last = res.stderr.decode().strip().splitlines()[-1]
+    assert res.returncode == 1 and "listed in" in last, last
+    assert "h.npy.featx.json" in last and "g.npy.featx.json" not in last, last
+
+
+def test_the_short_form_with_format_npy_dir_writes_folders_named_after_the_extractors(tmp_path, photos):
+    """README: the short form writes 'feats/hog.npy, or feats/sift/ for keypoints and maps'.
+    With --format npy-dir it wrote folders named feats/hog.npy/ and feats/gradients.npy/."""
+    ok(featx_inprocess("extract", "hog+gradients", photos, "-o", f"{tmp_path}/feats/", "--format", "npy-dir",
+                       "--resize", "64x64", "-q"))
+    assert sorted(p.name for p in (tmp_path / "feats").iterdir() if p.is_dir()) == ["gradients", "hog"]
+    (tmp_path / "ref").mkdir()
+    ok(featx_inprocess("extract", "hog", photos, "-o", str(tmp_path / "ref" / "hog") + "/", "--resize", "64x64",
+                       "-q"))
+    assert data_files(tmp_path / "feats" / "hog") == data_files(tmp_path / "ref" / "hog")
+
+
+def test_the_short_form_refuses_an_output_kind_before_making_its_folder(tmp_path, photos):
+    """Usage errors come before anything is created: hog+sift --format csv (keypoints
+    cannot go into a CSV) was refused after the folder -o had been made."""
+    res = featx_inprocess("extract", "hog+sift", photos, "-o", f"{tmp_path}/f/", "--format", "csv")
+    assert res.returncode == 2 and b"keypoints" in res.stderr, res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_of_a_recipe_keeps_every_output_when_one_cannot_be_written(tmp_path, photos):
+    """Exit 2 means nothing was done.  `featx run --overwrite` deleted the first output's
+    files, then refused the second (a file where its folder goes): exit 2, and a.npy gone."""
+    outs = [{"extractor": "gradients", "path": "a.npy"}, {"extractor": "gradients", "path": "b/", "grid": "2x2"}]
+    r = write_recipe(tmp_path / "r.toml", [photos], outs)
+    ok(featx_inprocess("run", r, "-q"))
+    before = data_files(tmp_path / "a.npy")
+    import shutil
+
+    shutil.rmtree(tmp_path / "b")
+    (tmp_path / "b").write_text("a file where the output folder goes\n")
+    res = featx_inprocess("run", r, "--overwrite")
+    assert res.returncode == 2 and b"not a folder" in res.stderr, res.stderr
+    assert data_files(tmp_path / "a.npy") == before

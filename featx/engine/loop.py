@@ -160,6 +160,7 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
     inputs = itertools.chain([first] if first is not None else [], inputs)
     for o in outs:
         o.check_folder()
+        o.sink.preflight()  # every output, before any is opened: --overwrite removes files there
     opened: list[Output] = []
     try:
         # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
@@ -370,9 +371,29 @@ def _stopped_by(outs: list[Output], exc: OutputWriteError, culprit: Output | Non
     """An output could not be written: it fails with ``exc``; the others stop too (what
     they committed is kept, and the next run finishes them)."""
     if culprit is None:
-        culprit = next((o for o in outs if exc.message.find(o.sink.output) >= 0 or o.sink.broken is exc), outs[0])
+        culprit = _culprit(outs, exc)
     for o in outs:
         if o is culprit:
             o.summary.error = o.summary.error or exc
         elif o.summary.error is None:
             o.summary.interrupted = True
+
+
+def _culprit(outs: list[Output], exc: OutputWriteError) -> Output:
+    """The output ``exc`` is about: the one whose sink it broke, else the one whose file
+    it names (the longest match, ending where a path ends: ``g2/x.npy`` is not ``g``'s)."""
+    found = next((o for o in outs if o.sink.broken is exc), None)
+    if found is not None:
+        return found
+    text, best, size = exc.message, outs[0], -1
+    for o in outs:
+        if not o.sink.persistent:
+            continue
+        for p in o.sink.paths() + [o.sink.state_path, o.sink.sidecar_path]:
+            i = text.find(p) if p else -1
+            while i >= 0:
+                end = i + len(p)
+                if len(p) > size and (end == len(text) or text[end] in "/: " + os.sep):
+                    best, size = o, len(p)
+                i = text.find(p, i + 1)
+    return best

@@ -7,6 +7,7 @@ hands back only small :class:`Record` s.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,13 +287,33 @@ class Worker:
 
     def run_to_spool(self, inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
         """Run ``inputs``, output ``k``'s rows going to the file ``spool.k``."""
+        from ..output.atomic import disk_error, is_disk_error
+
+        where = f"the workers' spool in {os.path.dirname(spool)}"
+
+        def guarded(write):
+            def w(data: bytes) -> None:
+                try:
+                    write(data)
+                except OSError as exc:  # a full disk is the run's error, never this input's
+                    if is_disk_error(exc):
+                        raise disk_error(where, exc) from None
+                    raise
+            return w
+
         paths = [f"{spool}.{k}" for k in range(len(self.extractors))]
         handles = [open(p, "wb") for p in paths]
         try:
-            return self.run(inputs, [h.write for h in handles]), paths
+            recs = self.run(inputs, [guarded(h.write) for h in handles])
+            for h in handles:
+                guarded(lambda _: h.flush())(b"")
+            return recs, paths
         finally:
             for h in handles:
-                h.close()
+                try:
+                    h.close()
+                except OSError:
+                    pass  # (a flush that failed is raised above)
 
     def run_to_bytes(self, inputs: list[sources.Input]) -> tuple[list, list[bytes]]:
         parts: list[list[bytes]] = [[] for _ in self.extractors]

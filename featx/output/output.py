@@ -151,8 +151,14 @@ class Output:
             summary.rebuilt = why
             self.state.reset()
             sink.discard()
-        if existing:
-            check_config(self.state, self.config, sink.output, ignore=self.ignore)
+        if existing and not why:  # (rebuilt from scratch: nothing made with the old settings is left)
+            try:
+                check_config(self.state, self.config, sink.output, ignore=self.ignore)
+            except FeatxError as exc:
+                if not self.name:
+                    raise
+                raise type(exc)(exc.message, "--overwrite would start every output of the run afresh; to redo "
+                                             "this one alone, delete its files (or give it another path)") from None
         if self.state.get("config") != self.config:
             self.state.set_meta(config=self.config)
 

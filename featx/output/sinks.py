@@ -329,6 +329,12 @@ class Sink:
     def exists(self) -> bool:
         return any(os.path.exists(p) for p in self.paths())
 
+    def preflight(self) -> None:
+        """Refuse, before any output of the run is opened (an ``--overwrite`` removes files),
+        an output that cannot be written where it is named."""
+        if self.output != "-" and os.path.isdir(self.output):
+            raise OutputError(f"{self.output} is a folder", "choose another -o (a folder/ is an npy-dir output)")
+
     def prepare(self) -> bool:
         """Under the lock: True if there is an earlier output to continue."""
         if self.output == "-":
@@ -983,9 +989,12 @@ class NpyDirSink(Sink):
     def exists(self):
         return os.path.isdir(self.output) and any(not e.name.startswith(".") for e in os.scandir(self.output))
 
-    def prepare(self):
+    def preflight(self):
         if os.path.exists(self.output) and not os.path.isdir(self.output):
             raise OutputError(f"{self.output} exists and is not a folder", "choose another -o")
+
+    def prepare(self):
+        self.preflight()
         os.makedirs(self.output, exist_ok=True)
         if self.overwrite:
             if os.path.isfile(self.state_path) and not os.path.islink(self.state_path):
