@@ -250,6 +250,6 @@ def test_overwrite_of_an_npy_dir_output_starts_it_afresh(tmp_path):
     --prune ever removes them."""
     copy_samples(tmp_path / "p", {"coffee.jpg": "coffee.jpg", "clip.mp4": "clip.mp4"})
     ok(featx(*G, "p/coffee.jpg", "p/clip.mp4", "--fps", "2", "-o", "v/", "-q", cwd=tmp_path))
-    ok(featx(*G, "p/coffee.jpg", "--fps", "2", "-o", "v/", "-q", "--overwrite", cwd=tmp_path))
-    ok(featx(*G, "p/coffee.jpg", "--fps", "2", "-o", "fresh/", "-q", cwd=tmp_path))
+    ok(featx(*G, "p/coffee.jpg", "--video", "-o", "v/", "-q", "--overwrite", cwd=tmp_path))
+    ok(featx(*G, "p/coffee.jpg", "--video", "-o", "fresh/", "-q", cwd=tmp_path))
     assert files(tmp_path / "v") == files(tmp_path / "fresh")
