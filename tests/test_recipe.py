@@ -377,3 +377,32 @@ def test_two_recipes_sharing_an_output_do_not_both_write_it(tmp_path, photos, sl
     if b.returncode == 75:
         assert b"another run" in b.stderr or b"holds" in b.stderr
     assert np.load(out / "s.npy").shape[0] == 10
+
+
+def test_outputs_that_need_different_decode_sizes_match_their_own_runs(tmp_path):
+    """A JPEG is decoded at the size each output needs (1/8 for hog at 256x256, 1/2 for
+    gradients at 640x480 of a 2400x1800 photo): in a recipe, once per distinct size, so
+    each output is byte-identical to its own run — and both differ from --exact-decode."""
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    base = cv2.imread(str(SAMPLES / "coffee.jpg"))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        big = cv2.resize(np.roll(base, 40 * i, axis=1), (2400, 1800), interpolation=cv2.INTER_CUBIC)
+        big = np.clip(big + rng.normal(0, 3, big.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(src / f"p{i}.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    outs = [("hog", "h.npy", {"resize": "256x256"}), ("gradients", "g.npy", {"resize": "640x480"})]
+    ref = separate(tmp_path, src, outs, ["-j", "1"])
+    out = tmp_path / "o"
+    out.mkdir()
+    ok(featx("run", recipe(tmp_path / "r.toml", [src], outs, out), "-j", "2"))
+    assert_same(out, ref, outs)
+    for _, fname, _ in outs:
+        assert json.loads((out / (fname + ".featx.json")).read_text())["options"]["decode"] == "reduced"
+    exact = tmp_path / "exact"
+    exact.mkdir()
+    ok(featx("run", recipe(tmp_path / "e.toml", [src], outs, exact), "--exact-decode"))
+    assert not np.array_equal(np.load(exact / "h.npy"), np.load(out / "h.npy"))
+    assert json.loads((exact / "h.npy.featx.json").read_text())["options"]["decode"] == "exact"
