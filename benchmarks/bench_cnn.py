@@ -117,12 +117,13 @@ def main() -> None:
 
     def featx(b):
         # featx: decoding + preprocessing of the next batch overlap inference
-        batches = ([decode(p) for p in group] for group in chunks(paths, b))
+        batches = ([ext.preprocess(decode(p)) for p in group] for group in chunks(paths, b))
         return [v for vs in ext.extract_stream(batches) for v in vs]
 
     def featx_batch(b):
         # the plain extract_batch contract, no overlap
-        return [v for group in chunks(paths, b) for v in ext.extract_batch([decode(p) for p in group])]
+        return [v for group in chunks(paths, b)
+                for v in ext.extract_batch([ext.preprocess(decode(p)) for p in group])]
 
     # same numbers?
     a, c = np.stack(featx(args.batch)), np.stack(plain(args.batch))
