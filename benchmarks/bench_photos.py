@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 PHOTOS = ("coffee.jpg", "rocket.jpg", "chelsea.png", "astronaut.png", "camera.png")
 SIZES = {12: (4000, 3000), 48: (8000, 6000)}
-# featx tunes glibc's allocator at start-up (pipeline.tune_allocator); the plain
+# featx tunes glibc's allocator at start-up (featx.engine.process.tune_allocator); the plain
 # loops run under the same setting (DESIGN.md: measure both the same way).
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_MMAP_THRESHOLD_=str(32 * 1024 * 1024),
            MALLOC_TRIM_THRESHOLD_=str(256 * 1024 * 1024))
