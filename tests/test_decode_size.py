@@ -186,8 +186,13 @@ def test_exact_decode_is_the_full_decode_path_and_the_choice_is_recorded(tmp_pat
     assert side("r.npy") == "reduced" and side("x.npy") == "exact"
     # an output is continued only the way it was made: its numbers must not mix
     r = run_featx(*args, "--exact-decode", "-o", tmp_path / "r.npy")
-    assert r.returncode == 2 and b"decode" in r.stderr, r.stderr
+    assert r.returncode == 2 and b"JPEG decoding: at the size needed -> every pixel" in r.stderr, r.stderr
     ok(run_featx(*args, "-o", tmp_path / "r.npy"))                        # same way: up to date
+    # an output made with every pixel decoded (as featx before 0.2 did): the message says how
+    # to continue it as it was made
+    r = run_featx(*args, "-o", tmp_path / "x.npy")
+    assert r.returncode == 2 and b"JPEG decoding: every pixel -> at the size needed" in r.stderr
+    assert b"pass --exact-decode to continue it as it was made" in r.stderr
     # an extractor that needs every pixel decodes in full either way, and says so
     ok(run_featx("extract", "gradients", folder, "-q", "-o", tmp_path / "g.npy"))
     assert side("g.npy") == "exact"

@@ -394,12 +394,19 @@ def check_config(state: State, config: dict[str, Any], output: str, ignore: tupl
                     continue
                 if k == "resize_mode" and (a.get("resize") is None or b.get("resize") is None):
                     continue  # follows --resize, which is named already
+                if k == "decode":  # recorded only when JPEGs may be decoded at a reduced size
+                    diffs.append("JPEG decoding: " + ("at the size needed -> every pixel (--exact-decode)"
+                                                      if a.get(k) else "every pixel -> at the size needed"))
+                    continue
                 diffs.append(f"{_setting_name(section, k)}: {_setting_text(k, a.get(k))} -> "
                              f"{_setting_text(k, b.get(k))}")
         elif a != b:
             diffs.append(f"{section}: {_setting_text(section, a)} -> {_setting_text(section, b)}")
-    raise OutputError(f"{output} was made with other settings ({'; '.join(diffs[:6])})",
-                      "pass --overwrite to start a fresh output, or choose another -o")
+    hint = "pass --overwrite to start a fresh output, or choose another -o"
+    if any(d.startswith("JPEG decoding: every pixel ->") for d in diffs) and len(diffs) == 1:
+        # an output of an earlier featx (or of --exact-decode): continue it as it was made
+        hint = "pass --exact-decode to continue it as it was made (every pixel decoded), or --overwrite"
+    raise OutputError(f"{output} was made with other settings ({'; '.join(diffs[:6])})", hint)
 
 
 def _setting_name(section: str, key: str) -> str:
