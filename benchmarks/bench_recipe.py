@@ -63,7 +63,9 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
 
 def recipe_file(path: Path, inputs: list[Path], run: dict) -> Path:
     lines = [f"inputs = [{', '.join(repr(str(p)) for p in inputs)}]"]
-    lines += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in run.items()]
+    for k, v in run.items():
+        text = f'"{v}"' if isinstance(v, str) else ("true" if v is True else "false" if v is False else repr(v))
+        lines.append(f"{k} = {text}")
     for name, fname, extra in OUTPUTS:
         lines += ["", "[[output]]", f'extractor = "{name}"', f'path = "{fname}"']
         if extra:
@@ -107,19 +109,26 @@ def main() -> None:
     ap.add_argument("--video-seconds", type=float, default=30.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--exact-decode", action="store_true",
+                    help="Both sides decode every JPEG in full (featx before reduced decoding).")
+    ap.add_argument("--no-video", action="store_true", help="Photos only.")
     args = ap.parse_args()
+    exact_flags, exact_keys = (["--exact-decode"], {"exact-decode": True}) if args.exact_decode else ([], {})
     work = Path(tempfile.mkdtemp(prefix="featx-bench-recipe-"))
     rows = []
     try:
         t = time.perf_counter()
         photos = camera_photos(work / "photos", args.photos, args.mp)
         print(f"{args.photos} photos of {args.mp:g} MP made in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        rows.append(compare(f"{args.photos} photos, {args.mp:g} MP", [photos], [], {}, args.repeats, args.jobs,
-                            work))
+        rows.append(compare(f"{args.photos} photos, {args.mp:g} MP" + (", --exact-decode" if args.exact_decode
+                                                                        else ""),
+                            [photos], exact_flags, exact_keys, args.repeats, args.jobs, work))
         from bench_video import h264_writer, write_h264
 
-        how = h264_writer()
-        if how is None:
+        how = None if args.no_video else h264_writer()
+        if args.no_video:
+            pass
+        elif how is None:
             print("no H.264 encoder (ffmpeg with libx264, or PyAV): video skipped", file=sys.stderr)
         else:
             video = work / "pan.mp4"
