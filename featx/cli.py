@@ -179,19 +179,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
     """
     if not value:
         return value
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from .recipe import read_toml
+
     try:
-        with open(value, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {value}: {exc.strerror or exc}", ctx, param)
-    except tomllib.TOMLDecodeError as exc:
-        raise click.BadParameter(f"{value} is not valid TOML: {exc}", ctx, param)
-    except UnicodeDecodeError:
-        raise click.BadParameter(f"{value} is not valid TOML: not UTF-8 text", ctx, param)
+        data = read_toml(value)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message, ctx, param) from None
     cmd = ctx.command
     name = cmd.name
     for key, v in data.items():
@@ -663,10 +656,12 @@ class ExtractorGroup(click.Group):
             cmd.featx_show_only = {p.name: p for p in hidden}  # a config file may hold them
         return cmd
 
+    commands_title = "Extractors (featx list describes them)"
+
     def format_commands(self, ctx, formatter):
         rows = [(n, "") for n in self.list_commands(ctx)]
         if rows:
-            with formatter.section("Extractors (featx list describes them)"):
+            with formatter.section(self.commands_title):
                 formatter.write_dl(rows)
 
 
@@ -1439,11 +1434,7 @@ class _CodebookGroup(ExtractorGroup):
             return f"{cls.name} has no local descriptors to learn a codebook from"
         return None
 
-    def format_commands(self, ctx, formatter):
-        rows = [(n, "") for n in self.list_commands(ctx)]
-        if rows:
-            with formatter.section("Extractors with local descriptors"):
-                formatter.write_dl(rows)
+    commands_title = "Extractors with local descriptors"
 
 
 cli.add_command(_LazyDetect())

@@ -178,8 +178,9 @@ def plan_from_dict(data: dict[str, Any], where: str, base: str) -> Plan:
     return Plan(outputs=tuple(outputs), **fields)
 
 
-def load_recipe(path: str) -> Plan:
-    """Read a recipe file into a :class:`Plan` (usage errors name the file and the key)."""
+def read_toml(path: str, what: str = "") -> dict[str, Any]:
+    """A TOML file's data; :class:`UsageError` naming the file when it cannot be read or is
+    not TOML (recipes and ``--config`` files)."""
     import sys
 
     if sys.version_info >= (3, 11):
@@ -188,13 +189,18 @@ def load_recipe(path: str) -> Plan:
         import tomli as tomllib
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
-        raise UsageError(f"cannot read the recipe {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {what}{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not valid TOML: not UTF-8 text") from None
+
+
+def load_recipe(path: str) -> Plan:
+    """Read a recipe file into a :class:`Plan` (usage errors name the file and the key)."""
+    data = read_toml(path, "the recipe ")
     base = os.path.dirname(os.path.abspath(path))
     return plan_from_dict(data, path, base)
 

@@ -209,3 +209,17 @@ def plugin_env(tmp_path: Path) -> dict:
     """PYTHONPATH with a test plugin package registering `trouble` and `slow`."""
     return fake_plugin(tmp_path / "plug", "trouble", {"trouble": "trouble_ext:Trouble", "slow": "trouble_ext:Slow"},
                        {"trouble_ext.py": PLUGIN})
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """What a reader sees of an output, to compare two outputs byte for byte: a ``.npy``
+    with its index, a ``.csv``, or an npy-dir's files (not its state file inside, which
+    says when, not what)."""
+    if out.is_dir():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.is_file() and not p.name.startswith(".featx-")}
+    got = {out.name: out.read_bytes()}
+    if out.suffix == ".npy":
+        idx = out.with_name(out.stem + ".index.csv")
+        got[idx.name] = idx.read_bytes()
+    return got

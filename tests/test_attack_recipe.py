@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import copy_samples, featx, featx_inprocess, ok, photo_crops
+from helpers import copy_samples, featx, featx_inprocess, ok, output_files, photo_crops
 
 
 def write_recipe(path: Path, inputs: list | None, outputs: list[dict], **run) -> Path:
@@ -28,16 +28,7 @@ def write_recipe(path: Path, inputs: list | None, outputs: list[dict], **run) ->
     return path
 
 
-def data_files(out: Path) -> dict[str, bytes]:
-    """What a reader sees of an output (the npy's index too; an npy-dir's files)."""
-    if out.is_dir():
-        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-                if p.is_file() and not p.name.startswith(".featx-")}
-    got = {out.name: out.read_bytes()}
-    if out.suffix == ".npy":
-        idx = out.with_name(out.stem + ".index.csv")
-        got[idx.name] = idx.read_bytes()
-    return got
+data_files = output_files  # what a reader sees of an output (tests/helpers.py)
 
 
 def limit_file_size(nbytes: int):

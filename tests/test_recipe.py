@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, ok, photo_crops, plugin_env
+from helpers import SAMPLES, featx, ok, output_files, photo_crops, plugin_env
 
 VIDEO = SAMPLES / "clip.mp4"
 
@@ -51,16 +51,7 @@ def recipe(path: Path, inputs: list, outputs: list, outdir: Path, **run) -> Path
     return path
 
 
-def files_of(out: Path) -> dict[str, bytes]:
-    """What a reader sees of an output: the data (and index) or an npy-dir's files."""
-    if out.is_dir():  # (its state file inside says when, not what)
-        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-                if p.is_file() and not p.name.startswith(".featx-")}
-    got = {out.name: out.read_bytes()}
-    if out.suffix == ".npy":
-        idx = out.with_name(out.stem + ".index.csv")
-        got[idx.name] = idx.read_bytes()
-    return got
+files_of = output_files  # what a reader sees of an output (tests/helpers.py)
 
 
 def separate(tmp: Path, src, outputs, extra: list, cwd=None, env=None) -> Path:
