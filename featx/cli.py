@@ -348,6 +348,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     featx list                                 extractors available
     featx info hog --size 640x480              parameters and output size
     featx extract hog photos/ -o hog.npy       one row per image
+    featx extract gradients+cnn photos/ -o f/  several features, one decode
+    featx run features.toml                    a recipe of several outputs
     featx show hog photo.jpg -o hog.png        a picture of what it computes
 
     Exit codes: 0 all good; 1 some inputs failed (the rest written);
@@ -1456,9 +1458,15 @@ cli.add_command(_CodebookGroup(
          "  featx codebook sift train/ -k 256 -o sift-k256.codebook.npz\n"
          "  featx codebook sift train/ -k 64 --gmm -o sift-gmm64.codebook.npz\n"
          "  featx extract sift photos/ -o vlad.npy --encode vlad --codebook sift-k256.codebook.npz"))
-cli.add_command(ExtractorGroup("extract", build=_build_extract, context_settings=CONTEXT,
-                               help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. "
-                                    "`featx extract NAME --help` lists NAME's options."))
+cli.add_command(ExtractorGroup(
+    "extract", build=_build_extract, context_settings=CONTEXT,
+    short_help="Extract features: one extractor, or several in one pass (a+b+c).",
+    help="Extract features: featx extract NAME INPUTS... -o OUTPUT [options]. `featx extract NAME --help` "
+         "lists NAME's options; NAME+NAME+... writes one output per extractor in one pass.\n\n"
+         "\b\nExamples:\n"
+         "  featx extract hog samples/ -o hog.npy --resize 256x256\n"
+         "  featx extract hog+gradients+cnn samples/ -o feats/ --resize 256x256\n"
+         "  featx extract gradients samples/clip.mp4 -o clip.csv --fps 5"))
 cli.add_command(ExtractorGroup(
     "show", build=_build_show, show_params=True, context_settings=CONTEXT,
     short_help="Render a picture of what an extractor computes for one image.",
