@@ -35,16 +35,27 @@ PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.5
 
 
-def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None (gone, or not Linux)."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (``[0]`` the state, ``[19]``
+    the start time in clock ticks since boot); None when the process is gone or the file
+    cannot be read, ``[]`` when it cannot be parsed."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses; field 22 is starttime
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses
     try:
-        return int(stat[stat.rindex(b")") + 2:].split()[19])
+        return stat[stat.rindex(b")") + 2:].split()
+    except ValueError:
+        return []
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None (gone, or not Linux)."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
     except (ValueError, IndexError):
         return None
 
@@ -85,13 +96,10 @@ def alive(pid: int, started: int | None) -> bool:
     if pid <= 0:
         return False
     if _LINUX and os.path.isdir("/proc/self"):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
+        fields = _stat_fields(pid)
+        if fields is None:
             return False
         try:
-            fields = stat[stat.rindex(b")") + 2:].split()
             if fields[0] in (b"Z", b"X"):
                 return False
             return started is None or int(fields[19]) == started

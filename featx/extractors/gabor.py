@@ -489,16 +489,11 @@ class Gabor(Extractor):
         if grid is not None:   # tile by tile: one tile's buffers and the spectra at the tile size
             (m, n), _ = grid
             need = (64 + 4 * len(self.parts) + 16) * m * n
-            cache = self.n_kernels * m * n * 8
-            if cache <= SPECTRA_CACHE_BYTES:
-                need += cache
-            if self.params.result == "maps":
-                need += 4 * self.n_kernels * len(self.parts) * height * width
-            return int(need)
-        m = cv2.getOptimalDFTSize(height + 2 * self.ry)
-        n = cv2.getOptimalDFTSize(width + 2 * self.rx)
-        need = 64 * m * n + 4 * (len(self.parts) + 2) * height * width
-        cache = self.n_kernels * m * n * 8
+        else:
+            m = cv2.getOptimalDFTSize(height + 2 * self.ry)
+            n = cv2.getOptimalDFTSize(width + 2 * self.rx)
+            need = 64 * m * n + 4 * (len(self.parts) + 2) * height * width
+        cache = self.n_kernels * m * n * 8   # the kernels' spectra at that transform size
         if cache <= SPECTRA_CACHE_BYTES:
             need += cache
         if self.params.result == "maps":
