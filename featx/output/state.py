@@ -98,12 +98,15 @@ def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
 
 
 def _identify_folder(path: str, use_hash: bool) -> Identity | None:
-    """A frame folder: total size and latest modification time of its files (and a hash
-    of their names, sizes and contents with ``use_hash``), so an edited, added or removed
-    frame makes it 'changed'."""
+    """A frame folder: the total size of its files and, in place of a time, a fingerprint
+    of every file's name, size, modification time and inode (and a hash of their names
+    and contents with ``use_hash``), so an edited, added, removed or replaced frame makes
+    it 'changed' — any frame, whatever time it was given (a frame restored from a backup
+    with its older time, a new file renamed over one with the same time)."""
     import hashlib
 
-    total, latest = 0, 0
+    total = 0
+    f = hashlib.blake2b(digest_size=8)
     d = hashlib.blake2b(digest_size=16) if use_hash else None
     try:
         entries = sorted((e for e in os.scandir(path) if not e.name.startswith(".") and e.is_file()),
@@ -111,14 +114,17 @@ def _identify_folder(path: str, use_hash: bool) -> Identity | None:
         for e in entries:
             st = e.stat()
             total += st.st_size
-            latest = max(latest, st.st_mtime_ns)
+            f.update(b"%s\0%d %d %d\0" % (e.name.encode("utf-8", "surrogateescape"), st.st_size,
+                                          st.st_mtime_ns, st.st_ino))
             if d is not None:
                 d.update(e.name.encode("utf-8", "surrogateescape") + b"\0")
                 sub = identify(e.path, True)
                 d.update((sub.hash or "").encode())
     except OSError:
         return None
-    return Identity(total, latest, d.hexdigest() if d is not None else None)
+    # a signed 64-bit integer: the state keeps it in the mtime_ns column
+    fingerprint = int.from_bytes(f.digest(), "little", signed=True)
+    return Identity(total, fingerprint, d.hexdigest() if d is not None else None)
 
 
 def identify(path: str, use_hash: bool = False) -> Identity | None:
