@@ -65,6 +65,10 @@ MUTANTS = {m.name: m for m in [
            "MBH gradients per sample instead of per pixel (step left out)"),
     Mutant("cnn-mean", "featx.extractors.cnn", "chw -= self.mean[order, None, None]",
            "chw -= self.mean[order, None, None] + 1.0", "network input mean 128 instead of 127"),
+    Mutant("cnn-bgr", "featx.extractors.cnn",
+           'order = [2, 1, 0] if self.channel_order == "BGR" else [0, 1, 2]',
+           'order = [0, 1, 2] if self.channel_order == "BGR" else [2, 1, 0]',
+           "network fed BGR instead of RGB"),
     Mutant("to-uint8-truncates", "featx.imageops", "((image.astype(np.uint32) + 128) // 257)",
            "(image.astype(np.uint32) // 257)", "16-bit to 8-bit truncates instead of rounding"),
     Mutant("to-float32-256", "featx.imageops", "return image.astype(np.float32) * _U16_TO_255",
@@ -96,20 +100,22 @@ FOR_ENTRY = {
     "flow-mbh-none": "mbh-scale",
     "cnn-embedding": "cnn-mean",
     "cnn-logits": "cnn-mean",
-    "cnn-top-k": "cnn-mean",
+    "cnn-top-k": "cnn-bgr",
     "detect": "detect-scale",
     "sift-dense-16bit": "to-uint8-truncates",
     "hog-16bit": "to-float32-256",
 }
 
 
-#: Bugs that an entry does not see, on purpose: the reason the entry named second exists
-#: (or, for sift-contrast, a change that leaves the 40 strongest keypoints as they are).
+#: Bugs that an entry does not see, and the entry that does: the reason that entry exists
+#: (sift-contrast leaves the 40 strongest keypoints as they are; cnn-mean moves the top-5
+#: probabilities by at most 2.8 %, inside their 3.6 % bound).
 BLIND = [
     ("sift-keypoints", "sift-contrast", "sift-codebook"),
     ("flow-descriptor", "mbh-scale", "flow-mbh-none"),
     ("gabor-pooled", "gabor-aspect", "gabor-aspect"),
     ("sift-dense", "to-uint8-truncates", "sift-dense-16bit"),
+    ("cnn-top-k", "cnn-mean", "cnn-logits"),
 ]
 
 
