@@ -109,3 +109,24 @@ def test_in_place_rewrite_with_its_own_time_is_seen_with_hash(tmp_path):
     os.utime(frames[2], ns=(st.st_atime_ns, st.st_mtime_ns))
     _run(root, out, "--hash")
     np.testing.assert_array_equal(np.load(out), _fresh(root, tmp_path, "fresh.npy"))
+
+
+def test_image_sequence_with_a_changed_middle_image_is_redone(tmp_path):
+    """A sequence named image by image (``flow a.png b.png c.png``) is one input: a change
+    of any of its images, not only the first, redoes it."""
+    frames = _frames(tmp_path / "seq", 3)
+    out = tmp_path / "flow.npy"
+
+    def run(o):
+        ok(featx_inprocess("extract", "flow", *frames, "-j", "1", "-q", "-o", o))
+        return np.load(o)
+
+    before = run(out)
+    _rewrite(frames[1], keep_inode=True)
+    after = run(out)
+    expected = run(tmp_path / "fresh.npy")
+    assert not np.array_equal(before, expected)
+    np.testing.assert_array_equal(after, expected)
+    # and an untouched sequence stays up to date
+    r = ok(featx_inprocess("extract", "flow", *frames, "-j", "1", "-o", out))
+    assert b"1 up to date" in r.stderr, r.stderr[-300:]

@@ -32,7 +32,7 @@ from ..extractor import Extractor, params_to_dict
 from ..output.atomic import OutputWriteError
 from ..output.output import Failure, Output, Summary
 from ..output.sinks import Sink
-from ..output.state import identify
+from ..output.state import identify, identify_sequence
 from .executors import InProcess, ProcessPool
 from .process import tune_allocator
 from .signals import DeferSignals
@@ -229,7 +229,8 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
     def decide() -> Iterator[sources.Input]:
         known = [o.known([inp.path for inp, _ in batch]) for o in stateful]
         for inp, repeat in batch:
-            ident = identify(inp.path, opts.use_hash)
+            ident = (identify_sequence(inp.paths, opts.use_hash) if inp.paths
+                     else identify(inp.path, opts.use_hash))
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)

@@ -97,11 +97,12 @@ def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
     return old.mtime_ns == new.mtime_ns
 
 
-def _identify_folder(path: str, use_hash: bool) -> Identity | None:
-    """A frame folder: the total size of its files and, in place of a time, a fingerprint
-    of every file's name, size, modification time and inode (and a hash of their names
-    and contents with ``use_hash``), so an edited, added, removed or replaced frame makes
-    it 'changed' — any frame, whatever time it was given (a frame restored from a backup
+def _identify_files(files, use_hash: bool) -> Identity | None:
+    """Several files as one input (``files``: (name, path) pairs in their order): the
+    total size and, in place of a time, a fingerprint of every file's name, size,
+    modification time and inode (and a hash of their names and contents with
+    ``use_hash``), so an edited, added, removed or replaced file makes the input
+    'changed' — any of them, whatever time it was given (a frame restored from a backup
     with its older time, a new file renamed over one with the same time)."""
     import hashlib
 
@@ -109,22 +110,35 @@ def _identify_folder(path: str, use_hash: bool) -> Identity | None:
     f = hashlib.blake2b(digest_size=8)
     d = hashlib.blake2b(digest_size=16) if use_hash else None
     try:
-        entries = sorted((e for e in os.scandir(path) if not e.name.startswith(".") and e.is_file()),
-                         key=lambda e: e.name)
-        for e in entries:
-            st = e.stat()
+        for name, path in files:
+            st = os.stat(path)
             total += st.st_size
-            f.update(b"%s\0%d %d %d\0" % (e.name.encode("utf-8", "surrogateescape"), st.st_size,
+            f.update(b"%s\0%d %d %d\0" % (name.encode("utf-8", "surrogateescape"), st.st_size,
                                           st.st_mtime_ns, st.st_ino))
             if d is not None:
-                d.update(e.name.encode("utf-8", "surrogateescape") + b"\0")
-                sub = identify(e.path, True)
-                d.update((sub.hash or "").encode())
+                d.update(name.encode("utf-8", "surrogateescape") + b"\0")
+                sub = identify(path, True)
+                d.update((sub.hash if sub is not None and sub.hash else "").encode())
     except OSError:
         return None
     # a signed 64-bit integer: the state keeps it in the mtime_ns column
     fingerprint = int.from_bytes(f.digest(), "little", signed=True)
     return Identity(total, fingerprint, d.hexdigest() if d is not None else None)
+
+
+def _identify_folder(path: str, use_hash: bool) -> Identity | None:
+    """A frame folder: its files (not hidden ones) by name, as :func:`_identify_files`."""
+    try:
+        entries = sorted((e for e in os.scandir(path) if not e.name.startswith(".") and e.is_file()),
+                         key=lambda e: e.name)
+    except OSError:
+        return None
+    return _identify_files([(e.name, e.path) for e in entries], use_hash)
+
+
+def identify_sequence(paths, use_hash: bool = False) -> Identity | None:
+    """An image sequence named file by file (``flow a.png b.png``): every file, in order."""
+    return _identify_files([(p, p) for p in paths], use_hash)
 
 
 def identify(path: str, use_hash: bool = False) -> Identity | None:
