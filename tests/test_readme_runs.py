@@ -1,14 +1,21 @@
-"""The README runs as written.
+"""The README and the pages of docs/ run as written.
 
-Every shell command of the README's code blocks is run, in README order, in one scratch
-folder that holds a copy of ``samples/`` and the few files the README assumes the reader
+Every shell command of the code blocks of README.md and of every page of ``docs/`` is run,
+page after page in the order of ``PAGES`` (the README first), each page in its own order, in
+one scratch folder that holds a copy of ``samples/`` and the few files the README assumes the reader
 has (see ``make_scratch``: ``photos/`` = ``cp -r samples photos`` as the README says, a
 cascade file, a short video with a face for ``talk.mp4``).  Exit codes are checked, and so
 is every file a command or its comment promises (``-o FILE``, ``> FILE``,
 ``--summary-json FILE``, file names in the comment, a column list such as
 ``# path,x,y,w,h``).  The Python snippets run afterwards in the same folder, each in a
-fresh interpreter; TOML config blocks are run as ``--config`` files; the README's table of
-CSV column names is checked against what each extractor writes.
+fresh interpreter, saved as a script and run as ``python script.py`` as a reader would
+(not through ``python -c``, which hides what a script's re-import by worker processes does);
+TOML config blocks are run as ``--config`` files; the README's table of
+CSV column names (docs/outputs.md) is checked against what each extractor writes.
+
+A command that an earlier page already ran, word for word, is not run again (the README's
+dozen commands are also in docs/usage.md); within one page a repeated command runs again,
+as the reader would run it (the incremental re-run of a command).
 
 A command that is one plain ``featx ...`` invocation runs through ``featx.cli.main`` (the
 console script's entry point) in this process, which saves a Python start-up per command;
@@ -38,7 +45,14 @@ import pytest
 
 from helpers import SAMPLES, featx_inprocess
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+#: The pages whose examples run, in the order they run: a page may use what an earlier one
+#: made (faces.csv, the codebooks, hog.toml).  Every docs/*.md page is listed (tested).
+PAGES: list[Path] = [README] + [ROOT / "docs" / name for name in (
+    "index.md", "usage.md", "inputs.md", "outputs.md", "recipes.md", "extractors.md", "production.md",
+    "python.md", "plugins.md", "performance.md", "development.md")]
 
 #: Fenced blocks in these languages hold shell commands.  Any other block that holds a
 #: line starting with ``featx `` is a test failure (see test_no_featx_commands_hidden).
@@ -126,6 +140,7 @@ class Block:
     lang: str
     line: int  # line number of the first line inside the fence
     text: str
+    page: Path = README
 
 
 @dataclass
@@ -134,6 +149,11 @@ class Command:
     cmd: str        # as written, comment removed
     comment: str    # the trailing comment, without '#'
     lang: str = "sh"
+    page: Path = README
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
 @dataclass
@@ -146,19 +166,21 @@ class Result:
     problems: list[str] = field(default_factory=list)
 
 
-def readme_blocks(text: str | None = None) -> list[Block]:
-    text = README.read_text() if text is None else text
+def readme_blocks(text: str | None = None, page: Path = README) -> list[Block]:
+    """The fenced blocks of ``text``, or of every page of PAGES in order."""
+    if text is None:
+        return [b for p in PAGES for b in readme_blocks(p.read_text(), p)]
     blocks, lang, start, body = [], None, 0, []
     for n, line in enumerate(text.splitlines(), 1):
         m = re.match(r"^\s*```(.*)$", line)
         if m and lang is None:
             lang, start, body = m.group(1).strip().lower(), n + 1, []
         elif m:
-            blocks.append(Block(lang, start, "\n".join(body) + "\n"))
+            blocks.append(Block(lang, start, "\n".join(body) + "\n", page))
             lang = None
         elif lang is not None:
             body.append(line)
-    assert lang is None, "README.md has an unclosed code fence"
+    assert lang is None, f"{page.name} has an unclosed code fence"
     return blocks
 
 
@@ -194,7 +216,7 @@ def shell_commands(blocks: list[Block] | None = None) -> list[Command]:
                 continue
             cmd, comment = _split_comment(pending + line)
             pending = ""
-            out.append(Command(first, " ".join(cmd.split()), comment, b.lang))
+            out.append(Command(first, " ".join(cmd.split()), comment, b.lang, b.page))
     return out
 
 
@@ -351,14 +373,29 @@ def readme_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reader")
     env = make_scratch(root)
     results = []
-    for c in shell_commands():
-        if c.cmd not in SKIP and c.cmd not in SLOW:
+    for c in commands_to_run():
+        if c.cmd not in SLOW:
             results.extend(run_command(c, root, env))
     return root, env, results
 
 
+def commands_to_run() -> list[Command]:
+    """The commands of every page, less SKIP, and less the first mention on a page of a
+    command an earlier page already has (a repeat within one page runs again)."""
+    pages_of: dict[str, set[Path]] = {}
+    out = []
+    for c in shell_commands():
+        pages = pages_of.setdefault(c.cmd, set())
+        first_here, seen_before = c.page not in pages, bool(pages - {c.page})
+        pages.add(c.page)
+        if c.cmd in SKIP or (first_here and seen_before):
+            continue
+        out.append(c)
+    return out
+
+
 def _report(results: list[Result]) -> str:
-    return "\n\n".join(f"README.md:{r.command.line}: {r.run}  ({r.seconds:.1f} s)\n  " + "\n  ".join(r.problems)
+    return "\n\n".join(f"{r.command.where}: {r.run}  ({r.seconds:.1f} s)\n  " + "\n  ".join(r.problems)
                        + "\n  stderr: " + r.stderr[-1500:].replace("\n", "\n    ") for r in results)
 
 
@@ -375,7 +412,7 @@ def test_every_shell_command_runs(readme_run):
 def test_slow_commands_run(readme_run):
     root, env, _ = readme_run
     results = []
-    for c in shell_commands():
+    for c in commands_to_run():
         if c.cmd in SLOW:
             results.extend(run_command(c, root, env))
     assert len(results) >= len(SLOW)
@@ -405,8 +442,10 @@ def test_python_snippets_run(readme_run):
             lines = code.splitlines()
             at = next(i for i, l in enumerate(lines) if any(re.search(rf"\b{n}\b", l) for n in PY_PRELUDE))
             code = "\n".join(lines[:at] + prelude + lines[at:]) + "\n"
-        p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, timeout=300)
-        assert p.returncode == 0, (f"README.md:{b.line}: the Python snippet fails:\n{textwrap.indent(code, '    ')}\n"
+        script = root / f"example-{b.page.stem}-{b.line}.py"
+        script.write_text(code)
+        p = subprocess.run([sys.executable, script.name], cwd=root, env=env, capture_output=True, timeout=300)
+        assert p.returncode == 0, (f"{b.page.relative_to(ROOT)}:{b.line}: the Python example fails as a script:\n{textwrap.indent(code, '    ')}\n"
                                    + p.stderr.decode(errors="replace")[-3000:])
         ran += 1
     assert ran >= 1
@@ -420,8 +459,8 @@ def test_toml_config_blocks_are_valid(readme_run):
         if b.lang != "toml" or _first_line(b) in NOT_RUN or re.match(r"^#\s*[\w.-]+\.toml\s*$", _first_line(b)):
             continue
         m = re.match(r"^\[([\w-]+)\]$", _first_line(b))
-        assert m, f"README.md:{b.line}: a TOML block this test does not know how to check (add it to NOT_RUN?)"
-        cfg = root / f"readme-block-{b.line}.toml"
+        assert m, f"{b.page.relative_to(ROOT)}:{b.line}: a TOML block this test does not know how to check (add it to NOT_RUN?)"
+        cfg = root / f"readme-block-{b.page.stem}-{b.line}.toml"
         cfg.write_text(b.text)
         p = subprocess.run([sys.executable, "-m", "featx", "extract", m.group(1), "samples/", "-o", "-", "-q",
                             "--config", cfg.name], cwd=root, env=env, capture_output=True, timeout=120)
@@ -432,13 +471,20 @@ def test_toml_config_blocks_are_valid(readme_run):
 
 # ---- the lists above stay true ---------------------------------------------------------------
 
+def test_every_docs_page_runs():
+    """Every page of docs/ is in PAGES, so its examples run; PAGES names no missing page."""
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    listed = sorted(p.name for p in PAGES if p != README)
+    assert pages == listed, f"docs/ has {pages}, PAGES lists {listed}"
+
+
 def test_no_featx_commands_hidden():
     """Every block that holds featx command lines is one this test runs as shell."""
     for b in readme_blocks():
         if b.lang in SHELL_LANGS:
             continue
         hidden = [l for l in b.text.splitlines() if re.match(r"^\s*(\$\s+)?featx\s", l)]
-        assert not hidden, f"README.md:{b.line}: ```{b.lang} block holds shell commands {hidden}: mark it ```sh"
+        assert not hidden, f"{b.page.relative_to(ROOT)}:{b.line}: ```{b.lang} block holds shell commands {hidden}: mark it ```sh"
 
 
 def test_skip_and_repeat_lists_match_the_readme():
@@ -510,8 +556,8 @@ COLUMN_RUNS = [
 
 
 def column_table() -> dict[str, list[str]]:
-    """README's "value columns in CSV" table: extractor -> the patterns in its row."""
-    text = README.read_text()
+    """docs/outputs.md's "value columns in CSV" table: extractor -> the patterns in its row."""
+    text = (ROOT / "docs" / "outputs.md").read_text()
     start = text.index("| extractor | value columns in CSV |")
     rows = {}
     for line in text[start:].splitlines()[2:]:
@@ -543,4 +589,4 @@ def test_csv_column_table_matches_featx(tmp_path):
         assert header[:len(keys)] == keys, (name, args, header[:5])
         patterns = [_pattern(t) for t in table[name]]
         undocumented = [c for c in header[len(keys):] if not any(p.fullmatch(c) for p in patterns)]
-        assert not undocumented, f"{name} {args}: columns the README's table does not name: {undocumented[:5]}"
+        assert not undocumented, f"{name} {args}: columns the table in docs/outputs.md does not name: {undocumented[:5]}"
