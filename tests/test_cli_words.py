@@ -134,7 +134,7 @@ def test_as_config_runs_as_written(photos, tmp_path):
 
 
 def test_readme_config_example_runs(photos, tmp_path):
-    readme = (ROOT / "docs" / "recipes.md").read_text()
+    readme = "\n".join((ROOT / "docs" / page).read_text() for page in ("recipes.md", "usage.md"))
     section = readme[readme.index("## Config files"):]
     toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     assert "[hog]" in toml

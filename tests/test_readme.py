@@ -8,6 +8,8 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 from helpers import SAMPLES, fake_plugin, featx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +17,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 
 
+@pytest.mark.slow  # three fresh interpreters: the plugin is found through entry points
 def test_plugin_example_registers_and_runs(tmp_path):
     text = (DOCS / "plugins.md").read_text()
     section = text[text.index("# Writing an extractor plugin"):]

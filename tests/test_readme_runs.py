@@ -18,9 +18,10 @@ dozen commands are also in docs/usage.md); within one page a repeated command ru
 as the reader would run it (the incremental re-run of a command).
 
 A command that is one plain ``featx ...`` invocation runs through ``featx.cli.main`` (the
-console script's entry point) in this process, which saves a Python start-up per command;
-one with shell syntax (pipes, redirections, ``&&``, globs) runs in bash with ``featx`` on
-PATH.
+console script's entry point) in this process, which saves a Python start-up per command,
+and so does one that only makes a folder first (``mkdir -p DIR && featx ...``) or sends
+stdout to a file (``featx ... > FILE``); one with other shell syntax (pipes, ``&&``
+between other commands, globs, variables) runs in bash with ``featx`` on PATH.
 
 Nothing is left out silently: a command that cannot run here is in ``SKIP`` with its
 reason, a Python or TOML block that is not run is in ``NOT_RUN`` with its reason, every
@@ -118,9 +119,10 @@ PY_SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r'"photo\.jpg"', '"samples/coffee.jpg"', "the reader's photo: a sample photo"),
 ]
 
-#: Commands that take several seconds each: test_slow_commands_run (marked slow) runs them
-#: after the others, in README order, in the same folder.  Nothing the other commands run
-#: depends on them.  (command: why it is slow)
+#: Commands that take several seconds each: test_slow_commands_run runs them after the
+#: others, in page order, in the same folder.  Nothing the other commands run depends on them.
+#: (Every test that runs the pages' examples is marked slow: together they take a minute or
+#: more; the checks of the lists and the parser below are quick.)  (command: why it is slow)
 _CODEBOOK = "k-means (and EM for the GMM) over every SIFT descriptor of the samples"
 _ENCODE = "SIFT and an encoding with the codebook the slow codebook command above learns"
 _SHARD = "one of nine runs in a row (eight shards and their merge)"
@@ -326,6 +328,18 @@ def _plain_featx(run: str) -> list[str] | None:
     return run.split()[1:]
 
 
+_SIMPLE = re.compile(r"(?:mkdir -p ([\w./-]+) && )?(featx [^>]+?)(?: > ([\w./-]+))?")
+
+
+def _inprocess(run: str) -> tuple[list[str], str | None, str | None] | None:
+    """``[mkdir -p DIR && ]featx ARGS [> FILE]`` with plain ARGS: (ARGS, DIR, FILE), which
+    run here as bash would run them (the folder made first, stdout written to FILE); any
+    other shell syntax: None."""
+    m = _SIMPLE.fullmatch(run)
+    args = _plain_featx(m.group(2)) if m else None
+    return None if args is None else (args, m.group(1), m.group(3))
+
+
 def run_command(c: Command, root: Path, env: dict) -> list[Result]:
     """Run one README command.  A plain featx invocation runs through featx.cli.main (the
     console script's entry point) in this process, which saves a Python start-up per
@@ -336,9 +350,14 @@ def run_command(c: Command, root: Path, env: dict) -> list[Result]:
         for k, v in variables.items():
             run = run.replace(f"${k}", v)
         t0 = time.perf_counter()
-        args = _plain_featx(run)
-        if args is not None:
+        simple = _inprocess(run)
+        if simple is not None:
+            args, folder, stdout_file = simple
+            if folder:
+                (root / folder).mkdir(parents=True, exist_ok=True)
             p = featx_inprocess(*args, cwd=root, env={k: v for k, v in env.items() if os.environ.get(k) != v})
+            if stdout_file:
+                (root / stdout_file).write_bytes(p.stdout)
         else:
             p = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=root, env=env,
                                capture_output=True, timeout=300)
@@ -401,6 +420,7 @@ def _report(results: list[Result]) -> str:
 
 # ---- the tests -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_shell_command_runs(readme_run):
     _, _, results = readme_run
     assert results, "no command was run"
@@ -428,6 +448,7 @@ def _first_line(b: Block) -> str:
     return next(l.strip() for l in b.text.splitlines() if l.strip())
 
 
+@pytest.mark.slow
 def test_python_snippets_run(readme_run):
     root, env, _ = readme_run
     ran = 0
@@ -451,6 +472,7 @@ def test_python_snippets_run(readme_run):
     assert ran >= 1
 
 
+@pytest.mark.slow
 def test_toml_config_blocks_are_valid(readme_run):
     """A ``[NAME]`` TOML block is a config file for ``featx extract NAME``: it runs."""
     root, env, _ = readme_run
@@ -535,6 +557,10 @@ def test_parser_reads_commands_comments_and_columns():
     assert _plain_featx("featx extract hog a/ -o x.npy") == ["extract", "hog", "a/", "-o", "x.npy"]
     assert _plain_featx("featx merge all.npy part-*.npy") is None
     assert _plain_featx("mkdir -p f && featx run f.toml") is None
+    assert _inprocess("mkdir -p f && featx run f.toml") == (["run", "f.toml"], "f", None)
+    assert _inprocess("featx info hog --as-config > hog.toml") == (["info", "hog", "--as-config"], None, "hog.toml")
+    assert _inprocess("find . | featx run f.toml -") is None
+    assert _inprocess("featx merge all.npy part-*.npy") is None
     assert substitute("featx extract hog /data/photos -o /data/hog.npy") == "featx extract hog photos -o data/hog.npy"
 
 
@@ -573,6 +599,7 @@ def _pattern(token: str) -> re.Pattern:
                               for part in re.split(r"(\{[^}]*\})", token)))
 
 
+@pytest.mark.slow
 def test_csv_column_table_matches_featx(tmp_path):
     table = column_table()
     r = featx_inprocess("list")
