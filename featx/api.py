@@ -70,13 +70,13 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
 
     Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
     """
-    from . import sources
+    from .decode import decode_image
 
     min_size = None
     if name is not None and not exact:
         ext = name if isinstance(name, Extractor) else registry.get(name)()
         min_size = ext.decode_size(resize, resize_mode)
-    return sources.decode_image(str(path), max_pixels=None, min_size=min_size)
+    return decode_image(str(path), max_pixels=None, min_size=min_size)
 
 
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,

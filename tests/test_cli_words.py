@@ -300,7 +300,7 @@ def test_sizes_one_number_is_a_square_and_nothing_else_is_guessed(tmp_path):
 
 def test_sampling_on_image_files_is_a_usage_error():
     from featx.errors import UsageError
-    from featx.sources import check_sampling_applies
+    from featx.inputs import check_sampling_applies
 
     imgs = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "chelsea.png")]
     with pytest.raises(UsageError, match="--fps picks frames of videos") as ei:

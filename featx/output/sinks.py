@@ -308,7 +308,7 @@ class Sink:
     @property
     def mirror_base(self) -> str:
         """The folder that ``npy-dir`` mirror paths are relative to (see
-        :func:`featx.sources.mirror_path`): the output's own parent folder."""
+        :func:`featx.output.layout.mirror_path`): the output's own parent folder."""
         return os.path.dirname(os.path.realpath(self.output.rstrip("/" + os.sep) or self.output))
 
     # -- checks -----------------------------------------------------------
