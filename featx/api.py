@@ -51,7 +51,7 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
-    value = ext.extract_resized(image, resize, resize_mode)  # as the pipeline: detectors map boxes back
+    value = ext.extract_resized(image, resize, resize_mode)  # as the engine: detectors map boxes back
     if isinstance(value, Keypoints):
         return value
     return np.ascontiguousarray(value, dtype=np.float32)

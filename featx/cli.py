@@ -1370,7 +1370,8 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
     from . import imageops
     from .inputs import Enumeration, enumerate_inputs
     from .items import load
-    from .encoding import learn_codebook, local_descriptors, save_codebook, supports_codebook
+    from .codebook import learn_codebook, local_descriptors, supports_codebook
+    from .encoding import save_codebook
 
     if not inputs and not files_from:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
@@ -1424,7 +1425,7 @@ class _CodebookGroup(ExtractorGroup):
 
     def list_commands(self, ctx):
         from . import registry
-        from .encoding import supports_codebook
+        from .codebook import supports_codebook
 
         out = []
         for n in registry.names():
@@ -1436,7 +1437,7 @@ class _CodebookGroup(ExtractorGroup):
         return out
 
     def usable(self, cls) -> str | None:
-        from .encoding import supports_codebook
+        from .codebook import supports_codebook
 
         if not supports_codebook(cls):
             return f"{cls.name} has no local descriptors to learn a codebook from"

@@ -62,13 +62,13 @@ class Input:
     """
 
     path: str
-    mirror: str = ""    # set by the pipeline for inputs it processes (see mirror_path)
-    ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the pipeline
+    mirror: str = ""    # set by the engine for inputs it processes (see mirror_path)
+    ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the engine
     boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h) or (frame, time, x, y, w, h)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames), "sequence" (image files in
     #                      order) or "error" (an entry met while walking a folder that fails with ``error``)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
-    mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the pipeline)
+    mirrors: tuple[str, ...] | None = None  # their mirror paths (set by the engine)
     error: str | None = None   # why this input fails (kind "error"): reported like any failed input
     canonical: bool = False  # ``path`` is known to be canonical already (found by a walk from a resolved root)
     wants: tuple[int, ...] | None = None  # the outputs of the run that need it (None: all; set by the engine)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ExitCode, FeatxError, UsageError
-from .output.sinks import Encoder, RawEncoder, Sink
+from .output.memory import MemorySink
 
 SAMPLING = ("every", "fps", "start", "end", "max_frames", "frame_rate")
 
@@ -408,7 +408,7 @@ def build(plan: Plan) -> _Built:
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
         if o.path is None:
-            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
+            built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
             continue
         built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
@@ -551,50 +551,3 @@ def nothing_found(plan: Plan, stats, video_mode: bool) -> str:
         n = stats.skipped_non_images
         skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
     return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
-
-
-# ---------------------------------------------------------------------------
-# rows in memory (featx.extract_files)
-
-
-class _PickleEncoder(Encoder):
-    def encode(self, key, mirror, value):
-        import pickle
-
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-class _MemorySink(Sink):
-    """Collects a run's rows in memory (no state, lock or sidecar)."""
-
-    format = "memory"
-
-    def __init__(self, stacked: bool, key_columns=("path",)):
-        super().__init__("-", key_columns=key_columns)
-        self.stacked = stacked
-        self.values: list = []
-        self.keys: list[dict] = []
-
-    def encoder(self):
-        return RawEncoder() if self.stacked else _PickleEncoder()
-
-    def check_kind(self, kind, extractor):
-        pass
-
-    def append(self, key, data, shape):
-        import numpy as np
-
-        if self.width is None and self.stacked:
-            self.width = int(shape[0])
-        self.keys.append(dict(key))
-        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
-        self.rows += 1
-
-    def commit(self, state, entries):
-        pass
-
-
-def _unpickle(data: bytes):
-    import pickle
-
-    return pickle.loads(data)  # produced by our own worker processes

@@ -218,7 +218,7 @@ def test_extract_does_not_offer_show_only_options():
 
 def test_codebook_lists_only_extractors_with_local_descriptors(tmp_path):
     from featx import registry
-    from featx.encoding import supports_codebook
+    from featx.codebook import supports_codebook
 
     text = out(ok(featx_inprocess("codebook", "--help")))
     listed = text[text.index("Extractors"):].split()

@@ -26,6 +26,7 @@ from ..errors import FeatxError
 from ..inputs import Input, vanished
 from . import layout
 from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
+from .commit import Committer
 from .sinks import Sink
 from .state import Entry, State, check_config, same
 
@@ -277,8 +278,6 @@ class Output:
 
     # -- committing ---------------------------------------------------------
     def start(self) -> None:
-        from ..engine.commit import Committer
-
         self.sink.open(self.state)
         self.committer = Committer(self.sink, self.state)
         self.last_commit = time.monotonic()
