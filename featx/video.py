@@ -124,7 +124,7 @@ class Frame(NamedTuple):
 
     ``image`` is ``uint8`` RGB ``(H, W, 3)`` for video; for frame folders it
     is whatever the loader returns (the default keeps grayscale and 16-bit
-    images as they are, as featx's image sources do).
+    images as they are, as featx's image decoder does).
     """
 
     index: int
