@@ -582,22 +582,17 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], *,
 
 
 def load_frame(path: str | os.PathLike) -> np.ndarray:
-    """Read one still frame as featx sees images: uint8/uint16, gray or RGB.
-
-    Alpha is dropped.  Raises :class:`VideoError` (reason
-    ``"unreadable-frame"``) if it cannot be decoded.
+    """Read one still frame as featx sees images, with its image decoder
+    (:func:`featx.decode.decode_image`): uint8/uint16, gray or RGB, alpha dropped,
+    EXIF orientation applied.  Raises :class:`VideoError` (reason
+    ``"unreadable-frame"``; the decoder's reason is its ``__cause__``) if it cannot
+    be decoded.
     """
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise VideoError(f"frame {Path(path).name}: cannot read the image", path=path, reason="unreadable-frame")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3:
-        code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        img = cv2.cvtColor(img, code)
-    return img
+    try:
+        return decode_image(os.fspath(path))
+    except InputError as exc:
+        raise VideoError(f"frame {Path(path).name}: cannot read the image", path=path,
+                         reason="unreadable-frame") from exc
 
 
 def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float | None = None,
