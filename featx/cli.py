@@ -1023,7 +1023,9 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
 
     show = not quiet and sys.stderr.isatty()
     try:
-        result = execute(plan, on_failure=on_failure, on_note=say, progress=make_bar if show else None)
+        root = ctx.find_root().obj or {}
+        result = execute(plan, on_failure=on_failure, on_note=say, progress=make_bar if show else None,
+                         fork=bool(root.get("fork")))
     finally:
         for bar in bars:
             bar.close()
@@ -1100,7 +1102,9 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
     """
     from collections.abc import Iterator
 
-    from . import imageops, sources
+    from . import imageops
+    from .decode import decode_image
+    from .inputs import check_named, enumerate_inputs, is_video_name
     from .errors import InputError
 
     def fit(p):
@@ -1108,7 +1112,7 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
 
     def load_one(path: str):
         try:
-            return sources.decode_image(path)
+            return decode_image(path)
         except FeatxError as exc:
             raise UsageError(f"{path}: {exc.message}") from None
 
@@ -1142,27 +1146,27 @@ def _show_frames(cls, images: tuple[str, ...], frame: int, resize, resize_mode):
                 raise UsageError(_past_the_end(images[0], len(every), frame, 2),
                                  f"choose --frame 0 to {max(len(every) - 2, 0)}")
             return [fit(load_one(p)) for p in paths], False
-        if len(images) == 1 and sources.is_video_name(images[0]):
+        if len(images) == 1 and is_video_name(images[0]):
             return [fit(p) for p in video_frames(images[0], 2)], False
         return [fit(load_one(p)) for p in images], False
     if one_file:
-        if sources.is_video_name(images[0]):
+        if is_video_name(images[0]):
             return [fit(video_frames(images[0], 1)[0])], False
         return [fit(load_one(images[0]))], False
 
-    sources.check_named(images)
+    check_named(images)
 
     def named() -> Iterator[tuple[str, Any]]:
         for arg in images:
             root = os.path.realpath(arg) if os.path.isdir(arg) else None
-            for inp in sources.enumerate_inputs([arg]):
+            for inp in enumerate_inputs([arg]):
                 name = arg if root is None else os.path.join(arg, os.path.relpath(inp.path, root))
                 if inp.kind == "video":
                     yield f"{name} frame {frame}", lambda p=inp.path: video_frames(p, 1)[0]
                 elif inp.error is not None:
                     yield name, InputError(inp.error)
                 else:
-                    yield name, lambda p=inp.path: sources.decode_image(p)
+                    yield name, lambda p=inp.path: decode_image(p)
 
     def sheet(most: int = 48) -> Iterator[tuple[str, Any]]:
         count = 0
@@ -1363,8 +1367,11 @@ def _build_codebook(cls) -> click.Command:
 
 def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null,
                  overwrite, quiet):
-    from . import imageops, sources
-    from .encoding import learn_codebook, local_descriptors, save_codebook, supports_codebook
+    from . import imageops
+    from .inputs import Enumeration, enumerate_inputs
+    from .items import load
+    from .codebook import learn_codebook, local_descriptors, supports_codebook
+    from .encoding import save_codebook
 
     if not inputs and not files_from:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
@@ -1376,7 +1383,7 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
     if params.get("encode") not in (None, "none"):
         raise UsageError("a codebook is learnt from raw descriptors: drop --encode")
     extractor = cls.create(**params)
-    stats = sources.Enumeration()
+    stats = Enumeration()
     failed = 0
     bar = None
     if not quiet and sys.stderr.isatty():
@@ -1386,9 +1393,9 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
 
     def stream():
         nonlocal failed
-        for inp in sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats):
+        for inp in enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats):
             try:
-                for item in sources.load(inp):
+                for item in load(inp):
                     img = item.image
                     if resize:
                         img = imageops.resize(img, resize[0], resize[1], resize_mode)
@@ -1418,7 +1425,7 @@ class _CodebookGroup(ExtractorGroup):
 
     def list_commands(self, ctx):
         from . import registry
-        from .encoding import supports_codebook
+        from .codebook import supports_codebook
 
         out = []
         for n in registry.names():
@@ -1430,7 +1437,7 @@ class _CodebookGroup(ExtractorGroup):
         return out
 
     def usable(self, cls) -> str | None:
-        from .encoding import supports_codebook
+        from .codebook import supports_codebook
 
         if not supports_codebook(cls):
             return f"{cls.name} has no local descriptors to learn a codebook from"
@@ -1492,15 +1499,12 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
     import logging
 
-    from .engine import process
-
     _quiet_native_libraries()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("featx: %(message)s"))
     log = logging.getLogger("featx")
     log.addHandler(handler)
     log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
-    process.FORK_OK = True  # this process runs nothing threaded before the pool starts
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -1510,7 +1514,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:  # not the main thread (embedded use)
         pass
     try:
-        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False)
+        # obj "fork": this process runs nothing threaded before the pool starts, so its
+        # worker pools may fork it (see featx.engine.process.start_method)
+        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False, obj={"fork": True})
     except click.exceptions.Exit as exc:
         rc = exc.exit_code
     except click.ClickException as exc:

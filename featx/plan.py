@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ExitCode, FeatxError, UsageError
-from .output.sinks import Encoder, RawEncoder, Sink
+from .output.memory import MemorySink
 
 SAMPLING = ("every", "fps", "start", "end", "max_frames", "frame_rate")
 
@@ -224,7 +224,7 @@ class Result:
     """What a run did: one :class:`OutputResult` per output, and what enumerating found."""
 
     outputs: list[OutputResult]
-    stats: Any                    # featx.sources.Enumeration
+    stats: Any                    # featx.inputs.Enumeration
 
     @property
     def exit_code(self) -> int:
@@ -286,7 +286,7 @@ def extractor_class(name: str) -> type:
 
 
 def _check_inputs(plan: Plan) -> None:
-    from . import sources
+    from . import inputs
 
     if not plan.outputs:
         raise UsageError("no outputs", "name at least one output")
@@ -296,7 +296,7 @@ def _check_inputs(plan: Plan) -> None:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    sources.check_named(plan.inputs)
+    inputs.check_named(plan.inputs)
     for lf in plan.files_from:  # (looked at, not opened: a FIFO list must be read once, later)
         if lf == "-":
             continue
@@ -351,8 +351,8 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
 def build(plan: Plan) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
     front, before anything is created)."""
-    from . import memory, sources
-    from .engine import loop, process
+    from . import host, inputs, memory
+    from .engine import loop
     from .output import sinks
 
     plan.check()
@@ -361,7 +361,7 @@ def build(plan: Plan) -> _Built:
     _check_outputs(plan)
     jobs = plan.jobs
     if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
-        jobs = 0 if plan.executor == "ray" else process.default_jobs()
+        jobs = 0 if plan.executor == "ray" else host.default_jobs()
     classes = [extractor_class(o.extractor) for o in plan.outputs]
     extractors = []
     for cls, o in zip(classes, plan.outputs):
@@ -369,7 +369,7 @@ def build(plan: Plan) -> _Built:
         ext = cls.create(**params)
         runtime = {}
         if getattr(ext.params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
-            runtime["threads"] = max(1, process.default_jobs() // jobs)
+            runtime["threads"] = max(1, host.default_jobs() // jobs)
         if plan.executor == "ray" and getattr(ext.params, "threads", None) == 0:
             runtime["threads"] = 1  # one Ray worker per CPU
         if runtime:
@@ -377,22 +377,22 @@ def build(plan: Plan) -> _Built:
         extractors.append(ext)
     sampling = plan.sampling
     if sampling:
-        sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
-        sources.check_sampling_applies(plan.inputs, sampling, files_from=plan.files_from, frames=plan.frames)
+        inputs.sampling_of(sampling)  # invalid combinations are usage errors, before any work
+        inputs.check_sampling_applies(plan.inputs, sampling, files_from=plan.files_from, frames=plan.frames)
         if (plan.fps is not None or plan.start is not None or plan.end is not None) and plan.frames \
                 and plan.frame_rate is None:
             raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")
     temporal = any(e.temporal for e in extractors)
     video_mode = bool(plan.video or plan.frames or sampling or temporal
-                      or any(sources.is_video_name(a) for a in plan.inputs if a != "-"))
+                      or any(inputs.is_video_name(a) for a in plan.inputs if a != "-"))
     if plan.regions and video_mode:
         if temporal:
             name = next(e.name for e in extractors if e.temporal)
             raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
         raise UsageError("--regions names its images and video frames itself",
                          "drop --video, --frames and the sampling options (--every, --fps, ...)")
-    keys = sources.region_keys(plan.regions) if plan.regions else \
-        (sources.VIDEO_KEYS if video_mode else ("path",))
+    keys = inputs.region_keys(plan.regions) if plan.regions else \
+        (inputs.VIDEO_KEYS if video_mode else ("path",))
     max_pixels = plan.max_pixels
     if max_pixels is None:
         max_pixels = loop.DEFAULT_MAX_PIXELS
@@ -408,7 +408,7 @@ def build(plan: Plan) -> _Built:
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
         if o.path is None:
-            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
+            built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
             continue
         built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
@@ -429,15 +429,15 @@ def _which(plan: Plan, o: OutputPlan) -> str:
 
 
 def input_stream(built: _Built, stdin=None) -> Iterator:
-    from . import sources
+    from . import inputs
 
     plan = built.plan
-    built.stats = sources.Enumeration()
+    built.stats = inputs.Enumeration()
     if plan.regions:
-        return sources.read_regions(plan.regions)
-    return sources.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
-                                    stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
-                                    sequence=built.temporal)
+        return inputs.read_regions(plan.regions)
+    return inputs.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
+                                   stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
+                                   sequence=built.temporal)
 
 
 # ---------------------------------------------------------------------------
@@ -446,7 +446,7 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
             on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
-            stdin=None) -> Result:
+            stdin=None, fork: bool = False) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
@@ -458,7 +458,9 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     ``"regions"``).  Usage errors
     (:class:`~featx.errors.UsageError`) are raised before anything is
     created; an output that cannot be written ends in its summary's
-    ``error`` (see :attr:`Result.exit_code`).
+    ``error`` (see :attr:`Result.exit_code`).  ``fork``: this process may be
+    forked to start the worker pool (the CLI's may: it has run nothing
+    threaded; see :func:`featx.engine.process.start_method`).
     """
     from . import provenance
     from .engine import loop, process
@@ -488,7 +490,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
 
     try:
         summaries = loop.run(targets, stream, built.opts, on_failure=on_failure, on_note=on_note,
-                             progress=feed, on_start=write_sidecars)
+                             progress=feed, on_start=write_sidecars, fork=fork)
     except loop.NoInputs:
         raise UsageError(nothing_found(plan, built.stats, built.video_mode),
                          "name image files or folders that hold images; nothing was written") from None
@@ -549,50 +551,3 @@ def nothing_found(plan: Plan, stats, video_mode: bool) -> str:
         n = stats.skipped_non_images
         skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
     return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
-
-
-# ---------------------------------------------------------------------------
-# rows in memory (featx.extract_files)
-
-
-class _PickleEncoder(Encoder):
-    def encode(self, key, mirror, value):
-        import pickle
-
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-class _MemorySink(Sink):
-    """Collects a run's rows in memory (no state, lock or sidecar)."""
-
-    format = "memory"
-
-    def __init__(self, stacked: bool, key_columns=("path",)):
-        super().__init__("-", key_columns=key_columns)
-        self.stacked = stacked
-        self.values: list = []
-        self.keys: list[dict] = []
-
-    def encoder(self):
-        return RawEncoder() if self.stacked else _PickleEncoder()
-
-    def check_kind(self, kind, extractor):
-        pass
-
-    def append(self, key, data, shape):
-        import numpy as np
-
-        if self.width is None and self.stacked:
-            self.width = int(shape[0])
-        self.keys.append(dict(key))
-        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
-        self.rows += 1
-
-    def commit(self, state, entries):
-        pass
-
-
-def _unpickle(data: bytes):
-    import pickle
-
-    return pickle.loads(data)  # produced by our own worker processes

@@ -218,7 +218,7 @@ def test_extract_does_not_offer_show_only_options():
 
 def test_codebook_lists_only_extractors_with_local_descriptors(tmp_path):
     from featx import registry
-    from featx.encoding import supports_codebook
+    from featx.codebook import supports_codebook
 
     text = out(ok(featx_inprocess("codebook", "--help")))
     listed = text[text.index("Extractors"):].split()
@@ -300,7 +300,7 @@ def test_sizes_one_number_is_a_square_and_nothing_else_is_guessed(tmp_path):
 
 def test_sampling_on_image_files_is_a_usage_error():
     from featx.errors import UsageError
-    from featx.sources import check_sampling_applies
+    from featx.inputs import check_sampling_applies
 
     imgs = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "chelsea.png")]
     with pytest.raises(UsageError, match="--fps picks frames of videos") as ei:

@@ -26,9 +26,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import memory, registry, sources
+from .. import memory, registry
+from ..inputs import Canonical, Input
 from ..errors import UsageError
 from ..extractor import Extractor, params_to_dict
+from ..output import layout
 from ..output.atomic import OutputWriteError
 from ..output.output import Failure, Output, Summary
 from ..output.sinks import Sink
@@ -118,10 +120,10 @@ def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
                         **({"decode": "reduced"} if decode_mode(target, opts) == "reduced" else {})}}
 
 
-def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions | None = None, *,
+def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None = None, *,
         on_failure: Callable[[Failure, list[int]], None] | None = None,
         on_note: Callable[[str], None] | None = None, progress: Any = None,
-        on_start: Callable[[list[Summary]], None] | None = None) -> list[Summary]:
+        on_start: Callable[[list[Summary]], None] | None = None, fork: bool = False) -> list[Summary]:
     """Extract features from ``inputs`` into every target's sink; one :class:`Summary` per target.
 
     Each input is decoded once and handed to every output that needs it.
@@ -131,13 +133,16 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
     decoded only if some output needs it.  What was done is committed every
     ``opts.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
     (the summaries are then marked interrupted).  An input is known by its
-    canonical path (:class:`~featx.sources.Canonical`), however it was
+    canonical path (:class:`~featx.inputs.Canonical`), however it was
     spelled.  ``on_start`` is called once every output is locked and checked,
     before any work (the CLI writes "running" sidecars there);
     ``on_failure(failure, outputs)`` once per failed input with the outputs it
     failed for; ``progress``: a :class:`featx.progress.Feed`.  An output that cannot be written (a full disk) stops the run
     with that output's ``summary.error`` set (the others are interrupted),
     keeping what was committed.
+
+    ``fork``: the caller's process may be forked to start a worker pool (see
+    :func:`~featx.engine.process.start_method`).
 
     Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
     yet: nothing is created.
@@ -183,7 +188,7 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], opts: RunOptions
             raise
         raise err from None
     try:
-        _run_locked(targets, outs, inputs, opts, on_failure, note, progress)
+        _run_locked(targets, outs, inputs, opts, on_failure, note, progress, fork)
     finally:
         for o in outs:
             o.close()
@@ -203,30 +208,30 @@ def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None
                max_memory=memory.resolve(opts.max_memory, opts.jobs), ref_base=ref_base)
 
 
-def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[sources.Input]:
+def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[Input]:
     """The inputs to process: under their canonical names, this shard's, each with the
     outputs that need it (not there yet, changed, or its output gone).  Inputs every
     output has, unchanged, are skipped.  Looked up in batches, so a re-run over a large
     unchanged folder is quick."""
-    canonical = sources.Canonical()
+    canonical = Canonical()
     base = outs[0].ref_base
     stateful = [o for o in outs if o.state is not None]
     streams = len(stateful) < len(outs)
     everyone = tuple(range(len(outs)))
-    batch: list[tuple[sources.Input, bool]] = []   # (input, named before: not for the streams)
+    batch: list[tuple[Input, bool]] = []   # (input, named before: not for the streams)
 
-    def named(inp: sources.Input) -> sources.Input:
+    def named(inp: Input) -> Input:
         if inp.canonical and base is None and not inp.paths:
             return inp  # found by a walk from a resolved root: canonical as it is, no copy
         path = canonical(inp.path)
         if path == inp.path and base is None and not inp.paths:
             return inp
         paths = tuple(canonical(p) for p in inp.paths) if inp.paths else None
-        mirrors = tuple(sources.mirror_path(p, base) for p in paths) if paths and base is not None else None
+        mirrors = tuple(layout.mirror_path(p, base) for p in paths) if paths and base is not None else None
         return replace(inp, path=path, paths=paths, mirrors=mirrors,
-                       mirror=sources.mirror_path(path, base) if base is not None else "")
+                       mirror=layout.mirror_path(path, base) if base is not None else "")
 
-    def decide() -> Iterator[sources.Input]:
+    def decide() -> Iterator[Input]:
         known = [o.known([inp.path for inp, _ in batch]) for o in stateful]
         for inp, repeat in batch:
             ident = (identify_sequence(inp.paths, opts.use_hash) if inp.paths
@@ -265,7 +270,8 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[so
         yield from decide()
 
 
-def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job, feed=None):
+def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job, feed=None,
+              fork: bool = False):
     spool_dir = None
     use_pool = opts.jobs > 1 or opts.timeout is not None
     if opts.executor == "ray" or use_pool:
@@ -285,7 +291,7 @@ def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: 
             counter = feed.counter = mp.Value("q", 0)
             on_wait = feed.poll
         return ProcessPool(job, opts.jobs, chunk, spool_dir, opts.timeout,
-                           fork=all(t.extractor.fork_safe for t in targets), counter=counter,
+                           fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
                            on_wait=on_wait), spool_dir
     return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
 
@@ -312,11 +318,12 @@ def _report(failures: list, on_failure, progress) -> None:
             on_failure(Failure(path, reason), ks)
 
 
-def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failure, note, progress) -> None:
+def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failure, note, progress,
+                fork: bool = False) -> None:
     ref = next((o.base for o in outs if o.base is not None), None)
     for o in outs:
         o.ref_base = ref
-    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref), progress)
+    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref), progress, fork)
     ok = False
     try:
         for o in outs:

@@ -228,7 +228,7 @@ class RayExecutor:
                                   "ray://HOST:10001 for Ray Client)")
         try:
             if address == "local":
-                from .lifeline import identity
+                from ..host import identity
 
                 self._main = identity()
                 ray.init(address="local", num_cpus=opts.jobs if opts.jobs and opts.jobs > 0 else None,

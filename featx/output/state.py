@@ -296,7 +296,7 @@ class State:
     def record(self, entries: list[Entry], renames: list[tuple[str, str]] | None = None,
                renumber: dict[int, int] | None = None, **meta: Any) -> None:
         """Commit items, meta values and files to rename (see :meth:`recover_renames`)
-        in one transaction.  A full disk raises :class:`~featx.atomic.OutputWriteError`
+        in one transaction.  A full disk raises :class:`~featx.output.atomic.OutputWriteError`
         (nothing of this commit is recorded)."""
         try:
             self._record(entries, renames, renumber, meta)
