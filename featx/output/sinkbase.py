@@ -79,6 +79,22 @@ def canonical_output(output: str) -> str:
     return os.path.join(os.path.realpath(head or os.curdir), tail)
 
 
+def not_regular(path: str) -> None:
+    """Refuse (even with ``--overwrite``) an output path that exists and is not a regular
+    file: a device node, a FIFO or a socket is never replaced by an output, nor written to."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"{path} is {kind}, not a file featx can write an output to",
+                          "choose another -o (featx writes regular files and folders only)")
+
+
 def key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
     out = []
     for c in columns:
@@ -260,6 +276,9 @@ class Sink:
         an output that cannot be written where it is named."""
         if self.output != "-" and os.path.isdir(self.output):
             raise OutputError(f"{self.output} is a folder", "choose another -o (a folder/ is an npy-dir output)")
+        if self.output != "-":
+            for p in self.paths():
+                not_regular(p)
 
     def prepare(self) -> bool:
         """Under the lock: True if there is an earlier output to continue."""

@@ -30,6 +30,22 @@ __all__ = ["make_sink", "infer_format", "write_atomic", "tmp_name", "Sink", "Enc
 MAX_NAME_BYTES = 200
 
 
+def _check_extension(output: str, fmt: str) -> None:
+    """The name and the format must agree both ways: CSV text in a ``.npy`` (or a folder of
+    arrays named ``.csv``) would mislead every reader of the file."""
+    if output == "-":
+        return
+    low = output.lower()
+    folder = output.endswith(("/", os.sep))
+    ext = ".npy" if low.endswith(".npy") else ".csv" if low.endswith(".csv") else None
+    if fmt == "csv" and ext == ".npy" and not folder:
+        raise OutputError(f"--format csv writes CSV text, which a name ending .npy ({output}) would hide",
+                          "name the output .csv, or drop --format csv to write a .npy matrix")
+    if fmt == "npy-dir" and ext is not None and not folder and not os.path.isdir(output):
+        raise OutputError(f"--format npy-dir writes a folder of arrays, not a {ext} file ({output})",
+                          f"end the folder's name with / (-o {output}/), or drop --format")
+
+
 def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("path",),
               overwrite: bool = False, columns: Sequence[str] | None = None, kind: str = "vector",
               labels: Sequence[str] | None = None, label_columns: Sequence[int] = ()) -> Sink:
@@ -45,6 +61,7 @@ def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("pa
         return RegionsCsvSink(output, key_columns, overwrite)
     if output == "-" and fmt != "csv":
         raise OutputError(f"-o - writes CSV to stdout, not {fmt}", "drop --format or write to a file")
+    _check_extension(output, fmt)
     if fmt == "csv":
         return CsvSink(output, key_columns, overwrite, columns, labels, label_columns)
     if fmt == "npy":
