@@ -90,10 +90,10 @@ class NpyDirSink(Sink):
                 if os.path.isfile(p):
                     os.unlink(p)
             return False
-        if self.exists() and not os.path.exists(self.state_path):
+        if self.exists() and not self.has_state():
             raise OutputError(f"{self.output}/ already exists, is not empty and was not written by featx",
                               "pass --overwrite to write into it, or choose another -o")
-        return os.path.exists(self.state_path)
+        return self.has_state()
 
     def encoder(self):
         return NpyDirEncoder(self.output)

@@ -147,6 +147,13 @@ class Output:
         self.state = State(sink.state_path)
         self.state.recover_renames()
         self._remove_leftovers(deep=summary.resumed)
+        if existing and self.state.get("config") is None and sink.exists():
+            # a state that never recorded settings (made by hand, or by another program)
+            # cannot vouch for the output beside it: refused like a missing one
+            from ..errors import OutputError
+
+            raise OutputError(f"{sink.output} already exists and its state file {sink.state_path} records "
+                              "no settings", "pass --overwrite to replace it, or choose another -o")
         why = sink.damage(self.state) if existing else None
         if why:
             note(f"{why}: rebuilding it from scratch")

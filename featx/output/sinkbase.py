@@ -284,7 +284,7 @@ class Sink:
         """Under the lock: True if there is an earlier output to continue."""
         if self.output == "-":
             return False
-        have_state = os.path.exists(self.state_path)
+        have_state = self.has_state()
         if self.overwrite:
             self.remove_all()
             return False
@@ -292,6 +292,15 @@ class Sink:
             raise OutputError(f"{self.output} already exists and was not written by featx's incremental mode",
                               "pass --overwrite to replace it, or choose another -o")
         return have_state
+
+    def has_state(self) -> bool:
+        """Is there a state file that could vouch for the output?  An empty one (0 bytes: no
+        commit, no settings) is no better than none: it must not let featx replace an output
+        with no settings check."""
+        try:
+            return os.path.getsize(self.state_path) > 0
+        except (OSError, TypeError):
+            return False
 
     def damage(self, state) -> str | None:
         """Why the committed output on disk cannot be continued (deleted, truncated,
