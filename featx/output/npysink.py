@@ -68,7 +68,7 @@ class NpySink(_StackedSink):
         self._pending: list[bytes] = []   # index lines of rows appended since the last commit
         if self.created:
             tmp = self._renames[1][0]
-            write_atomic(tmp, to_bytes(csv_line(["row", *self.key_columns])))
+            write_atomic(tmp, self._ifh_bytes_written_new())
             self._ifh = open(tmp, "r+b")
             self._ifh.seek(0, os.SEEK_END)
         else:
@@ -80,7 +80,15 @@ class NpySink(_StackedSink):
             self._ifh.write(tail)
             self._ifh.flush()
         self.index_len = self._ifh.tell()
+        # the index as the last commit left it: checked part, then lines written since
+        if self.created:
+            self._index_known = (0, None, self._ifh_bytes_written_new())
+        else:
+            self._index_known = (committed - len(tail), (state.get("checks") or {}).get("index"), tail)
         self._set_header(self.rows, self.width)  # a crash may have left the header behind its commit
+
+    def _ifh_bytes_written_new(self) -> bytes:
+        return to_bytes(csv_line(["row", *self.key_columns]))
 
     def append(self, key, data, shape):
         self._pending.append(index_record(self.rows, to_bytes(csv_line(key_text(key, self.key_columns)))))
@@ -94,7 +102,11 @@ class NpySink(_StackedSink):
         self.index_len += len(tail)
         meta["index_len"] = self.index_len
         meta["index_tail"] = tail.decode("latin-1")   # lossless: bytes 0-255 as code points
-        meta["checks"]["index"] = file_check(self._renames[1][0] if self._renames else self.index_path, 0, start)
+        name = self._renames[1][0] if self._renames else self.index_path
+        end, old, expect = self._index_known
+        self._verify(name, self._ifh.fileno(), 0, end, old, start, expect=expect)
+        meta["checks"]["index"] = file_check(name, 0, start)
+        self._index_known = (start, meta["checks"]["index"], tail)
         rows, width = self.rows, self.width
         renames = meta.get("renames")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -156,6 +157,18 @@ def csv_records(fh) -> Iterator[bytes]:
             part, quotes = [], 0
     if part:
         yield b"".join(part)
+
+
+def _crc_of(fd: int, start: int, end: int) -> int:
+    """CRC-32 of the bytes ``[start, end)`` of ``fd`` (read in pieces)."""
+    crc, pos = 0, start
+    while pos < end:
+        piece = os.pread(fd, min(end - pos, 1 << 22), pos)
+        if not piece:
+            break
+        crc = zlib.crc32(piece, crc)
+        pos += len(piece)
+    return crc if pos == end else -1
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -415,6 +428,12 @@ class _StackedSink(Sink):
         self._renames: list[tuple[str, str]] = []
         self._fh = self._open_data(state)
         self._writer: _Writer | None = None
+        # what the last commit left (or the output as opened): its end and its check; the bytes
+        # appended since are checked by their CRC, so that a commit never takes its check from a
+        # file changed under the run (truncated, rewritten in place)
+        old = (state.get("checks") or {}).get("data") if state is not None and not self.created else None
+        self._known = (self.data_len, old)
+        self._crc = 0
 
     def _write(self, data) -> None:
         """Append to the data file through a writer thread, so that copying big rows
@@ -423,6 +442,7 @@ class _StackedSink(Sink):
             self._writer = _Writer(self._fh)
         if self._writer.error is not None:
             self._drain()
+        self._crc = zlib.crc32(data, self._crc)
         self._writer.put(data)
 
     def _drain(self) -> None:
@@ -520,8 +540,36 @@ class _StackedSink(Sink):
         meta = self._lengths()
         if self._renames:
             meta["renames"] = list(self._renames)
-        meta["checks"] = {"data": file_check(self._data_name(), self.data_start, meta["data_len"])}
+        name = self._data_name()
+        end, old = self._known
+        self._verify(name, self._fh.fileno(), self.data_start, end, old, self.data_len, crc=self._crc)
+        meta["checks"] = {"data": file_check(name, self.data_start, meta["data_len"])}
+        self._known, self._crc = (self.data_len, meta["checks"]["data"]), 0
         return [self._fh.fileno()], meta, self._after_commit(meta)
+
+    def _verify(self, name: str, fd: int, start: int, end: int, old: dict | None, size: int,
+                crc: int | None = None, expect: bytes | None = None) -> None:
+        """Before a commit: the file ``name`` (open as ``fd``) is still exactly what featx left
+        in it.  Its size is ``size``; ``[start, end)`` is what the last commit checked (``old``:
+        its :func:`file_check`); ``[end, size)`` was written since, with the CRC ``crc`` (or the
+        bytes ``expect``).  An output truncated or rewritten under the run stops it (exit 74):
+        a commit must never vouch for rows that are no longer what was written."""
+        why = None
+        now = os.fstat(fd).st_size
+        if now != size:
+            why = f"is {now} bytes long, featx wrote {size}"
+        elif old is not None and file_check(name, start, end) != old:
+            why = "changed in its committed part"
+        elif expect is not None and os.pread(fd, size - end, end) != expect:
+            why = "changed in what featx wrote since its last commit"
+        elif crc is not None and _crc_of(fd, end, size) != crc:
+            why = "changed in what featx wrote since its last commit"
+        if why is None:
+            return
+        self.broken = OutputWriteError(f"{name} was truncated or rewritten while featx was writing it ({why})",
+                                       "another program changed the output during the run; what was committed "
+                                       "before is not trusted: run the same command again to rebuild it")
+        raise self.broken
 
     def _data_name(self) -> str:
         return self._renames[0][0] if getattr(self, "_renames", None) else self.output
