@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import memory, registry
-from ..inputs import Canonical, Input
+from ..inputs import REGION_KEYS, VIDEO_REGION_KEYS, Canonical, Input
 from ..errors import UsageError
 from ..extractor import Extractor, params_to_dict
 from ..output import layout
@@ -156,11 +156,18 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     t0 = time.perf_counter()
     tune_allocator()
     inputs = iter(inputs)
+    # a regions run (--regions): its boxes file lists every input.  An empty one is a day with
+    # nothing detected (zero rows, not an error), and an image it no longer lists is gone from
+    # the output (--prune removes its rows) even though the file is still there
+    regions = all(tuple(t.sink.key_columns) in (REGION_KEYS, VIDEO_REGION_KEYS) for t in targets)
+    if regions:
+        for o in outs:
+            o.unlisted_gone = lambda p: in_shard(p, opts.shard)
     try:
         first = next(inputs)
     except StopIteration:
         first = None
-        if not any(o.has_state() for o in outs):
+        if not regions and not any(o.has_state() for o in outs):
             raise NoInputs("no inputs to process") from None
     inputs = itertools.chain([first] if first is not None else [], inputs)
     for o in outs:
@@ -218,7 +225,7 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
     stateful = [o for o in outs if o.state is not None]
     streams = len(stateful) < len(outs)
     everyone = tuple(range(len(outs)))
-    batch: list[tuple[Input, bool]] = []   # (input, named before: not for the streams)
+    batch: list[Input] = []
 
     def named(inp: Input) -> Input:
         if inp.canonical and base is None and not inp.paths:
@@ -232,15 +239,15 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
                        mirror=layout.mirror_path(path, base) if base is not None else "")
 
     def decide() -> Iterator[Input]:
-        known = [o.known([inp.path for inp, _ in batch]) for o in stateful]
-        for inp, repeat in batch:
+        known = [o.known([inp.path for inp in batch]) for o in stateful]
+        for inp in batch:
             ident = (identify_sequence(inp.paths, opts.use_hash) if inp.paths
                      else identify(inp.path, opts.use_hash))
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)
                           if not o.current(inp, ident, kn.get(inp.path), opts.use_hash))
-            if streams and not repeat:
+            if streams:
                 wants = tuple(sorted(wants + tuple(o.index for o in outs if o.state is None)))
             if not wants:
                 if progress is not None:
@@ -254,16 +261,15 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
         inp = named(inp)
         if not in_shard(inp.path, opts.shard):
             continue
-        repeat = False
-        if streams and inp.boxes is None:
-            # a stream has no state to fold repeats into: the same file twice (p, ./p) is one row.
-            # (A stateful output folds them in its state, as a run of it alone does: it still
-            # gets the repeat; the set costs ~100 bytes an input.)
-            repeat = inp.path in seen
-            if repeat and not stateful:
+        if inp.boxes is None:
+            # one file is one input: the same file named twice in a run (p, ./p, q/../p) is
+            # extracted and counted once, for every output (the set costs ~100 bytes an input)
+            if inp.path in seen:
+                if progress is not None:
+                    progress.skip(inp)   # counted in the bar's total
                 continue
             seen.add(inp.path)
-        batch.append((inp, repeat))
+        batch.append(inp)
         if len(batch) >= 256 or (not stateful):
             yield from decide()
     if batch:

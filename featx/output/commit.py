@@ -20,6 +20,7 @@ class Committer:
         self.sink, self.state = sink, state
         self._thread = None
         self._inflight = None
+        self.on_recorded = None   # called with the entries of each commit once it is recorded
 
     def start(self, entries: list[Entry]) -> bool:
         """Begin a commit of ``entries``; False if one is still in flight (try later)."""
@@ -47,6 +48,8 @@ class Committer:
         fut, entries, meta, after = self._inflight
         self._inflight = None
         self.sink.record_commit(self.state, entries, meta, after, fut.result)
+        if self.on_recorded is not None:
+            self.on_recorded(entries)
 
     def drain(self) -> None:
         if self._inflight is not None:

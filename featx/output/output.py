@@ -103,6 +103,10 @@ class Output:
         self.last_commit = time.monotonic()
         self.ref_base: str | None = None
         self._committed: set[str] = set()   # in-flight inputs with rows from an earlier run
+        self._recorded = [0, 0]             # inputs and rows of this run recorded in the state
+        # inputs come from a list that names every one (a regions file): an earlier input this
+        # run did not meet is gone if this says so (it is in the run's shard), existing or not
+        self.unlisted_gone: Callable[[str], bool] | None = None
 
     # -- opening ------------------------------------------------------------
     @property
@@ -287,6 +291,7 @@ class Output:
     def start(self) -> None:
         self.sink.open(self.state)
         self.committer = Committer(self.sink, self.state)
+        self.committer.on_recorded = self._count_recorded
         self.last_commit = time.monotonic()
 
     def tick(self, every: float) -> None:
@@ -306,16 +311,23 @@ class Output:
             # write nothing past the last commit may be recorded
             if (self.pending or sink.created) and sink.broken is None:
                 sink.commit(state, self.pending)
+                self._count_recorded(self.pending)
             self.pending = []
             if state is not None and not summary.interrupted and summary.error is None:
                 self._finish_state(prune, note)
         except OutputWriteError as exc:
             summary.error = summary.error or exc
 
+    def _count_recorded(self, entries: list[Entry]) -> None:
+        done = [e for e in entries if e.status != "failed"]
+        self._recorded[0] += len(done)
+        self._recorded[1] += sum(e.nrows for e in done)
+
     def _finish_state(self, prune: bool, note: Callable[[str], None]) -> None:
         """End of a complete run: find vanished inputs, prune if asked, compact."""
         state, sink, summary = self.state, self.sink, self.summary
-        gone = [(p, out) for p, out in state.unseen() if vanished(p)]
+        listed = self.unlisted_gone
+        gone = [(p, out) for p, out in state.unseen() if (listed(p) if listed is not None else vanished(p))]
         summary.disappeared = [p for p, _ in gone]
         if gone and prune:
             sink.forget_outputs([out for _, out in gone])
@@ -323,7 +335,8 @@ class Output:
             summary.removed = len(gone)
         elif gone:
             where = f" of {sink.output}" if self.name else ""
-            note(f"{len(gone)} input(s) in the output{where} no longer exist (e.g. {gone[0][0]}); "
+            what = "are no longer listed" if listed is not None else "no longer exist"
+            note(f"{len(gone)} input(s) in the output{where} {what} (e.g. {gone[0][0]}); "
                  "--prune removes them from the output")
         summary.partial.extend(Failure(p, "partial: some rows written, then an error")
                                for p in state.partial() if p not in {f.path for f in summary.partial})
@@ -356,6 +369,10 @@ class Output:
         sink, summary = self.sink, self.summary
         if self.committer is not None:
             self.committer.close()
+        if summary.error is not None and self.state is not None:
+            # a failed write (a full disk): what was appended after the last commit is not in the
+            # output; the summary and the sidecar count only what was committed
+            summary.processed, summary.rows = self._recorded
         sink.close()
         if sink.abandon():  # a new output that never reached a commit leaves nothing behind
             summary.output = {"path": sink.output, "format": sink.format, "shape": None}
