@@ -88,7 +88,8 @@ class ProcessPool:
 
         import multiprocessing as mp
 
-        sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
+        if sys.stdout is not None:  # (None: featx was started with stdout closed, `>&-`)
+            sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
         # chosen at each (re)start: a restart after a crash may come while the
         # commit thread runs, and then the pool must not fork
         ctx = mp.get_context(start_method(self.fork))

@@ -135,7 +135,9 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     (the summaries are then marked interrupted).  An input is known by its
     canonical path (:class:`~featx.inputs.Canonical`), however it was
     spelled.  ``on_start`` is called once every output is locked and checked,
-    before any work (the CLI writes "running" sidecars there);
+    before any work (the CLI writes "running" sidecars there), and again with the
+    interrupted summaries if the reader of stdout or stderr goes away (``| head``):
+    the run then commits what was done and raises :class:`BrokenPipeError`;
     ``on_failure(failure, outputs)`` once per failed input with the outputs it
     failed for; ``progress``: a :class:`featx.progress.Feed`.  An output that cannot be written (a full disk) stops the run
     with that output's ``summary.error`` set (the others are interrupted),
@@ -149,6 +151,7 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     """
     opts = opts or RunOptions()
     note = on_note or (lambda msg: None)
+    _standard_fds()
     outs = [Output(t.sink, run_config(t, opts), index=k, name=t.sink.output if len(targets) > 1 else "",
                    ignore=numbers_free(t.extractor)) for k, t in enumerate(targets)]
     for t in targets:
@@ -196,6 +199,15 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
         raise err from None
     try:
         _run_locked(targets, outs, inputs, opts, on_failure, note, progress, fork)
+    except BrokenPipeError:
+        # the reader of stdout (or stderr) went away: the outputs are interrupted, what was
+        # done is committed; their sidecars say so now (the caller gets no summaries)
+        seconds = time.perf_counter() - t0
+        for o in outs:
+            o.summary.seconds = seconds
+        if on_start is not None:
+            on_start([o.summary for o in outs])
+        raise
     finally:
         for o in outs:
             o.close()
@@ -203,6 +215,20 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     for o in outs:
         o.summary.seconds = seconds
     return [o.summary for o in outs]
+
+
+def _standard_fds() -> None:
+    """A standard stream started closed (``featx ... >&-``) gets ``/dev/null``: else the
+    next file opened (an output, its state) takes its number, and whatever writes to that
+    stream would write into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, os.O_RDWR)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
 
 
 def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None) -> Job:
@@ -331,6 +357,13 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
         o.ref_base = ref
     executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref), progress, fork)
     ok = False
+    closed: BrokenPipeError | None = None   # the reader of stdout or stderr went away
+
+    def told(msg: str) -> None:  # a note nobody reads any more is no reason to stop finishing
+        try:
+            note(msg)
+        except BrokenPipeError:
+            pass
     try:
         for o in outs:
             o.start()
@@ -352,6 +385,11 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
         except OutputWriteError as exc:
             _stopped_by(outs, exc)
             executor.close(cancel=True)
+        except BrokenPipeError as exc:  # the reader of stdout (or stderr) went away: as Ctrl-C
+            closed = exc
+            for o in outs:
+                o.summary.interrupted = True
+            executor.close(cancel=True)
         else:
             try:
                 executor.close()
@@ -361,7 +399,11 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
                 executor.close(cancel=True)
         with DeferSignals(raise_after=False) as held:
             for o in outs:
-                o.finish(opts.prune, note)
+                try:
+                    o.finish(opts.prune, told)
+                except BrokenPipeError as exc:  # the last lines to stdout: the reader has gone
+                    closed = closed or exc
+                    o.summary.interrupted = True
         if held.got is not None:
             for o in outs:
                 o.summary.interrupted = True
@@ -379,6 +421,8 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
             o.wind_down(stopped=not ok)
         if spool_dir:
             shutil.rmtree(spool_dir, ignore_errors=True)
+    if closed is not None:
+        raise closed
 
 
 def _stopped_by(outs: list[Output], exc: OutputWriteError, culprit: Output | None = None) -> None:

@@ -95,7 +95,10 @@ class CsvSink(_StackedSink):
 
     def close(self):
         if self.output == "-":
-            self._fh.flush()
+            try:
+                self._fh.flush()
+            except BrokenPipeError:  # the reader went away: the run has heard of it at a commit
+                pass
             return
         super().close()
 
