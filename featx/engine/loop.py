@@ -173,6 +173,7 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
         if not regions and not any(o.has_state() for o in outs):
             raise NoInputs("no inputs to process") from None
     inputs = itertools.chain([first] if first is not None else [], inputs)
+    layout.check_apart([t.sink for t in targets])
     for o in outs:
         o.check_folder()
         o.sink.preflight()  # every output, before any is opened: --overwrite removes files there

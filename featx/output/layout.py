@@ -89,3 +89,24 @@ def expected_mirrors(inp) -> list[str] | None:
     if inp.kind == "image":
         return [inp.mirror]
     return None
+
+
+def check_apart(sinks) -> None:
+    """Refuse, before anything is written, an output whose files would lie inside another
+    output's ``npy-dir`` folder (a recipe's ``feats/`` and ``feats/x.jpg.npy``): one would
+    overwrite the other's files, and the next run would call them up to date."""
+    from ..errors import OutputError
+
+    folders = [(s, s.output.rstrip("/" + os.sep)) for s in sinks if s.persistent and s.format == "npy-dir"]
+    for s, folder in folders:
+        inside = folder + os.sep
+        for other in sinks:
+            if other is s or not other.persistent:
+                continue
+            names = [other.output.rstrip("/" + os.sep)] + [p for p in other.paths() + [
+                other.state_path, other.lock_path, other.sidecar_path] if p]
+            hit = next((p for p in names if p.startswith(inside)), None)
+            if hit is not None:
+                raise OutputError(f"the output {other.output} would write {hit}, inside the npy-dir output "
+                                  f"{folder}/", "give each output a place of its own, outside the others' "
+                                  "folders")
