@@ -188,6 +188,29 @@ def test_i08_repeated_inputs_in_one_list_are_counted_once(tmp_path):
     assert "1 processed" in err(r), err(r)
 
 
+def test_i08_after_a_full_disk_the_counts_are_the_committed_rows(tmp_path):
+    """Item 8: after a full disk the summary line and the sidecar counted rows that were never
+    committed (261 vs 249).  The output cannot grow past RLIMIT_FSIZE (writes fail as on a
+    full disk); commits are a second apart, so rows are pending when the write fails.  Whatever
+    the timing, the sidecar's counts must be the rows the output holds."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    src = photo_crops(tmp_path / "ds", 40, (96, 96))
+    r = subprocess.run([sys.executable, "-m", "featx", "extract", "hog", str(src), "-o", "h.npy", "--resize",
+                        "96x96", "-j", "1", "--commit-every", "1"], cwd=tmp_path, capture_output=True,
+                       preexec_fn=limit, timeout=300)
+    assert r.returncode == 74, (r.returncode, err(r)[-600:])
+    meta = sidecar(tmp_path / "h.npy")
+    rows = np.load(tmp_path / "h.npy").shape[0] if (tmp_path / "h.npy").exists() else 0
+    assert meta["status"] == "failed"
+    assert meta["inputs"]["rows"] == rows and meta["inputs"]["processed"] == rows, (meta["inputs"], rows)
+    assert f"{rows} processed" in err(r), err(r)
+
+
 # ---------------------------------------------------------------------------
 # 9. a 0-byte state file
 
