@@ -505,13 +505,16 @@ def read_regions(path: str) -> Iterator[Input]:
     fh, reader, has_frames = _open_regions(path)
     canonical = Canonical()
     groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
+    bad: list[str] = []   # lines whose box is not numbers: all are reported (the first few named)
     with fh:
         for n, row in enumerate(reader, start=2):
             where = f"--regions {path}, line {n}"
             try:
                 box = tuple(int(float(row[c])) for c in ("x", "y", "w", "h"))
-            except (TypeError, ValueError):
-                raise UsageError(f"{where}: x, y, w, h must be numbers") from None
+            except (TypeError, ValueError, OverflowError):  # OverflowError: inf, 1e400
+                found = ",".join(str(row.get(c)) for c in ("x", "y", "w", "h"))
+                bad.append(f"line {n} ({found})")
+                continue
             p = row["path"]
             if not p:
                 raise UsageError(f"{where}: no path")
@@ -530,6 +533,10 @@ def read_regions(path: str) -> Iterator[Input]:
                                      "featx detect VIDEO writes path,frame,time,x,y,w,h")
                 box = (frame, time, *box)
             groups.setdefault(canonical(p), (p, []))[1].append(box)
+    if bad:
+        listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UsageError(f"--regions {path}: x, y, w, h must be finite numbers: {len(bad)} bad box(es), "
+                         f"on {listed}")
     for p, boxes in groups.values():
         yield _region_input(p, boxes)
 

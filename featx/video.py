@@ -191,8 +191,12 @@ class _Selector:
             if time < self.next_target - _TIME_EPS:
                 return _SKIP
             # next target strictly after this frame's time
-            k = math.floor((time - self.origin) * s.fps + _TIME_EPS * s.fps) + 1
-            self.next_target = self.origin + k / s.fps
+            x = (time - self.origin) * s.fps + _TIME_EPS * s.fps
+            if x < 2.0 ** 53:
+                k = math.floor(x) + 1
+                self.next_target = self.origin + k / s.fps
+            else:  # a rate finer than any timestamp (--fps 1e308: inf here): every frame is kept
+                self.next_target = time
         elif n % s.every:
             return _SKIP
         self.kept += 1
@@ -624,15 +628,16 @@ def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float
 
 
 def decode_frames(refs: Iterable[FrameRef], max_pixels: int | None = None, memory: MemoryBudget | None = None,
-                  min_size: tuple[int, int] | None = None) -> Iterator[tuple[FrameRef, np.ndarray | None, str | None]]:
+                  min_size: tuple[int, int] | None = None, *,
+                  lenient: bool = False) -> Iterator[tuple[FrameRef, np.ndarray | None, str | None]]:
     """Decode selected frame files one at a time with featx's image decoder
     (:func:`~featx.decode.decode_image`: header checks against ``max_pixels`` and
     ``memory``, EXIF orientation, a reduced JPEG decode to ``min_size``): ``(ref,
     pixels, None)``, or ``(ref, None, reason)`` for a frame that cannot be read (the
-    others go on)."""
+    others go on).  ``lenient``: accept damaged data (see ``decode_image``)."""
     for ref in refs:
         try:
-            img = decode_image(ref.path, max_pixels, memory, min_size)
+            img = decode_image(ref.path, max_pixels, memory, min_size, lenient=lenient)
             check_memory(memory, img)
         except InputError as exc:
             yield ref, None, str(exc)

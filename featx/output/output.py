@@ -37,6 +37,30 @@ class Failure:
     reason: str
 
 
+#: How many failed rows of one input its failure reason lists one by one.
+ROW_ERRORS_LISTED = 20
+
+
+def row_errors(path: str, errors: list) -> str:
+    """The failure reason of an input from the records of its rows that failed: the one
+    reason as it is, or each of them (up to :data:`ROW_ERRORS_LISTED`), named by its
+    frame when the reason does not say it (a box's reason names the box): a frame
+    folder with a size change and then a junk frame reports both, five bad boxes of
+    one image all five."""
+    if len(errors) == 1:
+        return errors[0].error
+    parts = []
+    for rec in errors[:ROW_ERRORS_LISTED]:
+        key, why = rec.key, rec.error
+        if "frame" in key and "x" not in key:
+            fp = key.get("path")
+            where = os.path.basename(fp) if fp and fp != path else f"frame {key['frame']}"
+            why = f"{where}: {why}"
+        parts.append(why)
+    more = len(errors) - len(parts)
+    return f"{len(errors)} rows failed: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
 @dataclass
 class Summary:
     """The outcome of a run for one output (also recorded in its sidecar)."""
@@ -256,7 +280,7 @@ class Output:
                 self._committed.discard(inp.path)
                 f = None
                 if errors and nrows == 0:
-                    f = Failure(inp.path, errors[0].error)
+                    f = Failure(inp.path, row_errors(inp.path, errors))
                     summary.failed.append(f)
                     if committed:  # a changed input that now fails: its old rows must not stay as if current
                         pending.append(Entry(inp.path, None, 0, 0, None, "failed"))
@@ -265,7 +289,7 @@ class Output:
                     status = "ok"
                     if errors:
                         status = "partial"
-                        f = Failure(inp.path, "partial: " + errors[0].error)
+                        f = Failure(inp.path, "partial: " + row_errors(inp.path, errors))
                         summary.partial.append(f)
                     summary.processed += 1
                     pending.append(Entry(inp.path, inp.ident, row0, nrows, mirror, status))
