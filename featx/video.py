@@ -344,6 +344,21 @@ def _info(cap, path: Path) -> VideoInfo:
                      fourcc=_fourcc(cap), duration=count / fps if fps else 0.0)
 
 
+def _counts_frames(path: Path) -> bool:
+    """Does the container of ``path`` record its number of frames?  Matroska/WebM,
+    MPEG-TS and FLV do not: FFmpeg's (OpenCV's) frame count is then its duration times
+    the nominal rate, an estimate that a variable-rate video with a pause never reaches.
+    Told by the file's signature; an unreadable file counts (the old rule holds)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(189)
+    except OSError:
+        return True
+    if head.startswith((b"\x1a\x45\xdf\xa3", b"FLV")):
+        return False
+    return not (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47)
+
+
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
     """A retrieved frame in RGB order, as a new array.
 
@@ -515,7 +530,10 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         short_time = bool(info.duration) and last_t + step + _SLACK_S < info.duration
         cfr = n_intervals > 0 and n_on_grid == read and n_regular >= 0.5 * n_intervals
         slack_frames = max(1, math.ceil(_SLACK_S * info.fps))
-        short_count = cfr and info.frame_count > 0 and read + slack_frames < info.frame_count
+        # a count the container only estimates (duration x nominal rate) says nothing of the frames
+        # of a variable-rate video with a pause: there only the last timestamp counts (short_time)
+        short_count = (cfr and info.frame_count > 0 and read + slack_frames < info.frame_count
+                       and _counts_frames(path))
         if n_backwards:
             raise VideoError(
                 f"damaged video: timestamps go backwards {n_backwards} time(s) "
