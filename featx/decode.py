@@ -374,9 +374,11 @@ class _NativeStderr:
 #: about metadata only ("bad ICC marker", "Invalid SOS parameters for sequential JPEG").
 _JPEG_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Inconsistent progression sequence")
 _JPEG_BENIGN = ("bad ICC marker",)
-#: ... and libpng (a CRC error is a warning, not an error, in an ancillary chunk; zlib errors
-#: in the image data are errors, which fail the decode by themselves).
-_PNG_CORRUPT = ("CRC error", "libpng error")
+#: ... and libpng: a CRC or zlib error in the image data (IDAT) is an error, which fails the
+#: decode by itself; should a picture come back all the same, it fails here.  A CRC error in an
+#: ancillary chunk (text, colour profile) is a warning: libpng drops that chunk, the pixels are
+#: whole, and the picture is kept.
+_PNG_CORRUPT = ("libpng error",)
 
 
 def corrupt_data(fmt: str | None, text: str) -> str:
@@ -591,7 +593,8 @@ def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget 
 
     A JPEG or PNG whose decoder reports damaged data but returns a picture anyway
     (libjpeg's "Corrupt JPEG data: ..." warnings: bytes deleted, zeroed or replaced
-    mid-stream; a PNG CRC error) is refused as corrupt; ``lenient`` accepts such a
+    mid-stream) is refused as corrupt (a PNG with a CRC or zlib error in its pixel
+    data fails in libpng already); ``lenient`` accepts such a
     picture as decoded (the damaged part grey or smeared).  A JPEG cut short (no end
     marker) is refused either way.
     """
