@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import ExitCode, FeatxError, UsageError
+from .names import printable, quote_name
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -1015,7 +1016,7 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         which = ""
         if many and len(outs) < len(plan.outputs):
             which = " [" + ", ".join(plan.outputs[k].path or plan.outputs[k].extractor for k in outs) + "]"
-        say(f"error: {f.path}: {f.reason}{which}")
+        say(f"error: {quote_name(f.path)}: {printable(f.reason)}{which}")  # no name forges a line
 
     def make_bar(total, unit):
         bars.append(_progress_bar(desc, total, unit))

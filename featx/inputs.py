@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from .decode import os_reason, sniff_image, special_kind
 from .errors import UsageError
+from .names import unescape_name
 
 #: Extensions taken as images without looking inside (lower case).
 IMAGE_EXTENSIONS = frozenset({
@@ -457,7 +458,9 @@ def _open_regions(path: str):
     import csv as _csv
 
     try:
-        fh = open(path, newline="")
+        # UTF-8 (with featx's escape of names, featx.names); bytes that are not UTF-8 are
+        # taken as a file name's own bytes, as os.fsdecode takes them
+        fh = open(path, newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise UsageError(f"--regions {path}: cannot read: {exc.strerror or exc}") from None
     reader = _csv.DictReader(fh)
@@ -515,7 +518,7 @@ def read_regions(path: str) -> Iterator[Input]:
                 found = ",".join(str(row.get(c)) for c in ("x", "y", "w", "h"))
                 bad.append(f"line {n} ({found})")
                 continue
-            p = row["path"]
+            p = unescape_name(row["path"] or "")
             if not p:
                 raise UsageError(f"{where}: no path")
             if has_frames:
