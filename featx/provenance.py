@@ -57,5 +57,19 @@ def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], s
     return doc
 
 
+def _utf8(v: Any) -> Any:
+    """``v`` with undecodable bytes of names (surrogates) in any string as ``\\xNN``."""
+    if isinstance(v, str):
+        return utf8_text(v)
+    if isinstance(v, dict):
+        return {_utf8(k): _utf8(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_utf8(x) for x in v]
+    return v
+
+
 def write(path: str, doc: dict) -> None:
-    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    """Write a sidecar: JSON with no lone surrogate anywhere (the names :func:`record` puts
+    in are escaped as in the index files; any other string, e.g. a merge's part names, has
+    its undecodable bytes written ``\\xNN``)."""
+    write_atomic(path, json.dumps(_utf8(doc), indent=2, sort_keys=False) + "\n")

@@ -37,28 +37,36 @@ class Failure:
     reason: str
 
 
-#: How many failed rows of one input its failure reason lists one by one.
+#: How many distinct reasons (and rows of each) the failure reason of one input lists.
 ROW_ERRORS_LISTED = 20
+ROWS_NAMED = 5
 
 
 def row_errors(path: str, errors: list) -> str:
     """The failure reason of an input from the records of its rows that failed: the one
-    reason as it is, or each of them (up to :data:`ROW_ERRORS_LISTED`), named by its
-    frame when the reason does not say it (a box's reason names the box): a frame
-    folder with a size change and then a junk frame reports both, five bad boxes of
-    one image all five."""
+    reason as it is, or each distinct reason once (up to :data:`ROW_ERRORS_LISTED`) with
+    the frames it hit (a box's reason names the box itself): a frame folder with a size
+    change and then a junk frame reports both, five bad boxes of one image all five."""
     if len(errors) == 1:
         return errors[0].error
-    parts = []
-    for rec in errors[:ROW_ERRORS_LISTED]:
-        key, why = rec.key, rec.error
+    groups: dict[str, list[str]] = {}
+    for rec in errors:
+        key = rec.key
+        label = ""
         if "frame" in key and "x" not in key:
             fp = key.get("path")
-            where = os.path.basename(fp) if fp and fp != path else f"frame {key['frame']}"
-            why = f"{where}: {why}"
+            label = os.path.basename(fp) if fp and fp != path else f"frame {key['frame']}"
+        groups.setdefault(rec.error, []).append(label)
+    parts = []
+    for why, labels in list(groups.items())[:ROW_ERRORS_LISTED]:
+        named = [x for x in labels if x]
+        if named:
+            more = len(named) - ROWS_NAMED
+            why = ", ".join(named[:ROWS_NAMED]) + (f" and {more} more" if more > 0 else "") + f": {why}"
         parts.append(why)
-    more = len(errors) - len(parts)
-    return f"{len(errors)} rows failed: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    more = len(groups) - len(parts)
+    return (f"{len(errors)} rows failed: " + "; ".join(parts)
+            + (f"; and {more} other reasons" if more > 0 else ""))
 
 
 @dataclass
