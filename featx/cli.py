@@ -1224,7 +1224,7 @@ def _build_show(cls) -> click.Command:
                             names.append(name)
                         except InputError as exc:  # one image: the others are still shown
                             failed += 1
-                            _say(f"error: {name}: {exc.message}")
+                            _say(f"error: {quote_name(name)}: {printable(exc.message)}")
                     if not tiles:
                         raise InputError("no image could be shown")
                     pic = contact_sheet(tiles, names).pixels
@@ -1403,7 +1403,7 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
                     yield local_descriptors(extractor, img)
             except FeatxError as exc:
                 failed += 1
-                _say(f"error: {inp.path}: {exc.message}")
+                _say(f"error: {quote_name(inp.path)}: {printable(exc.message)}")
             if bar is not None:
                 bar.update(1)
 

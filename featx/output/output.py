@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import FeatxError
 from ..inputs import Input, vanished
+from ..names import quote_name
 from . import layout
 from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
 from .commit import Committer
@@ -348,7 +349,7 @@ class Output:
             summary.removed = len(gone)
         elif gone:
             where = f" of {sink.output}" if self.name else ""
-            note(f"{len(gone)} input(s) in the output{where} no longer exist (e.g. {gone[0][0]}); "
+            note(f"{len(gone)} input(s) in the output{where} no longer exist (e.g. {quote_name(gone[0][0])}); "
                  "--prune removes them from the output")
         summary.partial.extend(Failure(p, "partial: some rows written, then an error")
                                for p in state.partial() if p not in {f.path for f in summary.partial})
