@@ -261,7 +261,7 @@ class _Built:
 
 
 def extractor_class(name: str) -> type:
-    """The extractor class an output names: a registered name, ``detect`` (the Haar
+    """The extractor class an output names: a registered name (``detect`` too: the Haar
     cascade region finder of ``featx detect``) or a ``module:Class`` target."""
     from . import registry
     from .errors import PluginError
@@ -278,10 +278,6 @@ def extractor_class(name: str) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Extractor)):
             raise PluginError(f"{name} is not a featx extractor", "featx list names the extractors")
         return cls
-    if name == "detect":
-        from .regions import RegionDetector
-
-        return RegionDetector
     return registry.get(name)
 
 

@@ -7,9 +7,10 @@ from .extract import _build_extract
 
 
 def _build_detect() -> click.Command:
-    from ..regions import RegionDetector, available_cascades
+    from .. import registry
+    from ..regions import available_cascades
 
-    cmd = _build_extract(RegionDetector)
+    cmd = _build_extract(registry.get("detect"))
     cmd.name = "detect"
     cmd.help = ("Find regions (faces, eyes, any Haar cascade) and write one CSV row per region: "
                 "path,x,y,w,h (path,frame,time,x,y,w,h for videos and frame folders), in the pixels of "

@@ -217,7 +217,7 @@ def _table_error(path: str, table: str, name: str, ctx: click.Context) -> str:
     from .. import registry
 
     reads = f"{ctx.command_path} reads [{name}] and the keys above the first table"
-    if table in registry.names() or table == "detect":
+    if table in registry.names():
         return f"{path}: table [{table}] holds settings for {table}, not {name} ({reads})"
     if difflib.get_close_matches(table, [name], n=1, cutoff=0.6):
         return f"{path}: unknown table [{table}]; did you mean [{name}]?"
