@@ -19,6 +19,7 @@ the plan.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -344,9 +345,9 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
             owner[f] = o.path
 
 
-def build(plan: Plan) -> _Built:
+def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
-    front, before anything is created)."""
+    front, before anything is created).  ``descriptors``, ``on_row``: see :func:`execute`."""
     from . import memory, sources
     from .engine import loop, process
     from .output import sinks
@@ -404,7 +405,9 @@ def build(plan: Plan) -> _Built:
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
         if o.path is None:
-            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
+            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector" and not descriptors,
+                                           key_columns=keys,
+                                           on_row=None if on_row is None else functools.partial(on_row, len(built_sinks))))
             continue
         built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
@@ -442,7 +445,7 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
             on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
-            stdin=None) -> Result:
+            stdin=None, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
@@ -459,7 +462,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     from . import provenance
     from .engine import loop, process
 
-    built = build(plan)
+    built = build(plan, descriptors=descriptors, on_row=on_row)
     plan = built.plan   # checked, {shard} resolved
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
@@ -471,7 +474,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
         unit = "regions" if plan.regions else ("frames" if built.video_mode else "images")
         feed = Feed(progress(total, unit), weights)
     stream = input_stream(built, stdin)
-    targets = [loop.Target(ext, sink, o.resize, o.resize_mode)
+    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors)
                for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
     started = provenance.now()
     results = [OutputResult(o, None, (o.sidecar or sink.sidecar_path) if o.path not in (None, "-") else None,
@@ -563,11 +566,12 @@ class _MemorySink(Sink):
 
     format = "memory"
 
-    def __init__(self, stacked: bool, key_columns=("path",)):
+    def __init__(self, stacked: bool, key_columns=("path",), on_row: Callable[[dict, Any], None] | None = None):
         super().__init__("-", key_columns=key_columns)
         self.stacked = stacked
         self.values: list = []
         self.keys: list[dict] = []
+        self.on_row = on_row      # given: each row is handed to it, in input order, and not kept
 
     def encoder(self):
         return RawEncoder() if self.stacked else _PickleEncoder()
@@ -580,8 +584,12 @@ class _MemorySink(Sink):
 
         if self.width is None and self.stacked:
             self.width = int(shape[0])
-        self.keys.append(dict(key))
-        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
+        value = np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data)
+        if self.on_row is not None:
+            self.on_row(dict(key), value)
+        else:
+            self.keys.append(dict(key))
+            self.values.append(value)
         self.rows += 1
 
     def commit(self, state, entries):

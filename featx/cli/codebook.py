@@ -8,20 +8,21 @@ import sys
 import click
 
 from ..errors import ExitCode, FeatxError, UsageError
-from .options import CONTEXT, INPUT_PATH, ExtractorGroup, _config_option, _resize_options, _split_params, \
-    _with_extractor_options
+from .extract import _progress_bar
+from .options import CONTEXT, INPUT_PATH, ExtractorGroup, _config_option, _extract_options, _resize_options, \
+    _split_params, _with_extractor_options
 from .report import _fail, _say
 
 
 def _build_codebook(cls) -> click.Command:
     def callback(inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null, overwrite, quiet,
-                 **kwargs):
+                 jobs, max_pixels, max_memory, **kwargs):
         ctx = click.get_current_context()
         params = _split_params(cls, kwargs)
         try:
             _do_codebook(cls, params, inputs=inputs, output=output, k=k, sample=sample, seed=seed, gmm=gmm,
                          resize=resize, resize_mode=resize_mode, files_from=files_from, null=null,
-                         overwrite=overwrite, quiet=quiet)
+                         overwrite=overwrite, quiet=quiet, jobs=jobs, max_pixels=max_pixels, max_memory=max_memory)
         except FeatxError as exc:
             _fail(exc, ctx)
 
@@ -32,6 +33,7 @@ def _build_codebook(cls) -> click.Command:
                         short_help=f"Learn visual words from {cls.name} descriptors",
                         epilog=f"\b\nExamples:\n  featx codebook {cls.name} train/ -k 256 -o {cls.name}-k256.codebook.npz\n"
                                f"  featx codebook {cls.name} train/ -k 64 --gmm -o {cls.name}-gmm64.codebook.npz")
+    run = {o.name: o for o in _extract_options()}  # the run options it shares with featx extract
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
@@ -44,6 +46,7 @@ def _build_codebook(cls) -> click.Command:
         click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
                      type=click.Path(dir_okay=False, allow_dash=True), help="Read input paths from FILE."),
         click.Option(["-0", "--null"], is_flag=True, help="Paths on stdin / in list files are NUL-separated."),
+        run["jobs"], run["max_pixels"], run["max_memory"],
         click.Option(["--overwrite"], is_flag=True, help="Replace an existing codebook."),
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
@@ -52,50 +55,47 @@ def _build_codebook(cls) -> click.Command:
 
 
 def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null,
-                 overwrite, quiet):
-    from .. import imageops, sources
-    from ..encoding import learn_codebook, local_descriptors, save_codebook, supports_codebook
+                 overwrite, quiet, jobs, max_pixels, max_memory):
+    """Read the descriptors through the engine (workers, --max-pixels, the memory budget),
+    as featx extract reads images; JPEGs are decoded in full, as codebooks always were."""
+    from ..encoding import save_codebook
+    from ..learn import learn_codebook
+    from ..plan import OutputPlan, Plan
 
     if not inputs and not files_from:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if os.path.exists(output) and not overwrite:
         raise UsageError(f"{output} already exists", "pass --overwrite to replace it")
-    if not supports_codebook(cls):
-        raise UsageError(f"{cls.name} has no local descriptors to learn a codebook from",
-                         "codebooks are for extractors with keypoint descriptors, such as sift")
-    if params.get("encode") not in (None, "none"):
-        raise UsageError("a codebook is learnt from raw descriptors: drop --encode")
-    extractor = cls.create(**params)
-    stats = sources.Enumeration()
-    failed = 0
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    plan = Plan(outputs=(OutputPlan(cls.name, None, params=params, resize=resize, resize_mode=resize_mode),),
+                inputs=inputs, files_from=files_from, null=null, jobs=jobs, max_pixels=max_pixels,
+                max_memory=max_memory, exact_decode=True)
+    bars: list = []
 
-        bar = tqdm(unit="img", file=sys.stderr, desc=f"{cls.name} codebook", leave=False)
+    def make_bar(total, unit):
+        bars.append(_progress_bar(f"{cls.name} codebook", total, unit))
+        return bars[0]
 
-    def stream():
-        nonlocal failed
-        for inp in sources.enumerate_inputs(inputs, files_from=files_from, null=null, stats=stats):
-            try:
-                for item in sources.load(inp):
-                    img = item.image
-                    if resize:
-                        img = imageops.resize(img, resize[0], resize[1], resize_mode)
-                    yield local_descriptors(extractor, img)
-            except FeatxError as exc:
-                failed += 1
-                _say(f"error: {inp.path}: {exc.message}")
-            if bar is not None:
-                bar.update(1)
+    def say(msg: str) -> None:
+        if bars:
+            bars[0].write(f"featx: {msg}", file=sys.stderr)
+        else:
+            _say(msg)
+
+    def on_failure(f, outs):
+        say(f"error: {f.path}: {f.reason}")
 
     try:
-        cb = learn_codebook(stream(), k, sample=sample, seed=seed, gmm=gmm, extractor=extractor,
-                            metadata={"resize": list(resize) if resize else None, "resize_mode": resize_mode})
+        cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_failure=on_failure,
+                                    on_note=say, progress=make_bar if not quiet and sys.stderr.isatty() else None)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
+    if cb is None:
+        _say("interrupted: no codebook written")
+        sys.exit(result.exit_code)
     save_codebook(cb, output)
+    summary = result.outputs[0].summary
+    failed = len(summary.failed) + len(summary.partial)
     if not quiet:
         _say(f"codebook of {k} words{' + GMM' if gmm else ''} -> {output}"
              + (f" ({failed} inputs failed)" if failed else ""))

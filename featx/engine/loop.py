@@ -70,6 +70,7 @@ class Target:
     sink: Sink
     resize: tuple[int, int] | None = None   # (width, height)
     resize_mode: str = "stretch"
+    describe: bool = False                  # local descriptors (codebook learning), not the extractor's output
 
 
 def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
@@ -197,7 +198,7 @@ def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None
     tasks = tuple(Task(target=registry.target_of(type(t.extractor)), params=params_to_dict(t.extractor.params),
                        resize=t.resize, resize_mode=t.resize_mode, encoder=t.sink.encoder(),
                        mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None,
-                       min_size=decode_size(t, opts))
+                       min_size=decode_size(t, opts), describe=t.describe)
                   for t in targets)
     return Job(tasks=tasks, max_pixels=opts.max_pixels, source_options=dict(opts.source_options),
                max_memory=memory.resolve(opts.max_memory, opts.jobs), ref_base=ref_base)
