@@ -26,6 +26,9 @@ def _extract_examples(cls) -> list[str]:
         return [f"featx extract {name} clip.mp4 -o {name}.npy                 # a row per frame",
                 f"featx extract {name} frames/ --frames -o {name}.npy         # folders of frames, in order",
                 f"featx extract {name} videos/ --video --fps 5 -o {name}.csv  # every video found, 5 frames/s"]
+    if kind == "regions":
+        return [f"featx extract {name} photos/ -o {name}.csv                  # a row per region found",
+                f"featx extract {name} clip.mp4 -o {name}.csv --fps 1         # regions of a frame a second"]
     if kind in ("keypoints", "dense"):
         return [f"featx extract {name} photos/ -o {name}/                     # one file per image (npy-dir)",
                 f"featx extract {name} photos/ -o {name}-640/ --resize 640x480 -j 2",
@@ -58,59 +61,64 @@ def _build_extract(cls) -> click.Command:
     return cmd
 
 
-#: click's names of the run options -> the Plan's fields
-_RUN_FIELDS = {"inputs": "inputs", "files_from": "files_from", "null": "null", "regions": "regions",
-               "video": "video", "frames": "frames", "every": "every", "fps": "fps", "start": "start",
-               "end": "end", "max_frames": "max_frames", "frame_rate": "frame_rate", "jobs": "jobs",
-               "max_pixels": "max_pixels", "max_memory": "max_memory", "use_hash": "hash", "prune": "prune",
-               "wait": "wait", "timeout": "timeout", "shard": "shard", "commit_every": "commit_every",
-               "executor": "executor", "ray_address": "ray_address", "overwrite": "overwrite",
-               "exact_decode": "exact_decode"}
+def _split_run(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A command's run options, by :mod:`featx.runopts`: ``(OutputPlan fields, Plan fields,
+    the command line's own)``."""
+    from ..runopts import RUN_OPTIONS
+
+    parts: dict[str, dict[str, Any]] = {"output": {}, "run": {}, "cli": {}}
+    for o in RUN_OPTIONS:
+        if o.name in kwargs:
+            parts[o.scope][o.attr] = kwargs.pop(o.name)
+    return parts["output"], parts["run"], parts["cli"]
 
 
 def _run_fields(kwargs: dict[str, Any], only_given: click.Context | None = None) -> dict[str, Any]:
     """The Plan fields of the run options in ``kwargs`` (with ``only_given``: just those set
     on the command line, which override a recipe's)."""
+    from ..runopts import RUN
+
     out = {}
-    for name, fld in _RUN_FIELDS.items():
-        if name not in kwargs:
+    for o in RUN:
+        if o.name not in kwargs:
             continue
         if only_given is not None:
-            src = only_given.get_parameter_source(name)
+            src = only_given.get_parameter_source(o.name)
             if src not in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
                 continue
-            if name == "inputs" and not kwargs[name]:
+            if o.kind == "paths" and not kwargs[o.name]:  # no INPUTS given: the recipe's
                 continue
-        out[fld] = kwargs[name]
+        out[o.attr] = kwargs[o.name]
     return out
 
 
-def _do_extract(ctx, cls, params, *, output, format, resize, resize_mode, sidecar, quiet, summary_json,
-                **run):
+def _do_extract(ctx, cls, params, **kwargs):
     from ..plan import OutputPlan, Plan
 
-    out = OutputPlan(cls.name, output, params=params, format=format, resize=resize, resize_mode=resize_mode,
-                     sidecar=sidecar)
-    plan = Plan(outputs=(out,), **_run_fields(run))
-    _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=cls.name)
+    per_output, run, own = _split_run(kwargs)
+    plan = Plan(outputs=(OutputPlan(cls.name, params=params, **per_output),), **run)
+    _execute(ctx, plan, desc=cls.name, **own)
 
 
 def _build_multi(names: str) -> click.Command:
     """``featx extract hog+gradients+cnn INPUTS -o feats/``: one pass, one output per extractor."""
     from ..recipe import short_form
 
-    def callback(output, format, resize, resize_mode, quiet, summary_json, print_recipe, **run):
+    def callback(print_recipe, **kwargs):
         ctx = click.get_current_context()
         try:
+            import dataclasses
+
             from ..plan import Plan
 
-            outs = [o.__class__(o.extractor, o.path, format=format, resize=resize, resize_mode=resize_mode)
-                    for o in short_form(names, output)]
-            if format:  # NAME.csv, NAME.npy, NAME/
-                outs = [o.__class__(o.extractor, os.path.splitext(o.path.rstrip("/"))[0]
-                                    + ("/" if format == "npy-dir" else "." + format),
-                                    format=format, resize=resize, resize_mode=resize_mode) for o in outs]
-            plan = Plan(outputs=tuple(outs), **_run_fields(run))
+            per_output, run, own = _split_run(kwargs)
+            output = per_output.pop("path")  # the folder; the other per-output options apply to each
+            outs = [dataclasses.replace(o, **per_output) for o in short_form(names, output)]
+            fmt = per_output.get("format")
+            if fmt:  # NAME.csv, NAME.npy, NAME/
+                outs = [dataclasses.replace(o, path=os.path.splitext(o.path.rstrip("/"))[0]
+                                            + ("/" if fmt == "npy-dir" else "." + fmt)) for o in outs]
+            plan = Plan(outputs=tuple(outs), **run)
             if print_recipe:
                 from ..recipe import to_toml
 
@@ -120,7 +128,7 @@ def _build_multi(names: str) -> click.Command:
 
             build(plan)  # usage errors before the folder is made
             os.makedirs(with_shard(output, plan.shard), exist_ok=True)
-            _execute(ctx, plan, quiet=quiet, summary_json=summary_json, desc=names)
+            _execute(ctx, plan, desc=names, **own)
         except FeatxError as exc:
             _fail(exc, ctx)
         except BrokenPipeError:
@@ -140,8 +148,8 @@ def _build_multi(names: str) -> click.Command:
         if o.name == "sidecar":  # each output keeps its own
             continue
         if o.name == "output":
-            o = click.Option(["-o", "--output"], required=True, metavar="FOLDER/",
-                             help="Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps).")
+            o.metavar = "FOLDER/"
+            o.help = "Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps)."
         opts.append(o)
     opts.append(click.Option(["--print-recipe"], is_flag=True,
                              help="Print this job as a recipe (TOML for `featx run`) instead of running it."))

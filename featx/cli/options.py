@@ -25,8 +25,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 class PairType(click.ParamType):
     """``AxB`` pairs of integers: extractor parameters such as grids (``ROWSxCOLS``)
-    and, with ``positive``, image sizes (``WIDTHxHEIGHT``).  A TOML list ``[4, 4]``
-    is accepted too."""
+    and, with ``positive``, image sizes (``WIDTHxHEIGHT``, read by
+    :func:`featx.runopts.parse_size_pair` as a recipe's and a Python caller's are).  A
+    TOML list ``[4, 4]`` is accepted too."""
 
     def __init__(self, name: str = "RxC", what: str = "a pair; write ROWSxCOLS, e.g. 4x4 (one number: a square)",
                  positive: bool = False):
@@ -36,32 +37,34 @@ class PairType(click.ParamType):
         if value is None or isinstance(value, tuple):
             return value
         from ..extractor import parse_pair
+        from ..runopts import Invalid, parse_size_pair
 
+        if self.positive:
+            try:
+                return parse_size_pair(value)
+            except Invalid:
+                self.fail(f"{value!r} is not {self.what}", param, ctx)
         try:
-            pair = (int(value[0]), int(value[1])) if isinstance(value, list) and len(value) == 2 \
+            return (int(value[0]), int(value[1])) if isinstance(value, list) and len(value) == 2 \
                 else parse_pair(value)
         except (ValueError, TypeError):
             self.fail(f"{value!r} is not {self.what}", param, ctx)
-        if self.positive and min(pair) < 1:
-            self.fail(f"{value!r}: both numbers must be at least 1", param, ctx)
-        return pair
 
 
 class ShardType(click.ParamType):
-    """``I/N`` with 1 <= I <= N."""
+    """``I/N`` with 1 <= I <= N (read by :func:`featx.runopts.parse_shard`)."""
 
     name = "I/N"
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, tuple):
             return value
+        from ..runopts import Invalid, parse_shard
+
         try:
-            i, n = (int(x) for x in str(value).split("/"))
-        except ValueError:
-            self.fail(f"{value!r} is not a shard; write I/N, e.g. 2/8", param, ctx)
-        if not 1 <= i <= n:
-            self.fail(f"{value!r}: need 1 <= I <= N", param, ctx)
-        return i, n
+            return parse_shard(str(value))
+        except Invalid as exc:
+            self.fail(f"{value!r}: expected {exc}", param, ctx)
 
 
 class FiniteFloat(click.FloatRange):
@@ -98,7 +101,8 @@ class MemoryType(click.ParamType):
             self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
 
 
-SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT, e.g. 640x480 (one number: a square)", positive=True)
+SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT of at least 1x1, e.g. 640x480 (one number: a square)",
+                positive=True)
 PAIR = PairType()
 SHARD = ShardType()
 MEMORY = MemoryType()
@@ -201,26 +205,25 @@ def _config_keys(cmd: click.Command) -> dict[str, click.Option]:
 
 def _closest(word: str, valid, kind: str = "") -> str:
     """``; did you mean bins?`` when one of ``valid`` is close to ``word``, else the list."""
-    import difflib
+    from ..runopts import closest
 
-    names = sorted({v.replace("_", "-") for v in valid})
-    match = difflib.get_close_matches(word.replace("_", "-"), names, n=1, cutoff=0.6)
-    if match:
-        return f"; did you mean {match[0]}?"
-    return f" (valid {kind or 'keys'}: {', '.join(names)})"
+    near = closest(word, valid)
+    if near:
+        return f"; {near}"
+    return f" (valid {kind or 'keys'}: {', '.join(sorted({v.replace('_', '-') for v in valid}))})"
 
 
 def _table_error(path: str, table: str, name: str, ctx: click.Context) -> str:
     """A table the command does not read: another extractor's, or a misspelt one."""
-    import difflib
-
     from .. import registry
+    from ..runopts import closest
 
     reads = f"{ctx.command_path} reads [{name}] and the keys above the first table"
     if table in registry.names():
         return f"{path}: table [{table}] holds settings for {table}, not {name} ({reads})"
-    if difflib.get_close_matches(table, [name], n=1, cutoff=0.6):
-        return f"{path}: unknown table [{table}]; did you mean [{name}]?"
+    near = closest(f"[{table}]", [f"[{name}]"])
+    if near:
+        return f"{path}: unknown table [{table}]; {near}"
     return f"{path}: unknown table [{table}] ({reads})"
 
 
@@ -281,15 +284,36 @@ def _expected(opt: click.Option) -> str:
 # shared options (declared once, used by several commands)
 
 
+def run_option(opt) -> click.Parameter:
+    """The click option (or, for INPUTS, argument) of one run option of
+    :data:`featx.runopts.RUN_OPTIONS`: its flags, help, default, and a type that enforces
+    the range the table declares (as a recipe and ``Plan`` do)."""
+    if not opt.flags:
+        return click.Argument([opt.name], nargs=-1, type=INPUT_PATH)
+    kw: dict[str, Any] = {"help": opt.help, "metavar": opt.metavar, "show_default": opt.show_default,
+                          "required": opt.required}
+    if opt.kind == "flag":
+        kw["is_flag"] = True
+    else:
+        kw["default"] = opt.default if opt.default != () else None
+        kw["multiple"] = opt.kind == "paths"
+        kw["type"] = {
+            "int": lambda: click.IntRange(min=opt.low, max=opt.high, min_open=opt.low_open),
+            "float": lambda: FiniteFloat(min=opt.low, max=opt.high, min_open=opt.low_open),
+            "choice": lambda: click.Choice(list(opt.choices)),
+            "str": lambda: None,
+            "path": lambda: click.Path(dir_okay=False) if opt.file else None,
+            "paths": lambda: click.Path(dir_okay=False, allow_dash=True),
+            "size": lambda: SIZE, "shard": lambda: SHARD, "memory": lambda: MEMORY}[opt.kind]()
+    p = click.Option([*opt.flags, opt.name], **kw)
+    p.featx_section = opt.section
+    return p
+
+
 def _resize_options() -> list[click.Option]:
-    return [
-        click.Option(["--resize"], type=SIZE, default=None, metavar="WxH",
-                     help="Resize every image to WIDTHxHEIGHT first, so every vector has one length "
-                          "(one number is a square: 256 = 256x256)."),
-        click.Option(["--resize-mode"], type=click.Choice(["stretch", "crop"]), default="stretch",
-                     show_default=True,
-                     help="How --resize fits: stretch each axis, or scale the shorter side and cut the centre."),
-    ]
+    from ..runopts import BY_NAME
+
+    return [run_option(BY_NAME["resize"]), run_option(BY_NAME["resize_mode"])]
 
 
 def _config_option() -> click.Option:
@@ -377,106 +401,32 @@ def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _extract_options(recipe: bool = False) -> list[click.Parameter]:
-    """The options of ``featx extract`` (and, with ``recipe``, those ``featx run`` takes to
-    override a recipe's: no output, format, resize or sidecar, which are per output there)."""
-    opts = [
-        click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
-        click.Option(["-o", "--output"], required=True, metavar="PATH",
-                     help="Output: NAME.npy, NAME.csv, a folder/ (npy-dir) or - for CSV on stdout."),
-        click.Option(["-f", "--format"], type=click.Choice(["csv", "npy", "npy-dir"]), default=None,
-                     help="Output format (default: from the output name)."),
-        click.Option(["--overwrite"], is_flag=True, help="Replace an existing output."),
-        click.Option(["-j", "--jobs"], type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Worker processes (0 = one per core)."),
-        *_resize_options(),
-        click.Option(["--max-pixels"], type=click.IntRange(min=0), default=None,
-                     help="Refuse images with more pixels than this (default 178956970; 0 = no limit)."),
-        click.Option(["--exact-decode"], is_flag=True,
-                     help="Decode every JPEG in full, even when the extractor needs fewer pixels "
-                          "(--resize, the network's input): the numbers of a full decode, slower."),
-        click.Option(["--max-memory"], type=MEMORY, default=None, metavar="SIZE",
-                     help="Memory one input may cost a worker (4G, 512M; 0 = no limit): an image that "
-                          "would need more (decoded, resized, extracted) is refused before decoding. "
-                          "Default: half the machine's memory divided by the jobs, at least 1G."),
-        click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
-                     type=click.Path(dir_okay=False, allow_dash=True),
-                     help="Read input paths from FILE, one per line (repeatable; - for stdin)."),
-        click.Option(["-0", "--null"], is_flag=True,
-                     help="Paths on stdin / in list files are NUL-separated (find -print0)."),
-        click.Option(["--video"], is_flag=True,
-                     help="Also take the video files found in folders (one row per frame; adds frame and "
-                          "time columns). Videos named on the command line are always taken."),
-        click.Option(["--frames"], is_flag=True,
-                     help="Folders are frame sequences: each folder holding images is one sequence, "
-                          "in natural order (frame2 before frame10)."),
-        click.Option(["--every"], type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Video/frames: keep every N-th frame."),
-        click.Option(["--fps"], type=FiniteFloat(min=0, min_open=True), default=None, metavar="RATE",
-                     help="Video/frames: keep at most RATE frames per second, chosen by timestamp."),
-        click.Option(["--start"], type=FiniteFloat(min=0), default=None, metavar="SECONDS",
-                     help="Video/frames: first time to keep."),
-        click.Option(["--end"], type=FiniteFloat(min=0), default=None, metavar="SECONDS",
-                     help="Video/frames: keep frames before this time."),
-        click.Option(["--max-frames"], type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Video/frames: stop after N kept frames per input."),
-        click.Option(["--frame-rate"], type=FiniteFloat(min=0, min_open=True), default=None, metavar="RATE",
-                     help="Frame folders: their frame rate (gives the time column; allows --fps/--start/--end)."),
-        click.Option(["--regions"], default=None, metavar="CSV", type=click.Path(dir_okay=False),
-                     help="Extract from each box of a regions file (path,x,y,w,h, e.g. from featx detect) "
-                          "instead of whole images: one row per region."),
-        click.Option(["--sidecar"], default=None, metavar="PATH",
-                     help="Where to write the provenance record (default: OUTPUT.featx.json)."),
-        click.Option(["--hash", "use_hash"], is_flag=True,
-                     help="Decide what is up to date by content hash, not size and modification time."),
-        click.Option(["--prune"], is_flag=True,
-                     help="Remove from the output the inputs that no longer exist."),
-        click.Option(["--wait"], is_flag=True,
-                     help="If another run is writing the same output, wait for it instead of exiting (75)."),
-        click.Option(["--timeout"], type=FiniteFloat(min=0, min_open=True, max=1e9), default=None, metavar="SECONDS",
-                     help="Give up on an input after this long (it is recorded as failed; runs in a worker)."),
-        click.Option(["--shard"], type=SHARD, default=None, metavar="I/N",
-                     help="Process only shard I of N (a stable partition of the inputs by path)."),
-        click.Option(["--executor"], type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Run workers as local processes, or as tasks on a Ray cluster (pip install 'featx[ray]')."),
-        click.Option(["--ray-address"], default=None, metavar="ADDRESS",
-                     help="Ray cluster to join (auto, HOST:6379, or ray://HOST:10001); default: $RAY_ADDRESS "
-                          "if set, else a local Ray."),
-        click.Option(["--commit-every"], type=FiniteFloat(min=0), default=2.0, show_default=True,
-                     metavar="SECONDS",
-                     help="Commit what is done this often: a killed run loses at most this much work."),
-        click.Option(["--summary-json"], default=None, metavar="FILE",
-                     help="Also write the end-of-run summary as JSON to FILE (- for stderr)."),
-        click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
-        _config_option(),
-        ]
-    if recipe:
-        per_output = {"output", "format", "resize", "resize_mode", "sidecar", "config", "regions"}
-        opts = [o for o in opts if o.name not in per_output]
+    """The options of ``featx extract``, one per run option of :mod:`featx.runopts` (and,
+    with ``recipe``, those ``featx run`` takes to override a recipe's: no output, format,
+    resize, regions or sidecar, which are per output there)."""
+    from ..runopts import RUN_OPTIONS
+
+    opts = [run_option(o) for o in RUN_OPTIONS if o.in_run or not recipe]
+    if not recipe:
+        opts.append(_config_option())
     return opts
 
 
-#: Headings of the run options in `featx extract NAME --help` (after NAME's own options).
-_SECTIONS = (
-    ("Output", ("output", "format", "overwrite", "sidecar", "summary_json", "quiet", "print_recipe")),
-    ("Inputs", ("files_from", "null", "regions", "resize", "resize_mode", "exact_decode", "max_pixels",
-                "max_memory", "config")),
-    ("Videos and frame sequences", ("video", "frames", "every", "fps", "start", "end", "max_frames",
-                                    "frame_rate")),
-    ("Running", ("jobs", "timeout", "executor", "ray_address")),
-    ("Production runs (cron, resume, shards)", ("use_hash", "prune", "wait", "shard", "commit_every")),
-)
+#: Help sections of the options that are not run options.
+_EXTRA_SECTIONS = {"print_recipe": "Output", "config": "Inputs"}
 
 
 class SectionedCommand(click.Command):
     """A command whose help lists the extractor's own options first, under their own
-    heading, then the run options in groups (see :data:`_SECTIONS`)."""
+    heading, then the run options in the sections :mod:`featx.runopts` gives them."""
 
     def __init__(self, *args, params_title: str | None = None, examples: list[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.params_title, self.examples = params_title, list(examples)
 
     def format_options(self, ctx, formatter):
-        where = {name: title for title, names in _SECTIONS for name in names}
+        from ..runopts import SECTIONS
+
         groups: dict[str, list] = {}
         for p in self.get_params(ctx):
             rec = p.get_help_record(ctx) if isinstance(p, click.Option) else None
@@ -485,9 +435,9 @@ class SectionedCommand(click.Command):
             if getattr(p, "featx_param", None) is not None:
                 title = self.params_title or "Extractor options"
             else:
-                title = where.get(p.name, "Other options")
+                title = getattr(p, "featx_section", None) or _EXTRA_SECTIONS.get(p.name, "Other options")
             groups.setdefault(title, []).append(rec)
-        order = [self.params_title or "Extractor options"] + [t for t, _ in _SECTIONS] + ["Other options"]
+        order = [self.params_title or "Extractor options", *SECTIONS, "Other options"]
         for title in order:
             if groups.get(title):
                 with formatter.section(title):
