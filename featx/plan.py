@@ -180,13 +180,14 @@ class Result:
 
 @dataclass
 class _Built:
-    """A plan turned into live objects: extractors, sinks, engine options, input stream."""
+    """A plan turned into live objects: extractors, sinks, the engine's view of the plan
+    (``run``: defaults resolved), input stream."""
 
     plan: Plan
     classes: list
     extractors: list
     sinks: list
-    opts: Any
+    run: Plan
     video_mode: bool
     temporal: bool
     jobs: int
@@ -349,12 +350,10 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                                            label_columns=spec.label_columns if spec else ()))
         built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
     _check_files(plan, built_sinks)
-    opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
-                           use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
-                           timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
-                           executor=plan.executor, ray_address=plan.ray_address, source_options=sampling,
-                           exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
-    return _Built(plan, classes, extractors, built_sinks, opts, video_mode, temporal, jobs, max_pixels, max_memory)
+    # what the engine reads: this plan with its defaults resolved (0: no limit)
+    run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
+                       exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
+    return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
 
 
 def _which(plan: Plan, o: OutputPlan) -> str:
@@ -420,7 +419,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
                 provenance.write(r.sidecar, sidecar_record(built, r, s, started))
 
     try:
-        summaries = loop.run(targets, stream, built.opts, on_failure=on_failure, on_note=on_note,
+        summaries = loop.run(targets, stream, built.run, on_failure=on_failure, on_note=on_note,
                              progress=feed, on_start=write_sidecars)
     except loop.NoInputs:
         raise UsageError(nothing_found(plan, built.stats, built.video_mode),
@@ -455,7 +454,7 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
     resolved = plan.replace(jobs=built.jobs, max_pixels=built.max_pixels or None, max_memory=built.max_memory,
                             video=built.video_mode)  # what the run used, defaults resolved
     options = runopts.sidecar_options(resolved, dataclasses.replace(o, format=r.sink.format))
-    options["decode"] = loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize, o.resize_mode), built.opts)
+    options["decode"] = loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize, o.resize_mode), built.run)
     details = getattr(r.extractor, "provenance", None)
     extra = {"run": plan.to_dict()}
     if isinstance(details, dict):
