@@ -265,42 +265,38 @@ def _based(path: str, base: str | None) -> str:
     return path if base is None or path == "-" else os.path.join(base, os.path.expanduser(path))
 
 
+def _int_pair(v: Any, read_text, bad: Exception) -> tuple[int, int]:
+    """Two integers from a list or tuple of two, or from text through ``read_text``."""
+    try:
+        if isinstance(v, (list, tuple)):
+            if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                raise ValueError(v)
+            a, b = v
+        elif isinstance(v, str):
+            a, b = read_text(v)
+        else:
+            raise ValueError(v)
+    except (ValueError, TypeError):
+        raise bad from None
+    return int(a), int(b)
+
+
 def parse_size_pair(v: Any, bad: Exception | None = None) -> tuple[int, int]:
     """``"640x480"``, ``"256"`` (a square), ``[640, 480]`` or ``(640, 480)`` -> ``(640, 480)``,
     each at least 1: the one reader of image sizes."""
     from .extractor import parse_pair
 
     bad = bad or Invalid(BY_NAME["resize"].expected)
-    try:
-        if isinstance(v, (list, tuple)):
-            if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise ValueError(v)
-            w, h = v
-        elif isinstance(v, str):
-            w, h = parse_pair(v)
-        else:
-            raise ValueError(v)
-    except (ValueError, TypeError):
-        raise bad from None
+    w, h = _int_pair(v, parse_pair, bad)
     if min(w, h) < 1:
         raise bad
-    return int(w), int(h)
+    return w, h
 
 
 def parse_shard(v: Any, bad: Exception | None = None) -> tuple[int, int]:
     """``"2/8"`` or ``(2, 8)`` -> ``(2, 8)`` with 1 <= I <= N: the one reader of shards."""
     bad = bad or Invalid(BY_NAME["shard"].expected)
-    try:
-        if isinstance(v, (list, tuple)):
-            if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise ValueError(v)
-            i, n = v
-        elif isinstance(v, str):
-            i, n = (int(x) for x in v.split("/"))
-        else:
-            raise ValueError(v)
-    except (ValueError, TypeError):
-        raise bad from None
+    i, n = _int_pair(v, lambda text: [int(x) for x in text.split("/")], bad)
     if not 1 <= i <= n:
         raise bad
     return i, n

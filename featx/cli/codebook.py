@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import ExitCode, FeatxError, UsageError
-from .extract import _progress_bar
+from .extract import _Shown
 from .options import CONTEXT, INPUT_PATH, ExtractorGroup, _config_option, _extract_options, _resize_options, \
     _split_params, _with_extractor_options
 from .report import _fail, _say
@@ -69,27 +69,11 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
     plan = Plan(outputs=(OutputPlan(cls.name, None, params=params, resize=resize, resize_mode=resize_mode),),
                 inputs=inputs, files_from=files_from, null=null, jobs=jobs, max_pixels=max_pixels,
                 max_memory=max_memory, exact_decode=True)
-    bars: list = []
-
-    def make_bar(total, unit):
-        bars.append(_progress_bar(f"{cls.name} codebook", total, unit))
-        return bars[0]
-
-    def say(msg: str) -> None:
-        if bars:
-            bars[0].write(f"featx: {msg}", file=sys.stderr)
-        else:
-            _say(msg)
-
-    def on_failure(f, outs):
-        say(f"error: {f.path}: {f.reason}")
-
-    try:
-        cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_failure=on_failure,
-                                    on_note=say, progress=make_bar if not quiet and sys.stderr.isatty() else None)
-    finally:
-        for bar in bars:
-            bar.close()
+    show = _Shown(f"{cls.name} codebook", not quiet)
+    with show:
+        cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_note=show.say,
+                                    on_failure=lambda f, outs: show.say(f"error: {f.path}: {f.reason}"),
+                                    progress=show.progress)
     if cb is None:
         _say("interrupted: no codebook written")
         sys.exit(result.exit_code)

@@ -207,35 +207,47 @@ def _progress_bar(desc: str, total: int | None, unit: str):
                 nrows=rows if rows > 0 else 24, leave=False, mininterval=0.2)
 
 
+class _Shown:
+    """A run's progress bar (when stderr is a terminal and not ``quiet``) and its messages,
+    each a line of its own above the bar, which is drawn again below it."""
+
+    def __init__(self, desc: str, bar: bool):
+        self.desc, self.bars = desc, []
+        self.progress = self._make_bar if bar and sys.stderr.isatty() else None
+
+    def _make_bar(self, total, unit):
+        self.bars.append(_progress_bar(self.desc, total, unit))
+        return self.bars[0]
+
+    def say(self, msg: str) -> None:
+        if self.bars:
+            self.bars[0].write(f"featx: {msg}", file=sys.stderr)
+        else:
+            _say(msg)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for bar in self.bars:
+            bar.close()
+
+
 def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> None:
     """Run a plan with a progress bar and messages on stderr; exit with its code."""
     from ..plan import execute
 
     many = len(plan.outputs) > 1
-    bars: list = []
-
-    def say(msg: str) -> None:
-        if bars:  # a line of its own above the bar, which is drawn again below it
-            bars[0].write(f"featx: {msg}", file=sys.stderr)
-        else:
-            _say(msg)
+    show = _Shown(desc, not quiet)
 
     def on_failure(f, outs):
         which = ""
         if many and len(outs) < len(plan.outputs):
             which = " [" + ", ".join(plan.outputs[k].path or plan.outputs[k].extractor for k in outs) + "]"
-        say(f"error: {f.path}: {f.reason}{which}")
+        show.say(f"error: {f.path}: {f.reason}{which}")
 
-    def make_bar(total, unit):
-        bars.append(_progress_bar(desc, total, unit))
-        return bars[0]
-
-    show = not quiet and sys.stderr.isatty()
-    try:
-        result = execute(plan, on_failure=on_failure, on_note=say, progress=make_bar if show else None)
-    finally:
-        for bar in bars:
-            bar.close()
+    with show:
+        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress)
     if summary_json:
         import json
 
