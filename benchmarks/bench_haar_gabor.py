@@ -51,7 +51,7 @@ def interleaved(fns: dict, repeats: int) -> dict:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode as featx's sources do: 8-bit, RGB order."""
+    """Decode as featx's decoder does: 8-bit, RGB order."""
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

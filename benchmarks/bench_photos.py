@@ -96,7 +96,8 @@ mode, name, resize, threads, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(
 import cv2
 cv2.setNumThreads(1)
 import numpy as np
-from featx import api, sources
+from featx import api
+from featx.decode import jpeg_reduction, read_header
 size = tuple(int(v) for v in resize.split("x")) if resize else None
 if name == "detect":
     from featx.regions import RegionDetector
@@ -110,8 +111,8 @@ FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUC
 def decode(p):
     k = 1
     if mode.endswith("reduced"):
-        hdr = sources.read_header(np.fromfile(p, np.uint8, count=65536))
-        k = sources.jpeg_reduction(hdr.width, hdr.height, need)
+        hdr = read_header(np.fromfile(p, np.uint8, count=65536))
+        k = jpeg_reduction(hdr.width, hdr.height, need)
     return cv2.cvtColor(cv2.imread(p, FLAGS[k]), cv2.COLOR_BGR2RGB), k
 
 t = time.perf_counter()

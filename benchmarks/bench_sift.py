@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     import cv2
 
     from featx import __version__
-    from featx.encoding import learn_codebook, save_codebook
+    from featx.codebook import learn_codebook
+    from featx.encoding import save_codebook
     from featx.extractors.sift import SIFT
 
     cv2.setNumThreads(args.threads)

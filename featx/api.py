@@ -51,7 +51,7 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {image.shape}")
-    value = ext.extract_resized(image, resize, resize_mode)  # as the pipeline: detectors map boxes back
+    value = ext.extract_resized(image, resize, resize_mode)  # as the engine: detectors map boxes back
     if isinstance(value, Keypoints):
         return value
     return np.ascontiguousarray(value, dtype=np.float32)
@@ -70,13 +70,13 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
 
     Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
     """
-    from . import sources
+    from .decode import decode_image
 
     min_size = None
     if name is not None and not exact:
         ext = name if isinstance(name, Extractor) else registry.get(name)()
         min_size = ext.decode_size(resize, resize_mode)
-    return sources.decode_image(str(path), max_pixels=None, min_size=min_size)
+    return decode_image(str(path), max_pixels=None, min_size=min_size)
 
 
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,

@@ -8,7 +8,7 @@ An extractor is a class with
   :func:`param`.  That one declaration drives the CLI options, the config
   file keys, ``featx info``, validation and the provenance record;
 * ``output_spec(height, width)``: what ``extract`` returns for an image of
-  that size (after any resize done by the pipeline);
+  that size (after any resize done by the engine);
 * ``extract(image)``: pixels in, numbers out.  ``image`` is a numpy array,
   ``uint8`` or ``uint16``, shaped ``(H, W)`` (grayscale) or ``(H, W, 3)``
   (RGB order).  See :mod:`featx.imageops` for the conversions extractors use.
@@ -339,7 +339,7 @@ class Extractor:
     #: device); a continued output does not need them to match.
     runtime_params: ClassVar[tuple[str, ...]] = ()
     #: True for extractors whose output is in the image's own pixel
-    #: coordinates (a detector's boxes).  The pipeline then does not resize
+    #: coordinates (a detector's boxes).  The engine then does not resize
     #: the image for them: it calls :meth:`extract_resized` with the image as
     #: decoded and the run's ``--resize``, and what they return stays in the
     #: decoded image's pixels whatever the working size.
@@ -424,7 +424,7 @@ class Extractor:
         this extractor needs from the decoder when the run resizes to ``resize``
         (``--resize``, ``mode`` "stretch" or "crop"); None: every pixel (decode in full).
 
-        The pipeline decodes a JPEG at the largest DCT reduction (1/2, 1/4, 1/8) that
+        The engine decodes a JPEG at the largest DCT reduction (1/2, 1/4, 1/8) that
         leaves at least this many pixels, then resizes exactly as it would have
         (``--exact-decode`` turns this off).  The default: the resize target itself
         (resizing down to it averages at least as many pixels as it keeps, whatever
@@ -441,7 +441,7 @@ class Extractor:
         """``image`` (after ``--resize``) in the form :meth:`extract_batch` takes: the
         identity by default; a network returns its input tensor.
 
-        The pipeline calls it on each image as soon as it is decoded, so that what
+        The engine calls it on each image as soon as it is decoded, so that what
         waits for a batch is the (small) working input, not the photo.  An extractor
         that overrides it overrides :meth:`extract_batch` too, and keeps
         :meth:`extract` working on images (``extract(im)`` must equal
@@ -456,7 +456,7 @@ class Extractor:
 
     @property
     def batch_size(self) -> int:
-        """How many images the pipeline hands :meth:`extract_batch` at once."""
+        """How many images the engine hands :meth:`extract_batch` at once."""
         return int(getattr(self.params, "batch_size", 1) or 1)
 
     def reset(self) -> None:
@@ -470,7 +470,7 @@ class Extractor:
         """Peak memory ``extract`` allocates, in bytes per pixel of the image it receives
         (an upper bound, its output included; the input itself not).
 
-        The pipeline multiplies it by an input's pixel count (after ``--resize``) to
+        The engine multiplies it by an input's pixel count (after ``--resize``) to
         refuse, before decoding, an input that would not fit the per-worker memory
         budget (``--max-memory``).  Override it with a measured value (see
         tests/test_faults_inputs.py, which checks every built-in's declaration); the

@@ -1,4 +1,4 @@
-"""Pixel conversions shared by extractors and sources.
+"""Pixel conversions shared by extractors and the decoder.
 
 What an extractor receives (see README "What the extractor sees"):
 ``uint8`` or ``uint16`` arrays, ``(H, W)`` for grayscale sources and

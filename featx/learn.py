@@ -19,16 +19,18 @@ from .plan import Plan, Result, execute
 def learn_codebook(plan: Plan, k: int, *, sample: int = 100_000, seed: int = 0, gmm: bool = False,
                    on_failure: Callable[[Any, list[int]], None] | None = None,
                    on_note: Callable[[str], None] | None = None,
-                   progress: Callable[[int | None, str], Any] | None = None) -> tuple[Any, Result]:
+                   progress: Callable[[int | None, str], Any] | None = None,
+                   fork: bool = False) -> tuple[Any, Result]:
     """Learn ``k`` visual words from the local descriptors of ``plan``'s inputs.
 
     ``plan`` has one in-memory output (path None): the extractor (with local
-    descriptors, :func:`featx.encoding.supports_codebook`), its parameters and its
+    descriptors, :func:`featx.codebook.supports_codebook`), its parameters and its
     ``resize``.  Returns ``(codebook, result)``; the codebook is None when the run was
     interrupted (``result.exit_code`` 130).  Inputs that fail are in the result's
     summary (and told to ``on_failure``), and the codebook is learnt from the others.
+    ``on_failure``, ``on_note``, ``progress``, ``fork``: as for :func:`featx.plan.execute`.
     """
-    from .encoding import ReservoirSampler, learn_codebook as learn, supports_codebook
+    from .codebook import ReservoirSampler, learn_codebook as learn, supports_codebook
     from .plan import extractor_class
 
     if len(plan.outputs) != 1 or plan.outputs[0].path is not None:
@@ -41,7 +43,7 @@ def learn_codebook(plan: Plan, k: int, *, sample: int = 100_000, seed: int = 0, 
     if out.params.get("encode") not in (None, "none"):
         raise UsageError("a codebook is learnt from raw descriptors: drop --encode")
     res = ReservoirSampler(max(int(sample), 1), seed=seed)
-    result = execute(plan, on_failure=on_failure, on_note=on_note, progress=progress, descriptors=True,
+    result = execute(plan, on_failure=on_failure, on_note=on_note, progress=progress, fork=fork, descriptors=True,
                      on_row=lambda _k, _key, value: res.add(value))
     if result.exit_code not in (int(ExitCode.OK), int(ExitCode.ITEMS_FAILED)):
         return None, result

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InputError, UsageError
+from .host import default_jobs
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -76,8 +77,6 @@ def default_budget(jobs: int) -> int:
 def resolve(max_memory: int | None, jobs: int) -> int | None:
     """Bytes per worker from a run option: None -> the default for ``jobs``; 0 -> no limit."""
     if max_memory is None:
-        from .engine.process import default_jobs
-
         return default_budget(jobs if jobs and jobs > 0 else default_jobs())
     return max_memory or None
 

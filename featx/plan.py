@@ -27,7 +27,7 @@ from typing import Any
 
 from . import runopts
 from .errors import ExitCode, FeatxError, UsageError
-from .output.sinks import Encoder, RawEncoder, Sink
+from .output.memory import MemorySink
 
 SAMPLING = runopts.SAMPLING
 
@@ -159,7 +159,7 @@ class Result:
     """What a run did: one :class:`OutputResult` per output, and what enumerating found."""
 
     outputs: list[OutputResult]
-    stats: Any                    # featx.sources.Enumeration
+    stats: Any                    # featx.inputs.Enumeration
 
     @property
     def exit_code(self) -> int:
@@ -180,8 +180,7 @@ class Result:
 
 @dataclass
 class _Built:
-    """A plan turned into live objects: extractors, sinks, the engine's view of the plan
-    (``run``: defaults resolved), input stream."""
+    """A plan turned into live objects: extractors, sinks, engine options, input stream."""
 
     plan: Plan
     classes: list
@@ -218,7 +217,7 @@ def extractor_class(name: str) -> type:
 
 
 def _check_inputs(plan: Plan) -> None:
-    from . import sources
+    from . import inputs
 
     if not plan.outputs:
         raise UsageError("no outputs", "name at least one output")
@@ -228,7 +227,7 @@ def _check_inputs(plan: Plan) -> None:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    sources.check_named(plan.inputs)
+    inputs.check_named(plan.inputs)
     for lf in plan.files_from:  # (looked at, not opened: a FIFO list must be read once, later)
         if lf == "-":
             continue
@@ -283,8 +282,8 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
 def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
     front, before anything is created).  ``descriptors``, ``on_row``: see :func:`execute`."""
-    from . import memory, sources
-    from .engine import loop, process
+    from . import host, inputs, memory
+    from .engine import loop
     from .output import sinks
 
     plan.check()
@@ -293,7 +292,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     _check_outputs(plan)
     jobs = plan.jobs
     if not jobs:  # with Ray: one worker per CPU of the cluster, which RayExecutor finds out
-        jobs = 0 if plan.executor == "ray" else process.default_jobs()
+        jobs = 0 if plan.executor == "ray" else host.default_jobs()
     classes = [extractor_class(o.extractor) for o in plan.outputs]
     extractors = []
     for cls, o in zip(classes, plan.outputs):
@@ -301,7 +300,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
         ext = cls.create(**params)
         runtime = {}
         if getattr(ext.params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
-            runtime["threads"] = max(1, process.default_jobs() // jobs)
+            runtime["threads"] = max(1, host.default_jobs() // jobs)
         if plan.executor == "ray" and getattr(ext.params, "threads", None) == 0:
             runtime["threads"] = 1  # one Ray worker per CPU
         if runtime:
@@ -309,22 +308,22 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
         extractors.append(ext)
     sampling = plan.sampling
     if sampling:
-        sources.sampling_of(sampling)  # invalid combinations are usage errors, before any work
-        sources.check_sampling_applies(plan.inputs, sampling, files_from=plan.files_from, frames=plan.frames)
+        inputs.sampling_of(sampling)  # invalid combinations are usage errors, before any work
+        inputs.check_sampling_applies(plan.inputs, sampling, files_from=plan.files_from, frames=plan.frames)
         if (plan.fps is not None or plan.start is not None or plan.end is not None) and plan.frames \
                 and plan.frame_rate is None:
             raise UsageError("sampling frame folders by time (--fps, --start, --end) needs --frame-rate")
     temporal = any(e.temporal for e in extractors)
     video_mode = bool(plan.video or plan.frames or sampling or temporal
-                      or any(sources.is_video_name(a) for a in plan.inputs if a != "-"))
+                      or any(inputs.is_video_name(a) for a in plan.inputs if a != "-"))
     if plan.regions and video_mode:
         if temporal:
             name = next(e.name for e in extractors if e.temporal)
             raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
         raise UsageError("--regions names its images and video frames itself",
                          "drop --video, --frames and the sampling options (--every, --fps, ...)")
-    keys = sources.region_keys(plan.regions) if plan.regions else \
-        (sources.VIDEO_KEYS if video_mode else ("path",))
+    keys = inputs.region_keys(plan.regions) if plan.regions else \
+        (inputs.VIDEO_KEYS if video_mode else ("path",))
     max_pixels = plan.max_pixels
     if max_pixels is None:
         max_pixels = loop.DEFAULT_MAX_PIXELS
@@ -340,9 +339,9 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
         if o.path is None:
-            built_sinks.append(_MemorySink(stacked=ext.output_kind() == "vector" and not descriptors,
-                                           key_columns=keys,
-                                           on_row=None if on_row is None else functools.partial(on_row, len(built_sinks))))
+            built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector" and not descriptors,
+                                          key_columns=keys,
+                                          on_row=None if on_row is None else functools.partial(on_row, len(built_sinks))))
             continue
         built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
@@ -361,15 +360,15 @@ def _which(plan: Plan, o: OutputPlan) -> str:
 
 
 def input_stream(built: _Built, stdin=None) -> Iterator:
-    from . import sources
+    from . import inputs
 
     plan = built.plan
-    built.stats = sources.Enumeration()
+    built.stats = inputs.Enumeration()
     if plan.regions:
-        return sources.read_regions(plan.regions)
-    return sources.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
-                                    stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
-                                    sequence=built.temporal)
+        return inputs.read_regions(plan.regions)
+    return inputs.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
+                                   stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
+                                   sequence=built.temporal)
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +377,8 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
             on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
-            stdin=None, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> Result:
+            stdin=None, fork: bool = False, descriptors: bool = False,
+            on_row: Callable[[int, dict, Any], None] | None = None) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
@@ -390,7 +390,13 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     ``"regions"``).  Usage errors
     (:class:`~featx.errors.UsageError`) are raised before anything is
     created; an output that cannot be written ends in its summary's
-    ``error`` (see :attr:`Result.exit_code`).
+    ``error`` (see :attr:`Result.exit_code`).  ``fork``: this process may be
+    forked to start the worker pool (the CLI's may: it has run nothing
+    threaded; see :func:`featx.engine.process.start_method`).  ``descriptors``: each
+    extractor gives the local descriptors codebooks are learnt from
+    (:func:`featx.codebook.local_descriptors`), not its output; ``on_row(k, key,
+    value)``: the rows of in-memory output ``k`` (path None) are handed to it in input
+    order instead of being kept.
     """
     from . import provenance
     from .engine import loop, process
@@ -420,7 +426,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
 
     try:
         summaries = loop.run(targets, stream, built.run, on_failure=on_failure, on_note=on_note,
-                             progress=feed, on_start=write_sidecars)
+                             progress=feed, on_start=write_sidecars, fork=fork)
     except loop.NoInputs:
         raise UsageError(nothing_found(plan, built.stats, built.video_mode),
                          "name image files or folders that hold images; nothing was written") from None
@@ -477,55 +483,3 @@ def nothing_found(plan: Plan, stats, video_mode: bool) -> str:
         n = stats.skipped_non_images
         skipped.append(f"{n} non-image file{'s' if n != 1 else ''} skipped")
     return f"no {what} in {where}" + (f" ({'; '.join(skipped)})" if skipped else "")
-
-
-# ---------------------------------------------------------------------------
-# rows in memory (featx.extract_files)
-
-
-class _PickleEncoder(Encoder):
-    def encode(self, key, mirror, value):
-        import pickle
-
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-class _MemorySink(Sink):
-    """Collects a run's rows in memory (no state, lock or sidecar)."""
-
-    format = "memory"
-
-    def __init__(self, stacked: bool, key_columns=("path",), on_row: Callable[[dict, Any], None] | None = None):
-        super().__init__("-", key_columns=key_columns)
-        self.stacked = stacked
-        self.values: list = []
-        self.keys: list[dict] = []
-        self.on_row = on_row      # given: each row is handed to it, in input order, and not kept
-
-    def encoder(self):
-        return RawEncoder() if self.stacked else _PickleEncoder()
-
-    def check_kind(self, kind, extractor):
-        pass
-
-    def append(self, key, data, shape):
-        import numpy as np
-
-        if self.width is None and self.stacked:
-            self.width = int(shape[0])
-        value = np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data)
-        if self.on_row is not None:
-            self.on_row(dict(key), value)
-        else:
-            self.keys.append(dict(key))
-            self.values.append(value)
-        self.rows += 1
-
-    def commit(self, state, entries):
-        pass
-
-
-def _unpickle(data: bytes):
-    import pickle
-
-    return pickle.loads(data)  # produced by our own worker processes

@@ -25,24 +25,24 @@ COUNT_SECONDS = 3.0
 def count(built: Any) -> tuple[int | None, dict[str, int]]:
     """The items a plan will go through (None when not cheap to know) and the estimates
     of inputs that are not one item each (videos, frame folders), by canonical path."""
-    from . import sources, video
+    from . import inputs, video
 
     plan = built.plan
     if "-" in plan.inputs or plan.files_from:
         return None, {}
     deadline = time.monotonic() + COUNT_SECONDS
     total, weights = 0, {}
-    canonical = sources.Canonical()
-    sampling = sources.sampling_of(plan.sampling) if plan.sampling else None
+    canonical = inputs.Canonical()
+    sampling = inputs.sampling_of(plan.sampling) if plan.sampling else None
     try:
         if plan.regions:
-            for inp in sources.read_regions(plan.regions):
+            for inp in inputs.read_regions(plan.regions):
                 total += len(inp.boxes or ())
                 if time.monotonic() > deadline:
                     return None, {}
             return total, {}
-        stream = sources.enumerate_inputs(plan.inputs, stats=sources.Enumeration(), videos=built.video_mode,
-                                          frames=plan.frames or built.temporal, sequence=built.temporal)
+        stream = inputs.enumerate_inputs(plan.inputs, stats=inputs.Enumeration(), videos=built.video_mode,
+                                         frames=plan.frames or built.temporal, sequence=built.temporal)
         for inp in stream:
             n = 1
             if inp.kind == "sequence":

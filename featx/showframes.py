@@ -21,14 +21,16 @@ def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode
     most ``most``; ``image`` is an :class:`InputError` for one that cannot be
     decoded), for a contact sheet; ``on_note(text)`` hears when images are left out.
     """
-    from . import imageops, sources
+    from . import imageops
+    from .decode import decode_image
+    from .inputs import check_named, enumerate_inputs, is_video_name
 
     def fit(p):
         return imageops.resize(p, resize[0], resize[1], resize_mode) if resize else p
 
     def load_one(path: str):
         try:
-            return sources.decode_image(path)
+            return decode_image(path)
         except FeatxError as exc:
             raise UsageError(f"{path}: {exc.message}") from None
 
@@ -62,27 +64,27 @@ def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode
                 raise UsageError(_past_the_end(images[0], len(every), frame, 2),
                                  f"choose --frame 0 to {max(len(every) - 2, 0)}")
             return [fit(load_one(p)) for p in paths], False
-        if len(images) == 1 and sources.is_video_name(images[0]):
+        if len(images) == 1 and is_video_name(images[0]):
             return [fit(p) for p in video_frames(images[0], 2)], False
         return [fit(load_one(p)) for p in images], False
     if one_file:
-        if sources.is_video_name(images[0]):
+        if is_video_name(images[0]):
             return [fit(video_frames(images[0], 1)[0])], False
         return [fit(load_one(images[0]))], False
 
-    sources.check_named(images)
+    check_named(images)
 
     def named() -> Iterator[tuple[str, Any]]:
         for arg in images:
             root = os.path.realpath(arg) if os.path.isdir(arg) else None
-            for inp in sources.enumerate_inputs([arg]):
+            for inp in enumerate_inputs([arg]):
                 name = arg if root is None else os.path.join(arg, os.path.relpath(inp.path, root))
                 if inp.kind == "video":
                     yield f"{name} frame {frame}", lambda p=inp.path: video_frames(p, 1)[0]
                 elif inp.error is not None:
                     yield name, InputError(inp.error)
                 else:
-                    yield name, lambda p=inp.path: sources.decode_image(p)
+                    yield name, lambda p=inp.path: decode_image(p)
 
     def sheet(most: int = 48) -> Iterator[tuple[str, Any]]:
         count = 0

@@ -2,7 +2,7 @@
 
 A pure library module: it decodes frames and says which frame of the source
 each one is (``index``) and when it is shown (``time``, seconds).  The
-sources in :mod:`featx.sources` turn these frames into items.
+dispatcher in :mod:`featx.items` turns these frames into items.
 
 Video files
 -----------
@@ -55,18 +55,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .decode import check_memory, decode_image, special_kind
 from .errors import InputError, UsageError
+from .inputs import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, Sampling
+from .memory import MemoryBudget
 
-#: File extensions treated as video (lower case, with the dot).
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
-    ".m2ts", ".wmv", ".flv", ".3gp", ".ogv", ".mxf",
-})
-
-#: File extensions of the still images a frame folder may hold.
-FRAME_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
-})
+__all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "Frame", "FrameRef", "Sampling", "VideoError", "VideoInfo",
+           "decode_frames", "estimate_frames", "find_videos", "is_video", "iter_frame_folder", "iter_video",
+           "list_frames", "load_frame", "natural_key", "probe_video", "read_frames", "select_frames"]
 
 # A frame whose timestamp is this close below a sampling target still meets
 # it (FFmpeg's times are rationals turned into floats; targets are k / fps).
@@ -128,7 +124,7 @@ class Frame(NamedTuple):
 
     ``image`` is ``uint8`` RGB ``(H, W, 3)`` for video; for frame folders it
     is whatever the loader returns (the default keeps grayscale and 16-bit
-    images as they are, as featx's image sources do).
+    images as they are, as featx's image decoder does).
     """
 
     index: int
@@ -162,65 +158,6 @@ class VideoInfo:
     frame_count: int
     fourcc: str
     duration: float
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Which decoded frames to keep.  All options combine with AND.
-
-    Parameters
-    ----------
-    every : int, default 1
-        Keep every N-th frame (counted from the first frame at or after
-        ``start``).  Cannot be combined with ``fps``.
-    fps : float, optional
-        Target rate in frames per second, chosen by timestamp: with
-        ``t0 = start`` (or the first frame's time when ``start`` is None) the
-        targets are ``t0 + k / fps``; a frame is kept when its time reaches
-        the next target not yet met, and targets it skipped over are dropped
-        (so no frame is kept twice and gaps in variable-frame-rate video
-        stay gaps).  The output rate never exceeds ``fps``; a source slower
-        than ``fps`` keeps every frame.
-    start, end : float, optional
-        Keep frames with ``start <= time < end`` (seconds).
-    max_frames : int, optional
-        Stop after this many kept frames (decoding stops too).
-    """
-
-    every: int = 1
-    fps: float | None = None
-    start: float | None = None
-    end: float | None = None
-    max_frames: int | None = None
-
-    def __post_init__(self):
-        if isinstance(self.every, bool) or int(self.every) != self.every or self.every < 1:
-            raise UsageError(f"invalid sampling: every={self.every!r}", "an integer >= 1")
-        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
-            raise UsageError(f"invalid sampling: fps={self.fps!r}", "a rate > 0 frames per second")
-        if self.fps is not None and self.every != 1:
-            raise UsageError("sampling by --every and by --fps cannot be combined",
-                             "use one of them")
-        for name in ("start", "end"):
-            v = getattr(self, name)
-            if v is not None and not (v >= 0 and math.isfinite(v)):
-                raise UsageError(f"invalid sampling: {name}={v!r}", "seconds >= 0")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise UsageError(f"invalid sampling: end ({self.end}) <= start ({self.start})",
-                             "end must be later than start")
-        if self.max_frames is not None and (isinstance(self.max_frames, bool)
-                                            or int(self.max_frames) != self.max_frames
-                                            or self.max_frames < 1):
-            raise UsageError(f"invalid sampling: max_frames={self.max_frames!r}", "an integer >= 1")
-
-    @property
-    def needs_time(self) -> bool:
-        """True when a frame's time is needed to decide (fps, start or end)."""
-        return self.fps is not None or self.start is not None or self.end is not None
-
-    @property
-    def is_default(self) -> bool:
-        return self == Sampling()
 
 
 _SKIP, _KEEP, _STOP = 0, 1, 2
@@ -360,8 +297,6 @@ def _open_capture(path: Path, threads: int | None):
         raise VideoError("no such file", path=path, reason="missing")
     if path.is_dir():
         raise VideoError("is a folder, not a video", path=path, reason="unopenable")
-    from .sources import special_kind
-
     try:
         kind = special_kind(path.stat().st_mode)
     except OSError:
@@ -647,22 +582,17 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], *,
 
 
 def load_frame(path: str | os.PathLike) -> np.ndarray:
-    """Read one still frame as featx sees images: uint8/uint16, gray or RGB.
-
-    Alpha is dropped.  Raises :class:`VideoError` (reason
-    ``"unreadable-frame"``) if it cannot be decoded.
+    """Read one still frame as featx sees images, with its image decoder
+    (:func:`featx.decode.decode_image`): uint8/uint16, gray or RGB, alpha dropped,
+    EXIF orientation applied.  Raises :class:`VideoError` (reason
+    ``"unreadable-frame"``; the decoder's reason is its ``__cause__``) if it cannot
+    be decoded.
     """
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise VideoError(f"frame {Path(path).name}: cannot read the image", path=path, reason="unreadable-frame")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3:
-        code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        img = cv2.cvtColor(img, code)
-    return img
+    try:
+        return decode_image(os.fspath(path))
+    except InputError as exc:
+        raise VideoError(f"frame {Path(path).name}: cannot read the image", path=path,
+                         reason="unreadable-frame") from exc
 
 
 def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float | None = None,
@@ -691,6 +621,23 @@ def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float
         if d == _KEEP:
             out.append(FrameRef(i, t, str(p)))
     return out
+
+
+def decode_frames(refs: Iterable[FrameRef], max_pixels: int | None = None, memory: MemoryBudget | None = None,
+                  min_size: tuple[int, int] | None = None) -> Iterator[tuple[FrameRef, np.ndarray | None, str | None]]:
+    """Decode selected frame files one at a time with featx's image decoder
+    (:func:`~featx.decode.decode_image`: header checks against ``max_pixels`` and
+    ``memory``, EXIF orientation, a reduced JPEG decode to ``min_size``): ``(ref,
+    pixels, None)``, or ``(ref, None, reason)`` for a frame that cannot be read (the
+    others go on)."""
+    for ref in refs:
+        try:
+            img = decode_image(ref.path, max_pixels, memory, min_size)
+            check_memory(memory, img)
+        except InputError as exc:
+            yield ref, None, str(exc)
+            continue
+        yield ref, img, None
 
 
 def iter_frame_folder(folder: str | os.PathLike, every: int = 1, fps: float | None = None,

@@ -29,8 +29,9 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
     forkserver: this process has run OpenCV's threads, so forking it could deadlock.
 
     stdin/stdout/stderr, the environment, the working directory and the process-wide settings
-    that ``main`` and ``-j 1`` change (log handler, SIGTERM handler, OpenCV and decode threads)
-    are captured or put back afterwards.
+    that ``main`` and ``-j 1`` change (log handler, SIGTERM handler, OpenCV threads) are
+    captured or put back afterwards.  (Decode threads and whether a pool may fork are passed
+    down through the run, not set in module globals: nothing to put back.)
     """
     import contextlib
     import io
@@ -39,12 +40,11 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
 
     import cv2
 
-    from featx import cli, sources
-    from featx.engine import process as pipeline
+    from featx import cli
 
     log = logging.getLogger("featx")
     saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),
-             sources.DECODE_THREADS, pipeline.FORK_OK, os.getcwd(), dict(os.environ), sys.stdin)
+             os.getcwd(), dict(os.environ), sys.stdin)
     out, err = io.BytesIO(), io.BytesIO()
     out_t = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
     err_t = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
@@ -69,12 +69,10 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
         log.setLevel(saved[1])
         signal.signal(signal.SIGTERM, saved[2])
         cv2.setNumThreads(saved[3])
-        sources.DECODE_THREADS = saved[4]
-        pipeline.FORK_OK = saved[5]
-        os.chdir(saved[6])
+        os.chdir(saved[4])
         os.environ.clear()
-        os.environ.update(saved[7])
-        sys.stdin = saved[8]
+        os.environ.update(saved[5])
+        sys.stdin = saved[6]
     return subprocess.CompletedProcess(["featx", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 

@@ -134,8 +134,8 @@ def test_as_config_runs_as_written(photos, tmp_path):
 
 
 def test_readme_config_example_runs(photos, tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Config files"):]
+    readme = "\n".join((ROOT / "docs" / page).read_text() for page in ("recipes.md", "usage.md"))
+    section = readme[readme.index("## Config files"):]
     toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     assert "[hog]" in toml
     (tmp_path / "hog.toml").write_text(toml)
@@ -218,7 +218,7 @@ def test_extract_does_not_offer_show_only_options():
 
 def test_codebook_lists_only_extractors_with_local_descriptors(tmp_path):
     from featx import registry
-    from featx.encoding import supports_codebook
+    from featx.codebook import supports_codebook
 
     text = out(ok(featx_inprocess("codebook", "--help")))
     listed = text[text.index("Extractors"):].split()
@@ -280,7 +280,7 @@ def test_every_exit_code_is_listed_in_help_and_readme():
 
     top = out(ok(featx_inprocess("--help")))
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("**Exit codes**"):readme.index("### Video and frame sequences")]
+    table = readme[readme.index("## Exit codes"):readme.index("## Read more")]
     for code in ExitCode:
         assert re.search(rf"\b{int(code)}\b", top), code
         assert f"| {int(code)} |" in table, code
@@ -300,7 +300,7 @@ def test_sizes_one_number_is_a_square_and_nothing_else_is_guessed(tmp_path):
 
 def test_sampling_on_image_files_is_a_usage_error():
     from featx.errors import UsageError
-    from featx.sources import check_sampling_applies
+    from featx.inputs import check_sampling_applies
 
     imgs = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "chelsea.png")]
     with pytest.raises(UsageError, match="--fps picks frames of videos") as ei:

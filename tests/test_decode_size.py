@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import featx
-from featx import sources
+from featx import decode
 from helpers import SAMPLES, camera_jpeg, featx as run_featx, ok
 
 REDUCED = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4",
@@ -60,7 +60,7 @@ def test_the_reduction_leaves_the_pixels_needed_and_not_one_more_step(tmp_path, 
         for need in ((rw, rh), (rw + 1, rh), (rw, rh + 1)):
             fits = [j for j in REDUCED if real[j].shape[1] >= need[0] and real[j].shape[0] >= need[1]]
             want = max(fits, default=1)
-            got = sources.decode_image(str(path), min_size=need)
+            got = decode.decode_image(str(path), min_size=need)
             assert got.shape == real[want].shape, (size, need, want)
             assert np.array_equal(got, real[want])
             if w >= need[0] and h >= need[1]:
@@ -70,14 +70,14 @@ def test_the_reduction_leaves_the_pixels_needed_and_not_one_more_step(tmp_path, 
 def test_other_formats_and_no_need_decode_in_full(tmp_path):
     import cv2
 
-    png = sources.decode_image(str(SAMPLES / "astronaut.png"), min_size=(16, 16))
+    png = decode.decode_image(str(SAMPLES / "astronaut.png"), min_size=(16, 16))
     assert png.shape == (512, 512, 3)
-    assert sources.decode_image(str(SAMPLES / "coffee.jpg")).shape == (400, 600, 3)
-    assert sources.decode_image(str(SAMPLES / "coffee.jpg"), min_size=(75, 50)).shape == (50, 75, 3)
-    assert sources.decode_image(str(SAMPLES / "coffee.jpg"), min_size=(76, 50)).shape == (100, 150, 3)
+    assert decode.decode_image(str(SAMPLES / "coffee.jpg")).shape == (400, 600, 3)
+    assert decode.decode_image(str(SAMPLES / "coffee.jpg"), min_size=(75, 50)).shape == (50, 75, 3)
+    assert decode.decode_image(str(SAMPLES / "coffee.jpg"), min_size=(76, 50)).shape == (100, 150, 3)
     gray = tmp_path / "g.jpg"
     assert cv2.imwrite(str(gray), cv2.imread(str(SAMPLES / "camera.png"), cv2.IMREAD_GRAYSCALE))
-    assert sources.decode_image(str(gray), min_size=(128, 128)).shape == (128, 128)   # stays gray
+    assert decode.decode_image(str(gray), min_size=(128, 128)).shape == (128, 128)   # stays gray
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -91,15 +91,15 @@ def test_exif_orientation_is_applied_and_counted_at_reduced_sizes(tmp_path, orie
     rgb = cv2.cvtColor(cv2.resize(cv2.imread(str(SAMPLES / "coffee.jpg")), (1600, 1200),
                                   interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB)
     path = _exif_jpeg(tmp_path / "o.jpg", rgb, orientation)
-    assert sources.jpeg_orientation(path.read_bytes()[:65536]) == orientation
+    assert decode.jpeg_orientation(path.read_bytes()[:65536]) == orientation
     full = _cv2_decode(path)
     swap = orientation in (5, 6, 7, 8)
     assert full.shape[:2] == ((1600, 1200) if swap else (1200, 1600))
     # 350x250 fits the stored axes at 1/4 (400x300) but the upright ones only when not swapped
     need = (350, 250)
-    k = sources.jpeg_reduction(1600, 1200, need, orientation)
+    k = decode.jpeg_reduction(1600, 1200, need, orientation)
     assert k == (2 if swap else 4)
-    got = sources.decode_image(str(path), min_size=need)
+    got = decode.decode_image(str(path), min_size=need)
     assert got.shape[1] >= need[0] and got.shape[0] >= need[1]
     assert got.shape == (full.shape[0] // k, full.shape[1] // k, 3)
     assert np.array_equal(got, _cv2_decode(path, k))
@@ -110,11 +110,11 @@ def test_exif_orientation_is_applied_and_counted_at_reduced_sizes(tmp_path, orie
 
 def test_an_unreadable_orientation_takes_a_reduction_that_fits_both_ways():
     head = (SAMPLES / "coffee.jpg").read_bytes()[:65536]
-    assert sources.jpeg_orientation(head) == 1            # no EXIF
-    assert sources.jpeg_orientation(head[:3]) is None     # cut before the first segment
-    assert sources.jpeg_reduction(1600, 1200, (350, 250), None) == 2
-    assert sources.jpeg_reduction(1600, 1200, (350, 250), 1) == 4
-    assert sources.jpeg_reduction(1600, 1200, (1601, 10), 1) == 1
+    assert decode.jpeg_orientation(head) == 1            # no EXIF
+    assert decode.jpeg_orientation(head[:3]) is None     # cut before the first segment
+    assert decode.jpeg_reduction(1600, 1200, (350, 250), None) == 2
+    assert decode.jpeg_reduction(1600, 1200, (350, 250), 1) == 4
+    assert decode.jpeg_reduction(1600, 1200, (1601, 10), 1) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -310,9 +310,9 @@ def test_a_truncated_jpeg_fails_and_trailing_bytes_do_not_matter(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(raw[:len(raw) // 2])
     (tmp_path / "tail.jpg").write_bytes(raw + b"\0\0ftypmp42" + bytes(range(256)) * 40)
     for need in (None, (256, 256)):
-        with pytest.raises(sources.InputError, match="corrupt or truncated JPEG"):
-            sources.decode_image(str(tmp_path / "cut.jpg"), min_size=need)
-        got = sources.decode_image(str(tmp_path / "tail.jpg"), min_size=need)
+        with pytest.raises(decode.InputError, match="corrupt or truncated JPEG"):
+            decode.decode_image(str(tmp_path / "cut.jpg"), min_size=need)
+        got = decode.decode_image(str(tmp_path / "tail.jpg"), min_size=need)
         k = 4 if need else 1
         assert np.array_equal(got, _cv2_decode(photo, k))
     r = run_featx("extract", "hog", tmp_path / "cut.jpg", photo, "--resize", "256x256", "-q", "-o", tmp_path / "h.npy")

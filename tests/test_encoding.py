@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from featx.codebook import ReservoirSampler, fit_gmm, kmeans, learn_codebook, local_descriptors, supports_codebook
 from featx.encoding import (
-    Codebook, ReservoirSampler, bovw, check_codebook, fisher, fit_gmm, kmeans,
-    learn_codebook, load_codebook, local_descriptors, normalise, pyramid_cells, save_codebook,
-    supports_codebook, vlad,
+    Codebook, bovw, check_codebook, fisher, load_codebook, normalise, pyramid_cells, save_codebook, vlad,
 )
 from featx.errors import ParamError, UsageError
 

@@ -153,7 +153,7 @@ def test_a_folder_that_becomes_unreadable_is_reported_not_pruned(tmp_path):
 
 def test_walk_in_process_unreadable_folder_is_an_error_input(tmp_path, monkeypatch):
     """The same enumeration without privileges to drop: os.scandir denied for one folder."""
-    from featx import sources
+    from featx import inputs, items
 
     (tmp_path / "ok").mkdir()
     (tmp_path / "locked").mkdir()
@@ -168,17 +168,17 @@ def test_walk_in_process_unreadable_folder_is_an_error_input(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "scandir", scandir)
     for frames in (False, True):
-        stats = sources.Enumeration()
+        stats = inputs.Enumeration()
         got = [(i.kind, os.path.relpath(i.path, tmp_path), i.error)
-               for i in sources.enumerate_inputs([str(tmp_path)], stats=stats, frames=frames)]
+               for i in inputs.enumerate_inputs([str(tmp_path)], stats=stats, frames=frames)]
         first = ("frames", "ok", None) if frames else ("image", "ok/x.jpg", None)
         assert got == [("error", "locked", "cannot list folder: permission denied"), first]
     # an error input fails alone when it is loaded, with its reason
     from featx.errors import InputError
 
     with pytest.raises(InputError, match="cannot list folder: permission denied"):
-        list(sources.load(sources.Input(str(tmp_path / "locked"), kind="error",
-                                        error="cannot list folder: permission denied")))
+        list(items.load(inputs.Input(str(tmp_path / "locked"), kind="error",
+                                     error="cannot list folder: permission denied")))
 
 
 # ---------------------------------------------------------------------------
@@ -210,14 +210,14 @@ def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
 
 
 def test_decode_refuses_special_files_in_process(tmp_path):
-    from featx import sources
+    from featx import decode
     from featx.errors import InputError
 
     # (a FIFO is tested in a subprocess above: in this process, a regression would hang the tests)
     with pytest.raises(InputError, match=r"not a regular file \(a character device\)"):
-        sources.decode_image("/dev/urandom")
+        decode.decode_image("/dev/urandom")
     with pytest.raises(InputError, match=r"not a regular file \(a character device\)"):
-        sources.decode_image("/dev/null")
+        decode.decode_image("/dev/null")
 
 
 # ---------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_gabor_declaration_counts_its_kernel_spectrum_cache():
 _WORKER = r'''
 import gc, json, sys
 name, params, path, resize = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-from featx import registry, sources
+from featx import decode, inputs, registry
 from featx.engine import process as pipeline, worker as W
 from featx.memory import MemoryBudget
 from featx.output.sinks import RawEncoder
@@ -408,12 +408,12 @@ size = tuple(int(v) for v in resize.split("x")) if resize else None
 job = W.Job(tasks=(W.Task(target=registry.target_of(registry.get(name)), params=params, resize=size,
                           encoder=RawEncoder()),), max_memory=1 << 40)
 worker = W.Worker(job)
-data = sources.read_regular_file(path)
-hdr = sources.read_header(data)
+data = decode.read_regular_file(path)
+hdr = decode.read_header(data)
 del data
 budget = MemoryBudget.for_extractor(1 << 40, worker.extractor, size)
 estimate = budget.cost(hdr.width, hdr.height, hdr.channels, hdr.sample_bytes, __import__("os").path.getsize(path))
-worker.run([sources.Input("warmup.png")], [lambda b: None])      # imports, no image
+worker.run([inputs.Input("warmup.png")], [lambda b: None])      # imports, no image
 gc.collect()
 def rss():
     with open("/proc/self/status") as f:
@@ -423,7 +423,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 base, _ = rss()
 out = []
-recs = worker.run([sources.Input(path)], [out.append])[0][0]
+recs = worker.run([inputs.Input(path)], [out.append])[0][0]
 _, peak = rss()
 assert recs and recs[0].error is None, recs
 print(json.dumps({"growth": peak - base, "estimate": estimate}))
@@ -663,17 +663,17 @@ def test_native_decoder_messages_never_reach_stderr_and_reasons_are_specific(tmp
 
 
 def test_decoding_in_process_keeps_file_descriptor_2_quiet(tmp_path, capfd):
-    from featx import sources
+    from featx import decode
     from featx.errors import InputError
 
     png = (SAMPLES / "chelsea.png").read_bytes()
     (tmp_path / "t.png").write_bytes(png[: len(png) // 2])
     with pytest.raises(InputError, match=r"corrupt or truncated PNG image \(libpng error: "):
-        sources.decode_image(str(tmp_path / "t.png"))
+        decode.decode_image(str(tmp_path / "t.png"))
     damaged = bytearray(png)
     damaged[200] ^= 0xFF
     (tmp_path / "w.png").write_bytes(bytes(damaged))
-    assert sources.decode_image(str(tmp_path / "w.png")).shape == (300, 451, 3)
+    assert decode.decode_image(str(tmp_path / "w.png")).shape == (300, 451, 3)
     print("still ours", file=sys.stderr)                   # the capture is undone afterwards
     captured = capfd.readouterr()
     assert captured.err == "still ours\n"

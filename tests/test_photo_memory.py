@@ -172,13 +172,13 @@ def rss():
     with open("/proc/self/status") as f:
         d = dict(l.split(":", 1) for l in f)
     return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
-from featx import sources
+from featx import decode
 import cv2, numpy as np
-sources.decode_image(sys.argv[2])                 # imports, decoder set-up
+decode.decode_image(sys.argv[2])                 # imports, decoder set-up
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 base, _ = rss()
-img = sources.decode_image(sys.argv[1])
+img = decode.decode_image(sys.argv[1])
 _, peak = rss()
 print(json.dumps({"growth": peak - base, "image": img.nbytes, "file": __import__("os").path.getsize(sys.argv[1])}))
 '''

@@ -340,7 +340,7 @@ def test_show_folder_gives_a_contact_sheet_of_labelled_tiles(tmp_path):
     lh = picture.Style().line_height
     ext = Gradients.create()
     for (x, y, w, h), name in zip(boxes, names):
-        from featx.sources import decode_image
+        from featx.decode import decode_image
 
         expected = picture.fit(ext.render(decode_image(str(SAMPLES / name))), picture.SHEET_TILE)
         eh, ew = expected.shape[:2]

@@ -185,7 +185,7 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
     hangs past --timeout, fails alone; everything else is written, in order."""
     import cv2
 
-    from featx import registry, sources
+    from featx import inputs, registry
     from featx.engine import loop as pipeline
     from featx.output import sinks
 
@@ -203,7 +203,7 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
 
     how = Plan(outputs=(), jobs=2, timeout=2.0, executor="ray")  # the engine reads a plan's run options
     t = time.monotonic()
-    (summary,) = pipeline.run([pipeline.Target(ext, sink)], sources.enumerate_inputs([str(src)]), how, chunk=1,
+    (summary,) = pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]), how, chunk=1,
                               on_failure=lambda f, outs: failures.append(f))
     assert time.monotonic() - t < 45
     why = {Path(f.path).stem: f.reason for f in failures}
@@ -239,7 +239,7 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
-    from featx import registry, sources
+    from featx import inputs, registry
     from featx.engine import loop as pipeline
     from featx.output import sinks
     from featx.errors import FeatxError
@@ -251,7 +251,7 @@ def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, 
     sink = sinks.make_sink(str(tmp_path / "p.csv"), None)
     t = time.monotonic()
     with pytest.raises(FeatxError) as e:
-        pipeline.run([pipeline.Target(ext, sink)], sources.enumerate_inputs([str(src)]),
+        pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]),
                      Plan(outputs=(), jobs=2, executor="ray"))
     assert time.monotonic() - t < 30
     assert "picky_dependency" in e.value.message and "every node" in e.value.hint
@@ -262,9 +262,10 @@ def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):
     """An actor writes its batch's bytes to the spool file when it can see the run's spool
     folder (same node or shared storage), else returns them (for the object store); the two
     carry the same bytes.  Run in this process: the actor class itself, no Ray needed."""
-    from featx import registry, sources
+    from featx import registry
     from featx.api import open_extractor
     from featx.extractor import params_to_dict
+    from featx.inputs import Input
     from featx.engine.worker import Job, Task, Worker as _Worker
     from featx.engine.ray import _RayWorker
     from featx.output.sinks import RawEncoder
@@ -275,7 +276,7 @@ def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):
                           encoder=RawEncoder()),))
     actor = object.__new__(_RayWorker)  # without its process set-up (one thread, allocator)
     actor.worker = _Worker(job)
-    inputs = [sources.Input(str(p)) for p in sorted(src.iterdir())]
+    inputs = [Input(str(p)) for p in sorted(src.iterdir())]
 
     (tmp_path / "spool").mkdir()
     (recs,), (spool,), _ = actor.run(inputs, str(tmp_path / "spool" / "ray-1.bin"))

@@ -1,19 +1,27 @@
-"""The README runs as written.
+"""The README and the pages of docs/ run as written.
 
-Every shell command of the README's code blocks is run, in README order, in one scratch
-folder that holds a copy of ``samples/`` and the few files the README assumes the reader
+Every shell command of the code blocks of README.md and of every page of ``docs/`` is run,
+page after page in the order of ``PAGES`` (the README first), each page in its own order, in
+one scratch folder that holds a copy of ``samples/`` and the few files the README assumes the reader
 has (see ``make_scratch``: ``photos/`` = ``cp -r samples photos`` as the README says, a
 cascade file, a short video with a face for ``talk.mp4``).  Exit codes are checked, and so
 is every file a command or its comment promises (``-o FILE``, ``> FILE``,
 ``--summary-json FILE``, file names in the comment, a column list such as
 ``# path,x,y,w,h``).  The Python snippets run afterwards in the same folder, each in a
-fresh interpreter; TOML config blocks are run as ``--config`` files; the README's table of
-CSV column names is checked against what each extractor writes.
+fresh interpreter, saved as a script and run as ``python script.py`` as a reader would
+(not through ``python -c``, which hides what a script's re-import by worker processes does);
+TOML config blocks are run as ``--config`` files; the README's table of
+CSV column names (docs/outputs.md) is checked against what each extractor writes.
+
+A command that an earlier page already ran, word for word, is not run again (the README's
+dozen commands are also in docs/usage.md); within one page a repeated command runs again,
+as the reader would run it (the incremental re-run of a command).
 
 A command that is one plain ``featx ...`` invocation runs through ``featx.cli.main`` (the
-console script's entry point) in this process, which saves a Python start-up per command;
-one with shell syntax (pipes, redirections, ``&&``, globs) runs in bash with ``featx`` on
-PATH.
+console script's entry point) in this process, which saves a Python start-up per command,
+and so does one that only makes a folder first (``mkdir -p DIR && featx ...``) or sends
+stdout to a file (``featx ... > FILE``); one with other shell syntax (pipes, ``&&``
+between other commands, globs, variables) runs in bash with ``featx`` on PATH.
 
 Nothing is left out silently: a command that cannot run here is in ``SKIP`` with its
 reason, a Python or TOML block that is not run is in ``NOT_RUN`` with its reason, every
@@ -38,7 +46,14 @@ import pytest
 
 from helpers import SAMPLES, featx_inprocess
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+#: The pages whose examples run, in the order they run: a page may use what an earlier one
+#: made (faces.csv, the codebooks, hog.toml).  Every docs/*.md page is listed (tested).
+PAGES: list[Path] = [README] + [ROOT / "docs" / name for name in (
+    "index.md", "usage.md", "inputs.md", "outputs.md", "recipes.md", "extractors.md", "production.md",
+    "python.md", "plugins.md", "performance.md", "development.md")]
 
 #: Fenced blocks in these languages hold shell commands.  Any other block that holds a
 #: line starting with ``featx `` is a test failure (see test_no_featx_commands_hidden).
@@ -104,9 +119,10 @@ PY_SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r'"photo\.jpg"', '"samples/coffee.jpg"', "the reader's photo: a sample photo"),
 ]
 
-#: Commands that take several seconds each: test_slow_commands_run (marked slow) runs them
-#: after the others, in README order, in the same folder.  Nothing the other commands run
-#: depends on them.  (command: why it is slow)
+#: Commands that take several seconds each: test_slow_commands_run runs them after the
+#: others, in page order, in the same folder.  Nothing the other commands run depends on them.
+#: (Every test that runs the pages' examples is marked slow: together they take a minute or
+#: more; the checks of the lists and the parser below are quick.)  (command: why it is slow)
 _CODEBOOK = "k-means (and EM for the GMM) over every SIFT descriptor of the samples"
 _ENCODE = "SIFT and an encoding with the codebook the slow codebook command above learns"
 _SHARD = "one of nine runs in a row (eight shards and their merge)"
@@ -126,6 +142,7 @@ class Block:
     lang: str
     line: int  # line number of the first line inside the fence
     text: str
+    page: Path = README
 
 
 @dataclass
@@ -134,6 +151,11 @@ class Command:
     cmd: str        # as written, comment removed
     comment: str    # the trailing comment, without '#'
     lang: str = "sh"
+    page: Path = README
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
 @dataclass
@@ -146,19 +168,21 @@ class Result:
     problems: list[str] = field(default_factory=list)
 
 
-def readme_blocks(text: str | None = None) -> list[Block]:
-    text = README.read_text() if text is None else text
+def readme_blocks(text: str | None = None, page: Path = README) -> list[Block]:
+    """The fenced blocks of ``text``, or of every page of PAGES in order."""
+    if text is None:
+        return [b for p in PAGES for b in readme_blocks(p.read_text(), p)]
     blocks, lang, start, body = [], None, 0, []
     for n, line in enumerate(text.splitlines(), 1):
         m = re.match(r"^\s*```(.*)$", line)
         if m and lang is None:
             lang, start, body = m.group(1).strip().lower(), n + 1, []
         elif m:
-            blocks.append(Block(lang, start, "\n".join(body) + "\n"))
+            blocks.append(Block(lang, start, "\n".join(body) + "\n", page))
             lang = None
         elif lang is not None:
             body.append(line)
-    assert lang is None, "README.md has an unclosed code fence"
+    assert lang is None, f"{page.name} has an unclosed code fence"
     return blocks
 
 
@@ -194,7 +218,7 @@ def shell_commands(blocks: list[Block] | None = None) -> list[Command]:
                 continue
             cmd, comment = _split_comment(pending + line)
             pending = ""
-            out.append(Command(first, " ".join(cmd.split()), comment, b.lang))
+            out.append(Command(first, " ".join(cmd.split()), comment, b.lang, b.page))
     return out
 
 
@@ -304,6 +328,18 @@ def _plain_featx(run: str) -> list[str] | None:
     return run.split()[1:]
 
 
+_SIMPLE = re.compile(r"(?:mkdir -p ([\w./-]+) && )?(featx [^>]+?)(?: > ([\w./-]+))?")
+
+
+def _inprocess(run: str) -> tuple[list[str], str | None, str | None] | None:
+    """``[mkdir -p DIR && ]featx ARGS [> FILE]`` with plain ARGS: (ARGS, DIR, FILE), which
+    run here as bash would run them (the folder made first, stdout written to FILE); any
+    other shell syntax: None."""
+    m = _SIMPLE.fullmatch(run)
+    args = _plain_featx(m.group(2)) if m else None
+    return None if args is None else (args, m.group(1), m.group(3))
+
+
 def run_command(c: Command, root: Path, env: dict) -> list[Result]:
     """Run one README command.  A plain featx invocation runs through featx.cli.main (the
     console script's entry point) in this process, which saves a Python start-up per
@@ -314,9 +350,14 @@ def run_command(c: Command, root: Path, env: dict) -> list[Result]:
         for k, v in variables.items():
             run = run.replace(f"${k}", v)
         t0 = time.perf_counter()
-        args = _plain_featx(run)
-        if args is not None:
+        simple = _inprocess(run)
+        if simple is not None:
+            args, folder, stdout_file = simple
+            if folder:
+                (root / folder).mkdir(parents=True, exist_ok=True)
             p = featx_inprocess(*args, cwd=root, env={k: v for k, v in env.items() if os.environ.get(k) != v})
+            if stdout_file:
+                (root / stdout_file).write_bytes(p.stdout)
         else:
             p = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=root, env=env,
                                capture_output=True, timeout=300)
@@ -351,19 +392,35 @@ def readme_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reader")
     env = make_scratch(root)
     results = []
-    for c in shell_commands():
-        if c.cmd not in SKIP and c.cmd not in SLOW:
+    for c in commands_to_run():
+        if c.cmd not in SLOW:
             results.extend(run_command(c, root, env))
     return root, env, results
 
 
+def commands_to_run() -> list[Command]:
+    """The commands of every page, less SKIP, and less the first mention on a page of a
+    command an earlier page already has (a repeat within one page runs again)."""
+    pages_of: dict[str, set[Path]] = {}
+    out = []
+    for c in shell_commands():
+        pages = pages_of.setdefault(c.cmd, set())
+        first_here, seen_before = c.page not in pages, bool(pages - {c.page})
+        pages.add(c.page)
+        if c.cmd in SKIP or (first_here and seen_before):
+            continue
+        out.append(c)
+    return out
+
+
 def _report(results: list[Result]) -> str:
-    return "\n\n".join(f"README.md:{r.command.line}: {r.run}  ({r.seconds:.1f} s)\n  " + "\n  ".join(r.problems)
+    return "\n\n".join(f"{r.command.where}: {r.run}  ({r.seconds:.1f} s)\n  " + "\n  ".join(r.problems)
                        + "\n  stderr: " + r.stderr[-1500:].replace("\n", "\n    ") for r in results)
 
 
 # ---- the tests -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_shell_command_runs(readme_run):
     _, _, results = readme_run
     assert results, "no command was run"
@@ -375,7 +432,7 @@ def test_every_shell_command_runs(readme_run):
 def test_slow_commands_run(readme_run):
     root, env, _ = readme_run
     results = []
-    for c in shell_commands():
+    for c in commands_to_run():
         if c.cmd in SLOW:
             results.extend(run_command(c, root, env))
     assert len(results) >= len(SLOW)
@@ -391,6 +448,7 @@ def _first_line(b: Block) -> str:
     return next(l.strip() for l in b.text.splitlines() if l.strip())
 
 
+@pytest.mark.slow
 def test_python_snippets_run(readme_run):
     root, env, _ = readme_run
     ran = 0
@@ -405,13 +463,16 @@ def test_python_snippets_run(readme_run):
             lines = code.splitlines()
             at = next(i for i, l in enumerate(lines) if any(re.search(rf"\b{n}\b", l) for n in PY_PRELUDE))
             code = "\n".join(lines[:at] + prelude + lines[at:]) + "\n"
-        p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, timeout=300)
-        assert p.returncode == 0, (f"README.md:{b.line}: the Python snippet fails:\n{textwrap.indent(code, '    ')}\n"
+        script = root / f"example-{b.page.stem}-{b.line}.py"
+        script.write_text(code)
+        p = subprocess.run([sys.executable, script.name], cwd=root, env=env, capture_output=True, timeout=300)
+        assert p.returncode == 0, (f"{b.page.relative_to(ROOT)}:{b.line}: the Python example fails as a script:\n{textwrap.indent(code, '    ')}\n"
                                    + p.stderr.decode(errors="replace")[-3000:])
         ran += 1
     assert ran >= 1
 
 
+@pytest.mark.slow
 def test_toml_config_blocks_are_valid(readme_run):
     """A ``[NAME]`` TOML block is a config file for ``featx extract NAME``: it runs."""
     root, env, _ = readme_run
@@ -420,8 +481,8 @@ def test_toml_config_blocks_are_valid(readme_run):
         if b.lang != "toml" or _first_line(b) in NOT_RUN or re.match(r"^#\s*[\w.-]+\.toml\s*$", _first_line(b)):
             continue
         m = re.match(r"^\[([\w-]+)\]$", _first_line(b))
-        assert m, f"README.md:{b.line}: a TOML block this test does not know how to check (add it to NOT_RUN?)"
-        cfg = root / f"readme-block-{b.line}.toml"
+        assert m, f"{b.page.relative_to(ROOT)}:{b.line}: a TOML block this test does not know how to check (add it to NOT_RUN?)"
+        cfg = root / f"readme-block-{b.page.stem}-{b.line}.toml"
         cfg.write_text(b.text)
         p = subprocess.run([sys.executable, "-m", "featx", "extract", m.group(1), "samples/", "-o", "-", "-q",
                             "--config", cfg.name], cwd=root, env=env, capture_output=True, timeout=120)
@@ -432,13 +493,20 @@ def test_toml_config_blocks_are_valid(readme_run):
 
 # ---- the lists above stay true ---------------------------------------------------------------
 
+def test_every_docs_page_runs():
+    """Every page of docs/ is in PAGES, so its examples run; PAGES names no missing page."""
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    listed = sorted(p.name for p in PAGES if p != README)
+    assert pages == listed, f"docs/ has {pages}, PAGES lists {listed}"
+
+
 def test_no_featx_commands_hidden():
     """Every block that holds featx command lines is one this test runs as shell."""
     for b in readme_blocks():
         if b.lang in SHELL_LANGS:
             continue
         hidden = [l for l in b.text.splitlines() if re.match(r"^\s*(\$\s+)?featx\s", l)]
-        assert not hidden, f"README.md:{b.line}: ```{b.lang} block holds shell commands {hidden}: mark it ```sh"
+        assert not hidden, f"{b.page.relative_to(ROOT)}:{b.line}: ```{b.lang} block holds shell commands {hidden}: mark it ```sh"
 
 
 def test_skip_and_repeat_lists_match_the_readme():
@@ -489,6 +557,10 @@ def test_parser_reads_commands_comments_and_columns():
     assert _plain_featx("featx extract hog a/ -o x.npy") == ["extract", "hog", "a/", "-o", "x.npy"]
     assert _plain_featx("featx merge all.npy part-*.npy") is None
     assert _plain_featx("mkdir -p f && featx run f.toml") is None
+    assert _inprocess("mkdir -p f && featx run f.toml") == (["run", "f.toml"], "f", None)
+    assert _inprocess("featx info hog --as-config > hog.toml") == (["info", "hog", "--as-config"], None, "hog.toml")
+    assert _inprocess("find . | featx run f.toml -") is None
+    assert _inprocess("featx merge all.npy part-*.npy") is None
     assert substitute("featx extract hog /data/photos -o /data/hog.npy") == "featx extract hog photos -o data/hog.npy"
 
 
@@ -511,8 +583,8 @@ COLUMN_RUNS = [
 
 
 def column_table() -> dict[str, list[str]]:
-    """README's "value columns in CSV" table: extractor -> the patterns in its row."""
-    text = README.read_text()
+    """docs/outputs.md's "value columns in CSV" table: extractor -> the patterns in its row."""
+    text = (ROOT / "docs" / "outputs.md").read_text()
     start = text.index("| extractor | value columns in CSV |")
     rows = {}
     for line in text[start:].splitlines()[2:]:
@@ -528,6 +600,7 @@ def _pattern(token: str) -> re.Pattern:
                               for part in re.split(r"(\{[^}]*\})", token)))
 
 
+@pytest.mark.slow
 def test_csv_column_table_matches_featx(tmp_path):
     table = column_table()
     r = featx_inprocess("list")
@@ -544,4 +617,4 @@ def test_csv_column_table_matches_featx(tmp_path):
         assert header[:len(keys)] == keys, (name, args, header[:5])
         patterns = [_pattern(t) for t in table[name]]
         undocumented = [c for c in header[len(keys):] if not any(p.fullmatch(c) for p in patterns)]
-        assert not undocumented, f"{name} {args}: columns the README's table does not name: {undocumented[:5]}"
+        assert not undocumented, f"{name} {args}: columns the table in docs/outputs.md does not name: {undocumented[:5]}"

@@ -114,7 +114,7 @@ def test_exif_rotated_jpeg_boxes_are_upright_pixels(tmp_path, sample):
     from PIL import Image
 
     import featx as api
-    from featx.sources import decode_image
+    from featx.decode import decode_image
 
     upright = sample("astronaut.png")
     ex = Image.Exif()

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import ExitCode, FeatxError, UsageError
-from .extract import _Shown
+from .extract import _may_fork, _Shown
 from .options import CONTEXT, INPUT_PATH, ExtractorGroup, _config_option, _extract_options, _resize_options, \
     _split_params, _with_extractor_options
 from .report import _fail, _say
@@ -73,7 +73,7 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
     with show:
         cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_note=show.say,
                                     on_failure=lambda f, outs: show.say(f"error: {f.path}: {f.reason}"),
-                                    progress=show.progress)
+                                    progress=show.progress, fork=_may_fork(click.get_current_context()))
     if cb is None:
         _say("interrupted: no codebook written")
         sys.exit(result.exit_code)
@@ -92,7 +92,7 @@ class _CodebookGroup(ExtractorGroup):
 
     def list_commands(self, ctx):
         from .. import registry
-        from ..encoding import supports_codebook
+        from ..codebook import supports_codebook
 
         out = []
         for n in registry.names():
@@ -104,7 +104,7 @@ class _CodebookGroup(ExtractorGroup):
         return out
 
     def usable(self, cls) -> str | None:
-        from ..encoding import supports_codebook
+        from ..codebook import supports_codebook
 
         if not supports_codebook(cls):
             return f"{cls.name} has no local descriptors to learn a codebook from"

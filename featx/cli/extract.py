@@ -233,6 +233,12 @@ class _Shown:
             bar.close()
 
 
+def _may_fork(ctx: click.Context) -> bool:
+    """Whether worker pools may fork this process: :func:`featx.cli.main` says so (it has run
+    nothing threaded; see :func:`featx.engine.process.start_method`)."""
+    return bool((ctx.find_root().obj or {}).get("fork"))
+
+
 def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> None:
     """Run a plan with a progress bar and messages on stderr; exit with its code."""
     from ..plan import execute
@@ -247,7 +253,7 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         show.say(f"error: {f.path}: {f.reason}{which}")
 
     with show:
-        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress)
+        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress, fork=_may_fork(ctx))
     if summary_json:
         import json
 

@@ -59,15 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
     import logging
 
-    from ..engine import process
-
     _quiet_native_libraries()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("featx: %(message)s"))
     log = logging.getLogger("featx")
     log.addHandler(handler)
     log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
-    process.FORK_OK = True  # this process runs nothing threaded before the pool starts
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -77,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:  # not the main thread (embedded use)
         pass
     try:
-        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False)
+        # obj "fork": this process runs nothing threaded before the pool starts, so its
+        # worker pools may fork it (see featx.engine.process.start_method)
+        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False, obj={"fork": True})
     except click.exceptions.Exit as exc:
         rc = exc.exit_code
     except click.ClickException as exc:

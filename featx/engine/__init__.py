@@ -5,5 +5,8 @@
 * :mod:`.executors` — where workers run (in-process, local processes; :mod:`.ray` for Ray);
 * :mod:`.process` — worker process set-up (allocator, threads, start method);
 * :mod:`.lifeline` — workers die with the run that started them;
-* :mod:`.commit`, :mod:`.signals` — background fsync, and holding signals between two writes.
+* :mod:`.signals` — holding signals between two writes.
+
+The outputs (sinks, state, lock, commits) are :mod:`featx.output`; what to read and how to
+decode it, :mod:`featx.inputs`, :mod:`featx.decode` and :mod:`featx.items`.
 """

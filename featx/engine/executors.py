@@ -16,14 +16,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from .. import sources
+from ..inputs import Input
 from ..extractor import Extractor
 from .process import start_method
 from .worker import Job, Record, Worker, init_worker, run_chunk
 
 
 class Executor(Protocol):
-    def results(self, inputs: Iterable[sources.Input]) -> Iterator[tuple[list, list, str | bytes]]: ...
+    def results(self, inputs: Iterable[Input]) -> Iterator[tuple[list, list, str | bytes]]: ...
 
     def close(self, cancel: bool = False) -> None: ...
 
@@ -31,8 +31,8 @@ class Executor(Protocol):
 # executors: yield (inputs, records per output and input, payload per output) in input order
 
 
-def _chunks(it: Iterable[sources.Input], size: int) -> Iterator[list[sources.Input]]:
-    buf: list[sources.Input] = []
+def _chunks(it: Iterable[Input], size: int) -> Iterator[list[Input]]:
+    buf: list[Input] = []
     for x in it:
         buf.append(x)
         if len(buf) >= size:
@@ -42,7 +42,7 @@ def _chunks(it: Iterable[sources.Input], size: int) -> Iterator[list[sources.Inp
         yield buf
 
 
-def failed(job: Job, inp: sources.Input, why: str):
+def failed(job: Job, inp: Input, why: str):
     """What an executor yields for an input that killed or outlived its worker: one failed
     record for each output that asked for it."""
     recs = [[[Record({"path": inp.path}, error=why)] if inp.wants is None or k in inp.wants else []]
@@ -76,7 +76,7 @@ class ProcessPool:
     """
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
-                 fork: bool = True, counter=None, on_wait=None):
+                 fork: bool = False, counter=None, on_wait=None):
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         self.fork = fork
         self.counter, self.on_wait = counter, on_wait   # items loaded (shared), looked at while waiting
@@ -92,10 +92,10 @@ class ProcessPool:
         # chosen at each (re)start: a restart after a crash may come while the
         # commit thread runs, and then the pool must not fork
         ctx = mp.get_context(start_method(self.fork))
-        from . import lifeline
+        from ..host import identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, lifeline.identity(), self.counter))
+                                   initargs=(self.job, identity(), self.counter))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -155,7 +155,7 @@ class ProcessPool:
                     raise
                 self.on_wait()
 
-    def _isolated(self, inp: sources.Input):
+    def _isolated(self, inp: Input):
         from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 

@@ -3,12 +3,12 @@
 A featx run is one main process and, with ``-j N``, N worker processes.  If
 the main process is killed (``kill -9``, the OOM killer, a cron timeout), its
 workers must not live on: they would sit blocked on a pipe for ever, and a
-forked worker used to keep the output's lock (see :mod:`featx.lock`).
+forked worker used to keep the output's lock (see :mod:`featx.output.lock`).
 
-* :func:`identity` names a process so that a reused pid is not mistaken for
-  it: its pid and its start time (clock ticks since boot, from
-  ``/proc/PID/stat``).
-* :func:`alive` tells whether such a process still runs (this host only).
+* :func:`featx.host.identity` names a process so that a reused pid is not
+  mistaken for it: its pid and its start time (clock ticks since boot, from
+  ``/proc/PID/stat``); :func:`featx.host.alive` tells whether such a process
+  still runs (this host only).
 * :func:`die_with` (called first thing in each worker) ties the worker to the
   main process: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` when the worker's parent
   is the main process (fork, spawn), checked right after against the pid the
@@ -30,88 +30,11 @@ import signal
 import sys
 import threading
 
+from ..host import alive
+
 _LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.5
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (``[0]`` the state, ``[19]``
-    the start time in clock ticks since boot); None when the process is gone or the file
-    cannot be read, ``[]`` when it cannot be parsed."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-    try:
-        return stat[stat.rindex(b")") + 2:].split()
-    except ValueError:
-        return []
-
-
-def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None (gone, or not Linux)."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (ValueError, IndexError):
-        return None
-
-
-def started_at(pid: int) -> float | None:
-    """When process ``pid`` started, in seconds since the epoch (to within 1 s), or None."""
-    ticks = start_ticks(pid)
-    if ticks is None:
-        return None
-    try:
-        with open("/proc/stat", "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-
-
-def pid_namespace() -> int | None:
-    """This process's pid namespace (pids mean something only inside one)."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
-def identity(pid: int | None = None) -> tuple[int, int | None]:
-    """``(pid, start ticks)`` of a process (default: this one)."""
-    pid = os.getpid() if pid is None else pid
-    return pid, start_ticks(pid)
-
-
-def alive(pid: int, started: int | None) -> bool:
-    """Whether the process ``pid`` that started at ``started`` still runs.
-
-    Without a start time (not Linux, or an old record) the pid alone decides.
-    A zombie counts as dead: it holds nothing any more.
-    """
-    if pid <= 0:
-        return False
-    if _LINUX and os.path.isdir("/proc/self"):
-        fields = _stat_fields(pid)
-        if fields is None:
-            return False
-        try:
-            if fields[0] in (b"Z", b"X"):
-                return False
-            return started is None or int(fields[19]) == started
-        except (ValueError, IndexError):
-            return True  # unreadable: assume it runs
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_self() -> None:

@@ -26,13 +26,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import memory, registry, sources
+from .. import memory, registry
+from ..inputs import Canonical, Input
 from ..errors import UsageError
 from ..extractor import Extractor, params_to_dict
+from ..output import layout
 from ..output.atomic import OutputWriteError
 from ..output.output import Failure, Output, Summary
 from ..output.sinks import Sink
-from ..output.state import identify
+from ..output.state import identify, identify_sequence
 from .executors import InProcess, ProcessPool
 from .process import tune_allocator
 from .signals import DeferSignals
@@ -103,10 +105,11 @@ def run_config(target: Target, plan) -> dict[str, Any]:
                         **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {})}}
 
 
-def run(targets: list[Target], inputs: Iterable[sources.Input], plan, *,
+def run(targets: list[Target], inputs: Iterable[Input], plan, *,
         on_failure: Callable[[Failure, list[int]], None] | None = None,
         on_note: Callable[[str], None] | None = None, progress: Any = None,
-        on_start: Callable[[list[Summary]], None] | None = None, chunk: int = CHUNK) -> list[Summary]:
+        on_start: Callable[[list[Summary]], None] | None = None, fork: bool = False,
+        chunk: int = CHUNK) -> list[Summary]:
     """Extract features from ``inputs`` into every target's sink; one :class:`Summary` per target.
 
     Each input is decoded once and handed to every output that needs it.
@@ -120,13 +123,16 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], plan, *,
     ``chunk``: inputs per worker task.  What was done is committed every
     ``plan.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
     (the summaries are then marked interrupted).  An input is known by its
-    canonical path (:class:`~featx.sources.Canonical`), however it was
+    canonical path (:class:`~featx.inputs.Canonical`), however it was
     spelled.  ``on_start`` is called once every output is locked and checked,
     before any work (the CLI writes "running" sidecars there);
     ``on_failure(failure, outputs)`` once per failed input with the outputs it
     failed for; ``progress``: a :class:`featx.progress.Feed`.  An output that cannot be written (a full disk) stops the run
     with that output's ``summary.error`` set (the others are interrupted),
     keeping what was committed.
+
+    ``fork``: the caller's process may be forked to start a worker pool (see
+    :func:`~featx.engine.process.start_method`).
 
     Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
     yet: nothing is created.
@@ -171,7 +177,7 @@ def run(targets: list[Target], inputs: Iterable[sources.Input], plan, *,
             raise
         raise err from None
     try:
-        _run_locked(targets, outs, inputs, plan, on_failure, note, progress, chunk)
+        _run_locked(targets, outs, inputs, plan, on_failure, note, progress, fork, chunk)
     finally:
         for o in outs:
             o.close()
@@ -191,33 +197,34 @@ def job_for(targets: list[Target], plan, ref_base: str | None = None) -> Job:
                max_memory=memory.resolve(plan.max_memory, plan.jobs), ref_base=ref_base)
 
 
-def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[sources.Input]:
+def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[Input]:
     """The inputs to process: under their canonical names, this shard's, each with the
     outputs that need it (not there yet, changed, or its output gone).  Inputs every
     output has, unchanged, are skipped.  Looked up in batches, so a re-run over a large
     unchanged folder is quick."""
-    canonical = sources.Canonical()
+    canonical = Canonical()
     base = outs[0].ref_base
     stateful = [o for o in outs if o.state is not None]
     streams = len(stateful) < len(outs)
     everyone = tuple(range(len(outs)))
-    batch: list[tuple[sources.Input, bool]] = []   # (input, named before: not for the streams)
+    batch: list[tuple[Input, bool]] = []   # (input, named before: not for the streams)
 
-    def named(inp: sources.Input) -> sources.Input:
+    def named(inp: Input) -> Input:
         if inp.canonical and base is None and not inp.paths:
             return inp  # found by a walk from a resolved root: canonical as it is, no copy
         path = canonical(inp.path)
         if path == inp.path and base is None and not inp.paths:
             return inp
         paths = tuple(canonical(p) for p in inp.paths) if inp.paths else None
-        mirrors = tuple(sources.mirror_path(p, base) for p in paths) if paths and base is not None else None
+        mirrors = tuple(layout.mirror_path(p, base) for p in paths) if paths and base is not None else None
         return replace(inp, path=path, paths=paths, mirrors=mirrors,
-                       mirror=sources.mirror_path(path, base) if base is not None else "")
+                       mirror=layout.mirror_path(path, base) if base is not None else "")
 
-    def decide() -> Iterator[sources.Input]:
+    def decide() -> Iterator[Input]:
         known = [o.known([inp.path for inp, _ in batch]) for o in stateful]
         for inp, repeat in batch:
-            ident = identify(inp.path, plan.hash)
+            ident = (identify_sequence(inp.paths, plan.hash) if inp.paths
+                     else identify(inp.path, plan.hash))
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)
@@ -252,7 +259,8 @@ def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[sources.Input]
         yield from decide()
 
 
-def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=None, chunk: int = CHUNK):
+def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=None,
+              fork: bool = False, chunk: int = CHUNK):
     spool_dir = None
     use_pool = plan.jobs > 1 or plan.timeout is not None
     if plan.executor == "ray" or use_pool:
@@ -272,7 +280,7 @@ def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=No
             counter = feed.counter = mp.Value("q", 0)
             on_wait = feed.poll
         return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
-                           fork=all(t.extractor.fork_safe for t in targets), counter=counter,
+                           fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
                            on_wait=on_wait), spool_dir
     return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
 
@@ -299,11 +307,12 @@ def _report(failures: list, on_failure, progress) -> None:
             on_failure(Failure(path, reason), ks)
 
 
-def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, progress, chunk: int = CHUNK) -> None:
+def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, progress,
+                fork: bool = False, chunk: int = CHUNK) -> None:
     ref = next((o.base for o in outs if o.base is not None), None)
     for o in outs:
         o.ref_base = ref
-    executor, spool_dir = _executor(targets, outs, plan, job_for(targets, plan, ref), progress, chunk)
+    executor, spool_dir = _executor(targets, outs, plan, job_for(targets, plan, ref), progress, fork, chunk)
     ok = False
     try:
         for o in outs:

@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import sources
 
 def setup_worker_process() -> None:
     """One worker among several sharing the cores: tuned allocator, one OpenCV
-    thread, one FFmpeg decoding thread."""
+    thread.  (Its FFmpeg decoding threads come with the job: see
+    :attr:`featx.engine.worker.Job.decode_threads`.)"""
     tune_allocator()
-    sources.DECODE_THREADS = 1
     try:
         import cv2
 
@@ -44,14 +43,14 @@ def tune_allocator() -> None:
         pass
 
 
-#: Set by the CLI: its process has run nothing threaded (OpenCV, ONNX Runtime,
-#: FFmpeg) when the pool starts, so forking it is safe.  Library callers (a
-#: notebook that already used OpenCV) get forkserver/spawn.
-FORK_OK = False
-
-
-def start_method(fork: bool = True) -> str:
+def start_method(fork: bool = False) -> str:
     """``fork`` where it is safe, else ``forkserver``/``spawn``.
+
+    ``fork``: the caller says that forking its process is safe: the CLI does
+    (its process has run nothing threaded, OpenCV, ONNX Runtime or FFmpeg, when
+    the pool starts) and passes it down through :func:`featx.plan.execute`;
+    library callers (a notebook that already used OpenCV) get
+    forkserver/spawn.
 
     Forking is what makes ``-j 2`` pay off on small batches: the workers start
     with featx, numpy, OpenCV and the extractor already imported (a
@@ -68,12 +67,6 @@ def start_method(fork: bool = True) -> str:
     forced = os.environ.get("FEATX_START_METHOD")
     if forced in methods:
         return forced
-    if fork and FORK_OK and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
+    if fork and "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
-
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)

@@ -229,7 +229,7 @@ class RayExecutor:
                                   "ray://HOST:10001 for Ray Client)")
         try:
             if address == "local":
-                from .lifeline import identity
+                from ..host import identity
 
                 self._main = identity()
                 ray.init(address="local", num_cpus=plan.jobs if plan.jobs and plan.jobs > 0 else None,

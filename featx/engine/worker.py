@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import imageops, registry, sources
+from .. import imageops, registry
+from ..inputs import Input
+from ..items import Item, load
 from ..errors import FeatxError, InputError
 from ..extractor import Extractor, Keypoints
 from ..memory import MemoryBudget
 from ..output.atomic import OutputWriteError
+from ..output import layout
 from ..output.sinks import Encoder
 from .process import setup_worker_process
 
@@ -48,6 +51,7 @@ class Job:
     max_memory: int | None = None     # bytes one input may cost a worker (None: no limit)
     source_options: dict[str, Any] = field(default_factory=dict)
     ref_base: str | None = None       # the folder the inputs' mirror paths were made against
+    decode_threads: int | None = 1    # FFmpeg threads per video (1: the workers share the cores; None: OpenCV's default)
 
 
 @dataclass
@@ -104,26 +108,26 @@ class Worker:
     def compute(self, k: int, image: np.ndarray) -> Any:
         ext, task = self.extractors[k], self.job.tasks[k]
         if task.describe:
-            from ..encoding import local_descriptors
+            from ..codebook import local_descriptors
 
             return local_descriptors(ext, self.prepare(k, image))
         if ext.handles_resize:  # results in the decoded image's pixels (detectors' boxes)
             return ext.extract_resized(image, task.resize, task.resize_mode)
         return ext.extract(self.prepare(k, image))
 
-    def _prepared(self, k: int, item: sources.Item) -> sources.Item:
+    def _prepared(self, k: int, item: Item) -> Item:
         """``item`` brought to output ``k``'s working input at once (resized, then its
         :meth:`~featx.extractor.Extractor.preprocess`: a network's input tensor), so that
         what waits for a batch is small, not the photo."""
-        return sources.Item(item.key, self.extractors[k].preprocess(self.prepare(k, item.image)), item.mirror)
+        return Item(item.key, self.extractors[k].preprocess(self.prepare(k, item.image)), item.mirror)
 
-    def mirror(self, k: int, item: sources.Item) -> str:
+    def mirror(self, k: int, item: Item) -> str:
         base = self.job.tasks[k].mirror_base
         if base is None or base == self.job.ref_base or not item.mirror:
             return item.mirror
-        return sources.rebase_mirror(item.mirror, self.job.ref_base, base)
+        return layout.rebase_mirror(item.mirror, self.job.ref_base, base)
 
-    def emit(self, k: int, item: sources.Item, value: Any, write: Callable[[bytes], None]) -> Record | None:
+    def emit(self, k: int, item: Item, value: Any, write: Callable[[bytes], None]) -> Record | None:
         """Encode one result of output ``k`` (None: a temporal extractor's "no row")."""
         if value is None:
             return None
@@ -138,7 +142,7 @@ class Worker:
             shape = tuple(value.shape)
         return Record(item.key, shape=shape, nbytes=len(data))
 
-    def _one(self, k: int, item: sources.Item, write) -> Record | None:
+    def _one(self, k: int, item: Item, write) -> Record | None:
         """Output ``k``'s record of one item; its failure is this item's and output's alone."""
         try:
             value = self.compute(k, item.image)
@@ -154,7 +158,7 @@ class Worker:
             return Record(item.key, error=exc.message)
 
     @staticmethod
-    def _bad_item(item: sources.Item) -> Record | None:
+    def _bad_item(item: Item) -> Record | None:
         if item.error is not None:
             return Record(item.key, error=item.error)
         if item.image.size == 0:
@@ -162,20 +166,20 @@ class Worker:
         return None
 
     @staticmethod
-    def _failed_input(inp: sources.Input, exc: Exception) -> Record:
+    def _failed_input(inp: Input, exc: Exception) -> Record:
         if isinstance(exc, InputError):
             return Record({"path": inp.path}, error=str(exc))
         return Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}")
 
-    def run(self, inputs: list[sources.Input], writers: list[Callable[[bytes], None]]) -> list[list[list[Record]]]:
+    def run(self, inputs: list[Input], writers: list[Callable[[bytes], None]]) -> list[list[list[Record]]]:
         n = len(self.extractors)
         out: list[list[list[Record]]] = [[[] for _ in inputs] for _ in range(n)]
-        queues: dict[int, list[tuple[int, sources.Item]]] = {k: [] for k in self.batched if k != self.lead}
+        queues: dict[int, list[tuple[int, Item]]] = {k: [] for k in self.batched if k != self.lead}
         lead = self.lead
         lead_bs = self.extractors[lead].batch_size if lead is not None else 0
-        queued: list[list[tuple[int, sources.Item]]] = []   # the lead output's batches, in order
+        queued: list[list[tuple[int, Item]]] = []   # the lead output's batches, in order
 
-        def groups(inp: sources.Input, wants) -> list[tuple[tuple[int, int] | None, list[int]]]:
+        def groups(inp: Input, wants) -> list[tuple[tuple[int, int] | None, list[int]]]:
             """The outputs of ``inp`` by the decode they need: an image (or frame folder) is
             decoded once for each distinct size its outputs need from the JPEG decoder, so
             each output gets exactly the pixels a run of its own would (videos and boxes:
@@ -192,7 +196,7 @@ class Worker:
             """Decode every input once (per needed size); run the unbatched outputs on each
             item, queue it for the batched ones (as their network inputs); yield the lead
             output's batches."""
-            pending: list[tuple[int, sources.Item]] = []
+            pending: list[tuple[int, Item]] = []
             for i, inp in enumerate(inputs):
                 wants = range(n) if inp.wants is None else inp.wants
                 for k in wants:
@@ -201,8 +205,8 @@ class Worker:
                 for g, (min_size, ks) in enumerate(groups(inp, wants)):
                     loaded = 0
                     try:
-                        for item in sources.load(inp, self.job.max_pixels, self.memory, min_size,
-                                                 **self.job.source_options):
+                        for item in load(inp, self.job.max_pixels, self.memory, min_size, threads=self.job.decode_threads,
+                                         **self.job.source_options):
                             if g == 0:
                                 self.tick()
                             loaded += 1
@@ -263,7 +267,7 @@ class Worker:
                 self._one_by_one(lead, queued.pop(0), out, writers[lead], exc)
         return out
 
-    def _flush(self, k: int, queue: list[tuple[int, sources.Item]], out, write) -> None:
+    def _flush(self, k: int, queue: list[tuple[int, Item]], out, write) -> None:
         """Run output ``k``'s queued batch (synchronously)."""
         if not queue:
             return
@@ -290,7 +294,7 @@ class Worker:
             if rec is not None:
                 out[k][i].append(rec)
 
-    def run_to_spool(self, inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
+    def run_to_spool(self, inputs: list[Input], spool: str) -> tuple[list, list[str]]:
         """Run ``inputs``, output ``k``'s rows going to the file ``spool.k``."""
         from ..output.atomic import disk_error, is_disk_error
 
@@ -320,7 +324,7 @@ class Worker:
                 except OSError:
                     pass  # (a flush that failed is raised above)
 
-    def run_to_bytes(self, inputs: list[sources.Input]) -> tuple[list, list[bytes]]:
+    def run_to_bytes(self, inputs: list[Input]) -> tuple[list, list[bytes]]:
         parts: list[list[bytes]] = [[] for _ in self.extractors]
         recs = self.run(inputs, [p.append for p in parts])
         return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
@@ -355,5 +359,5 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
                 counter.value += 1
         _WORKER.tick = tick
 
-def run_chunk(inputs: list[sources.Input], spool: str) -> tuple[list, list[str]]:
+def run_chunk(inputs: list[Input], spool: str) -> tuple[list, list[str]]:
     return _WORKER.run_to_spool(inputs, spool)

@@ -1,6 +1,6 @@
 """Dense optical flow between consecutive frames: HOF, MBH and the raw field.
 
-``flow`` is a *temporal* extractor: the pipeline calls :meth:`Flow.reset`
+``flow`` is a *temporal* extractor: the engine calls :meth:`Flow.reset`
 at the start of each sequence (a video, a frame folder, an image pair) and
 then :meth:`Flow.extract` on each sampled frame in order.  The row of frame
 ``t`` describes the motion from the previous sampled frame ``t-1`` to frame
@@ -72,7 +72,7 @@ The first frame of a sequence has no previous frame.  ``first=zeros``
 (default) gives it an all-zero row (an all-zero field for
 ``result=field``); no real row is all zero, since every cell has either
 motion or still pixels.  ``first=drop`` makes :meth:`Flow.extract` return
-``None`` for it, and the pipeline writes no row.
+``None`` for it, and the engine writes no row.
 
 Picture
 -------

@@ -603,11 +603,3 @@ class Haar(Extractor):
         title = (f"haar (window mode): every Haar-like feature of the {wh}x{ww} window, "
                  f"sum(+) - sum(-) of 0-255 pixel values: {feats.size} features")
         return pic.with_caption(body.pixels, title, [("legend", leg)], style, regions=body.regions)
-
-
-def diverging_rgb(values: np.ndarray) -> np.ndarray:
-    """Colour a signed map: white at 0, red for positive, blue for negative
-    (:func:`featx.picture.diverging_rgb`, scaled by the largest absolute value)."""
-    from ..picture import diverging_rgb as _div
-
-    return _div(values)

@@ -232,7 +232,7 @@ def is_stale_tmp(name: str) -> bool:
     if i < 0:
         return False
     tail = name[i + len(TMP_MARK):]
-    from ..engine.lifeline import alive
+    from ..host import alive
 
     return tail.isdigit() and not alive(int(tail), None)  # featx's own names end in the writer's pid
 

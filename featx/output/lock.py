@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..engine import lifeline
+from .. import host
 from ..errors import ExitCode, FeatxError
 
 
@@ -104,14 +104,14 @@ def holder_is_dead(holder: dict, written: float | None = None) -> bool:
     if holder.get("host") != socket.gethostname():
         return False
     ns = holder.get("pidns")
-    if ns is not None and ns != lifeline.pid_namespace():
+    if ns is not None and ns != host.pid_namespace():
         return False
     started = holder.get("start_ticks")
     if isinstance(started, int):
-        return not lifeline.alive(pid, started)
-    if not lifeline.alive(pid, None):
+        return not host.alive(pid, started)
+    if not host.alive(pid, None):
         return True
-    since = lifeline.started_at(pid)
+    since = host.started_at(pid)
     return written is not None and since is not None and since > written + 60  # the pid was reused
 
 
@@ -232,8 +232,8 @@ class OutputLock:
 
     @staticmethod
     def _write_record(fd: int) -> None:
-        pid, ticks = lifeline.identity()
-        data = (json.dumps({"pid": pid, "start_ticks": ticks, "pidns": lifeline.pid_namespace(),
+        pid, ticks = host.identity()
+        data = (json.dumps({"pid": pid, "start_ticks": ticks, "pidns": host.pid_namespace(),
                             "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "command": sys.argv}) + "\n").encode()
         os.pwrite(fd, data, 0)  # over the old record, then cut: a reader always finds one whole record

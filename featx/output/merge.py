@@ -9,7 +9,6 @@ own state, so later runs can continue it incrementally without sharding.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -166,11 +165,6 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
     finally:
         for st in states:
             st.close()
-
-
-def _read_index(path: str) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        return list(csv.reader(fh))
 
 
 def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:

@@ -8,8 +8,11 @@ writers of a whole output — compaction and ``featx merge`` — through
 """
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
+
+from numpy.lib import format as npformat
 
 from .atomic import write_file
 
@@ -18,11 +21,19 @@ NPY_HEADER_LEN = 128
 
 
 def npy_header(rows: int, cols: int) -> bytes:
-    """A version 1.0 ``.npy`` header of fixed length for a C-order float32 matrix."""
-    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-    pad = NPY_HEADER_LEN - 10 - len(text) - 1
-    return b"\x93NUMPY\x01\x00" + (NPY_HEADER_LEN - 10).to_bytes(2, "little") + \
-        (text + " " * pad + "\n").encode("latin1")
+    """A version 1.0 ``.npy`` header of fixed length for a C-order float32 matrix,
+    written by numpy's own writer.  numpy pads the header to a multiple of 64 bytes
+    with room for the row count to grow to 21 digits, so any ``(rows, cols)`` a file
+    can hold gives the same 128 bytes (checked here: the row count is rewritten in
+    place at each commit, and a header of another length would overwrite the data)."""
+    buf = io.BytesIO()
+    npformat.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                          "shape": (int(rows), int(cols))})
+    head = buf.getvalue()
+    if len(head) != NPY_HEADER_LEN:  # pragma: no cover - a numpy that pads otherwise
+        raise ValueError(f"numpy wrote a {len(head)}-byte .npy header for shape ({rows}, {cols}); "
+                         f"featx rewrites a {NPY_HEADER_LEN}-byte one in place")
+    return head
 
 
 def header_rows(head: bytes) -> int:

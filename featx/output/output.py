@@ -22,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import sources
 from ..errors import FeatxError
+from ..inputs import Input, vanished
+from . import layout
 from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
+from .commit import Committer
 from .sinks import Sink
 from .state import Entry, State, check_config, same
 
@@ -192,23 +194,23 @@ class Output:
     def known(self, paths: list[str]) -> dict:
         return self.state.lookup_many(paths) if self.state is not None else {}
 
-    def view(self, inp: sources.Input) -> sources.Input:
+    def view(self, inp: Input) -> Input:
         """``inp`` with its mirror paths under this output (they were made for ``ref_base``)."""
         base = self.base
         if base is None or base == self.ref_base or not inp.mirror:
             return inp
         old = self.ref_base
-        return replace(inp, mirror=sources.rebase_mirror(inp.mirror, old, base),
-                       mirrors=tuple(sources.rebase_mirror(m, old, base) for m in inp.mirrors)
+        return replace(inp, mirror=layout.rebase_mirror(inp.mirror, old, base),
+                       mirrors=tuple(layout.rebase_mirror(m, old, base) for m in inp.mirrors)
                        if inp.mirrors else inp.mirrors)
 
-    def current(self, inp: sources.Input, ident, k, use_hash: bool) -> bool:
+    def current(self, inp: Input, ident, k, use_hash: bool) -> bool:
         """Is ``inp`` (state entry ``k``) in this output, unchanged and still there?  If it is
         not, get ready to redo it (a changed video's old frame files go first)."""
         sink = self.sink
         npy_dir = sink.format == "npy-dir"
         if k is not None and same(k.ident, ident, use_hash) and k.status != "failed" and (
-                not npy_dir or sink.present(k.out, k.nrows, sources.expected_mirrors(self.view(inp)))):
+                not npy_dir or sink.present(k.out, k.nrows, layout.expected_mirrors(self.view(inp)))):
             self.summary.up_to_date += 1
             return True
         if k is not None and npy_dir and k.nrows and (inp.kind in ("video", "frames") or inp.boxes is not None):
@@ -276,8 +278,6 @@ class Output:
 
     # -- committing ---------------------------------------------------------
     def start(self) -> None:
-        from ..engine.commit import Committer
-
         self.sink.open(self.state)
         self.committer = Committer(self.sink, self.state)
         self.last_commit = time.monotonic()
@@ -308,7 +308,7 @@ class Output:
     def _finish_state(self, prune: bool, note: Callable[[str], None]) -> None:
         """End of a complete run: find vanished inputs, prune if asked, compact."""
         state, sink, summary = self.state, self.sink, self.summary
-        gone = [(p, out) for p, out in state.unseen() if sources.vanished(p)]
+        gone = [(p, out) for p, out in state.unseen() if vanished(p)]
         summary.disappeared = [p for p, _ in gone]
         if gone and prune:
             sink.forget_outputs([out for _, out in gone])

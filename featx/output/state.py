@@ -97,28 +97,48 @@ def same(old: Identity | None, new: Identity | None, use_hash: bool) -> bool:
     return old.mtime_ns == new.mtime_ns
 
 
-def _identify_folder(path: str, use_hash: bool) -> Identity | None:
-    """A frame folder: total size and latest modification time of its files (and a hash
-    of their names, sizes and contents with ``use_hash``), so an edited, added or removed
-    frame makes it 'changed'."""
+def _identify_files(files, use_hash: bool) -> Identity | None:
+    """Several files as one input (``files``: (name, path) pairs in their order): the
+    total size and, in place of a time, a fingerprint of every file's name, size,
+    modification time and inode (and a hash of their names and contents with
+    ``use_hash``), so an edited, added, removed or replaced file makes the input
+    'changed' — any of them, whatever time it was given (a frame restored from a backup
+    with its older time, a new file renamed over one with the same time)."""
     import hashlib
 
-    total, latest = 0, 0
+    total = 0
+    f = hashlib.blake2b(digest_size=8)
     d = hashlib.blake2b(digest_size=16) if use_hash else None
+    try:
+        for name, path in files:
+            st = os.stat(path)
+            total += st.st_size
+            f.update(b"%s\0%d %d %d\0" % (name.encode("utf-8", "surrogateescape"), st.st_size,
+                                          st.st_mtime_ns, st.st_ino))
+            if d is not None:
+                d.update(name.encode("utf-8", "surrogateescape") + b"\0")
+                sub = identify(path, True)
+                d.update((sub.hash if sub is not None and sub.hash else "").encode())
+    except OSError:
+        return None
+    # a signed 64-bit integer: the state keeps it in the mtime_ns column
+    fingerprint = int.from_bytes(f.digest(), "little", signed=True)
+    return Identity(total, fingerprint, d.hexdigest() if d is not None else None)
+
+
+def _identify_folder(path: str, use_hash: bool) -> Identity | None:
+    """A frame folder: its files (not hidden ones) by name, as :func:`_identify_files`."""
     try:
         entries = sorted((e for e in os.scandir(path) if not e.name.startswith(".") and e.is_file()),
                          key=lambda e: e.name)
-        for e in entries:
-            st = e.stat()
-            total += st.st_size
-            latest = max(latest, st.st_mtime_ns)
-            if d is not None:
-                d.update(e.name.encode("utf-8", "surrogateescape") + b"\0")
-                sub = identify(e.path, True)
-                d.update((sub.hash or "").encode())
     except OSError:
         return None
-    return Identity(total, latest, d.hexdigest() if d is not None else None)
+    return _identify_files([(e.name, e.path) for e in entries], use_hash)
+
+
+def identify_sequence(paths, use_hash: bool = False) -> Identity | None:
+    """An image sequence named file by file (``flow a.png b.png``): every file, in order."""
+    return _identify_files([(p, p) for p in paths], use_hash)
 
 
 def identify(path: str, use_hash: bool = False) -> Identity | None:
@@ -276,7 +296,7 @@ class State:
     def record(self, entries: list[Entry], renames: list[tuple[str, str]] | None = None,
                renumber: dict[int, int] | None = None, **meta: Any) -> None:
         """Commit items, meta values and files to rename (see :meth:`recover_renames`)
-        in one transaction.  A full disk raises :class:`~featx.atomic.OutputWriteError`
+        in one transaction.  A full disk raises :class:`~featx.output.atomic.OutputWriteError`
         (nothing of this commit is recorded)."""
         try:
             self._record(entries, renames, renumber, meta)

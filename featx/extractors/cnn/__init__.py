@@ -347,7 +347,7 @@ class CNN(Extractor):
         so = ort.SessionOptions()
         so.log_severity_level = 3
         if p.threads:
-            # Set by the pipeline from -j: several workers share the cores, so
+            # Set by the engine from -j: several workers share the cores, so
             # idle inference threads must sleep rather than spin.
             so.intra_op_num_threads = p.threads
             so.inter_op_num_threads = 1
@@ -519,7 +519,7 @@ class CNN(Extractor):
         return 16.0
 
     def decode_size(self, resize: tuple[int, int] | None, mode: str = "stretch") -> tuple[int, int] | None:
-        """With ``--resize``, its target (the pipeline resizes first).  Without: enough
+        """With ``--resize``, its target (the engine resizes first).  Without: enough
         pixels for the network's input to come from at least as many pixels of the
         region it is cut from (``crop``: the central ``crop_fraction`` of the shorter
         side, so ``input / crop_fraction`` on each axis; ``stretch``: the input size)."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from ..output.sinks import Sink
-from ..output.state import Entry, State
+from .sinkbase import Sink
+from .state import Entry, State
 
 class Committer:
     """Periodic commits with the fsync off the main thread.

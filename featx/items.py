@@ -1,0 +1,133 @@
+"""The dispatcher: an :class:`~featx.inputs.Input` decoded into :class:`Item` records.
+
+An image file gives one item; an input with boxes (``--regions``) one per
+box; a video one per sampled frame (:mod:`featx.video`); a frame folder or a
+sequence one per frame (decoded by :mod:`featx.decode`).  Runs in the worker
+that extracts.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import video
+from .decode import check_memory, decode_image
+from .errors import InputError
+from .inputs import Input, sampling_of
+from .memory import MemoryBudget
+from .output import layout
+
+
+@dataclass
+class Item:
+    """One image to extract from: its key columns and its pixels (or why not).
+
+    ``mirror`` is where its file goes under an ``npy-dir`` output (without
+    the suffix).
+    """
+
+    key: dict[str, Any]
+    image: np.ndarray | None
+    mirror: str = ""
+    error: str | None = None
+
+
+
+def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarray | None, str | None]:
+    """The pixels of box ``x, y, w, h`` of ``img``, or why there are none.
+
+    A box must lie inside the image: one that reaches past an edge is an
+    error of that region (not clipped, which would change what it holds)."""
+    ih, iw = img.shape[:2]
+    if w <= 0 or h <= 0:
+        return None, f"empty box (w={w})" if w <= 0 else f"empty box (h={h})"
+    text = f"box {x},{y},{w},{h}"
+    if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
+        return None, f"{text} lies outside the image ({iw}x{ih} pixels)"
+    if x < 0 or y < 0 or x + w > iw or y + h > ih:
+        return None, (f"{text} is partly outside the image ({iw}x{ih} pixels); boxes are in the "
+                      "image's pixels and must lie inside it")
+    return np.ascontiguousarray(img[y:y + h, x:x + w]), None
+
+
+def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | None = None,
+                  threads: int | None = None) -> Iterator[Item]:
+    """Items of an input with boxes: one per box (see :func:`~featx.inputs.read_regions`)."""
+    if inp.kind == "video":
+        by_frame: dict[int, list[tuple]] = {}
+        for b in inp.boxes:
+            by_frame.setdefault(b[0], []).append(b)
+        for fr in video.read_frames(inp.path, by_frame, threads=threads):
+            for _, _, x, y, w, h in by_frame.pop(fr.index):
+                crop, why = _crop_box(fr.image, x, y, w, h)
+                key = {"path": inp.path, "frame": fr.index, "time": fr.time, "x": x, "y": y, "w": w, "h": h}
+                mirror = layout.region_mirror(layout.frame_mirror(inp.mirror, fr.index), x, y, w, h)
+                yield Item(key, crop, mirror, error=why)
+        for frame in sorted(by_frame):  # named, but the video ends before them
+            for _, t, x, y, w, h in by_frame[frame]:
+                key = {"path": inp.path, "frame": frame, "time": t, "x": x, "y": y, "w": w, "h": h}
+                yield Item(key, None, error=f"no frame {frame}: the video ends before it")
+        return
+    img = decode_image(inp.path, max_pixels, memory)
+    check_memory(memory, img)
+    for b in inp.boxes:
+        x, y, w, h = b[-4:]
+        key = {"path": inp.path, "x": x, "y": y, "w": w, "h": h}
+        if len(b) == 6:  # a frame of a frame folder: frame and time as the regions file says
+            key = {"path": inp.path, "frame": b[0], "time": b[1], **key}
+        crop, why = _crop_box(img, x, y, w, h)
+        yield Item(key, crop, layout.region_mirror(inp.mirror, x, y, w, h), error=why)
+
+
+def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None = None,
+         min_size: tuple[int, int] | None = None, *, threads: int | None = None,
+         **options: Any) -> Iterator[Item]:
+    """Decode one input into items.
+
+    An image file gives one item; an input with ``boxes`` (``--regions``) one
+    per box, of the image or of the video frames named; a video one per
+    sampled frame; a frame folder or a sequence one per frame.  Errors of the
+    whole input raise :class:`InputError` (for a video, after the frames that
+    could be decoded); a frame that cannot be read is an item with ``error``.
+    ``memory``: each image is checked against this budget before it is
+    decoded (from its header) and again once decoded.  ``min_size``: the
+    fewest pixels the extractor needs (see :func:`~featx.decode.decode_image`);
+    images with boxes are always decoded in full, since a box may need every
+    pixel of it.  ``threads``: FFmpeg's decoding threads for videos (None:
+    OpenCV's default; featx's workers pass 1, several processes already use
+    the cores).  ``options``: the frame sampling (see
+    :func:`~featx.inputs.sampling_of`) and ``frame_rate``.
+    """
+    if inp.error is not None:
+        raise InputError(inp.error)
+    if inp.boxes is not None:
+        yield from _load_regions(inp, max_pixels, memory, threads)
+        return
+    if inp.kind == "video":
+        for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads):
+            check_memory(memory, fr.image)
+            yield Item({"path": inp.path, "frame": fr.index, "time": fr.time}, fr.image,
+                       layout.frame_mirror(inp.mirror, fr.index))
+        return
+    if inp.kind in ("frames", "sequence"):
+        if inp.kind == "frames":
+            refs = video.select_frames(video.list_frames(inp.path), sampling=sampling_of(options),
+                                       frame_rate=options.get("frame_rate"))
+            if not refs:
+                raise InputError("no frames (no image files, or none kept by the sampling)")
+        else:
+            refs = [video.FrameRef(i, None, p) for i, p in enumerate(inp.paths or ())]
+        mirrors = dict(zip(inp.paths or (), inp.mirrors or ()))
+        for ref, img, why in video.decode_frames(refs, max_pixels, memory, min_size):
+            key = {"path": ref.path, "frame": ref.index, "time": ref.time}
+            if why is not None:
+                yield Item(key, None, error=why)
+                continue
+            yield Item(key, img, mirrors.get(ref.path) or layout.frame_file(inp.mirror, ref.path))
+        return
+    img = decode_image(inp.path, max_pixels, memory, min_size)
+    check_memory(memory, img)
+    yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)

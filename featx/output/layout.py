@@ -1,0 +1,91 @@
+"""Where each item's file goes under an ``npy-dir`` output: the one place
+that makes those names.
+
+An item's *mirror* is its relative path under the output folder without the
+suffix: the input's path (:func:`mirror_path`), plus ``/frame000012`` for a
+video frame and ``.region-X-Y-W-H`` for a region; its file is the mirror with
+``.npy`` (``.npz`` for keypoints).
+"""
+from __future__ import annotations
+
+import os
+
+
+def mirror_path(path: str, base: str | None = None) -> str:
+    """Where ``path``'s output goes under an output folder (relative, safe).
+
+    Paths inside ``base`` (the output's own parent folder; the current
+    folder if not given) keep their relative form (``photos/a/x.jpg``), so the
+    layout does not depend on where featx is started; paths outside it go
+    under ``_abs/`` followed by their absolute path without the leading
+    separator.  Distinct input paths never share a mirror path, and no mirror
+    path can leave the output folder (``..`` is resolved away before it is used).
+    """
+    ap = os.path.abspath(path)
+    cwd = base if base is not None else os.getcwd()
+    try:
+        rel = os.path.relpath(ap, cwd)
+    except ValueError:  # another drive on Windows
+        rel = os.pardir
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        drive, tail = os.path.splitdrive(ap)
+        rel = os.path.join("_abs", drive.replace(":", ""), tail.lstrip("\\/"))
+    elif rel.split(os.sep, 1)[0] == "_abs":
+        rel = os.path.join("_rel", rel)  # keep "_abs" free for outside paths
+    return rel
+
+
+def rebase_mirror(mirror: str, old: str | None, new: str) -> str:
+    """A mirror path made by :func:`mirror_path` against the folder ``old``, made again
+    against ``new`` (one run writing two ``npy-dir`` outputs in different folders)."""
+    head, _, rest = mirror.partition(os.sep)
+    if head == "_abs" and rest:
+        path = os.sep + rest
+    elif head == "_rel" and rest:
+        path = os.path.join(old or os.getcwd(), rest)
+    else:
+        path = os.path.join(old or os.getcwd(), mirror)
+    return mirror_path(path, new)
+
+
+def frame_mirror(mirror: str, index: int) -> str:
+    """The mirror of frame ``index`` of a video whose mirror is ``mirror``."""
+    return os.path.join(mirror, "frame%06d" % index)
+
+
+def region_mirror(mirror: str, x: int, y: int, w: int, h: int) -> str:
+    """The mirror of the region ``x, y, w, h`` of the image (or frame) ``mirror``."""
+    return "%s.region-%d-%d-%d-%d" % (mirror, x, y, w, h)
+
+
+def frame_file(mirror: str, path: str) -> str:
+    """The mirror of the frame file ``path`` of a frame folder whose mirror is ``mirror``."""
+    return os.path.join(mirror, os.path.basename(path))
+
+
+def file_name(mirror: str, keypoints: bool = False) -> str:
+    """The file (relative to the output folder) of the item ``mirror``."""
+    return mirror + (".npz" if keypoints else ".npy")
+
+
+#: Suffixes of an item's file.
+SUFFIXES = (".npy", ".npz")
+
+#: What follows an image's mirror in the names of its regions' files.
+REGION_INFIX = ".region-"
+
+
+def expected_mirrors(inp) -> list[str] | None:
+    """The mirror paths (under an ``npy-dir`` output) of the items ``inp`` (an
+    :class:`~featx.inputs.Input`) gives, when
+    they are known before decoding (images, regions, sequences); None for videos and
+    frame folders, whose frames are only known once read."""
+    if inp.boxes is not None:
+        if inp.kind == "video":
+            return [region_mirror(frame_mirror(inp.mirror, b[0]), *b[-4:]) for b in inp.boxes]
+        return [region_mirror(inp.mirror, *b[-4:]) for b in inp.boxes]
+    if inp.kind == "sequence":
+        return list(inp.mirrors or ())
+    if inp.kind == "image":
+        return [inp.mirror]
+    return None
