@@ -326,3 +326,18 @@ def sidecar_options(plan: Any, output: Any) -> dict[str, Any]:
         out[o.name] = list(v) if isinstance(v, tuple) else v
     out["sampling"] = {n: getattr(plan, n) for n in SAMPLING if getattr(plan, n) is not None}
     return out
+
+
+def markdown_table() -> str:
+    """The run options as the Markdown table of docs/recipes.md (a test keeps the page equal
+    to this): flags, recipe key, what a value must be, default, per output or per run."""
+    rows = ["| option | recipe key | value | default | set | what it does |", "|---|---|---|---|---|---|"]
+    for o in RUN_OPTIONS:
+        flags = ", ".join(f"`{f}`" for f in o.flags) or "INPUTS (arguments)"
+        key = f"`{o.recipe}`" if o.recipe else "—"
+        if o.scope == "output":
+            key += " (in `[[output]]`)" if o.recipe else ""
+        default = "—" if o.default is None or o.default == () or o.kind == "flag" else f"`{o.default}`"
+        scope = {"run": "per run", "output": "per output", "cli": "command line only"}[o.scope]
+        rows.append(f"| {flags} | {key} | {o.expected} | {default} | {scope} | {o.help.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
