@@ -286,10 +286,11 @@ def learn_codebook(descriptors: Iterable[np.ndarray], k: int, *, sample: int = 1
 
     Parameters
     ----------
-    descriptors : iterable of ndarray, each shape (n_i, D)
+    descriptors : iterable of ndarray, each shape (n_i, D), or ReservoirSampler
         One array per image, in a deterministic order (e.g.
         ``(ext.describe(item.pixels).descriptors for item in items)``).
-        Consumed once; only a reservoir of ``sample`` rows is kept.
+        Consumed once; only a reservoir of ``sample`` rows is kept.  Or a
+        :class:`ReservoirSampler` of ``sample`` rows and ``seed`` already fed.
     k : int
         Number of words / mixture components.
     sample : int
@@ -323,7 +324,10 @@ def learn_codebook(descriptors: Iterable[np.ndarray], k: int, *, sample: int = 1
 
     if k < 1:
         raise UsageError(f"invalid k {k}", "k must be >= 1")
-    res = ReservoirSampler(max(int(sample), 1), seed=seed)
+    if isinstance(descriptors, ReservoirSampler):  # filled by the caller (featx.learn, row by row)
+        res, descriptors = descriptors, ()
+    else:
+        res = ReservoirSampler(max(int(sample), 1), seed=seed)
     for arr in descriptors:
         arr = np.asarray(arr, dtype=np.float32)
         if arr.ndim != 2:

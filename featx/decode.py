@@ -368,6 +368,42 @@ class _NativeStderr:
             os.lseek(fd, 0, os.SEEK_SET)
 
 
+#: What libjpeg prints when the compressed data is damaged (its "corrupt data" warnings): it
+#: then goes on and fills what it could not decode (grey, or smeared blocks) and the decode
+#: "succeeds".  featx fails such an input (see :func:`corrupt_data`).  Not in the list: warnings
+#: about metadata only ("bad ICC marker", "Invalid SOS parameters for sequential JPEG").
+_JPEG_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Inconsistent progression sequence")
+_JPEG_BENIGN = ("bad ICC marker",)
+#: ... and libpng: a CRC or zlib error in the image data (IDAT) is an error, which fails the
+#: decode by itself; should a picture come back all the same, it fails here.  A CRC error in an
+#: ancillary chunk (text, colour profile) is a warning: libpng drops that chunk, the pixels are
+#: whole, and the picture is kept.
+_PNG_CORRUPT = ("libpng error",)
+
+
+def corrupt_data(fmt: str | None, text: str) -> str:
+    """The native decoder's line saying that the data it decoded is damaged, or ``""``.
+
+    ``fmt`` is the file's format (:func:`content_format`), ``text`` what the decoder printed
+    on stderr while decoding.  libjpeg warns, goes on and returns an image with a grey or
+    smeared area; featx reports such an input as failed unless decoding is lenient
+    (``decode_image(..., lenient=True)``).  Note that libjpeg (as OpenCV sets it up) prints
+    only the first warning of an image."""
+    if not text:
+        return ""
+    if fmt == "JPEG":
+        marks, benign = _JPEG_CORRUPT, _JPEG_BENIGN
+    elif fmt == "PNG":
+        marks, benign = _PNG_CORRUPT, ()
+    else:
+        return ""
+    for line in text.splitlines():
+        line = line.strip()
+        if any(m in line for m in marks) and not any(b in line for b in benign):
+            return line if len(line) <= 160 else line[:157] + "..."
+    return ""
+
+
 def native_message(text: str) -> str:
     """The line worth showing from a native library's output (errors first), or ``""``."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("[", ">"))]
@@ -539,7 +575,7 @@ def _imread_fd(fd: int, header: ImageHeader | None, flags: int, scale: int,
 
 
 def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget | None = None,
-                 min_size: tuple[int, int] | None = None) -> np.ndarray:
+                 min_size: tuple[int, int] | None = None, *, lenient: bool = False) -> np.ndarray:
     """Read and decode one image file as featx's extractors see it.
 
     ``max_pixels`` and ``memory`` are checked against the image header before
@@ -554,17 +590,24 @@ def decode_image(path: str, max_pixels: int | None = None, memory: MemoryBudget 
     fraction of the pixels; EXIF orientation is applied all the same.  Other
     formats, and images too small to reduce, decode in full.  ``max_pixels``
     counts the image's own pixels either way.
+
+    A JPEG or PNG whose decoder reports damaged data but returns a picture anyway
+    (libjpeg's "Corrupt JPEG data: ..." warnings: bytes deleted, zeroed or replaced
+    mid-stream) is refused as corrupt (a PNG with a CRC or zlib error in its pixel
+    data fails in libpng already); ``lenient`` accepts such a
+    picture as decoded (the damaged part grey or smeared).  A JPEG cut short (no end
+    marker) is refused either way.
     """
     cv2 = _cv2()
     fd = open_regular_file(path, memory)
     try:
-        return _decode_fd(cv2, path, fd, max_pixels, memory, min_size)
+        return _decode_fd(cv2, path, fd, max_pixels, memory, min_size, lenient)
     finally:
         os.close(fd)
 
 
 def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBudget | None,
-               min_size: tuple[int, int] | None) -> np.ndarray:
+               min_size: tuple[int, int] | None, lenient: bool = False) -> np.ndarray:
     size = os.fstat(fd).st_size
     # On Linux a JPEG is decoded from the open file (libjpeg reads it a buffer at a time,
     # see _imread_fd): only its head is read here, for the header.  Other formats are read
@@ -609,6 +652,10 @@ def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBu
             img = cv2.imdecode(data, _DECODE_FLAGS)
     if img is None:
         raise InputError(_undecodable(path, data, header, native_message(err.text)))
+    if err.text and not lenient:  # (a clean decode prints nothing: no cost)
+        damage = corrupt_data(content_format(data[:16].tobytes()), err.text)
+        if damage:
+            raise InputError(f"cannot decode: corrupt {content_format(data[:16].tobytes())} image ({damage})")
     del data
     if img.dtype not in (np.uint8, np.uint16):
         if img.dtype == np.float32 or img.dtype == np.float64:

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from .decode import os_reason, sniff_image, special_kind
 from .errors import UsageError
+from .names import unescape_name
 
 #: Extensions taken as images without looking inside (lower case).
 IMAGE_EXTENSIONS = frozenset({
@@ -457,7 +458,9 @@ def _open_regions(path: str):
     import csv as _csv
 
     try:
-        fh = open(path, newline="")
+        # UTF-8 (with featx's escape of names, featx.names); bytes that are not UTF-8 are
+        # taken as a file name's own bytes, as os.fsdecode takes them
+        fh = open(path, newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise UsageError(f"--regions {path}: cannot read: {exc.strerror or exc}") from None
     reader = _csv.DictReader(fh)
@@ -505,14 +508,17 @@ def read_regions(path: str) -> Iterator[Input]:
     fh, reader, has_frames = _open_regions(path)
     canonical = Canonical()
     groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
+    bad: list[str] = []   # lines whose box is not numbers: all are reported (the first few named)
     with fh:
         for n, row in enumerate(reader, start=2):
             where = f"--regions {path}, line {n}"
             try:
                 box = tuple(int(float(row[c])) for c in ("x", "y", "w", "h"))
-            except (TypeError, ValueError):
-                raise UsageError(f"{where}: x, y, w, h must be numbers") from None
-            p = row["path"]
+            except (TypeError, ValueError, OverflowError):  # OverflowError: inf, 1e400
+                found = ",".join(str(row.get(c)) for c in ("x", "y", "w", "h"))
+                bad.append(f"line {n} ({found})")
+                continue
+            p = unescape_name(row["path"] or "")
             if not p:
                 raise UsageError(f"{where}: no path")
             if has_frames:
@@ -530,6 +536,10 @@ def read_regions(path: str) -> Iterator[Input]:
                                      "featx detect VIDEO writes path,frame,time,x,y,w,h")
                 box = (frame, time, *box)
             groups.setdefault(canonical(p), (p, []))[1].append(box)
+    if bad:
+        listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UsageError(f"--regions {path}: x, y, w, h must be finite numbers: {len(bad)} bad box(es), "
+                         f"on {listed}")
     for p, boxes in groups.values():
         yield _region_input(p, boxes)
 

@@ -42,9 +42,9 @@ def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarr
     A box must lie inside the image: one that reaches past an edge is an
     error of that region (not clipped, which would change what it holds)."""
     ih, iw = img.shape[:2]
-    if w <= 0 or h <= 0:
-        return None, f"empty box (w={w})" if w <= 0 else f"empty box (h={h})"
     text = f"box {x},{y},{w},{h}"
+    if w <= 0 or h <= 0:
+        return None, f"{text} is an empty box (w={w})" if w <= 0 else f"{text} is an empty box (h={h})"
     if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
         return None, f"{text} lies outside the image ({iw}x{ih} pixels)"
     if x < 0 or y < 0 or x + w > iw or y + h > ih:
@@ -54,7 +54,7 @@ def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarr
 
 
 def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | None = None,
-                  threads: int | None = None) -> Iterator[Item]:
+                  threads: int | None = None, lenient: bool = False) -> Iterator[Item]:
     """Items of an input with boxes: one per box (see :func:`~featx.inputs.read_regions`)."""
     if inp.kind == "video":
         by_frame: dict[int, list[tuple]] = {}
@@ -71,7 +71,7 @@ def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | Non
                 key = {"path": inp.path, "frame": frame, "time": t, "x": x, "y": y, "w": w, "h": h}
                 yield Item(key, None, error=f"no frame {frame}: the video ends before it")
         return
-    img = decode_image(inp.path, max_pixels, memory)
+    img = decode_image(inp.path, max_pixels, memory, lenient=lenient)
     check_memory(memory, img)
     for b in inp.boxes:
         x, y, w, h = b[-4:]
@@ -99,12 +99,15 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
     pixel of it.  ``threads``: FFmpeg's decoding threads for videos (None:
     OpenCV's default; featx's workers pass 1, several processes already use
     the cores).  ``options``: the frame sampling (see
-    :func:`~featx.inputs.sampling_of`) and ``frame_rate``.
+    :func:`~featx.inputs.sampling_of`), ``frame_rate``, and ``lenient_decode``
+    (accept pictures whose decoder reported damaged data, see
+    :func:`~featx.decode.decode_image`).
     """
+    lenient = bool(options.get("lenient_decode", False))
     if inp.error is not None:
         raise InputError(inp.error)
     if inp.boxes is not None:
-        yield from _load_regions(inp, max_pixels, memory, threads)
+        yield from _load_regions(inp, max_pixels, memory, threads, lenient)
         return
     if inp.kind == "video":
         for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads):
@@ -121,13 +124,13 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
         else:
             refs = [video.FrameRef(i, None, p) for i, p in enumerate(inp.paths or ())]
         mirrors = dict(zip(inp.paths or (), inp.mirrors or ()))
-        for ref, img, why in video.decode_frames(refs, max_pixels, memory, min_size):
+        for ref, img, why in video.decode_frames(refs, max_pixels, memory, min_size, lenient=lenient):
             key = {"path": ref.path, "frame": ref.index, "time": ref.time}
             if why is not None:
                 yield Item(key, None, error=why)
                 continue
             yield Item(key, img, mirrors.get(ref.path) or layout.frame_file(inp.mirror, ref.path))
         return
-    img = decode_image(inp.path, max_pixels, memory, min_size)
+    img = decode_image(inp.path, max_pixels, memory, min_size, lenient=lenient)
     check_memory(memory, img)
     yield Item(key={"path": inp.path}, image=img, mirror=inp.mirror)

@@ -19,152 +19,82 @@ the plan.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import runopts
 from .errors import ExitCode, FeatxError, UsageError
 from .output.memory import MemorySink
 
-SAMPLING = ("every", "fps", "start", "end", "max_frames", "frame_rate")
+SAMPLING = runopts.SAMPLING
 
 
-@dataclass(frozen=True)
-class OutputPlan:
+def _checked(obj: Any, opts, where: str = "") -> None:
+    """Every run option of ``obj`` (a plan or an output) converted and checked as the
+    table declares it (:func:`featx.runopts.convert`): a Python caller's values are
+    refused as a flag's or a recipe key's are."""
+    for o in opts:
+        v = getattr(obj, o.attr)
+        try:
+            object.__setattr__(obj, o.attr, runopts.convert(o, v))
+        except runopts.Invalid as exc:
+            raise UsageError(f"{where}{o.attr} = {v!r}: expected {exc}") from None
+
+
+class _OutputPlanBase:
     """One output: an extractor with its parameters, the size it works at, where it goes.
 
     ``path``: ``NAME.npy``, ``NAME.csv``, a ``folder/`` (npy-dir), ``-`` for CSV
     on stdout, or None to keep the rows in memory (:func:`featx.extract_files`).
     ``params``: the extractor's parameters, by their names (``cell_size`` or
-    ``cell-size``), validated as the command line's options are.
+    ``cell-size``), validated as the command line's options are.  The other fields are
+    the per-output run options of :mod:`featx.runopts` (``format``, ``resize`` as
+    ``(width, height)`` or ``"256x256"``, ``resize_mode``, ``sidecar``).
     """
 
-    extractor: str
-    path: str | None
-    params: dict[str, Any] = field(default_factory=dict)
-    format: str | None = None
-    resize: tuple[int, int] | None = None    # (width, height)
-    resize_mode: str = "stretch"
-    sidecar: str | None = None               # default: OUTPUT.featx.json
-
     def __post_init__(self):
-        if isinstance(self.resize, str):  # "256x256", as the flag and a recipe spell it
-            from .extractor import parse_pair
-
-            try:
-                object.__setattr__(self, "resize", parse_pair(self.resize))
-            except ValueError:
-                raise UsageError(f"resize = {self.resize!r}: expected WIDTHxHEIGHT, e.g. \"256x256\"") from None
-        elif isinstance(self.resize, list):
-            object.__setattr__(self, "resize", tuple(self.resize))
+        _checked(self, [o for o in runopts.PER_OUTPUT if o.attr != "path"],
+                 f"output {self.path}: " if isinstance(self.path, str) and self.path else "")
 
     def check(self) -> None:
         """Usage errors for values the command line would refuse (a Python caller's)."""
         where = f"output {self.path}: " if self.path else ""
         if not (self.path is None or (isinstance(self.path, str) and self.path)):
             raise UsageError(f"output path {self.path!r}: expected a path, or - for stdout")
-        if self.format not in (None, "csv", "npy", "npy-dir"):
-            raise UsageError(f"{where}format {self.format!r}: expected csv, npy or npy-dir")
-        if self.resize is not None and not (
-                isinstance(self.resize, tuple) and len(self.resize) == 2
-                and all(_is_int(x) and x >= 1 for x in self.resize)):
-            raise UsageError(f"{where}resize {self.resize!r}: expected (width, height), each at least 1")
-        if self.resize_mode not in ("stretch", "crop"):
-            raise UsageError(f"{where}resize_mode {self.resize_mode!r}: expected stretch or crop")
         if not isinstance(self.params, dict):
             raise UsageError(f"{where}params: expected a dict of the extractor's parameters")
-        if self.sidecar is not None and not (isinstance(self.sidecar, str) and self.sidecar):
-            raise UsageError(f"{where}sidecar {self.sidecar!r}: expected a path")
+        _checked(self, [o for o in runopts.PER_OUTPUT if o.attr != "path"], where)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"extractor": self.extractor, "path": self.path, "params": dict(self.params),
-                "format": self.format, "resize": list(self.resize) if self.resize else None,
-                "resize_mode": self.resize_mode, "sidecar": self.sidecar}
+        out = {"extractor": self.extractor, "path": self.path, "params": dict(self.params)}
+        for o in runopts.PER_OUTPUT:
+            v = getattr(self, o.attr)
+            out[o.attr] = list(v) if isinstance(v, tuple) else v
+        return out
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A whole run: inputs, outputs and how to run.  Field names are the command line's
-    option names (``max_memory`` is ``--max-memory``); None means the default."""
+OutputPlan = dataclasses.make_dataclass(
+    "OutputPlan", [("extractor", str), ("path", "str | None"), ("params", dict, field(default_factory=dict))]
+    + [(o.attr, Any, field(default=o.default)) for o in runopts.PER_OUTPUT if o.attr != "path"],
+    bases=(_OutputPlanBase,), frozen=True, namespace={"__module__": __name__, "__doc__": _OutputPlanBase.__doc__})
 
-    outputs: tuple[OutputPlan, ...]
-    inputs: tuple[str, ...] = ()             # files, folders, videos, "-" (paths on stdin)
-    files_from: tuple[str, ...] = ()
-    null: bool = False
-    regions: str | None = None               # a regions CSV: one row per box (it names the inputs)
-    video: bool = False
-    frames: bool = False
-    every: int | None = None
-    fps: float | None = None
-    start: float | None = None
-    end: float | None = None
-    max_frames: int | None = None
-    frame_rate: float | None = None
-    jobs: int = 0                            # 0: one per core
-    max_pixels: int | None = None
-    max_memory: int | None = None
-    hash: bool = False
-    prune: bool = False
-    wait: bool = False
-    timeout: float | None = None
-    shard: tuple[int, int] | None = None
-    commit_every: float = 2.0
-    executor: str = "local"
-    ray_address: str | None = None
-    overwrite: bool = False
-    exact_decode: bool = False               # decode JPEGs in full even when fewer pixels would do
+
+class _PlanBase:
+    """A whole run: inputs, outputs and how to run.  Its fields are ``outputs`` and the
+    run options of :data:`featx.runopts.RUN_OPTIONS` (``max_memory`` is ``--max-memory``;
+    None means the default), checked as the command line checks them."""
 
     def __post_init__(self):
-        def paths(v):  # one path (a string, a Path) or several
-            return (v,) if isinstance(v, (str, os.PathLike)) else tuple(v)
-
         object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(self, "inputs", tuple(os.fspath(p) for p in paths(self.inputs)))
-        object.__setattr__(self, "files_from", tuple(os.fspath(p) for p in paths(self.files_from)))
-        if isinstance(self.max_memory, str):  # "4G", as the flag spells it
-            from .memory import parse_size
-
-            try:
-                object.__setattr__(self, "max_memory", parse_size(self.max_memory))
-            except ValueError:
-                raise UsageError(f"max_memory {self.max_memory!r}: expected a size such as \"4G\" or 0") from None
-        if isinstance(self.shard, str):  # "2/8"
-            try:
-                object.__setattr__(self, "shard", tuple(int(x) for x in self.shard.split("/")))
-            except ValueError:
-                raise UsageError(f"shard {self.shard!r}: expected I/N, e.g. 2/8") from None
-        elif isinstance(self.shard, list):
-            object.__setattr__(self, "shard", tuple(self.shard))
+        _checked(self, runopts.RUN)
 
     def check(self) -> None:
         """Usage errors for values the command line would refuse (it checks its flags, a
         recipe its keys; a Python caller's plan is checked here, before any work)."""
-        import math
-
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise UsageError(f"{name} = {getattr(self, name)!r}: expected {what}")
-
-        def number(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        for name in ("null", "video", "frames", "hash", "prune", "wait", "overwrite"):
-            need(isinstance(getattr(self, name), bool), name, "True or False")
-        need(_is_int(self.jobs) and self.jobs >= 0, "jobs", "a whole number of at least 0 (0: one per core)")
-        for name in ("max_pixels", "max_memory"):
-            v = getattr(self, name)
-            need(v is None or (_is_int(v) and v >= 0), name, "a whole number of at least 0, or None")
-        need(self.timeout is None or (number(self.timeout) and self.timeout > 0), "timeout",
-             "a number of seconds above 0, or None")
-        need(number(self.commit_every) and self.commit_every >= 0, "commit_every", "a number of seconds >= 0")
-        need(self.shard is None or (isinstance(self.shard, tuple) and len(self.shard) == 2
-                                    and all(_is_int(x) for x in self.shard) and 1 <= self.shard[0] <= self.shard[1]),
-             "shard", "(I, N) with 1 <= I <= N, or None")
-        need(self.executor in ("local", "ray"), "executor", "'local' or 'ray'")
-        need(self.regions is None or (isinstance(self.regions, str) and self.regions), "regions", "a path or None")
-        need(self.ray_address is None or isinstance(self.ray_address, str), "ray_address", "a string or None")
-        need(all(isinstance(p, str) and p for p in self.inputs + self.files_from), "inputs", "paths")
+        _checked(self, runopts.RUN)
         for o in self.outputs:
             if not isinstance(o, OutputPlan):
                 raise UsageError(f"output {o!r}: expected an OutputPlan (or a dict of its fields)")
@@ -199,6 +129,11 @@ class Plan:
                 v = list(v)
             out[f.name] = v
         return out
+
+
+Plan = dataclasses.make_dataclass(
+    "Plan", [("outputs", "tuple[OutputPlan, ...]")] + [(o.attr, Any, field(default=o.default)) for o in runopts.RUN],
+    bases=(_PlanBase,), frozen=True, namespace={"__module__": __name__, "__doc__": _PlanBase.__doc__})
 
 
 def _is_int(v) -> bool:
@@ -251,7 +186,7 @@ class _Built:
     classes: list
     extractors: list
     sinks: list
-    opts: Any
+    run: Plan
     video_mode: bool
     temporal: bool
     jobs: int
@@ -261,7 +196,7 @@ class _Built:
 
 
 def extractor_class(name: str) -> type:
-    """The extractor class an output names: a registered name, ``detect`` (the Haar
+    """The extractor class an output names: a registered name (``detect`` too: the Haar
     cascade region finder of ``featx detect``) or a ``module:Class`` target."""
     from . import registry
     from .errors import PluginError
@@ -278,10 +213,6 @@ def extractor_class(name: str) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Extractor)):
             raise PluginError(f"{name} is not a featx extractor", "featx list names the extractors")
         return cls
-    if name == "detect":
-        from .regions import RegionDetector
-
-        return RegionDetector
     return registry.get(name)
 
 
@@ -348,9 +279,9 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
             owner[f] = o.path
 
 
-def build(plan: Plan) -> _Built:
+def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
-    front, before anything is created)."""
+    front, before anything is created).  ``descriptors``, ``on_row``: see :func:`execute`."""
     from . import host, inputs, memory
     from .engine import loop
     from .output import sinks
@@ -408,7 +339,9 @@ def build(plan: Plan) -> _Built:
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
         if o.path is None:
-            built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector", key_columns=keys))
+            built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector" and not descriptors,
+                                          key_columns=keys,
+                                          on_row=None if on_row is None else functools.partial(on_row, len(built_sinks))))
             continue
         built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
                                            columns=spec.columns if spec else None, kind=ext.output_kind(),
@@ -416,12 +349,10 @@ def build(plan: Plan) -> _Built:
                                            label_columns=spec.label_columns if spec else ()))
         built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
     _check_files(plan, built_sinks)
-    opts = loop.RunOptions(jobs=jobs, max_pixels=max_pixels or None, max_memory=max_memory or 0,
-                           use_hash=plan.hash, prune=plan.prune, wait_lock=None if plan.wait else 0.0,
-                           timeout=plan.timeout, shard=plan.shard, commit_every=plan.commit_every,
-                           executor=plan.executor, ray_address=plan.ray_address, source_options=sampling,
-                           exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
-    return _Built(plan, classes, extractors, built_sinks, opts, video_mode, temporal, jobs, max_pixels, max_memory)
+    # what the engine reads: this plan with its defaults resolved (0: no limit)
+    run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
+                       exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
+    return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
 
 
 def _which(plan: Plan, o: OutputPlan) -> str:
@@ -446,7 +377,8 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
             on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
-            stdin=None, fork: bool = False) -> Result:
+            stdin=None, fork: bool = False, descriptors: bool = False,
+            on_row: Callable[[int, dict, Any], None] | None = None) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
@@ -460,12 +392,16 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     created; an output that cannot be written ends in its summary's
     ``error`` (see :attr:`Result.exit_code`).  ``fork``: this process may be
     forked to start the worker pool (the CLI's may: it has run nothing
-    threaded; see :func:`featx.engine.process.start_method`).
+    threaded; see :func:`featx.engine.process.start_method`).  ``descriptors``: each
+    extractor gives the local descriptors codebooks are learnt from
+    (:func:`featx.codebook.local_descriptors`), not its output; ``on_row(k, key,
+    value)``: the rows of in-memory output ``k`` (path None) are handed to it in input
+    order instead of being kept.
     """
     from . import provenance
     from .engine import loop, process
 
-    built = build(plan)
+    built = build(plan, descriptors=descriptors, on_row=on_row)
     plan = built.plan   # checked, {shard} resolved
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
@@ -477,7 +413,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
         unit = "regions" if plan.regions else ("frames" if built.video_mode else "images")
         feed = Feed(progress(total, unit), weights)
     stream = input_stream(built, stdin)
-    targets = [loop.Target(ext, sink, o.resize, o.resize_mode)
+    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors)
                for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
     started = provenance.now()
     results = [OutputResult(o, None, (o.sidecar or sink.sidecar_path) if o.path not in (None, "-") else None,
@@ -489,7 +425,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
                 provenance.write(r.sidecar, sidecar_record(built, r, s, started))
 
     try:
-        summaries = loop.run(targets, stream, built.opts, on_failure=on_failure, on_note=on_note,
+        summaries = loop.run(targets, stream, built.run, on_failure=on_failure, on_note=on_note,
                              progress=feed, on_start=write_sidecars, fork=fork)
     except loop.NoInputs:
         raise UsageError(nothing_found(plan, built.stats, built.video_mode),
@@ -521,14 +457,10 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
     from .extractor import params_to_dict
 
     plan, o = built.plan, r.plan
-    options = {"output": o.path, "format": r.sink.format, "jobs": built.jobs,
-               "resize": list(o.resize) if o.resize else None, "resize_mode": o.resize_mode,
-               "max_pixels": built.max_pixels or None, "max_memory": built.max_memory, "hash": plan.hash,
-               "prune": plan.prune, "timeout": plan.timeout,
-               "shard": list(plan.shard) if plan.shard else None, "executor": plan.executor,
-               "regions": plan.regions, "video": built.video_mode, "frames": plan.frames,
-               "sampling": plan.sampling, "decode": loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize,
-                                                                                  o.resize_mode), built.opts)}
+    resolved = plan.replace(jobs=built.jobs, max_pixels=built.max_pixels or None, max_memory=built.max_memory,
+                            video=built.video_mode)  # what the run used, defaults resolved
+    options = runopts.sidecar_options(resolved, dataclasses.replace(o, format=r.sink.format))
+    options["decode"] = loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize, o.resize_mode), built.run)
     details = getattr(r.extractor, "provenance", None)
     extra = {"run": plan.to_dict()}
     if isinstance(details, dict):

@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from . import __version__
+from .names import escape_name, utf8_text
 from .output.atomic import write_atomic
 
 _LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "scikit-image", "click", "tqdm",
@@ -36,14 +37,15 @@ def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], s
         "featx_sidecar": 1,
         "status": summary.status,
         "complete": summary.status in ("complete", "complete-with-failures"),
-        "command": list(argv if argv is not None else sys.argv),
+        "command": [utf8_text(str(a)) for a in (argv if argv is not None else sys.argv)],
         "extractor": {"name": extractor, "params": params},
         "options": options,
         "output": summary.output,
         "inputs": summary.counts(),
-        "failures": [{"path": f.path, "reason": f.reason} for f in summary.failed],
-        "partial": [{"path": f.path, "reason": f.reason} for f in summary.partial],
-        "disappeared": summary.disappeared,
+        # names as in the index files (featx.names): valid UTF-8, reversible
+        "failures": [{"path": escape_name(f.path), "reason": utf8_text(f.reason)} for f in summary.failed],
+        "partial": [{"path": escape_name(f.path), "reason": utf8_text(f.reason)} for f in summary.partial],
+        "disappeared": [escape_name(p) for p in summary.disappeared],
         "timing": {"started": started, "finished": now(), "seconds": round(summary.seconds, 3),
                    "items_per_second": round(summary.processed / summary.seconds, 2)
                    if summary.seconds > 0 else None},
@@ -55,5 +57,19 @@ def record(*, extractor: str, params: dict[str, Any], options: dict[str, Any], s
     return doc
 
 
+def _utf8(v: Any) -> Any:
+    """``v`` with undecodable bytes of names (surrogates) in any string as ``\\xNN``."""
+    if isinstance(v, str):
+        return utf8_text(v)
+    if isinstance(v, dict):
+        return {_utf8(k): _utf8(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_utf8(x) for x in v]
+    return v
+
+
 def write(path: str, doc: dict) -> None:
-    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    """Write a sidecar: JSON with no lone surrogate anywhere (the names :func:`record` puts
+    in are escaped as in the index files; any other string, e.g. a merge's part names, has
+    its undecodable bytes written ``\\xNN``)."""
+    write_atomic(path, json.dumps(_utf8(doc), indent=2, sort_keys=False) + "\n")

@@ -22,97 +22,29 @@ name the file, the key and the closest valid one.  The short form
 """
 from __future__ import annotations
 
-import difflib
-import math
 import os
 from typing import Any
 
+from . import runopts
 from .errors import FeatxError, UsageError
 from .plan import OutputPlan, Plan, extractor_class
 
-#: Run options a recipe may set: key -> (Plan field, kind).
-RUN_KEYS: dict[str, tuple[str, str]] = {
-    "inputs": ("inputs", "paths"), "files-from": ("files_from", "paths"), "null": ("null", "bool"),
-    "regions": ("regions", "path"), "video": ("video", "bool"), "frames": ("frames", "bool"),
-    "every": ("every", "int1"), "fps": ("fps", "float>0"), "start": ("start", "float>=0"),
-    "end": ("end", "float>=0"), "max-frames": ("max_frames", "int1"), "frame-rate": ("frame_rate", "float>0"),
-    "jobs": ("jobs", "int0"), "max-pixels": ("max_pixels", "int0"), "max-memory": ("max_memory", "memory"),
-    "hash": ("hash", "bool"), "prune": ("prune", "bool"), "wait": ("wait", "bool"),
-    "timeout": ("timeout", "float>0"), "shard": ("shard", "shard"), "commit-every": ("commit_every", "float>=0"),
-    "executor": ("executor", "executor"), "ray-address": ("ray_address", "str"),
-    "exact-decode": ("exact_decode", "bool"),
-}
-#: Keys of an ``[[output]]`` table besides the extractor's parameters.
-OUTPUT_KEYS = ("extractor", "path", "format", "resize", "resize-mode", "sidecar")
+#: Run options a recipe may set (key -> option), and the keys of an ``[[output]]`` table
+#: besides the extractor's parameters: both from :data:`featx.runopts.RUN_OPTIONS`.
+RUN_KEYS: dict[str, runopts.RunOption] = {o.recipe: o for o in runopts.RUN if o.recipe}
+OUTPUT_KEYS: dict[str, runopts.RunOption] = {o.recipe: o for o in runopts.PER_OUTPUT if o.recipe}
 
 
 def _closest(key: str, valid) -> str:
-    near = difflib.get_close_matches(key, list(valid), n=1)
-    return f"did you mean {near[0]!r}?" if near else "valid: " + ", ".join(sorted(valid))
+    return runopts.closest(key, valid) or "valid: " + ", ".join(sorted(valid))
 
 
-def _value(where: str, key: str, kind: str, v: Any, base: str) -> Any:
-    """A recipe value checked and converted as the command line's option would be."""
-    from .extractor import parse_pair
-    from .memory import parse_size
-
-    def bad(what: str) -> UsageError:
-        return UsageError(f"{where}: {key} = {v!r}: expected {what}")
-
-    if kind == "bool":
-        if not isinstance(v, bool):
-            raise bad("true or false")
-        return v
-    if kind in ("int0", "int1"):
-        if isinstance(v, bool) or not isinstance(v, int) or v < int(kind[-1]):
-            raise bad(f"an integer of at least {kind[-1]}")
-        return v
-    if kind.startswith("float"):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise bad("a finite number")
-        if (kind == "float>0" and v <= 0) or (kind == "float>=0" and v < 0):
-            raise bad("a number above 0" if kind == "float>0" else "a number of at least 0")
-        return float(v)
-    if kind in ("str", "path"):
-        if not isinstance(v, str) or (kind == "path" and not v):
-            raise bad("a string" if kind == "str" else "a path")
-        return v if kind == "str" or v == "-" else os.path.join(base, os.path.expanduser(v))
-    if kind == "paths":
-        items = v if isinstance(v, list) else [v]
-        if not all(isinstance(x, str) and x for x in items):
-            raise bad("a path or a list of paths")
-        return tuple(x if x == "-" else os.path.join(base, os.path.expanduser(x)) for x in items)
-    if kind == "memory":
-        try:
-            return parse_size(v)
-        except (ValueError, TypeError):
-            raise bad("a memory size such as \"4G\", \"512M\" or 0") from None
-    if kind == "shard":
-        try:
-            i, n = (int(x) for x in str(v).split("/"))
-        except ValueError:
-            raise bad('a shard "I/N", e.g. "2/8"') from None
-        if not 1 <= i <= n:
-            raise bad('a shard "I/N" with 1 <= I <= N')
-        return i, n
-    if kind == "executor":
-        if v not in ("local", "ray"):
-            raise bad('"local" or "ray"')
-        return v
-    if kind == "size":
-        try:
-            if isinstance(v, list):
-                if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                    raise ValueError(v)
-                w, h = v
-            else:
-                w, h = parse_pair(str(v))
-        except (ValueError, TypeError):
-            raise bad('a size "WIDTHxHEIGHT", e.g. "256x256"') from None
-        if min(w, h) < 1:
-            raise bad("a size of at least 1x1")
-        return w, h
-    raise AssertionError(kind)  # pragma: no cover
+def _value(where: str, key: str, opt: runopts.RunOption, v: Any, base: str) -> Any:
+    """A recipe value checked and converted as the command line's option is."""
+    try:
+        return runopts.convert(opt, v, base)
+    except runopts.Invalid as exc:
+        raise UsageError(f"{where}: {key} = {v!r}: expected {exc}") from None
 
 
 def _output(where: str, table: Any, base: str) -> OutputPlan:
@@ -135,27 +67,15 @@ def _output(where: str, table: Any, base: str) -> OutputPlan:
     params_valid = {i.option[2:]: i.name for i in param_infos(cls.Params)}
     params, kw = {}, {}
     for key, v in table.items():
-        if key in ("extractor",):
+        if key == "extractor":
             continue
-        if key == "path":
-            kw["path"] = _value(where, key, "path", v, base)
-        elif key == "sidecar":
-            kw["sidecar"] = _value(where, key, "path", v, base)
-        elif key == "format":
-            if v not in ("csv", "npy", "npy-dir"):
-                raise UsageError(f"{where}: format = {v!r}: expected csv, npy or npy-dir")
-            kw["format"] = v
-        elif key == "resize":
-            kw["resize"] = _value(where, key, "size", v, base)
-        elif key == "resize-mode":
-            if v not in ("stretch", "crop"):
-                raise UsageError(f"{where}: resize-mode = {v!r}: expected stretch or crop")
-            kw["resize_mode"] = v
+        if key in OUTPUT_KEYS:
+            kw[OUTPUT_KEYS[key].attr] = _value(where, key, OUTPUT_KEYS[key], v, base)
         elif key in params_valid:
             params[params_valid[key]] = v
         else:
             raise UsageError(f"{where}: unknown key {key!r} in the {name!r} output",
-                             _closest(key, list(OUTPUT_KEYS) + list(params_valid)))
+                             _closest(key, ["extractor", *OUTPUT_KEYS, *params_valid]))
     return OutputPlan(name, params=params, **kw)
 
 
@@ -169,8 +89,7 @@ def plan_from_dict(data: dict[str, Any], where: str, base: str) -> Plan:
                 raise UsageError(f"{where}: 'output' must be an array of tables", "write [[output]] (two brackets)")
             outputs = [_output(where, t, base) for t in v]
         elif key in RUN_KEYS:
-            field_name, kind = RUN_KEYS[key]
-            fields[field_name] = _value(where, key, kind, v, base)
+            fields[RUN_KEYS[key].attr] = _value(where, key, RUN_KEYS[key], v, base)
         else:
             raise UsageError(f"{where}: unknown key {key!r}", _closest(key, list(RUN_KEYS) + ["output"]))
     if not outputs:
@@ -222,29 +141,20 @@ def to_toml(plan: Plan) -> str:
 
     top: dict[str, Any] = {}
     defaults = Plan(outputs=())
-    for key, (field_name, kind) in RUN_KEYS.items():
-        v = getattr(plan, field_name)
-        if v == getattr(defaults, field_name) or v is None:
+    for key, o in RUN_KEYS.items():
+        v = getattr(plan, o.attr)
+        if v == getattr(defaults, o.attr) or v is None:
             continue
-        if field_name == "shard":
-            v = f"{v[0]}/{v[1]}"
-        elif kind == "paths":
-            v = [_absolute(p) for p in v]
-        elif kind == "path":
-            v = _absolute(v)
-        top[key] = list(v) if isinstance(v, tuple) else v
+        top[key] = _toml_value(o, v)
     outs = []
-    for o in plan.outputs:
-        cls = extractor_class(o.extractor)
-        t: dict[str, Any] = {"extractor": o.extractor, "path": _absolute(o.path)}
-        if o.sidecar:
-            t["sidecar"] = _absolute(o.sidecar)
-        if o.format:
-            t["format"] = o.format
-        if o.resize:
-            t["resize"] = f"{o.resize[0]}x{o.resize[1]}"
-            t["resize-mode"] = o.resize_mode
-        for k, v in params_to_dict(build_params(cls, o.params)).items():
+    for out in plan.outputs:
+        cls = extractor_class(out.extractor)
+        t: dict[str, Any] = {"extractor": out.extractor}
+        for key, o in OUTPUT_KEYS.items():
+            v = getattr(out, o.attr)
+            if v is not None and not (o.name == "resize_mode" and out.resize is None):  # a mode needs a size
+                t[key] = _toml_value(o, v)
+        for k, v in params_to_dict(build_params(cls, out.params)).items():
             if v is not None:
                 t[k.replace("_", "-")] = "x".join(map(str, v)) if isinstance(v, list) else v
         outs.append(t)
@@ -257,6 +167,19 @@ def to_toml(plan: Plan) -> str:
         raise UsageError(f"{os.fsencode(bad)!r} is not UTF-8 text, which a TOML recipe cannot hold",
                          "rename it, or name it on the command line (featx run RECIPE INPUTS)") from None
     return text
+
+
+def _toml_value(o: runopts.RunOption, v: Any) -> Any:
+    """A run option's value as a recipe writes it: as its flag is spelled, paths absolute."""
+    if o.kind == "shard":
+        return f"{v[0]}/{v[1]}"
+    if o.kind == "size":
+        return f"{v[0]}x{v[1]}"
+    if o.kind == "paths":
+        return [_absolute(p) for p in v]
+    if o.kind == "path":
+        return _absolute(v)
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _absolute(path: str) -> str:

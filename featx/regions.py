@@ -446,8 +446,8 @@ def boxes_to_original(boxes: np.ndarray, shape: tuple[int, ...], size: tuple[int
 class RegionDetector(Extractor):
     """Viola–Jones cascade detection as a pipeline stage: pixels in, boxes out.
 
-    Used by ``featx detect`` (not registered as an extractor: its output is a
-    variable number of boxes per image, one CSV row each).  Boxes are always
+    Registered as the extractor ``detect`` and run by ``featx detect``: its output is a
+    variable number of boxes per image, one CSV row each.  Boxes are always
     in the pixels of the image as decoded: the cascade runs on a copy reduced
     to ``detect_size`` (and before that to ``--resize``, if given) and the
     boxes are mapped back (``handles_resize``), so ``featx extract --regions``

@@ -56,12 +56,11 @@ def get(name: str) -> type:
     eps = _entry_points()
     ep = eps.get(name)
     if ep is None:
-        import difflib
+        from .runopts import closest
 
         valid = ", ".join(eps) or "(none installed)"
-        close = difflib.get_close_matches(name, list(eps), n=1, cutoff=0.6)
-        raise PluginError(f"unknown extractor {name!r}" + (f"; did you mean {close[0]}?" if close else ""),
-                          f"available: {valid}")
+        near = closest(name, eps)
+        raise PluginError(f"unknown extractor {name!r}" + (f"; {near}" if near else ""), f"available: {valid}")
     try:
         return _load(ep)
     except Exception as exc:  # a broken plugin must not look like a crash of featx

@@ -191,8 +191,12 @@ class _Selector:
             if time < self.next_target - _TIME_EPS:
                 return _SKIP
             # next target strictly after this frame's time
-            k = math.floor((time - self.origin) * s.fps + _TIME_EPS * s.fps) + 1
-            self.next_target = self.origin + k / s.fps
+            x = (time - self.origin) * s.fps + _TIME_EPS * s.fps
+            if x < 2.0 ** 53:
+                k = math.floor(x) + 1
+                self.next_target = self.origin + k / s.fps
+            else:  # a rate finer than any timestamp (--fps 1e308: inf here): every frame is kept
+                self.next_target = time
         elif n % s.every:
             return _SKIP
         self.kept += 1
@@ -338,6 +342,21 @@ def _info(cap, path: Path) -> VideoInfo:
     return VideoInfo(path=str(path), width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                      height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps=fps, frame_count=count,
                      fourcc=_fourcc(cap), duration=count / fps if fps else 0.0)
+
+
+def _counts_frames(path: Path) -> bool:
+    """Does the container of ``path`` record its number of frames?  Matroska/WebM,
+    MPEG-TS and FLV do not: FFmpeg's (OpenCV's) frame count is then its duration times
+    the nominal rate, an estimate that a variable-rate video with a pause never reaches.
+    Told by the file's signature; an unreadable file counts (the old rule holds)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(189)
+    except OSError:
+        return True
+    if head.startswith((b"\x1a\x45\xdf\xa3", b"FLV")):
+        return False
+    return not (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47)
 
 
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -511,7 +530,10 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         short_time = bool(info.duration) and last_t + step + _SLACK_S < info.duration
         cfr = n_intervals > 0 and n_on_grid == read and n_regular >= 0.5 * n_intervals
         slack_frames = max(1, math.ceil(_SLACK_S * info.fps))
-        short_count = cfr and info.frame_count > 0 and read + slack_frames < info.frame_count
+        # a count the container only estimates (duration x nominal rate) says nothing of the frames
+        # of a variable-rate video with a pause: there only the last timestamp counts (short_time)
+        short_count = (cfr and info.frame_count > 0 and read + slack_frames < info.frame_count
+                       and _counts_frames(path))
         if n_backwards:
             raise VideoError(
                 f"damaged video: timestamps go backwards {n_backwards} time(s) "
@@ -624,15 +646,16 @@ def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float
 
 
 def decode_frames(refs: Iterable[FrameRef], max_pixels: int | None = None, memory: MemoryBudget | None = None,
-                  min_size: tuple[int, int] | None = None) -> Iterator[tuple[FrameRef, np.ndarray | None, str | None]]:
+                  min_size: tuple[int, int] | None = None, *,
+                  lenient: bool = False) -> Iterator[tuple[FrameRef, np.ndarray | None, str | None]]:
     """Decode selected frame files one at a time with featx's image decoder
     (:func:`~featx.decode.decode_image`: header checks against ``max_pixels`` and
     ``memory``, EXIF orientation, a reduced JPEG decode to ``min_size``): ``(ref,
     pixels, None)``, or ``(ref, None, reason)`` for a frame that cannot be read (the
-    others go on)."""
+    others go on).  ``lenient``: accept damaged data (see ``decode_image``)."""
     for ref in refs:
         try:
-            img = decode_image(ref.path, max_pixels, memory, min_size)
+            img = decode_image(ref.path, max_pixels, memory, min_size, lenient=lenient)
             check_memory(memory, img)
         except InputError as exc:
             yield ref, None, str(exc)

@@ -199,9 +199,11 @@ def test_worker_deaths_are_retried_and_bad_inputs_fail_alone(tmp_path, cluster):
     out = tmp_path / "t.csv"
     sink = sinks.make_sink(str(out), None)
     failures = []
-    opts = pipeline.RunOptions(jobs=2, chunk=1, timeout=2.0, executor="ray")
+    from featx.plan import Plan
+
+    how = Plan(outputs=(), jobs=2, timeout=2.0, executor="ray")  # the engine reads a plan's run options
     t = time.monotonic()
-    (summary,) = pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]), opts,
+    (summary,) = pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]), how, chunk=1,
                               on_failure=lambda f, outs: failures.append(f))
     assert time.monotonic() - t < 45
     why = {Path(f.path).stem: f.reason for f in failures}
@@ -241,6 +243,7 @@ def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, 
     from featx.engine import loop as pipeline
     from featx.output import sinks
     from featx.errors import FeatxError
+    from featx.plan import Plan
 
     monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
     ext = registry.load_target("flaky_ext:Picky").create()
@@ -249,7 +252,7 @@ def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, 
     t = time.monotonic()
     with pytest.raises(FeatxError) as e:
         pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]),
-                     pipeline.RunOptions(jobs=2, executor="ray"))
+                     Plan(outputs=(), jobs=2, executor="ray"))
     assert time.monotonic() - t < 30
     assert "picky_dependency" in e.value.message and "every node" in e.value.hint
     assert not (tmp_path / "p.csv").exists()

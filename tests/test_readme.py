@@ -82,3 +82,12 @@ def test_links_between_pages_resolve():
             elif anchor and dest.suffix == ".md" and anchor not in anchors.get(dest, set()):
                 bad.append(f"{page.name}: {target} (no such heading)")
     assert not bad, bad
+
+
+def test_run_options_table_in_the_docs_is_the_declared_one():
+    """docs/recipes.md's run-option table is featx.runopts.markdown_table(): an option added,
+    removed or changed in the table of runopts.py changes the page too (regenerate it)."""
+    from featx.runopts import markdown_table
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "recipes.md").read_text(encoding="utf-8")
+    assert markdown_table() in page, "docs/recipes.md's run-option table differs from featx.runopts.markdown_table()"

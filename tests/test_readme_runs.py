@@ -578,6 +578,7 @@ COLUMN_RUNS = [
     ("sift", ["samples/chelsea.png", "--encode", "vlad", "--codebook", "k8.npz"], ["path"]),
     ("cnn", ["samples/chelsea.png"], ["path"]),
     ("cnn", ["samples/chelsea.png", "--top-k", "3"], ["path"]),
+    ("detect", ["samples/astronaut.png"], ["path"]),
 ]
 
 

@@ -173,11 +173,11 @@ def test_recipe_errors_name_the_file_the_key_and_the_closest_valid_one(tmp_path,
     r = tmp_path / "bad.toml"
     r.write_text(f'inputs = ["{photos}"]\njobz = 2\n[[output]]\nextractor = "hog"\npath = "h.npy"\n')
     res = featx("run", r)
-    assert res.returncode == 2 and b"unknown key 'jobz'" in res.stderr and b"did you mean 'jobs'" in res.stderr
+    assert res.returncode == 2 and b"unknown key 'jobz'" in res.stderr and b"did you mean jobs?" in res.stderr
     assert str(r).encode() in res.stderr
     r.write_text(f'inputs = ["{photos}"]\n[[output]]\nextractor = "hog"\npath = "h.npy"\ncel-size = 4\n')
     res = featx("run", r)
-    assert res.returncode == 2 and b"did you mean 'cell-size'" in res.stderr
+    assert res.returncode == 2 and b"did you mean cell-size?" in res.stderr
     r.write_text(f'inputs = ["{photos}"]\n[[output]]\nextractor = "hog"\npath = "h.npy"\n'
                  '[[output]]\nextractor = "gradients"\npath = "./h.npy"\n')
     res = featx("run", r)

@@ -23,11 +23,11 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import memory, registry
-from ..inputs import REGION_KEYS, VIDEO_REGION_KEYS, Canonical, Input
+from ..inputs import Canonical, Input
 from ..errors import UsageError
 from ..extractor import Extractor, params_to_dict
 from ..output import layout
@@ -38,30 +38,14 @@ from ..output.state import identify, identify_sequence
 from .executors import InProcess, ProcessPool
 from .process import tune_allocator
 from .signals import DeferSignals
-from .worker import DEFAULT_MAX_PIXELS, Job, Task
+from .worker import DEFAULT_MAX_PIXELS, Job, Task  # noqa: F401  (DEFAULT_MAX_PIXELS: plan reads it here)
 
 class NoInputs(UsageError):
     """The inputs named hold nothing to process (and no output exists yet)."""
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run (none of these change the numbers)."""
-
-    jobs: int = 1
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    max_memory: int | None = None     # bytes per worker for one input; None: half the RAM / jobs; 0: no limit
-    chunk: int = 4                    # inputs per worker task
-    use_hash: bool = False            # up-to-date by content hash, not just size + mtime
-    prune: bool = False               # drop outputs of inputs that no longer exist
-    wait_lock: float | None = 0.0     # 0: fail if locked; None: wait forever; else seconds
-    timeout: float | None = None      # per input, seconds
-    shard: tuple[int, int] | None = None   # (i, n), 1-based i
-    commit_every: float = 2.0         # seconds between commits
-    executor: str = "local"           # "local" (processes on this machine) or "ray"
-    ray_address: str | None = None    # "auto", "ray://host:10001", ... (None: start a local Ray)
-    source_options: dict[str, Any] = field(default_factory=dict)
-    exact_decode: bool = False        # no reduced JPEG decoding (it changes the numbers: see decode_size)
+#: Inputs per worker task (at least; an extractor's own batch may ask for more).
+CHUNK = 4
 
 
 @dataclass
@@ -72,6 +56,7 @@ class Target:
     sink: Sink
     resize: tuple[int, int] | None = None   # (width, height)
     resize_mode: str = "stretch"
+    describe: bool = False                  # local descriptors (codebook learning), not the extractor's output
 
 
 def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
@@ -92,21 +77,21 @@ def numbers_free(extractor: Extractor) -> tuple[str, ...]:
         i.name for i in param_infos(type(extractor.params)) if i.show_only and i.name not in extractor.runtime_params)
 
 
-def decode_size(target: Target, opts: RunOptions) -> tuple[int, int] | None:
+def decode_size(target: Target, plan) -> tuple[int, int] | None:
     """The fewest pixels ``target`` needs from a JPEG decoder (None: every pixel: with
     ``--exact-decode``, or when its extractor works on every pixel)."""
-    if opts.exact_decode:
+    if plan.exact_decode:
         return None
     return target.extractor.decode_size(target.resize, target.resize_mode)
 
 
-def decode_mode(target: Target, opts: RunOptions) -> str:
+def decode_mode(target: Target, plan) -> str:
     """``"reduced"`` when JPEGs may be decoded at a reduced size for this output, else
     ``"exact"``; a continued output must have been made the same way."""
-    return "exact" if decode_size(target, opts) is None else "reduced"
+    return "exact" if decode_size(target, plan) is None else "reduced"
 
 
-def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
+def run_config(target: Target, plan) -> dict[str, Any]:
     """What determines the numbers in an output; a continued output must match it."""
     extractor, sink = target.extractor, target.sink
     free = numbers_free(extractor)
@@ -115,23 +100,28 @@ def run_config(target: Target, opts: RunOptions) -> dict[str, Any]:
             "options": {"resize": list(target.resize) if target.resize else None,
                         "resize_mode": target.resize_mode if target.resize else None,
                         "format": sink.format, "keys": list(sink.key_columns),
-                        "shard": list(opts.shard) if opts.shard else None,
-                        **{k: v for k, v in sorted(opts.source_options.items())},
-                        **({"decode": "reduced"} if decode_mode(target, opts) == "reduced" else {})}}
+                        "shard": list(plan.shard) if plan.shard else None,
+                        **{k: v for k, v in sorted(plan.sampling.items())},
+                        **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {})}}
 
 
-def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None = None, *,
+def run(targets: list[Target], inputs: Iterable[Input], plan, *,
         on_failure: Callable[[Failure, list[int]], None] | None = None,
         on_note: Callable[[str], None] | None = None, progress: Any = None,
-        on_start: Callable[[list[Summary]], None] | None = None, fork: bool = False) -> list[Summary]:
+        on_start: Callable[[list[Summary]], None] | None = None, fork: bool = False,
+        chunk: int = CHUNK) -> list[Summary]:
     """Extract features from ``inputs`` into every target's sink; one :class:`Summary` per target.
 
     Each input is decoded once and handed to every output that needs it.
     Incremental: an output written before (with the same extractor, parameters
     and options) is continued — inputs already in it and unchanged are skipped,
     changed ones are redone, and a run killed half-way is resumed; an input is
-    decoded only if some output needs it.  What was done is committed every
-    ``opts.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
+    decoded only if some output needs it.  ``plan``: how to run, a
+    :class:`featx.plan.Plan` as :func:`featx.plan.build` resolves it (``jobs``,
+    ``max_pixels`` and ``max_memory`` given, 0 meaning no limit; ``exact_decode``
+    also for ``regions``); the engine reads its run options and nothing else.
+    ``chunk``: inputs per worker task.  What was done is committed every
+    ``plan.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
     (the summaries are then marked interrupted).  An input is known by its
     canonical path (:class:`~featx.inputs.Canonical`), however it was
     spelled.  ``on_start`` is called once every output is locked and checked,
@@ -149,10 +139,9 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
     yet: nothing is created.
     """
-    opts = opts or RunOptions()
     note = on_note or (lambda msg: None)
     _standard_fds()
-    outs = [Output(t.sink, run_config(t, opts), index=k, name=t.sink.output if len(targets) > 1 else "",
+    outs = [Output(t.sink, run_config(t, plan), index=k, name=t.sink.output if len(targets) > 1 else "",
                    ignore=numbers_free(t.extractor)) for k, t in enumerate(targets)]
     for t in targets:
         t.sink.check_kind(t.extractor.output_kind(), t.extractor.name)
@@ -162,10 +151,10 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
     # a regions run (--regions): its boxes file lists every input.  An empty one is a day with
     # nothing detected (zero rows, not an error), and an image it no longer lists is gone from
     # the output (--prune removes its rows) even though the file is still there
-    regions = all(tuple(t.sink.key_columns) in (REGION_KEYS, VIDEO_REGION_KEYS) for t in targets)
+    regions = bool(getattr(plan, "regions", None))
     if regions:
         for o in outs:
-            o.unlisted_gone = lambda p: in_shard(p, opts.shard)
+            o.unlisted_gone = lambda p: in_shard(p, plan.shard)
     try:
         first = next(inputs)
     except StopIteration:
@@ -182,7 +171,7 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
         # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
         for o in sorted(outs, key=lambda o: o.sink.lock_path or ""):
             opened.append(o)
-            o.open(opts.wait_lock, note)
+            o.open(None if plan.wait else 0.0, note)  # --wait: for as long as it takes
         if on_start is not None:
             for o in outs:
                 o.summary.running = True
@@ -199,7 +188,7 @@ def run(targets: list[Target], inputs: Iterable[Input], opts: RunOptions | None 
             raise
         raise err from None
     try:
-        _run_locked(targets, outs, inputs, opts, on_failure, note, progress, fork)
+        _run_locked(targets, outs, inputs, plan, on_failure, note, progress, fork, chunk)
     except BrokenPipeError:
         # the reader of stdout (or stderr) went away: the outputs are interrupted, what was
         # done is committed; their sidecars say so now (the caller gets no summaries)
@@ -232,17 +221,17 @@ def _standard_fds() -> None:
                 os.close(new)
 
 
-def job_for(targets: list[Target], opts: RunOptions, ref_base: str | None = None) -> Job:
+def job_for(targets: list[Target], plan, ref_base: str | None = None) -> Job:
     tasks = tuple(Task(target=registry.target_of(type(t.extractor)), params=params_to_dict(t.extractor.params),
                        resize=t.resize, resize_mode=t.resize_mode, encoder=t.sink.encoder(),
                        mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None,
-                       min_size=decode_size(t, opts))
+                       min_size=decode_size(t, plan), describe=t.describe)
                   for t in targets)
-    return Job(tasks=tasks, max_pixels=opts.max_pixels, source_options=dict(opts.source_options),
-               max_memory=memory.resolve(opts.max_memory, opts.jobs), ref_base=ref_base)
+    return Job(tasks=tasks, max_pixels=plan.max_pixels or None, source_options=plan.sampling,
+               max_memory=memory.resolve(plan.max_memory, plan.jobs), ref_base=ref_base)
 
 
-def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[Input]:
+def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[Input]:
     """The inputs to process: under their canonical names, this shard's, each with the
     outputs that need it (not there yet, changed, or its output gone).  Inputs every
     output has, unchanged, are skipped.  Looked up in batches, so a re-run over a large
@@ -268,12 +257,12 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
     def decide() -> Iterator[Input]:
         known = [o.known([inp.path for inp in batch]) for o in stateful]
         for inp in batch:
-            ident = (identify_sequence(inp.paths, opts.use_hash) if inp.paths
-                     else identify(inp.path, opts.use_hash))
+            ident = (identify_sequence(inp.paths, plan.hash) if inp.paths
+                     else identify(inp.path, plan.hash))
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)
-                          if not o.current(inp, ident, kn.get(inp.path), opts.use_hash))
+                          if not o.current(inp, ident, kn.get(inp.path), plan.hash))
             if streams:
                 wants = tuple(sorted(wants + tuple(o.index for o in outs if o.state is None)))
             if not wants:
@@ -286,7 +275,7 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
     seen: set[str] = set()
     for inp in inputs:
         inp = named(inp)
-        if not in_shard(inp.path, opts.shard):
+        if not in_shard(inp.path, plan.shard):
             continue
         if inp.boxes is None:
             # one file is one input: the same file named twice in a run (p, ./p, q/../p) is
@@ -303,27 +292,27 @@ def _todo(inputs, outs: list[Output], opts: RunOptions, progress) -> Iterator[In
         yield from decide()
 
 
-def _executor(targets: list[Target], outs: list[Output], opts: RunOptions, job: Job, feed=None,
-              fork: bool = False):
+def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=None,
+              fork: bool = False, chunk: int = CHUNK):
     spool_dir = None
-    use_pool = opts.jobs > 1 or opts.timeout is not None
-    if opts.executor == "ray" or use_pool:
+    use_pool = plan.jobs > 1 or plan.timeout is not None
+    if plan.executor == "ray" or use_pool:
         sink = outs[0].sink
         base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
         spool_dir = tempfile.mkdtemp(prefix=outs[0].spool_prefix(), dir=base)
-    if opts.executor == "ray":
+    if plan.executor == "ray":
         from .ray import RayExecutor
 
-        return RayExecutor(job, opts, spool_dir), spool_dir
+        return RayExecutor(job, plan, spool_dir, chunk=chunk), spool_dir
     if use_pool:
-        chunk = max([opts.chunk] + [t.extractor.batch_size for t in targets])
+        chunk = max([chunk] + [t.extractor.batch_size for t in targets])
         counter = on_wait = None
         if feed is not None:  # workers count the items they load; the bar looks while waiting
             import multiprocessing as mp
 
             counter = feed.counter = mp.Value("q", 0)
             on_wait = feed.poll
-        return ProcessPool(job, opts.jobs, chunk, spool_dir, opts.timeout,
+        return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
                            fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
                            on_wait=on_wait), spool_dir
     return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
@@ -351,12 +340,12 @@ def _report(failures: list, on_failure, progress) -> None:
             on_failure(Failure(path, reason), ks)
 
 
-def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failure, note, progress,
-                fork: bool = False) -> None:
+def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, progress,
+                fork: bool = False, chunk: int = CHUNK) -> None:
     ref = next((o.base for o in outs if o.base is not None), None)
     for o in outs:
         o.ref_base = ref
-    executor, spool_dir = _executor(targets, outs, opts, job_for(targets, opts, ref), progress, fork)
+    executor, spool_dir = _executor(targets, outs, plan, job_for(targets, plan, ref), progress, fork, chunk)
     ok = False
     closed: BrokenPipeError | None = None   # the reader of stdout or stderr went away
 
@@ -369,7 +358,7 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
         for o in outs:
             o.start()
         try:
-            for chunk_inputs, records, payloads in executor.results(_todo(inputs, outs, opts, progress)):
+            for chunk_inputs, records, payloads in executor.results(_todo(inputs, outs, plan, progress)):
                 with DeferSignals():
                     failures: list = []
                     for o in outs:
@@ -378,7 +367,7 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
                     if progress is not None:
                         progress.done(chunk_inputs, records)
                     for o in outs:
-                        o.tick(opts.commit_every)
+                        o.tick(plan.commit_every)
         except KeyboardInterrupt:
             for o in outs:
                 o.summary.interrupted = True
@@ -401,7 +390,7 @@ def _run_locked(targets, outs: list[Output], inputs, opts: RunOptions, on_failur
         with DeferSignals(raise_after=False) as held:
             for o in outs:
                 try:
-                    o.finish(opts.prune, told)
+                    o.finish(plan.prune, told)
                 except BrokenPipeError as exc:  # the last lines to stdout: the reader has gone
                     closed = closed or exc
                     o.summary.interrupted = True

@@ -20,7 +20,7 @@ computed changes:
   must therefore be on a path every node can reach (as must the inputs);
 * batches are sized from the measured time per input so that each task
   takes about :data:`BATCH_SECONDS` (Ray's per-task overhead is then
-  negligible), at least ``RunOptions.chunk`` inputs and at most
+  negligible), at least ``chunk`` inputs and at most
   :data:`MAX_BATCH_BYTES` of output; a bounded window of batches is in
   flight, so memory stays flat however many inputs there are;
 * failures: an actor whose process dies (a decoder crash, the OOM killer, a
@@ -164,27 +164,28 @@ class _Slot:
 class RayExecutor:
     """Run a :class:`featx.engine.worker.Job` on Ray actors; see the module docstring.
 
-    ``opts.ray_address`` (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``)
-    joins an existing cluster; without it a local Ray is started with
-    ``opts.jobs`` CPUs (and shut down by :meth:`close`).  A Ray that is already
-    initialised in this process (the Python API) is used as it is.  The number
-    of actors is ``opts.jobs`` (at most the cluster's CPUs), or one per CPU of
-    the cluster when ``opts.jobs`` is 0.
+    ``plan`` (the run's resolved :class:`featx.plan.Plan`): ``plan.ray_address``
+    (``"auto"``, ``"ray://HOST:10001"``, ``"HOST:6379"``) joins an existing
+    cluster; without it a local Ray is started with ``plan.jobs`` CPUs (and shut
+    down by :meth:`close`).  A Ray that is already initialised in this process (the
+    Python API) is used as it is.  The number of actors is ``plan.jobs`` (at most
+    the cluster's CPUs), or one per CPU of the cluster when ``plan.jobs`` is 0.
+    ``chunk``: inputs per task, at least.
     """
 
-    def __init__(self, job, opts, spool_dir: str | None = None):
+    def __init__(self, job, plan, spool_dir: str | None = None, chunk: int = 4):
         self.ray = ray = import_ray()
-        self.job, self.opts = job, opts
+        self.job, self.plan = job, plan
         self.spool_dir = os.path.abspath(spool_dir) if spool_dir else None
         self._seq = 0
-        self.timeout = opts.timeout
+        self.timeout = plan.timeout
         self.owns_ray = False
         self._main = None  # the driver, for actors of a private local Ray to die with
         self.closed = False
         self._connect()
         try:
             cpus = int(ray.cluster_resources().get("CPU", 0))
-            want = opts.jobs if opts.jobs and opts.jobs > 0 else cpus
+            want = plan.jobs if plan.jobs and plan.jobs > 0 else cpus
             n = max(1, min(want, cpus) if cpus else want)
             remote = ray.remote(_RayWorker)
             self._cls = remote.options(num_cpus=1, max_restarts=-1, max_task_retries=TASK_RETRIES)
@@ -200,7 +201,7 @@ class RayExecutor:
             self.close(cancel=True)
             raise
         # at least --chunk inputs, and at least one of the extractor's own batches
-        self.min_batch = max([1, opts.chunk] + [int(t.params.get("batch_size", 1) or 1) for t in job.tasks])
+        self.min_batch = max([1, chunk] + [int(t.params.get("batch_size", 1) or 1) for t in job.tasks])
         self.batch = self.min_batch
         self._per_input_s: float | None = None
         self._per_input_bytes: float | None = None
@@ -208,14 +209,14 @@ class RayExecutor:
     # -- set-up -------------------------------------------------------------
 
     def _connect(self) -> None:
-        ray, opts = self.ray, self.opts
+        ray, plan = self.ray, self.plan
         if ray.is_initialized():
             return
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls, no banner about it
         _keep_stdout_for_data()
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
         # like Ray's own tools, honour RAY_ADDRESS (set by `ray job submit`); else a fresh local Ray
-        address = opts.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        address = plan.ray_address or os.environ.get("RAY_ADDRESS") or "local"
         import signal
         import threading
 
@@ -231,7 +232,7 @@ class RayExecutor:
                 from ..host import identity
 
                 self._main = identity()
-                ray.init(address="local", num_cpus=opts.jobs if opts.jobs and opts.jobs > 0 else None,
+                ray.init(address="local", num_cpus=plan.jobs if plan.jobs and plan.jobs > 0 else None,
                          include_dashboard=False, **quiet)
             else:
                 ray.init(address=address, **quiet)

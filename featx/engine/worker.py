@@ -39,6 +39,7 @@ class Task:
     encoder: Encoder | None = None
     mirror_base: str | None = None    # an npy-dir output's folder for mirror paths (None: not npy-dir)
     min_size: tuple[int, int] | None = None  # fewest pixels it needs from a JPEG decoder (None: all)
+    describe: bool = False            # compute the local descriptors codebooks are learnt from, not extract
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Worker:
         # outputs fed in batches (an inference engine); the first one with a stream overlaps
         # the decoding of the next batch with the inference of this one
         self.batched = [k for k, e in enumerate(self.extractors)
-                        if e.batch_size > 1 and not e.temporal and not e.handles_resize]
+                        if e.batch_size > 1 and not e.temporal and not e.handles_resize and not job.tasks[k].describe]
         self.lead = next((k for k in self.batched if self.extractors[k].streams_batches), None)
         self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
 
@@ -106,6 +107,10 @@ class Worker:
 
     def compute(self, k: int, image: np.ndarray) -> Any:
         ext, task = self.extractors[k], self.job.tasks[k]
+        if task.describe:
+            from ..codebook import local_descriptors
+
+            return local_descriptors(ext, self.prepare(k, image))
         if ext.handles_resize:  # results in the decoded image's pixels (detectors' boxes)
             return ext.extract_resized(image, task.resize, task.resize_mode)
         return ext.extract(self.prepare(k, image))

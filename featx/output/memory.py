@@ -17,11 +17,12 @@ class MemorySink(Sink):
 
     format = "memory"
 
-    def __init__(self, stacked: bool, key_columns=("path",)):
+    def __init__(self, stacked: bool, key_columns=("path",), on_row=None):
         super().__init__("-", key_columns=key_columns)
         self.stacked = stacked
         self.values: list = []
         self.keys: list[dict] = []
+        self.on_row = on_row      # given: each row is handed to it (key, value), in input order, and not kept
 
     def encoder(self):
         return RawEncoder() if self.stacked else _PickleEncoder()
@@ -34,8 +35,12 @@ class MemorySink(Sink):
 
         if self.width is None and self.stacked:
             self.width = int(shape[0])
-        self.keys.append(dict(key))
-        self.values.append(np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data))
+        value = np.frombuffer(data, dtype="<f4").copy() if self.stacked else _unpickle(data)
+        if self.on_row is not None:
+            self.on_row(dict(key), value)
+        else:
+            self.keys.append(dict(key))
+            self.values.append(value)
         self.rows += 1
 
     def commit(self, state, entries):

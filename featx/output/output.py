@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import FeatxError
 from ..inputs import Input, vanished
+from ..names import quote_name
 from . import layout
 from .atomic import OutputWriteError, disk_error, is_disk_error, sweep_tmp
 from .commit import Committer
@@ -35,6 +36,38 @@ from .state import Entry, State, check_config, same
 class Failure:
     path: str
     reason: str
+
+
+#: How many distinct reasons (and rows of each) the failure reason of one input lists.
+ROW_ERRORS_LISTED = 20
+ROWS_NAMED = 5
+
+
+def row_errors(path: str, errors: list) -> str:
+    """The failure reason of an input from the records of its rows that failed: the one
+    reason as it is, or each distinct reason once (up to :data:`ROW_ERRORS_LISTED`) with
+    the frames it hit (a box's reason names the box itself): a frame folder with a size
+    change and then a junk frame reports both, five bad boxes of one image all five."""
+    if len(errors) == 1:
+        return errors[0].error
+    groups: dict[str, list[str]] = {}
+    for rec in errors:
+        key = rec.key
+        label = ""
+        if "frame" in key and "x" not in key:
+            fp = key.get("path")
+            label = os.path.basename(fp) if fp and fp != path else f"frame {key['frame']}"
+        groups.setdefault(rec.error, []).append(label)
+    parts = []
+    for why, labels in list(groups.items())[:ROW_ERRORS_LISTED]:
+        named = [x for x in labels if x]
+        if named:
+            more = len(named) - ROWS_NAMED
+            why = ", ".join(named[:ROWS_NAMED]) + (f" and {more} more" if more > 0 else "") + f": {why}"
+        parts.append(why)
+    more = len(groups) - len(parts)
+    return (f"{len(errors)} rows failed: " + "; ".join(parts)
+            + (f"; and {more} other reasons" if more > 0 else ""))
 
 
 @dataclass
@@ -267,7 +300,7 @@ class Output:
                 self._committed.discard(inp.path)
                 f = None
                 if errors and nrows == 0:
-                    f = Failure(inp.path, errors[0].error)
+                    f = Failure(inp.path, row_errors(inp.path, errors))
                     summary.failed.append(f)
                     if committed:  # a changed input that now fails: its old rows must not stay as if current
                         pending.append(Entry(inp.path, None, 0, 0, None, "failed"))
@@ -276,7 +309,7 @@ class Output:
                     status = "ok"
                     if errors:
                         status = "partial"
-                        f = Failure(inp.path, "partial: " + errors[0].error)
+                        f = Failure(inp.path, "partial: " + row_errors(inp.path, errors))
                         summary.partial.append(f)
                     summary.processed += 1
                     pending.append(Entry(inp.path, inp.ident, row0, nrows, mirror, status))
@@ -336,7 +369,7 @@ class Output:
         elif gone:
             where = f" of {sink.output}" if self.name else ""
             what = "are no longer listed" if listed is not None else "no longer exist"
-            note(f"{len(gone)} input(s) in the output{where} {what} (e.g. {gone[0][0]}); "
+            note(f"{len(gone)} input(s) in the output{where} {what} (e.g. {quote_name(gone[0][0])}); "
                  "--prune removes them from the output")
         summary.partial.extend(Failure(p, "partial: some rows written, then an error")
                                for p in state.partial() if p not in {f.path for f in summary.partial})

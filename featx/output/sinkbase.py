@@ -34,6 +34,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import OutputError
+from ..names import escape_name
 from .atomic import OutputWriteError, disk_error, is_disk_error, tmp_name, write_atomic, write_file
 from .npyformat import NPY_HEADER_LEN, record_tail, write_whole
 
@@ -104,6 +105,8 @@ def key_text(key: dict[str, Any], columns: Sequence[str]) -> list[str]:
             out.append("")
         elif isinstance(v, float):
             out.append("%.6f" % v)
+        elif isinstance(v, str):  # a name: valid UTF-8 with featx's escape (featx.names)
+            out.append(escape_name(v))
         else:
             out.append(str(v))
     return out

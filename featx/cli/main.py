@@ -1,0 +1,94 @@
+"""The ``featx`` group and the console entry point :func:`main`: SIGTERM as Ctrl-C, a
+:class:`~featx.errors.FeatxError` as a one-line error and an exit code (``--traceback``
+for the whole story), and the commands, one module each."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import ExitCode
+from . import codebook, detect, extract, info, list, merge, models, show
+from .options import CONTEXT
+from .report import _pipe_closed, _say
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="featx")
+@click.option("--traceback", is_flag=True, help="Show the full Python traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """Turn images and image folders into feature vectors (.npy / .csv).
+
+    \b
+    featx list                                 extractors available
+    featx info hog --size 640x480              parameters and output size
+    featx extract hog photos/ -o hog.npy       one row per image
+    featx extract gradients+cnn photos/ -o f/  several features, one decode
+    featx run features.toml                    a recipe of several outputs
+    featx show hog photo.jpg -o hog.png        a picture of what it computes
+
+    Exit codes: 0 all good; 1 some inputs failed (the rest written);
+    2 usage or configuration error; 74 the output could not be written
+    (disk full); 75 another run holds the output; 130 interrupted;
+    141 the reader of stdout went away.
+    """
+    ctx.ensure_object(dict)["traceback"] = traceback
+
+
+for _cmd in (list.list_cmd, info.info_cmd, extract.extract_cmd, extract.run_cmd, show.show_cmd, detect.detect_cmd,
+             codebook.codebook_cmd, merge.merge_cmd, models.models_cmd):
+    cli.add_command(_cmd)
+
+
+
+def _quiet_native_libraries() -> None:
+    """Before numpy/OpenCV load: one BLAS thread per process (featx parallelises with
+    processes; threaded BLAS in several of them made encodings 5-20x slower), and no
+    FFmpeg decoder chatter on stderr for damaged videos (featx reports them itself)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # featx reports bad inputs itself, one line each
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: SIGTERM behaves like Ctrl-C (commit what is done, exit 130)."""
+    import logging
+
+    _quiet_native_libraries()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("featx: %(message)s"))
+    log = logging.getLogger("featx")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    try:
+        # obj "fork": this process runs nothing threaded before the pool starts, so its
+        # worker pools may fork it (see featx.engine.process.start_method)
+        rc = cli.main(args=argv, prog_name="featx", standalone_mode=False, obj={"fork": True})
+    except click.exceptions.Exit as exc:
+        rc = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        rc = exc.exit_code
+    except (KeyboardInterrupt, click.Abort):  # outside a run (e.g. while reading stdin)
+        _say("interrupted")
+        rc = int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        rc = _pipe_closed()
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
