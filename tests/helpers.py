@@ -185,6 +185,10 @@ class Slow(Extractor):
         if os.environ.get("SLOW_PROGRESS"):  # one byte per image done, for tests that act mid-run
             with open(os.environ["SLOW_PROGRESS"], "ab") as fh:
                 fh.write(b".")
+            if os.environ.get("SLOW_GATE"):  # "N:PATH": after N images, hold until PATH exists
+                n, gate = os.environ["SLOW_GATE"].split(":", 1)
+                while os.path.getsize(os.environ["SLOW_PROGRESS"]) >= int(n) and not os.path.exists(gate):
+                    time.sleep(0.005)
         g = image.mean(axis=2) if image.ndim == 3 else image
         return cv2.resize(g.astype(np.float32), (8, 8), interpolation=cv2.INTER_AREA).ravel() * self.params.scale
 '''
