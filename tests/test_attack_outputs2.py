@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env, photo_crops, copy_samples, ok
+from helpers import SAMPLES, featx, plugin_env, photo_crops, copy_samples, ok, featx_subprocess
 
 G = ["extract", "gradients"]
 
@@ -125,7 +125,7 @@ def test_npy_dir_output_under_another_spelling_is_locked(tmp_path, second):
     os.symlink("real", tmp_path / "link")
     first = _start_slow(tmp_path, src, "real/", env, tmp_path / "progress")
     try:
-        r = featx("extract", "slow", src, "-o", second, "-j", "1", "-q", cwd=tmp_path, env=env, timeout=300)
+        r = featx_subprocess("extract", "slow", src, "-o", second, "-j", "1", "-q", cwd=tmp_path, env=env, timeout=300)
         assert r.returncode == 75, (r.returncode, r.stderr.decode(errors="replace")[-600:])
         assert first.poll() is None  # it was refused while the first run wrote, not after
     finally:

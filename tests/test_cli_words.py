@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx, featx_inprocess, ok
+from helpers import SAMPLES, copy_samples, featx, featx_inprocess, ok, featx_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = {"astronaut.png": "astronaut.png", "chelsea.png": "chelsea.png", "coffee.jpg": "coffee.jpg",
@@ -355,7 +355,7 @@ def test_help_examples_run(cmd, tmp_path):
             if ">" in args:
                 target = tmp_path / args[args.index(">") + 1]
                 args = args[:args.index(">")]
-            r = featx(*args[1:], cwd=tmp_path, timeout=300)
+            r = featx(*args[1:], cwd=tmp_path)
             assert r.returncode == 0, (part, err(r)[-2000:])
             if target is not None:
                 target.write_bytes(r.stdout)

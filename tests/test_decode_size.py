@@ -247,7 +247,7 @@ def test_reduced_decode_moves_the_numbers_within_bounds_on_12_mp_photos(tmp_path
 
     def run(name, *extra):
         out = tmp_path / f"{name}-{len(extra)}.npy"
-        ok(run_featx("extract", *name.split(), folder, "-j", "1", "-q", "-o", out, *extra, timeout=600))
+        ok(run_featx("extract", *name.split(), folder, "-j", "1", "-q", "-o", out, *extra))
         return np.load(out)
 
     hog_r, hog_x = run("hog", "--resize", "256x256"), run("hog", "--resize", "256x256", "--exact-decode")

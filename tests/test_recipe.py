@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, ok, output_files, photo_crops, plugin_env
+from helpers import SAMPLES, featx, ok, output_files, photo_crops, plugin_env, featx_subprocess
 
 VIDEO = SAMPLES / "clip.mp4"
 
@@ -60,8 +60,9 @@ def separate(tmp: Path, src, outputs, extra: list, cwd=None, env=None) -> Path:
     ref.mkdir(exist_ok=True)
     for name, fname, opts in outputs:
         dest = str(ref / fname) + ("/" if fname.endswith("/") else "")
-        ok(featx("extract", name, *([src] if not isinstance(src, list) else src), "-o", dest,
-                 *flags(opts), "-q", *extra, cwd=cwd, env=env))
+        run = featx_subprocess if env else featx   # env: a plugin, found by a fresh interpreter
+        ok(run("extract", name, *([src] if not isinstance(src, list) else src), "-o", dest,
+               *flags(opts), "-q", *extra, cwd=cwd, env=env))
     return ref
 
 
@@ -305,7 +306,7 @@ def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow
     assert p.returncode == 130, err
     for _, fname, _ in outs:
         assert json.loads((out / (fname + ".featx.json")).read_text())["status"] == "interrupted"
-    ok(featx("run", r, env=slow_env))
+    ok(featx_subprocess("run", r, env=slow_env))
     assert_same(out, separate(tmp_path, src, outs, [], env=slow_env), outs)
 
 
@@ -322,7 +323,7 @@ def test_timeout_and_a_crashing_input_fail_alone_in_a_recipe(tmp_path, slow_env)
     out = tmp_path / "o"
     out.mkdir()
     r = recipe(tmp_path / "r.toml", [src], outs, out)
-    res = featx("run", r, "--timeout", "3", "-j", "2", env=slow_env, timeout=200)
+    res = featx_subprocess("run", r, "--timeout", "3", "-j", "2", env=slow_env, timeout=200)
     assert res.returncode == 1, res.stderr
     err = res.stderr.decode()
     assert "hang.png: timed out after 3 s" in err and "crash.png: the worker process crashed" in err
@@ -361,7 +362,7 @@ def test_two_recipes_sharing_an_output_do_not_both_write_it(tmp_path, photos, sl
     while not (out / ".s.npy.featx-lock").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)
-    b = featx("run", r, "-q", env=slow_env)
+    b = featx_subprocess("run", r, "-q", env=slow_env)
     a.communicate(timeout=60)
     assert a.returncode == 0
     assert b.returncode in (0, 75), b.stderr  # locked out, or it came after the first had finished
