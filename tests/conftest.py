@@ -9,13 +9,17 @@ mark is given here, by file, so a new test in those files joins the subset by it
 3 s carries ``@pytest.mark.slow``; ``pytest -m 'not slow'`` is the quick loop.  Checked on
 every run, for the tests not marked slow:
 
-* **CPU time fails the test.**  A phase that used more than :data:`SLOW_CPU_S` seconds of
-  CPU -- this process plus its children (``getrusage`` ``RUSAGE_SELF`` + ``RUSAGE_CHILDREN``,
-  and the workers forked by the in-process runs' forkserver, read from its ``/proc`` entry)
-  -- fails with a message saying so.  CPU time is the measure because it hardly moves with
-  the machine's load: a test waiting for a core is not charged for the wait, so a test that
-  passes the check on a quiet machine passes it on a busy one (give a test near the line
-  the mark rather than a margin of luck: the check allows 3 s, a test should stay under ~2).
+* **CPU time fails the test.**  A setup or call that used more than :data:`SLOW_CPU_S`
+  seconds of CPU -- this process plus its children (``getrusage`` ``RUSAGE_SELF`` +
+  ``RUSAGE_CHILDREN``, and the workers forked by the in-process runs' forkserver, read from
+  its ``/proc`` entry) -- fails with a message saying so.  CPU time is the measure because
+  it hardly moves with the machine's load: a test waiting for a core is not charged for the
+  wait, so a test that passes the check on a quiet machine passes it on a busy one (give a
+  test near the line the mark rather than a margin of luck: the check allows 3 s, a test
+  should stay under about 2).  A setup includes the module or session fixtures it is the
+  first to need (as it does when the test is run alone).  A teardown is only listed, not
+  failed: a child is charged when it is reaped, so the teardown of a module fixture that
+  ran processes for the whole module (a local Ray) carries their whole life.
 * **Wall-clock time only warns.**  Unmarked phases over 3 s of wall-clock time (waiting on
   a child, sleeping, a busy machine) are listed at the end of the terminal summary; on a
   quiet machine such a test should be marked (or made cheaper).
@@ -69,6 +73,28 @@ def sample():
         if name not in cache:
             cache[name] = load_sample(name)
         return cache[name].copy()
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def camera_photo(tmp_path_factory):
+    """``camera_photo(sample, size=(4000, 3000), seed=0, orientation=1)``: the path of a
+    camera-like JPEG (:func:`helpers.camera_jpeg`: a 12-MP one takes a second or two to
+    make), made once per session and shared by every test that asks for the same one.
+    Read it, never change it: put it in a test's own folder with :func:`helpers.place`,
+    and copy it where a test rewrites it."""
+    from helpers import camera_jpeg
+
+    folder = tmp_path_factory.mktemp("camera")
+    made: dict[tuple, Path] = {}
+
+    def get(sample: str, size: tuple[int, int] = (4000, 3000), seed: int = 0, orientation: int = 1) -> Path:
+        key = (sample, tuple(size), seed, orientation)
+        if key not in made:
+            made[key] = camera_jpeg(folder / f"{len(made):02d}-{Path(sample).stem}.jpg", sample, tuple(size),
+                                    seed=seed, orientation=orientation)
+        return made[key]
 
     return get
 
@@ -156,7 +182,7 @@ def pytest_runtest_makereport(item, call):
     if mode == "off" or item.get_closest_marker("slow") is not None:
         return
     wall, cpu = item.stash.get(_PHASES, {}).get(call.when, (0.0, 0.0))
-    if cpu > SLOW_CPU_S and mode == "fail" and rep.passed:
+    if cpu > SLOW_CPU_S and mode == "fail" and rep.passed and call.when != "teardown":
         rep.outcome = "failed"
         rep.longrepr = (f"{item.nodeid}: its {call.when} used {cpu:.1f} s of CPU ({wall:.1f} s wall-clock), over "
                         f"the {SLOW_CPU_S:g} s a test not marked slow may take: mark it @pytest.mark.slow or make "

@@ -186,6 +186,19 @@ def camera_jpeg(path: Path, sample: str, size: tuple[int, int] = (4000, 3000), n
     return path
 
 
+def place(shared: Path, dst: Path) -> Path:
+    """``dst`` as a hard link to a shared, read-only test file (a session fixture's
+    photo): no copy of its bytes; a copy where the file system has no links."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(shared, dst)
+    except OSError:
+        shutil.copyfile(shared, dst)
+    return dst
+
+
 def copy_samples(folder: Path, names: dict[str, str]) -> Path:
     """Copies of sample photos: ``names`` maps a target name to a sample's name."""
     import shutil

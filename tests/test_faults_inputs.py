@@ -185,6 +185,7 @@ def test_walk_in_process_unreadable_folder_is_an_error_input(tmp_path, monkeypat
 # 10. only regular files are read: a FIFO named *.jpg cannot hang the run
 
 
+@pytest.mark.slow  # three featx processes (a hang must be killable)
 def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
     shutil.copy(SAMPLES / "coffee.jpg", tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
@@ -268,6 +269,7 @@ sys.exit(r.returncode)
 '''
 
 
+@pytest.mark.slow  # a featx process whose peak memory is measured
 def test_small_file_with_huge_dimensions_is_refused_alone_and_memory_stays_low(tmp_path):
     bomb = _png_of_zeros(tmp_path / "bomb.png", 13000, 13000)
     assert bomb.stat().st_size < 1_000_000

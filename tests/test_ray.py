@@ -104,6 +104,7 @@ def output_files(out: Path) -> dict[str, bytes]:
             if not p.name.endswith(".featx.json")}
 
 
+@pytest.mark.slow  # starts the module's local Ray
 def test_a_recipe_on_ray_writes_what_it_writes_locally(tmp_path, cluster):
     """Three outputs (npy, csv, npy-dir) in one pass on Ray actors, with a crash that the
     actors retry: the same bytes as the recipe run locally with -j 1."""

@@ -289,6 +289,7 @@ def slow_env(tmp_path):
     return plugin_env(tmp_path)
 
 
+@pytest.mark.slow  # featx processes (a plugin), one interrupted
 def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow_env):
     src = photo_crops(tmp_path / "in", 60, (160, 120))
     outs = [("slow", "s.npy", {}), ("gradients", "g.npy", {"resize": "64x48"})]
@@ -310,6 +311,7 @@ def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow
     assert_same(out, separate(tmp_path, src, outs, [], env=slow_env), outs)
 
 
+@pytest.mark.slow  # waits out a 3-s --timeout
 def test_timeout_and_a_crashing_input_fail_alone_in_a_recipe(tmp_path, slow_env):
     """``trouble`` hangs on 33-pixel-wide images and kills its worker on 34: with --timeout
     those inputs fail (for the outputs that asked for them); every other row is written."""
