@@ -124,8 +124,22 @@ def pytest_addoption(parser):
                           "only list them, or do not check")
 
 
+#: tests over the line in files another branch rewrites (the README's): that branch marks
+#: them slow in the files themselves; until it is merged, the mark is given here
+#: (harmless afterwards; remove this set once they carry it)
+_MARKED_ELSEWHERE = frozenset({
+    "test_readme.py::test_plugin_example_registers_and_runs",
+    "test_readme_runs.py::test_every_shell_command_runs",
+    "test_readme_runs.py::test_python_snippets_run",
+    "test_readme_runs.py::test_toml_config_blocks_are_valid",
+    "test_readme_runs.py::test_csv_column_table_matches_featx",
+})
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if f"{item.path.name}::{item.name}" in _MARKED_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
         if item.path.name in FAST_FILES and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.fast)
 

@@ -63,7 +63,8 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.C
     traceback with exit code 1.  Worker pools (``-j 2``) start by forkserver: this process
     has run OpenCV's threads, so forking it could deadlock; with ``env``, by spawn, so
     that the workers see it (a recipe's own ``jobs`` is not looked at: give ``-j``).
-    Plugins (``env`` with ``PYTHONPATH``) need a fresh interpreter: refused here.
+    A plugin (``env`` with ``PYTHONPATH``) is found only by a fresh interpreter: such a call
+    runs :func:`featx_subprocess` (say so in the test: call that one).
 
     stdin, the environment, the working directory and the process-wide settings that
     ``main`` and ``-j 1`` change (log handlers and level, SIGTERM handler, OpenCV and
@@ -81,8 +82,8 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.C
     from featx.engine import process as pipeline
 
     env = dict(env or {})
-    if "PYTHONPATH" in env:
-        raise AssertionError("plugins are found through a fresh interpreter's entry points: use featx_subprocess")
+    if "PYTHONPATH" in env:  # a plugin: only a fresh interpreter finds it through its entry points
+        return featx_subprocess(*args, cwd=cwd, stdin=stdin, env=env)
     _start_forkserver()
     log = logging.getLogger("featx")
     saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),

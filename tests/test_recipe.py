@@ -255,9 +255,22 @@ def test_kill9_of_a_recipe_run_resumes_to_the_same_bytes_and_leaves_no_process(t
     full_env = {**os.environ, **env}
     rng = random.Random(5)
     mid = 0
+
+    def committed() -> int:
+        try:
+            return np.load(out / "s.npy", mmap_mode="r").shape[0]
+        except (OSError, ValueError):  # not there yet, or caught mid-commit
+            return 0
+
     for _ in range(6):
+        before = committed()
         p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL, env=full_env)
-        time.sleep(rng.uniform(0.4, 1.8))
+        # not a guess at how long start-up takes on this machine: wait for this run's first
+        # commit, then kill at a seeded moment after it (mid-chunk, mid-write, mid-commit)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and committed() <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.25))
         if p.poll() is not None:
             break
         os.killpg(p.pid, signal.SIGKILL)
