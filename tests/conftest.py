@@ -116,7 +116,7 @@ SLOW_CPU_S = 3.0
 SLOW_WALL_S = 3.0
 
 _PHASES = pytest.StashKey[dict]()
-_over_wall: list[tuple[str, str, float, float]] = []
+_over_wall: dict[tuple[str, str], tuple[float, float]] = {}
 
 
 def pytest_addoption(parser):
@@ -189,7 +189,7 @@ def pytest_runtest_makereport(item, call):
                         f"the {SLOW_CPU_S:g} s a test not marked slow may take: mark it @pytest.mark.slow or make "
                         "it cheaper (see tests/conftest.py)")
     elif cpu > SLOW_CPU_S or wall > SLOW_WALL_S:
-        _over_wall.append((item.nodeid, call.when, wall, cpu))
+        _over_wall[item.nodeid, call.when] = (wall, cpu)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -199,5 +199,5 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("tests not marked slow that took over 3 s (wall-clock or CPU)")
     tr.write_line("CPU over 3 s fails a test (unless --slow-check=warn); wall-clock over 3 s with less CPU is "
                   "waiting -- on a child, a sleep or a busy machine: mark it slow if it waits on a quiet one")
-    for nodeid, when, wall, cpu in sorted(_over_wall, key=lambda r: -r[2]):
+    for (nodeid, when), (wall, cpu) in sorted(_over_wall.items(), key=lambda r: -r[1][0]):
         tr.write_line(f"{wall:6.1f} s wall {cpu:6.1f} s CPU  {when:8s} {nodeid}")

@@ -112,6 +112,7 @@ def test_a_misspelt_input_is_a_usage_error_and_nothing_is_created(tmp_path):
     assert r.returncode == 1 and b"gone.jpg" in r.stderr and np.load(tmp_path / "g3.npy").shape[0] == 1
 
 
+@pytest.mark.slow  # featx processes writing into a pipe that closes (the file descriptor is the point)
 def test_a_closed_stdout_is_not_a_failure_of_inputs(tmp_path):
     src = tmp_path / "many"
     src.mkdir()
