@@ -1,4 +1,6 @@
-"""Helpers for tests that run the real command line (in a subprocess, or in this process)."""
+"""Helpers for tests that run the real command line: in this process (:func:`featx`, the
+default) or in a fresh interpreter (:func:`featx_subprocess`, where the process boundary is
+the point)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +13,14 @@ import numpy as np
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def featx(*args, cwd=None, stdin: bytes | None = None, env=None, timeout=120) -> subprocess.CompletedProcess:
-    """Run ``python -m featx ARGS``; returns the completed process (bytes stdout/stderr)."""
+def featx_subprocess(*args, cwd=None, stdin: bytes | None = None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run ``python -m featx ARGS`` in a fresh interpreter; returns the completed process
+    (bytes stdout/stderr).  For tests where the process boundary is the point: signals and
+    kill -9, a child's exit, native libraries' stderr, plugins found through a fresh
+    interpreter's entry points (``env`` with ``PYTHONPATH``), environment variables the
+    ``-j N`` workers must see, stdin/stdout whose file descriptor matters, a hang that
+    ``timeout`` must end.  Everything else uses :func:`featx` (in this process, ~1 s less
+    per call)."""
     e = dict(os.environ)
     e.pop("FEATX_CACHE_DIR", None)
     if env:
@@ -21,27 +29,62 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None, timeout=120) ->
                           capture_output=True, env=e, timeout=timeout)
 
 
-def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.CompletedProcess:
-    """``featx ARGS`` through :func:`featx.cli.main` (the console entry point) in this process:
-    the same code path as :func:`featx` without a Python start-up per call.  For tests that do
-    not test the process boundary (signals, exit of a child, native libraries' stderr, plugins
-    found through a fresh interpreter's entry points).  Worker pools (``-j 2``) start by
-    forkserver: this process has run OpenCV's threads, so forking it could deadlock.
+_FORKSERVER_STARTED = False
 
-    stdin/stdout/stderr, the environment, the working directory and the process-wide settings
-    that ``main`` and ``-j 1`` change (log handler, SIGTERM handler, OpenCV threads) are
-    captured or put back afterwards.  (Decode threads and whether a pool may fork are passed
-    down through the run, not set in module globals: nothing to put back.)
+
+def _start_forkserver() -> None:
+    """The forkserver that in-process ``-j N`` pools fork their workers from: started once,
+    from this process's own environment (not a test's ``env``), with featx's worker and its
+    libraries already imported so that each worker starts in milliseconds."""
+    global _FORKSERVER_STARTED
+    if _FORKSERVER_STARTED:
+        return
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    mp.set_forkserver_preload(["numpy", "cv2", "featx.engine.worker"])
+    e = dict(os.environ)
+    try:
+        os.environ.pop("FEATX_CACHE_DIR", None)
+        forkserver.ensure_running()
+    finally:
+        os.environ.clear()
+        os.environ.update(e)
+    _FORKSERVER_STARTED = True
+
+
+def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.CompletedProcess:
+    """``featx ARGS`` through :func:`featx.cli.main` (the console entry point) in this
+    process: the same code path as :func:`featx_subprocess` without a Python start-up per
+    call.  The default for CLI tests; the process boundary is :func:`featx_subprocess`'s.
+
+    As in a fresh process: stdout/stderr are captured as bytes; ``stdin`` is the bytes
+    read from standard input; an exception that escapes ``main`` is printed as a
+    traceback with exit code 1.  Worker pools (``-j 2``) start by forkserver: this process
+    has run OpenCV's threads, so forking it could deadlock; with ``env``, by spawn, so
+    that the workers see it (a recipe's own ``jobs`` is not looked at: give ``-j``).
+    A plugin (``env`` with ``PYTHONPATH``) is found only by a fresh interpreter: such a call
+    runs :func:`featx_subprocess` (say so in the test: call that one).
+
+    stdin, the environment, the working directory and the process-wide settings that
+    ``main`` and ``-j 1`` change (log handlers and level, SIGTERM handler, OpenCV threads)
+    are put back afterwards, so that tests stay independent of order.  (Decode threads and
+    whether a pool may fork are passed down through the run, not set in module globals.)
     """
     import contextlib
     import io
     import logging
     import signal
+    import traceback
 
     import cv2
 
     from featx import cli
 
+    env = dict(env or {})
+    if "PYTHONPATH" in env:  # a plugin: only a fresh interpreter finds it through its entry points
+        return featx_subprocess(*args, cwd=cwd, stdin=stdin, env=env)
+    _start_forkserver()
     log = logging.getLogger("featx")
     saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),
              os.getcwd(), dict(os.environ), sys.stdin)
@@ -51,8 +94,10 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
     code = 0
     try:
         os.environ.pop("FEATX_CACHE_DIR", None)
-        os.environ["FEATX_START_METHOD"] = "forkserver"
-        os.environ.update(env or {})
+        # the forkserver's workers have the environment it started with: a test's env
+        # reaches -j N workers only through spawn (a fresh interpreter each)
+        os.environ["FEATX_START_METHOD"] = "spawn" if env and _pool_size(args) > 1 else "forkserver"
+        os.environ.update(env)
         sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
         if cwd is not None:
             os.chdir(cwd)
@@ -61,6 +106,9 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
                 cli.main([str(a) for a in args])
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception:  # what the interpreter does with an uncaught exception
+                traceback.print_exc()
+                code = 1
             finally:
                 if sys.stdout is not None:
                     sys.stdout.flush()
@@ -74,6 +122,26 @@ def featx_inprocess(*args, cwd=None, stdin: bytes | None = None, env=None) -> su
         os.environ.update(saved[5])
         sys.stdin = saved[6]
     return subprocess.CompletedProcess(["featx", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+#: the former name of :func:`featx` (in this process)
+featx_inprocess = featx
+
+
+def _pool_size(args) -> int:
+    """The ``-j`` of a command line (1 when not given)."""
+    args = [str(a) for a in args]
+    for i, a in enumerate(args):
+        v = None
+        if a in ("-j", "--jobs") and i + 1 < len(args):
+            v = args[i + 1]
+        elif a.startswith("--jobs="):
+            v = a.split("=", 1)[1]
+        elif a.startswith("-j") and len(a) > 2 and a[2:].isdigit():
+            v = a[2:]
+        if v is not None:
+            return int(v) if v.isdigit() and int(v) >= 1 else 2
+    return 1
 
 
 def photo_crops(root: Path, n: int, size: tuple[int, int] = (160, 120)) -> Path:
@@ -115,6 +183,19 @@ def camera_jpeg(path: Path, sample: str, size: tuple[int, int] = (4000, 3000), n
     stored = np.ascontiguousarray(np.rot90(cv2.cvtColor(big, cv2.COLOR_BGR2RGB), 1))
     Image.fromarray(stored).save(path, "JPEG", quality=quality, exif=exif.tobytes())
     return path
+
+
+def place(shared: Path, dst: Path) -> Path:
+    """``dst`` as a hard link to a shared, read-only test file (a session fixture's
+    photo): no copy of its bytes; a copy where the file system has no links."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(shared, dst)
+    except OSError:
+        shutil.copyfile(shared, dst)
+    return dst
 
 
 def copy_samples(folder: Path, names: dict[str, str]) -> Path:
@@ -183,6 +264,10 @@ class Slow(Extractor):
         if os.environ.get("SLOW_PROGRESS"):  # one byte per image done, for tests that act mid-run
             with open(os.environ["SLOW_PROGRESS"], "ab") as fh:
                 fh.write(b".")
+            if os.environ.get("SLOW_GATE"):  # "N:PATH": after N images, hold until PATH exists
+                n, gate = os.environ["SLOW_GATE"].split(":", 1)
+                while os.path.getsize(os.environ["SLOW_PROGRESS"]) >= int(n) and not os.path.exists(gate):
+                    time.sleep(0.005)
         g = image.mean(axis=2) if image.ndim == 3 else image
         return cv2.resize(g.astype(np.float32), (8, 8), interpolation=cv2.INTER_AREA).ravel() * self.params.scale
 '''

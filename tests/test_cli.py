@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, fake_plugin, featx, plugin_env, write_rgb
+from helpers import SAMPLES, fake_plugin, featx, plugin_env, write_rgb, featx_subprocess
 
 SMALL = ["--resize", "64x48"]
 
@@ -319,7 +319,7 @@ def test_interrupt_commits_what_was_done(tmp_path):
     assert len(read_index(tmp_path / "o.index.csv")) == m.shape[0]
     assert not [x for x in tmp_path.iterdir() if "featx-tmp" in x.name or "spool" in x.name]
     # the same command again finishes the job
-    r = featx("extract", "slow", d, "-o", out, *args, "--summary-json", "-", env=penv)
+    r = featx_subprocess("extract", "slow", d, "-o", out, *args, "--summary-json", "-", env=penv)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stderr.decode().strip().splitlines()[-1])
     assert s["up_to_date"] == m.shape[0] and s["processed"] == n - m.shape[0]
@@ -328,12 +328,12 @@ def test_interrupt_commits_what_was_done(tmp_path):
 
 def test_broken_plugin_is_listed_not_fatal(tmp_path):
     env = fake_plugin(tmp_path, "brokenplug", {"zzbroken": "brokenplug_missing:Thing"})
-    r = featx("list", env=env)
+    r = featx_subprocess("list", env=env)
     assert r.returncode == 0
     line = next(l for l in r.stdout.decode().splitlines() if l.startswith("zzbroken"))
     assert "BROKEN" in line and "brokenplug" in line
     assert b"hog " in r.stdout  # the others still work
-    r = featx("extract", "zzbroken", SAMPLES / "coffee.jpg", "-o", "-", env=env)
+    r = featx_subprocess("extract", "zzbroken", SAMPLES / "coffee.jpg", "-o", "-", env=env)
     assert r.returncode == 2 and b"failed to load" in r.stderr
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import featx
 from featx import decode
-from helpers import SAMPLES, camera_jpeg, featx as run_featx, ok
+from helpers import SAMPLES, featx as run_featx, ok, place
 
 REDUCED = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4",
            8: "IMREAD_REDUCED_COLOR_8"}
@@ -156,13 +156,13 @@ def test_cnn_decode_size_is_the_fewest_pixels_its_crop_needs():
 # Through the command line
 
 
-def test_exact_decode_is_the_full_decode_path_and_the_choice_is_recorded(tmp_path):
+def test_exact_decode_is_the_full_decode_path_and_the_choice_is_recorded(tmp_path, camera_photo):
     import cv2
 
     folder = tmp_path / "in"
     folder.mkdir()
-    photos = [camera_jpeg(folder / "a.jpg", "coffee.jpg", size=(1600, 1200)),
-              camera_jpeg(folder / "b.jpg", "rocket.jpg", size=(1200, 1600), seed=1)]
+    photos = [place(camera_photo("coffee.jpg", size=(1600, 1200)), folder / "a.jpg"),
+              place(camera_photo("rocket.jpg", size=(1200, 1600), seed=1), folder / "b.jpg")]
     args = ["extract", "hog", folder, "--resize", "256x256", "-q"]
     ok(run_featx(*args, "-j", "1", "-o", tmp_path / "r.npy"))
     ok(run_featx(*args, "-j", "2", "-o", tmp_path / "r2.npy"))
@@ -198,10 +198,10 @@ def test_exact_decode_is_the_full_decode_path_and_the_choice_is_recorded(tmp_pat
     assert side("g.npy") == "exact"
 
 
-def test_regions_are_cut_from_the_full_decode(tmp_path):
+def test_regions_are_cut_from_the_full_decode(tmp_path, camera_photo):
     import cv2
 
-    photo = camera_jpeg(tmp_path / "p.jpg", "astronaut.png", size=(1600, 1600))
+    photo = camera_photo("astronaut.png", size=(1600, 1600))
     boxes = tmp_path / "boxes.csv"
     boxes.write_text(f"path,x,y,w,h\n{photo},400,200,600,600\n{photo},0,0,160,160\n")
     ok(run_featx("extract", "hog", "--regions", boxes, "--resize", "64x64", "-q", "-o", tmp_path / "h.npy"))
@@ -233,21 +233,21 @@ def _cos(a, b) -> float:
 
 
 @pytest.mark.slow
-def test_reduced_decode_moves_the_numbers_within_bounds_on_12_mp_photos(tmp_path):
+def test_reduced_decode_moves_the_numbers_within_bounds_on_12_mp_photos(tmp_path, camera_photo):
     """hog --resize 256x256 and cnn on 12-MP JPEGs (one stored turned, with EXIF
     orientation 6): reduced decode (default) against --exact-decode, through the CLI."""
     import cv2
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    made = [camera_jpeg(folder / "a.jpg", "coffee.jpg"), camera_jpeg(folder / "b.jpg", "rocket.jpg", seed=1),
-            camera_jpeg(folder / "c.jpg", "chelsea.png", seed=2),
-            camera_jpeg(folder / "d.jpg", "astronaut.png", seed=3, orientation=6)]
+    made = [place(camera_photo("coffee.jpg"), folder / "a.jpg"), place(camera_photo("rocket.jpg", seed=1), folder / "b.jpg"),
+            place(camera_photo("chelsea.png", seed=2), folder / "c.jpg"),
+            place(camera_photo("astronaut.png", seed=3, orientation=6), folder / "d.jpg")]
     assert _cv2_decode(made[3], 8).shape == (375, 500, 3)   # upright 4000x3000, stored 3000x4000
 
     def run(name, *extra):
         out = tmp_path / f"{name}-{len(extra)}.npy"
-        ok(run_featx("extract", *name.split(), folder, "-j", "1", "-q", "-o", out, *extra, timeout=600))
+        ok(run_featx("extract", *name.split(), folder, "-j", "1", "-q", "-o", out, *extra))
         return np.load(out)
 
     hog_r, hog_x = run("hog", "--resize", "256x256"), run("hog", "--resize", "256x256", "--exact-decode")
@@ -283,7 +283,7 @@ def test_reduced_decode_moves_the_numbers_within_bounds_on_12_mp_photos(tmp_path
 # The memory budget counts what a reduced decode holds
 
 
-def test_the_memory_budget_counts_the_reduced_decode(tmp_path):
+def test_the_memory_budget_counts_the_reduced_decode(tmp_path, camera_photo):
     from featx.memory import MemoryBudget
 
     budget = MemoryBudget(1 << 40, lambda h, w: 0)
@@ -294,18 +294,18 @@ def test_the_memory_budget_counts_the_reduced_decode(tmp_path):
     # a progressive JPEG's decoder holds every DCT coefficient, whatever the scale
     assert budget.cost(4000, 3000, 3, 1, 2_000_000, scale=8, progressive=True) == eighth + 2 * 3 * 4000 * 3000
     # through the CLI: a 12-MP photo that fits a small budget only when decoded reduced
-    photo = camera_jpeg(tmp_path / "p.jpg", "coffee.jpg", size=(4000, 3000))
+    photo = camera_photo("coffee.jpg", size=(4000, 3000))
     args = ["extract", "hog", photo, "--resize", "256x256", "--max-memory", "24M", "-j", "1", "-q"]
     ok(run_featx(*args, "-o", tmp_path / "a.npy"))
     r = run_featx(*args, "--exact-decode", "-o", tmp_path / "b.npy")
     assert r.returncode == 1 and b"memory budget" in r.stderr, r.stderr
 
 
-def test_a_truncated_jpeg_fails_and_trailing_bytes_do_not_matter(tmp_path):
+def test_a_truncated_jpeg_fails_and_trailing_bytes_do_not_matter(tmp_path, camera_photo):
     """libjpeg reading a file makes up the missing end of a truncated JPEG: featx still
     fails it (reduced or not), and a JPEG followed by other bytes (a motion photo's
     video) decodes as from memory."""
-    photo = camera_jpeg(tmp_path / "p.jpg", "rocket.jpg", size=(1600, 1200))
+    photo = camera_photo("rocket.jpg", size=(1600, 1200))
     raw = photo.read_bytes()
     (tmp_path / "cut.jpg").write_bytes(raw[:len(raw) // 2])
     (tmp_path / "tail.jpg").write_bytes(raw + b"\0\0ftypmp42" + bytes(range(256)) * 40)

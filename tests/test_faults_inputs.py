@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, featx, featx_subprocess
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -185,6 +185,7 @@ def test_walk_in_process_unreadable_folder_is_an_error_input(tmp_path, monkeypat
 # 10. only regular files are read: a FIFO named *.jpg cannot hang the run
 
 
+@pytest.mark.slow  # three featx processes (a hang must be killable)
 def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
     shutil.copy(SAMPLES / "coffee.jpg", tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
@@ -192,8 +193,8 @@ def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
     out = tmp_path / "g.csv"
     # without --timeout: reading the FIFO would block forever (no writer ever comes); -j 1 so
     # that, were it to block, the timeout's kill ends every process holding the pipes
-    r = featx("extract", "gradients", "a.jpg", "pipe.jpg", "/dev/urandom", "-o", out, "-j", "1", cwd=tmp_path,
-              timeout=60)
+    r = featx_subprocess("extract", "gradients", "a.jpg", "pipe.jpg", "/dev/urandom", "-o", out, "-j", "1",
+                         cwd=tmp_path, timeout=60)
     assert r.returncode == 1, r.stderr.decode()
     assert sorted(error_lines(r)) == [
         "featx: error: /dev/urandom: not a regular file (a character device): only regular files are read",
@@ -201,11 +202,11 @@ def test_fifo_and_devices_named_as_inputs_fail_alone_without_blocking(tmp_path):
     ]
     assert rows_of_csv(out) == [f"{os.path.realpath(tmp_path)}/a.jpg"]
     # --hash reads inputs in the main process to decide what is up to date: not a FIFO
-    r = featx("extract", "gradients", "a.jpg", "pipe.jpg", "-o", tmp_path / "h.npy", "--hash", "-j", "1",
-              cwd=tmp_path, timeout=60)
+    r = featx_subprocess("extract", "gradients", "a.jpg", "pipe.jpg", "-o", tmp_path / "h.npy", "--hash", "-j", "1",
+                         cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and error_lines(r) == [
         f"featx: error: {os.path.realpath(tmp_path)}/pipe.jpg: not a regular file (a FIFO): only regular files are read"]
-    r = featx("extract", "gradients", "pipe.mp4", "-o", tmp_path / "v.csv", "-j", "1", cwd=tmp_path, timeout=60)
+    r = featx_subprocess("extract", "gradients", "pipe.mp4", "-o", tmp_path / "v.csv", "-j", "1", cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and "pipe.mp4: not a regular file (a FIFO)" in r.stderr.decode()
 
 
@@ -268,6 +269,7 @@ sys.exit(r.returncode)
 '''
 
 
+@pytest.mark.slow  # a featx process whose peak memory is measured
 def test_small_file_with_huge_dimensions_is_refused_alone_and_memory_stays_low(tmp_path):
     bomb = _png_of_zeros(tmp_path / "bomb.png", 13000, 13000)
     assert bomb.stat().st_size < 1_000_000
@@ -525,7 +527,7 @@ def test_bad_codebooks_are_one_line_usage_errors_before_any_work(good_codebook, 
         for encode in ("vlad", "fisher"):
             out = tmp_path / f"{path.stem}-{encode}.npy"
             r = featx("extract", "sift", "a.jpg", "-o", out, "--encode", encode, "--codebook", path,
-                      "--resize", "256x192", cwd=tmp_path, timeout=120)
+                      "--resize", "256x192", cwd=tmp_path)
             err = r.stderr.decode()
             assert r.returncode == 2, (what, encode, err)
             first = err.splitlines()[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env
+from helpers import SAMPLES, featx, plugin_env, featx_subprocess
 
 PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.jpg", "rocket.jpg"]
 
@@ -112,6 +112,7 @@ def test_a_misspelt_input_is_a_usage_error_and_nothing_is_created(tmp_path):
     assert r.returncode == 1 and b"gone.jpg" in r.stderr and np.load(tmp_path / "g3.npy").shape[0] == 1
 
 
+@pytest.mark.slow  # featx processes writing into a pipe that closes (the file descriptor is the point)
 def test_a_closed_stdout_is_not_a_failure_of_inputs(tmp_path):
     src = tmp_path / "many"
     src.mkdir()
@@ -168,7 +169,7 @@ def test_a_cron_week(tmp_path):
     feats.mkdir()
 
     def night(cwd: Path, inp: str, out: str, extra=()):
-        return featx("extract", "slow", inp, "-o", out, "-q", *extra, cwd=cwd, env=env)
+        return featx_subprocess("extract", "slow", inp, "-o", out, "-q", *extra, cwd=cwd, env=env)
 
     # Monday: from home, relative paths
     assert night(home, "photos", "feats/w.npy").returncode == 0
@@ -199,7 +200,7 @@ def test_a_cron_week(tmp_path):
     assert r.returncode == 0, r.stderr
     # one clean run over the final folder
     ref = tmp_path / "ref.npy"
-    assert featx("extract", "slow", photos, "-o", ref, "-q", env=env).returncode == 0
+    assert featx_subprocess("extract", "slow", photos, "-o", ref, "-q", env=env).returncode == 0
     got = dict(zip(index_paths(feats / "w.index.csv"), np.load(feats / "w.npy")))
     want = dict(zip(index_paths(tmp_path / "ref.index.csv"), np.load(ref)))
     assert len(got) == np.load(feats / "w.npy").shape[0]  # no input twice

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, plugin_env, photo_crops
+from helpers import SAMPLES, featx, plugin_env, photo_crops, featx_subprocess
 
 SMALL = ["--resize", "64x48", "-q"]
 
@@ -119,7 +119,7 @@ def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
     ref = tmp_path / "ref" / f"h.{fmt}"
     ref.parent.mkdir()
     args = ["-q", "-j", "2", "--commit-every", "0.1"]
-    assert featx("extract", "slow", src, "-o", ref, *args, env=env).returncode == 0
+    assert featx_subprocess("extract", "slow", src, "-o", ref, *args, env=env).returncode == 0
     expected = outputs(ref)
     out = tmp_path / "run" / f"h.{fmt}"
     out.parent.mkdir()
@@ -184,7 +184,7 @@ def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     for name, w in (("a", 40), ("b-hang", 33), ("c", 41), ("d-crash", 34), ("e", 42)):
         cv2.imwrite(str(src / f"{name}.png"), img[:30, :w])
     t = time.monotonic()
-    r = featx("extract", "trouble", src, "-o", tmp_path / "t.csv", "--timeout", "3", "-j", "2", env=env)
+    r = featx_subprocess("extract", "trouble", src, "-o", tmp_path / "t.csv", "--timeout", "3", "-j", "2", env=env)
     assert time.monotonic() - t < 60
     assert r.returncode == 1, r.stderr
     err = r.stderr.decode()

@@ -20,7 +20,7 @@ from featx.extractors import gabor as gabor_mod
 from featx.extractors import gradients as gradients_mod
 from featx.extractors.gabor import BORDERS, Gabor
 from featx.extractors.gradients import Gradients
-from helpers import SAMPLES, camera_jpeg, ok
+from helpers import SAMPLES, ok
 from test_gradients import PARAM_SETS, reference_vector
 
 
@@ -185,13 +185,13 @@ print(json.dumps({"growth": peak - base, "image": img.nbytes, "file": __import__
 
 
 @pytest.mark.slow
-def test_a_big_jpeg_is_in_memory_once(tmp_path):
+def test_a_big_jpeg_is_in_memory_once(camera_photo):
     """Decoding a 12-MP JPEG adds the picture to the peak, and neither the file's bytes
     (libjpeg reads the open file) nor a second copy of the picture (cv2.imdecode's own
     buffer copied into numpy, BGR to RGB as a new array) as it did."""
     if not os.path.exists("/proc/self/clear_refs"):
         pytest.skip("needs Linux /proc peak-RSS reset (clear_refs)")
-    photo = camera_jpeg(tmp_path / "p.jpg", "coffee.jpg")
+    photo = camera_photo("coffee.jpg")
     r = subprocess.run([sys.executable, "-c", _DECODE, str(photo), str(SAMPLES / "coffee.jpg")],
                        capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
@@ -208,7 +208,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
 @pytest.mark.slow
-def test_a_cnn_batch_holds_network_inputs_not_photos(tmp_path):
+def test_a_cnn_batch_holds_network_inputs_not_photos(tmp_path, camera_photo):
     """16 12-MP JPEGs decoded in full (--exact-decode): a batch of 16 costs about what a
     batch of 1 does (16 tensors of 600 KB, and the engine's activations); when a batch
     held the decoded photos, 16 of them added 16 x 36 MB."""
@@ -216,9 +216,8 @@ def test_a_cnn_batch_holds_network_inputs_not_photos(tmp_path):
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    first = camera_jpeg(folder / "p00.jpg", "chelsea.png")
-    for i in range(1, 16):
-        shutil.copyfile(first, folder / f"p{i:02d}.jpg")
+    for i in range(16):
+        shutil.copyfile(camera_photo("chelsea.png", seed=2), folder / f"p{i:02d}.jpg")
 
     def peak(batch: int) -> int:
         cmd = [sys.executable, "-m", "featx", "extract", "cnn", str(folder), "--exact-decode", "-j", "1", "-q",

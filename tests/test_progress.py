@@ -51,6 +51,7 @@ def frames_of(text: str) -> list[str]:
 BAR = re.compile(r"(\d+)%\|.*\| *(\d+)/(\d+) \[")
 
 
+@pytest.mark.slow  # a featx process on a pseudo-terminal
 def test_a_folder_gets_a_total_percentage_and_eta_and_failures_on_their_own_lines(tmp_path):
     src = photo_crops(tmp_path / "in", 30, (320, 240))
     (src / "zz-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
@@ -67,6 +68,7 @@ def test_a_folder_gets_a_total_percentage_and_eta_and_failures_on_their_own_line
     assert any("1 failed" in s for s in shown)
 
 
+@pytest.mark.slow  # a featx process on a pseudo-terminal, reading a video
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_video_counts_frames_and_moves_while_it_is_read(tmp_path, jobs):
     code, text = run_in_pty(["extract", "gabor", SAMPLES / "clip.mp4", "-o", tmp_path / "v.npy", "-j", jobs,

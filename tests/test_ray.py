@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, fake_plugin, featx
+from helpers import SAMPLES, fake_plugin, featx, featx_subprocess
 
 SMALL = ["--resize", "96x64", "-q"]
 
@@ -104,6 +104,7 @@ def output_files(out: Path) -> dict[str, bytes]:
             if not p.name.endswith(".featx.json")}
 
 
+@pytest.mark.slow  # starts the module's local Ray
 def test_a_recipe_on_ray_writes_what_it_writes_locally(tmp_path, cluster):
     """Three outputs (npy, csv, npy-dir) in one pass on Ray actors, with a crash that the
     actors retry: the same bytes as the recipe run locally with -j 1."""
@@ -115,9 +116,9 @@ def test_a_recipe_on_ray_writes_what_it_writes_locally(tmp_path, cluster):
         for name, fname, size in outs:
             lines += ["[[output]]", f'extractor = "{name}"', f'path = "{where}/{fname}"', f'resize = "{size}"']
         (tmp_path / f"{where}.toml").write_text("\n".join(lines) + "\n")
-    r = featx("run", tmp_path / "local.toml", "-j", "1", "-q")
+    r = featx_subprocess("run", tmp_path / "local.toml", "-j", "1", "-q")
     assert r.returncode == 0, r.stderr
-    r = featx("run", tmp_path / "ray.toml", "-j", "2", "-q", "--executor", "ray", "--ray-address", cluster["address"])
+    r = featx_subprocess("run", tmp_path / "ray.toml", "-j", "2", "-q", "--executor", "ray", "--ray-address", cluster["address"])
     assert r.returncode == 0, r.stderr
     for _, fname, _ in outs:
         expected = output_files(tmp_path / "local" / fname.rstrip("/"))
@@ -131,9 +132,9 @@ def test_output_is_byte_identical_to_a_local_run(tmp_path, cluster, fmt):
     name = {"npy": "h.npy", "csv": "h.csv", "npy-dir": "h/"}[fmt]
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
-    r = featx("extract", "hog", src, "-o", f"{tmp_path}/local/{name}", *SMALL, "-j", "1")
+    r = featx_subprocess("extract", "hog", src, "-o", f"{tmp_path}/local/{name}", *SMALL, "-j", "1")
     assert r.returncode == 0, r.stderr
-    r = featx("extract", "hog", src, "-o", f"{tmp_path}/ray/{name}", *SMALL, "-j", "2",
+    r = featx_subprocess("extract", "hog", src, "-o", f"{tmp_path}/ray/{name}", *SMALL, "-j", "2",
               "--executor", "ray", "--ray-address", cluster["address"], "--summary-json", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     expected = output_files(tmp_path / "local" / name.rstrip("/"))
@@ -146,7 +147,7 @@ def test_output_is_byte_identical_to_a_local_run(tmp_path, cluster, fmt):
         # a re-run on Ray is incremental like a local one
         import json
 
-        r = featx("extract", "hog", src, "-o", f"{tmp_path}/ray/{name}", *SMALL, "--executor", "ray",
+        r = featx_subprocess("extract", "hog", src, "-o", f"{tmp_path}/ray/{name}", *SMALL, "--executor", "ray",
                   "--ray-address", cluster["address"], "--summary-json", tmp_path / "s.json")
         s = json.loads((tmp_path / "s.json").read_text())
         assert r.returncode == 0 and (s["processed"], s["up_to_date"]) == (0, 14)
@@ -165,12 +166,12 @@ def test_own_local_ray_keeps_stdout_data_only(tmp_path, cluster):
     for name, w in (("a", 40), ("c", 41), ("e", 42)):
         cv2.imwrite(str(src / f"{name}.png"), img[100:160, 200:200 + w])
     env = {"PYTHONPATH": str(cluster["plugin"]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    local = featx("extract", "flaky", src, "-o", "-", "-j", "1", env=env)
+    local = featx_subprocess("extract", "flaky", src, "-o", "-", "-j", "1", env=env)
     assert local.returncode == 0, local.stderr
     assert local.stdout.count(b"\n") == 4
     cv2.imwrite(str(src / "d-crash.png"), img[100:160, 200:234])  # kills every worker it is sent to
     t = time.monotonic()
-    r = featx("extract", "flaky", src, "-o", "-", "-j", "2", "--executor", "ray", env=env)
+    r = featx_subprocess("extract", "flaky", src, "-o", "-", "-j", "2", "--executor", "ray", env=env)
     assert time.monotonic() - t < 60
     assert r.returncode == 1, r.stderr
     assert r.stdout == local.stdout
@@ -230,7 +231,7 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
     src = photos(tmp_path / "in", 1)
-    r = featx("extract", "hog", src, "-o", tmp_path / "h.npy", "--executor", "ray",
+    r = featx_subprocess("extract", "hog", src, "-o", tmp_path / "h.npy", "--executor", "ray",
               env={"PYTHONPATH": str(shadow.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert r.returncode == 2
     assert b"--executor ray needs Ray" in r.stderr and b"pip install 'featx[ray]'" in r.stderr

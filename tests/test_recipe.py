@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx, ok, output_files, photo_crops, plugin_env
+from helpers import SAMPLES, featx, ok, output_files, photo_crops, plugin_env, featx_subprocess
 
 VIDEO = SAMPLES / "clip.mp4"
 
@@ -60,8 +60,9 @@ def separate(tmp: Path, src, outputs, extra: list, cwd=None, env=None) -> Path:
     ref.mkdir(exist_ok=True)
     for name, fname, opts in outputs:
         dest = str(ref / fname) + ("/" if fname.endswith("/") else "")
-        ok(featx("extract", name, *([src] if not isinstance(src, list) else src), "-o", dest,
-                 *flags(opts), "-q", *extra, cwd=cwd, env=env))
+        run = featx_subprocess if env else featx   # env: a plugin, found by a fresh interpreter
+        ok(run("extract", name, *([src] if not isinstance(src, list) else src), "-o", dest,
+               *flags(opts), "-q", *extra, cwd=cwd, env=env))
     return ref
 
 
@@ -254,9 +255,22 @@ def test_kill9_of_a_recipe_run_resumes_to_the_same_bytes_and_leaves_no_process(t
     full_env = {**os.environ, **env}
     rng = random.Random(5)
     mid = 0
+
+    def committed() -> int:
+        try:
+            return np.load(out / "s.npy", mmap_mode="r").shape[0]
+        except (OSError, ValueError):  # not there yet, or caught mid-commit
+            return 0
+
     for _ in range(6):
+        before = committed()
         p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL, env=full_env)
-        time.sleep(rng.uniform(0.4, 1.8))
+        # not a guess at how long start-up takes on this machine: wait for this run's first
+        # commit, then kill at a seeded moment after it (mid-chunk, mid-write, mid-commit)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and committed() <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.25))
         if p.poll() is not None:
             break
         os.killpg(p.pid, signal.SIGKILL)
@@ -288,6 +302,7 @@ def slow_env(tmp_path):
     return plugin_env(tmp_path)
 
 
+@pytest.mark.slow  # featx processes (a plugin), one interrupted
 def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow_env):
     src = photo_crops(tmp_path / "in", 60, (160, 120))
     outs = [("slow", "s.npy", {}), ("gradients", "g.npy", {"resize": "64x48"})]
@@ -305,10 +320,11 @@ def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow
     assert p.returncode == 130, err
     for _, fname, _ in outs:
         assert json.loads((out / (fname + ".featx.json")).read_text())["status"] == "interrupted"
-    ok(featx("run", r, env=slow_env))
+    ok(featx_subprocess("run", r, env=slow_env))
     assert_same(out, separate(tmp_path, src, outs, [], env=slow_env), outs)
 
 
+@pytest.mark.slow  # waits out a 3-s --timeout
 def test_timeout_and_a_crashing_input_fail_alone_in_a_recipe(tmp_path, slow_env):
     """``trouble`` hangs on 33-pixel-wide images and kills its worker on 34: with --timeout
     those inputs fail (for the outputs that asked for them); every other row is written."""
@@ -322,7 +338,7 @@ def test_timeout_and_a_crashing_input_fail_alone_in_a_recipe(tmp_path, slow_env)
     out = tmp_path / "o"
     out.mkdir()
     r = recipe(tmp_path / "r.toml", [src], outs, out)
-    res = featx("run", r, "--timeout", "3", "-j", "2", env=slow_env, timeout=200)
+    res = featx_subprocess("run", r, "--timeout", "3", "-j", "2", env=slow_env, timeout=200)
     assert res.returncode == 1, res.stderr
     err = res.stderr.decode()
     assert "hang.png: timed out after 3 s" in err and "crash.png: the worker process crashed" in err
@@ -361,7 +377,7 @@ def test_two_recipes_sharing_an_output_do_not_both_write_it(tmp_path, photos, sl
     while not (out / ".s.npy.featx-lock").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)
-    b = featx("run", r, "-q", env=slow_env)
+    b = featx_subprocess("run", r, "-q", env=slow_env)
     a.communicate(timeout=60)
     assert a.returncode == 0
     assert b.returncode in (0, 75), b.stderr  # locked out, or it came after the first had finished

@@ -402,6 +402,10 @@ def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, pro
         err = next(((o, e) for o, e in ((o, o.write_error(exc)) for o in outs) if e is not None), None)
         if err is None:
             raise
+        # an error from the workers (a spool file in a removed folder) ends the loop above
+        # without closing the pool; left to the interpreter's exit hook, the pool's manager
+        # thread closes its wake-up pipe while that hook writes to it (EBADF traceback)
+        executor.close(cancel=True)
         _stopped_by(outs, err[1], err[0])
         ok = True
     finally:
