@@ -40,6 +40,10 @@ log = logging.getLogger("featx.cnn")
 _INTERP = {"area": 3, "linear": 1, "cubic": 2}  # cv2.INTER_* values (no cv2 import here)
 
 
+#: model lines already logged by this process (source, tensor, backend, provider)
+_ANNOUNCED: set[tuple] = set()
+
+
 def _main_process() -> bool:
     """True outside featx's worker processes (which multiprocessing starts)."""
     return multiprocessing.parent_process() is None
@@ -323,9 +327,13 @@ class CNN(Extractor):
             raise UsageError(f"cnn: --top-k needs a 2-D score tensor; {self._tensor!r} has "
                              f"shape {out.shape}")
         self._dim = int(vec.shape[1]) if not p.top_k else 2 * p.top_k
-        (log.info if self._announce else log.debug)(
-            "cnn: model %s, tensor %s, %s on %s", source["model"], self._tensor,
-            self.backend_name, self.provider)
+        line = (source["model"], self._tensor, self.backend_name, self.provider)
+        # once per process: a run may build the same extractor twice (with its thread count
+        # set for the worker count), which is one model to the user
+        announce = self._announce and line not in _ANNOUNCED
+        if announce:
+            _ANNOUNCED.add(line)
+        (log.info if announce else log.debug)("cnn: model %s, tensor %s, %s on %s", *line)
 
     def __reduce__(self):
         # Sessions do not pickle: a copy (e.g. sent to a worker process) is
