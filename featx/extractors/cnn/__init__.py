@@ -19,8 +19,10 @@ on large photos); values ``(x - 127) / 128`` on the 0–255 scale; NCHW.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import multiprocessing
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,6 +38,15 @@ __all__ = ["CNN"]
 log = logging.getLogger("featx.cnn")
 
 _INTERP = {"area": 3, "linear": 1, "cubic": 2}  # cv2.INTER_* values (no cv2 import here)
+
+
+#: model lines already logged by this process (source, tensor, backend, provider)
+_ANNOUNCED: set[tuple] = set()
+
+
+def _main_process() -> bool:
+    """True outside featx's worker processes (which multiprocessing starts)."""
+    return multiprocessing.parent_process() is None
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -157,6 +168,9 @@ class CNN(Extractor):
 
     def __init__(self, params: Any = None):
         super().__init__(params)
+        # the model line is for a run: not for an instance made with the defaults to look
+        # at the class (help text, examples), and not once more from every worker process
+        self._announce = params is not None and _main_process()
         self._setup()
 
     def _setup(self) -> None:
@@ -276,7 +290,9 @@ class CNN(Extractor):
                 raise UsageError(f"cnn: the model has no '{layer}' tensor in its metadata",
                                  "name a tensor with --layer; available: " + _some(names))
             if layer not in names:
-                raise UsageError(f"cnn: no tensor named {layer!r} in the model",
+                near = difflib.get_close_matches(layer, ["embedding", "logits", *names], n=1, cutoff=0.75)
+                raise UsageError(f"cnn: no tensor named {layer!r} in the model"
+                                 + (f"; did you mean {near[0]!r}?" if near else ""),
                                  "available: " + _some(names))
             return layer
 
@@ -311,8 +327,13 @@ class CNN(Extractor):
             raise UsageError(f"cnn: --top-k needs a 2-D score tensor; {self._tensor!r} has "
                              f"shape {out.shape}")
         self._dim = int(vec.shape[1]) if not p.top_k else 2 * p.top_k
-        log.info("cnn: model %s, tensor %s, %s on %s", source["model"], self._tensor,
-                 self.backend_name, self.provider)
+        line = (source["model"], self._tensor, self.backend_name, self.provider)
+        # once per process: a run may build the same extractor twice (with its thread count
+        # set for the worker count), which is one model to the user
+        announce = self._announce and line not in _ANNOUNCED
+        if announce:
+            _ANNOUNCED.add(line)
+        (log.info if announce else log.debug)("cnn: model %s, tensor %s, %s on %s", *line)
 
     def __reduce__(self):
         # Sessions do not pickle: a copy (e.g. sent to a worker process) is

@@ -164,8 +164,25 @@ def bundled_path(name: str) -> Path | None:
     return package_weights_path()
 
 
+def check_name(name: str) -> str:
+    """``name`` if it can name a folder of the model cache, else :class:`UsageError`.
+
+    A model's name becomes a folder under :func:`models_dir`: an absolute path, a name
+    with a path separator, ``.``/``..`` or a hidden name would put the download (or look
+    for a model) outside the cache, or clash with its temporary files.
+    """
+    bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+           or "\0" in name or os.path.isabs(name) or any(ord(c) < 32 for c in name))
+    if bad:
+        raise UsageError(f"bad model name {name!r}: a model name is one plain word, not a path",
+                         "use a name like my-model (letters, digits, - _ and .); "
+                         "`--model FILE.onnx` takes a model file where it is")
+    return name
+
+
 def cached_path(name: str, sha256: str, filename: str) -> Path:
     """Where a fetched file lives in the cache."""
+    check_name(name)
     return models_dir() / name / f"{sha256[:16]}-{filename}"
 
 
@@ -334,6 +351,13 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
     import urllib.error
     import urllib.request
 
+    check_name(name)
+    if name == DEFAULT_MODEL and url is not None:
+        # the default model's weights come with featx (or from its own known URL): another
+        # file cached under its name would silently replace them in every `cnn` run
+        raise UsageError(f"{name} is featx's bundled default model: it is never fetched from another URL",
+                         "fetch the file under a name of its own (featx models fetch NAME --url URL "
+                         "--sha256 HEX) and use it with --model NAME")
     if url is None and bundled_path(name) is not None:
         return bundled_path(name)
     km = KNOWN_MODELS.get(name)
@@ -385,7 +409,12 @@ def fetch(name: str, url: str | None = None, sha256: str | None = None, *,
 
 
 def resolve(name: str) -> Path | None:
-    """A cached fetched model by name (the newest file), or None."""
+    """A cached fetched model by name (the newest file), or None (also for a name that
+    is not one, see :func:`check_name`: nothing outside the cache is read)."""
+    try:
+        check_name(name)
+    except UsageError:
+        return None
     d = models_dir() / name
     try:
         files = [f for f in d.iterdir() if f.is_file() and not f.name.startswith(".tmp-")

@@ -1,0 +1,242 @@
+"""Attacks on what featx writes: outputs damaged under a run, outputs in odd places, rows
+counted twice, state files that are not there, a reader that goes away (issue 21, items
+1, 3, 5, 6, 7, 8, 9, 10).  Each test reproduces the issue's report and asserts the
+behaviour the issue asks for; they fail on the code the issue was filed against."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import SAMPLES, copy_samples, featx, featx_inprocess, ok, photo_crops, plugin_env
+
+
+def sidecar(out: Path) -> dict:
+    return json.loads(out.with_name(out.name + ".featx.json").read_text("utf-8"))
+
+
+def err(r) -> str:
+    return r.stderr.decode(errors="replace")
+
+
+def index_rows(npy: Path) -> int:
+    idx = npy.with_name(npy.stem + ".index.csv")
+    return len(idx.read_text("utf-8").splitlines()) - 1
+
+
+# ---------------------------------------------------------------------------
+# 1. an output truncated or rewritten during a run
+
+
+@pytest.mark.parametrize("out,damaged", [("h.npy", "h.npy"), ("h.csv", "h.csv"), ("h.npy", "h.index.csv")])
+def test_i01_output_truncated_or_rewritten_mid_run_is_exit_74(tmp_path, out, damaged):
+    """Item 1: `featx extract hog ds -o h.npy --commit-every 0.2 & sleep 1.1; truncate -s 1000
+    h.npy; wait` -> exit 0, sidecar `complete`, and the next run says "up to date" over rows
+    of zeros (the same for a .csv and a rewritten h.index.csv).  The README promises exit 74
+    when an output changes under a run.  No race: the run is a `slow` plugin extractor that
+    reports each image done; the test stops the run's process group, damages the file the
+    run has committed to, and lets it go on."""
+    src = photo_crops(tmp_path / "ds", 120, (64, 48))
+    env = plugin_env(tmp_path)
+    progress = tmp_path / "progress"
+    p = subprocess.Popen([sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", out, "-j", "1",
+                          "--commit-every", "0.05", "-q"], cwd=tmp_path, stderr=subprocess.PIPE,
+                         env={**os.environ, **env, "SLOW_PROGRESS": str(progress)}, start_new_session=True)
+    target = tmp_path / damaged
+    try:
+        deadline = time.monotonic() + 120
+        # a known point: 15 images done and a commit on disk (the damaged file holds rows)
+        while not (progress.exists() and progress.stat().st_size >= 15 and target.exists()
+                   and target.stat().st_size > 1500):
+            assert p.poll() is None, err(subprocess.CompletedProcess([], p.returncode, b"", p.stderr.read()))
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGSTOP)
+        try:
+            assert progress.stat().st_size < 120   # work is left after the damage
+            if damaged.endswith(".index.csv"):
+                lines = target.read_bytes().splitlines(keepends=True)
+                target.write_bytes(lines[0] + b"".join(reversed(lines[1:])))   # rewritten in place
+            else:
+                os.truncate(target, 1000)
+        finally:
+            os.killpg(p.pid, signal.SIGCONT)
+        _, stderr = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 74, (p.returncode, stderr.decode(errors="replace")[-800:])
+    assert sidecar(tmp_path / out)["status"] != "complete"
+
+
+# ---------------------------------------------------------------------------
+# 3. -o a device node
+
+
+def test_i03_output_onto_a_device_node_is_refused_even_with_overwrite(tmp_path):
+    """Item 3: `-o /dev/null --overwrite` replaces the device node with a regular file (as
+    root, /dev/null itself).  The test makes its own character device (1,3 = null) so the
+    real /dev/null is never at stake; featx must refuse anything that is not a regular file
+    or a featx folder, and leave the node as it is."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    copy_samples(tmp_path / "s", {"coffee.jpg": "coffee.jpg"})
+    for name in ("null.npy", "null.csv"):
+        node = tmp_path / name
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        for extra in ([], ["--overwrite"]):
+            r = featx_inprocess("extract", "hog", "s", "-o", name, "--resize", "64x64", *extra, cwd=tmp_path)
+            assert r.returncode == 2, (name, extra, r.returncode, err(r)[-600:])
+            assert stat.S_ISCHR(os.lstat(node).st_mode), (name, extra)
+            assert name in err(r)
+
+
+# ---------------------------------------------------------------------------
+# 5. a recipe output inside another output's npy-dir
+
+
+def test_i05_recipe_output_inside_another_outputs_npy_dir_is_refused(tmp_path):
+    """Item 5: a recipe accepts an output inside another output's npy-dir (one overwrites the
+    other's files, the next run says "up to date"); two separate `featx extract` runs refuse
+    it.  The recipe must be refused before anything is written."""
+    copy_samples(tmp_path, {"coffee.jpg": "coffee.jpg"})
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "r.toml").write_text('inputs = ["coffee.jpg"]\n'
+                                     '[[output]]\nextractor = "gradients"\npath = "feats/"\n'
+                                     '[[output]]\nextractor = "hog"\npath = "feats/coffee.jpg.npy"\n'
+                                     'resize = "64x64"\n')
+    r = featx_inprocess("run", "r.toml", cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, err(r)[-600:])
+    assert not any((tmp_path / "feats").rglob("*.npy"))
+
+
+# ---------------------------------------------------------------------------
+# 6. region outputs: stale rows and an empty boxes file
+
+
+def _boxes(path: Path, rows: list[str]) -> Path:
+    path.write_text("path,x,y,w,h\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+def test_i06_empty_boxes_file_on_a_fresh_output_is_zero_rows_exit_0(tmp_path):
+    """Item 6: a nightly `detect` -> `extract --regions` job on a day with no faces gets exit 2
+    "no images" for a fresh output.  An empty boxes list is a valid input: zero rows, exit 0."""
+    copy_samples(tmp_path / "p", {"coffee.jpg": "coffee.jpg"})
+    _boxes(tmp_path / "boxes.csv", [])
+    r = featx_inprocess("extract", "hog", "--regions", "boxes.csv", "-o", "r.npy", "--resize", "32x32",
+                        cwd=tmp_path)
+    assert r.returncode == 0, (r.returncode, err(r)[-600:])
+    assert np.load(tmp_path / "r.npy").shape[0] == 0
+    assert index_rows(tmp_path / "r.npy") == 0
+
+
+def test_i06_prune_removes_region_rows_no_longer_listed(tmp_path):
+    """Item 6: when today's boxes file no longer lists a box or an image (the image still
+    exists), yesterday's rows stay, even with --prune; an empty boxes file on an existing
+    output says "0 processed" and keeps every old row."""
+    copy_samples(tmp_path / "p", {"coffee.jpg": "coffee.jpg", "rocket.jpg": "rocket.jpg"})
+    args = ["extract", "hog", "--regions", "boxes.csv", "-o", "r.npy", "--resize", "32x32"]
+    _boxes(tmp_path / "boxes.csv", ["p/coffee.jpg,0,0,64,64", "p/coffee.jpg,10,10,64,64", "p/rocket.jpg,0,0,64,64"])
+    ok(featx_inprocess(*args, cwd=tmp_path))
+    assert index_rows(tmp_path / "r.npy") == 3
+    _boxes(tmp_path / "boxes.csv", ["p/coffee.jpg,0,0,64,64"])
+    ok(featx_inprocess(*args, "--prune", cwd=tmp_path))
+    assert index_rows(tmp_path / "r.npy") == 1
+    assert np.load(tmp_path / "r.npy").shape[0] == 1
+    _boxes(tmp_path / "boxes.csv", [])
+    ok(featx_inprocess(*args, "--prune", cwd=tmp_path))
+    assert index_rows(tmp_path / "r.npy") == 0
+    assert np.load(tmp_path / "r.npy").shape[0] == 0
+
+
+# ---------------------------------------------------------------------------
+# 7. -o y.npy --format csv
+
+
+def test_i07_csv_format_into_an_npy_name_is_refused(tmp_path):
+    """Item 7: `-o y.npy --format csv` writes CSV text into a .npy (the opposite is refused)."""
+    copy_samples(tmp_path / "s", {"coffee.jpg": "coffee.jpg"})
+    r = featx_inprocess("extract", "hog", "s", "-o", "y.npy", "--format", "csv", "--resize", "64x64", cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, err(r)[-600:])
+    assert not (tmp_path / "y.npy").exists()
+    assert "y.npy" in err(r)
+
+
+# ---------------------------------------------------------------------------
+# 8. repeated inputs in one list
+
+
+def test_i08_repeated_inputs_in_one_list_are_counted_once(tmp_path):
+    """Item 8: `s/coffee.jpg`, `./s/coffee.jpg` and `s/../s/coffee.jpg` on stdin -> "3
+    processed", sidecar rows: 3, one row in the file.  One file is one input."""
+    copy_samples(tmp_path / "s", {"coffee.jpg": "coffee.jpg"})
+    listing = b"s/coffee.jpg\n./s/coffee.jpg\ns/../s/coffee.jpg\n"
+    r = ok(featx_inprocess("extract", "hog", "-", "-o", "h.npy", "--resize", "64x64", stdin=listing, cwd=tmp_path))
+    assert index_rows(tmp_path / "h.npy") == 1
+    meta = sidecar(tmp_path / "h.npy")["inputs"]
+    assert meta["processed"] == 1 and meta["rows"] == 1, meta
+    assert "1 processed" in err(r), err(r)
+
+
+# ---------------------------------------------------------------------------
+# 9. a 0-byte state file
+
+
+def test_i09_zero_byte_state_file_is_refused_like_a_missing_one(tmp_path):
+    """Item 9: a 0-byte state file next to an existing output lets featx replace that output
+    with no settings check (with no state file at all, featx refuses)."""
+    copy_samples(tmp_path / "s", {"coffee.jpg": "coffee.jpg", "rocket.jpg": "rocket.jpg"})
+    ok(featx_inprocess("extract", "hog", "s", "-o", "h.npy", "--resize", "64x64", cwd=tmp_path))
+    before = (tmp_path / "h.npy").read_bytes()
+    state = tmp_path / ".h.npy.featx-state"
+    state.unlink()
+    missing = featx_inprocess("extract", "hog", "s", "-o", "h.npy", "--resize", "64x64", "--cell-size", "16",
+                              cwd=tmp_path)
+    assert missing.returncode == 2, (missing.returncode, err(missing)[-600:])   # today's behaviour
+    state.write_bytes(b"")
+    r = featx_inprocess("extract", "hog", "s", "-o", "h.npy", "--resize", "64x64", "--cell-size", "16", cwd=tmp_path)
+    assert r.returncode == missing.returncode, (r.returncode, err(r)[-600:])
+    assert (tmp_path / "h.npy").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------
+# 10. a reader of stdout that goes away; a closed stdout
+
+
+def test_i10_recipe_piped_into_head_leaves_interrupted_sidecars(tmp_path):
+    """Item 10: `featx run r.toml | head -2` (one output to stdout, one to a file) leaves the
+    file output's sidecar at `running` with committed rows - the README's word for a killed
+    run.  It must say `interrupted` (with the committed counts)."""
+    src = photo_crops(tmp_path / "ds", 120, (64, 48))
+    (tmp_path / "r.toml").write_text(f'inputs = ["{src}"]\njobs = 1\ncommit-every = 0.05\n'
+                                     '[[output]]\nextractor = "gradients"\npath = "-"\nformat = "csv"\n'
+                                     '[[output]]\nextractor = "gradients"\npath = "g.npy"\n')
+    r = subprocess.run(f"'{sys.executable}' -m featx run r.toml | head -2 > /dev/null", shell=True, cwd=tmp_path,
+                       capture_output=True, timeout=300, executable="/bin/bash")
+    meta = sidecar(tmp_path / "g.npy")
+    assert meta["status"] == "interrupted", (meta["status"], err(r)[-600:])
+    assert meta["inputs"]["rows"] == index_rows(tmp_path / "g.npy")
+
+
+def test_i10_closed_stdout_is_no_traceback_and_leaves_no_spool(tmp_path):
+    """Item 10: `featx extract gradients s -o gc.npy -j 2 >&-` is a traceback (executors.py,
+    'NoneType' object has no attribute 'flush') that leaves a spool folder behind."""
+    copy_samples(tmp_path / "s", {"coffee.jpg": "coffee.jpg", "rocket.jpg": "rocket.jpg",
+                                  "chelsea.png": "chelsea.png"})
+    r = subprocess.run(f"exec '{sys.executable}' -m featx extract gradients s -o gc.npy -j 2 >&-", shell=True,
+                       cwd=tmp_path, capture_output=True, timeout=300, executable="/bin/bash")
+    assert "Traceback" not in err(r), err(r)[-1500:]
+    assert r.returncode == 0, (r.returncode, err(r)[-600:])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([".gc.npy.featx-lock", ".gc.npy.featx-state", "gc.index.csv", "gc.npy",
+                           "gc.npy.featx.json", "s"]), left
