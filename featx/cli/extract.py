@@ -253,7 +253,8 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         show.say(f"error: {f.path}: {f.reason}{which}")
 
     with show:
-        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress, fork=_may_fork(ctx))
+        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress, fork=_may_fork(ctx),
+                         summary_json=summary_json)
     if summary_json:
         import json
 
