@@ -58,7 +58,8 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
 
 
 def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[int, int] | None = None,
-               resize_mode: str = "stretch", exact: bool = False) -> np.ndarray:
+               resize_mode: str = "stretch", exact: bool = False, max_pixels: int | None = None,
+               max_memory: int | str | None = None) -> np.ndarray:
     """An image file's pixels as ``featx extract`` decodes them for the extractor ``name``.
 
     uint8/uint16, ``(H, W)`` or ``(H, W, 3)`` RGB, EXIF orientation applied.  Given an
@@ -68,15 +69,37 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
     ``extract(read_image(p, ext, resize=r), ext, resize=r)`` is what the CLI writes;
     ``exact=True`` (as ``--exact-decode``) or no extractor: every pixel.
 
-    Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
-    """
-    from .decode import decode_image
+    ``max_pixels``, ``max_memory``: as ``--max-pixels`` and ``--max-memory`` (the same
+    defaults: about 179 million pixels; half the machine's memory; 0 = no limit), checked
+    against the file's header before any pixel is decoded.
 
+    Raises :class:`featx.errors.InputError` for a file that cannot be decoded or is over a
+    limit, :class:`featx.errors.UsageError` for a limit that is not one.
+    """
+    from . import memory, runopts
+    from .decode import decode_image
+    from .engine.worker import DEFAULT_MAX_PIXELS
+    from .errors import UsageError
+
+    try:
+        max_pixels = runopts.convert(runopts.BY_NAME["max_pixels"], max_pixels)
+        max_memory = runopts.convert(runopts.BY_NAME["max_memory"], max_memory)
+        resize = runopts.convert(runopts.BY_NAME["resize"], resize)
+    except runopts.Invalid as exc:
+        raise UsageError(f"read_image: expected {exc}") from None
     min_size = None
-    if name is not None and not exact:
+    ext = None
+    if name is not None:
         ext = name if isinstance(name, Extractor) else registry.get(name)()
-        min_size = ext.decode_size(resize, resize_mode)
-    return decode_image(str(path), max_pixels=None, min_size=min_size)
+        if not exact:
+            min_size = ext.decode_size(resize, resize_mode)
+    limit = memory.resolve(max_memory, 1)
+    budget = None
+    if limit:
+        budget = memory.MemoryBudget.for_extractor(limit, ext, resize) if ext is not None else \
+            memory.MemoryBudget(limit, lambda h, w: 0)
+    return decode_image(str(path), max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                        memory=budget, min_size=min_size)
 
 
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,

@@ -15,6 +15,8 @@ from .report import _fail, _say
 
 
 def _build_codebook(cls) -> click.Command:
+    from ..encoding import MAX_CODEBOOK_WORDS
+
     def callback(inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null, overwrite, quiet,
                  jobs, max_pixels, max_memory, **kwargs):
         ctx = click.get_current_context()
@@ -37,7 +39,8 @@ def _build_codebook(cls) -> click.Command:
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
-        click.Option(["-k"], type=click.IntRange(min=1), required=True, help="Number of visual words."),
+        click.Option(["-k"], type=click.IntRange(min=1, max=MAX_CODEBOOK_WORDS), required=True,
+                     help="Number of visual words."),
         click.Option(["--sample"], type=click.IntRange(min=1), default=100_000, show_default=True,
                      help="Descriptors kept in the seeded random sample (bounds memory: sample x 512 bytes)."),
         click.Option(["--seed"], type=int, default=0, show_default=True, help="Seed of sampling and k-means++."),
