@@ -33,6 +33,10 @@ def _extract_examples(cls) -> list[str]:
         return [f"featx extract {name} photos/ -o {name}/                     # one file per image (npy-dir)",
                 f"featx extract {name} photos/ -o {name}-640/ --resize 640x480 -j 2",
                 f"featx extract {name}+hog photos/ -o feats/ --resize 256x256  # several extractors, one pass"]
+    if not getattr(cls, "shared_resize", True):  # fits images to its own input: no --resize
+        return [f"featx extract {name} photos/ -o {name}.npy -j 2             # a row per image",
+                f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
+                f"find photos -name '*.jpg' | featx extract {name} - -o - > {name}.csv"]
     return [f"featx extract {name} photos/ -o {name}.npy --resize 256x256    # a row per image",
             f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
             f"find photos -name '*.jpg' | featx extract {name} - -o - --resize 256x256 > {name}.csv"]
@@ -113,7 +117,16 @@ def _build_multi(names: str) -> click.Command:
 
             per_output, run, own = _split_run(kwargs)
             output = per_output.pop("path")  # the folder; the other per-output options apply to each
-            outs = [dataclasses.replace(o, **per_output) for o in short_form(names, output)]
+            outs = []
+            for o in short_form(names, output):
+                mine = dict(per_output)
+                if mine.get("resize") and o.extractor in declined:
+                    mine.pop("resize")
+                    mine.pop("resize_mode", None)
+                    if not own.get("quiet") and not print_recipe:
+                        _say(f"{o.extractor}: --resize is not applied (it fits each image to its network's "
+                             f"input itself); {o.path} is what `featx extract {o.extractor}` writes")
+                outs.append(dataclasses.replace(o, **mine))
             fmt = per_output.get("format")
             if fmt:  # NAME.csv, NAME.npy, NAME/
                 outs = [dataclasses.replace(o, path=os.path.splitext(o.path.rstrip("/"))[0]
@@ -134,6 +147,15 @@ def _build_multi(names: str) -> click.Command:
         except BrokenPipeError:
             sys.exit(_pipe_closed())
 
+    from .. import registry
+
+    declined = []
+    for n in names.split("+"):
+        try:
+            if not getattr(registry.get(n), "shared_resize", True):
+                declined.append(n)
+        except FeatxError:  # an unknown name: the callback says so
+            pass
     cmd = SectionedCommand(names, callback=callback, context_settings=CONTEXT,
                            examples=[f"featx extract {names} photos/ -o feats/ --resize 256x256 -j 2",
                                      f"featx extract {names} photos/ -o feats/ --print-recipe > job.toml"],
@@ -150,6 +172,9 @@ def _build_multi(names: str) -> click.Command:
         if o.name == "output":
             o.metavar = "FOLDER/"
             o.help = "Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps)."
+        if o.name == "resize" and declined:
+            o.help += (f" Applies to every output but {', '.join(declined)}, which fit{'s' if len(declined) == 1 else ''} "
+                       "each image to the network's input itself.")
         opts.append(o)
     opts.append(click.Option(["--print-recipe"], is_flag=True,
                              help="Print this job as a recipe (TOML for `featx run`) instead of running it."))

@@ -100,6 +100,10 @@ class CNN(Extractor):
     fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
     streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")
+    #: A --resize shared by several outputs (``featx extract hog+cnn ... --resize``) is
+    #: not applied to cnn: it fits each image to its network's input itself, and a resize
+    #: first would stretch the photo (its own ``--resize``, in a recipe or alone, still is).
+    shared_resize: ClassVar[bool] = False
     summary: ClassVar[str] = ("CNN embedding (EfficientNet-Lite0, ImageNet; or any ONNX model): "
                               "1280-d pooled features, logits or top-k classes")
 
