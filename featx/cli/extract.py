@@ -156,7 +156,7 @@ def _build_multi(names: str) -> click.Command:
                 declined.append(n)
         except FeatxError:  # an unknown name: the callback says so
             pass
-    cmd = SectionedCommand(names, callback=callback, context_settings=CONTEXT,
+    cmd = _MultiCommand(names, callback=callback, context_settings=CONTEXT, extractors=tuple(names.split("+")),
                            examples=[f"featx extract {names} photos/ -o feats/ --resize 256x256 -j 2",
                                      f"featx extract {names} photos/ -o feats/ --print-recipe > job.toml"],
                         help=f"Extract {', '.join(names.split('+'))} in one pass: each input is decoded once "
@@ -232,6 +232,45 @@ def _progress_bar(desc: str, total: int | None, unit: str):
                 nrows=rows if rows > 0 else 24, leave=False, mininterval=0.2)
 
 
+class _MultiCommand(SectionedCommand):
+    """``featx extract a+b``: an option of one of the extractors is answered as such (this
+    form runs each with its defaults), not with a run option that looks like it."""
+
+    def __init__(self, *args, extractors: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extractors = extractors
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            owners = self._owners(exc.option_name)
+            if not owners:
+                raise
+            names = "+".join(self.extractors)
+            raise click.UsageError(
+                f"{exc.option_name} is an option of {', '.join(owners)}; featx extract {names} runs each "
+                f"extractor with its default parameters. For other parameters, write a recipe: add "
+                f"--print-recipe to print this job as one, set {exc.option_name.lstrip('-')} in its "
+                f"[[output]], and run it with featx run", ctx) from None
+
+    def _owners(self, option: str) -> list[str]:
+        from .. import registry
+        from ..extractor import param_infos
+
+        owners = []
+        for n in self.extractors:
+            try:
+                cls = registry.get(n)
+            except FeatxError:
+                continue
+            flag = option.split("=", 1)[0]
+            if any(flag in (i.option, "--no-" + i.option.lstrip("-")) or flag == "--" + i.name.replace("_", "-")
+                   for i in param_infos(cls.Params)):
+                owners.append(n)
+        return owners
+
+
 class _Shown:
     """A run's progress bar (when stderr is a terminal and not ``quiet``) and its messages,
     each a line of its own above the bar, which is drawn again below it."""
@@ -278,7 +317,7 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         show.say(f"error: {f.path}: {f.reason}{which}")
 
     with show:
-        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress, fork=_may_fork(ctx),
+        result = execute(plan, on_failure=on_failure, on_note=None if quiet else show.say, progress=show.progress, fork=_may_fork(ctx),
                          summary_json=summary_json)
     if summary_json:
         import json

@@ -39,6 +39,8 @@ class PairType(click.ParamType):
         from ..extractor import parse_pair
         from ..runopts import Invalid, parse_size_pair
 
+        if isinstance(value, str) and "X" in value:  # the documented spelling is a lowercase x
+            self.fail(f"{value!r} is not {self.what}: write {value.replace('X', 'x')} (a lowercase x)", param, ctx)
         if self.positive:
             try:
                 return parse_size_pair(value)
