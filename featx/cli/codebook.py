@@ -15,7 +15,12 @@ from .report import _fail, _say
 
 
 def _build_codebook(cls) -> click.Command:
-    from ..encoding import MAX_CODEBOOK_WORDS
+    import dataclasses
+
+    from ..encoding import MAX_CODEBOOK_WORDS, EncodingParams
+
+    # a codebook is learnt from the raw descriptors: --encode and its options are extract's
+    encoding = frozenset(f.name for f in dataclasses.fields(EncodingParams))
 
     def callback(inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null, overwrite, quiet,
                  jobs, max_pixels, max_memory, **kwargs):
@@ -44,7 +49,7 @@ def _build_codebook(cls) -> click.Command:
         click.Option(["--sample"], type=click.IntRange(min=1), default=100_000, show_default=True,
                      help="Descriptors kept in the seeded random sample (bounds memory: sample x 512 bytes)."),
         click.Option(["--seed"], type=int, default=0, show_default=True, help="Seed of sampling and k-means++."),
-        click.Option(["--gmm"], is_flag=True, help="Also fit a diagonal-covariance GMM (for --encode fisher)."),
+        click.Option(["--gmm"], is_flag=True, help="Also fit a diagonal-covariance GMM (Fisher vectors need one)."),
         *_resize_options(),
         click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
                      type=click.Path(dir_okay=False, allow_dash=True), help="Read input paths from FILE."),
@@ -53,7 +58,7 @@ def _build_codebook(cls) -> click.Command:
         click.Option(["--overwrite"], is_flag=True, help="Replace an existing codebook."),
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
-    ])
+    ], skip=encoding)
     return cmd
 
 

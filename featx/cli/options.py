@@ -379,14 +379,17 @@ class ExtractorGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-def _with_extractor_options(cls, common: list[click.Parameter]) -> list[click.Parameter]:
-    """The command's own parameters, then one option per declared extractor parameter.
+def _with_extractor_options(cls, common: list[click.Parameter], skip=frozenset()) -> list[click.Parameter]:
+    """The command's own parameters, then one option per declared extractor parameter
+    (but those named in ``skip``: parameters the command does not take).
     A parameter whose name or flag is taken by a featx option is a plugin error."""
     from ..extractor import param_infos
 
     taken = {p.name for p in common} | {o for p in common for o in getattr(p, "opts", ())} | {"help"}
     opts = []
     for info in param_infos(cls.Params):
+        if info.name in skip:
+            continue
         if info.name in taken or info.option in taken:
             raise UsageError(f"extractor {cls.name!r} declares parameter {info.name!r}, "
                              "which clashes with a featx option", "rename the parameter in the plugin")

@@ -15,9 +15,25 @@ from .options import CONTEXT, ExtractorGroup, _config_option, _resize_options, _
 from .report import _fail, _say
 
 
+def _show_examples(cls) -> str:
+    """Commands that run as written for extractor ``cls``, as the help's epilog."""
+    n = cls.name
+    if cls.temporal:
+        lines = [f"featx show {n} frame1.png frame2.png -o {n}.png   # the motion between two images",
+                 f"featx show {n} clip.mp4 --frame 10 -o {n}.png      # from frame 10 to 11",
+                 f"featx show {n} clip.mp4 --frame 10 --arrows -o {n}.png"]
+    else:
+        lines = [f"featx show {n} photo.jpg -o {n}.png                # one image",
+                 f"featx show {n} photos/ -o {n}-sheet.jpg            # a contact sheet of a folder",
+                 f"featx show {n} photo.jpg --resize 256x256 -o {n}-256.png"
+                 if getattr(cls, "shared_resize", True) else f"featx show {n} clip.mp4 --frame 30 -o {n}-30.png"]
+    return "\b\nExamples:\n" + "\n".join("  " + line for line in lines)
+
+
 def _build_show(cls) -> click.Command:
-    def callback(images, output, resize, resize_mode, frame, arrows, max_pixels, max_memory, overwrite, **kwargs):
+    def callback(images, output, resize, resize_mode, frame, max_pixels, max_memory, overwrite, **kwargs):
         ctx = click.get_current_context()
+        arrows = kwargs.pop("arrows", False)
         params = _split_params(cls, kwargs)
         failed = 0
         try:
@@ -77,7 +93,7 @@ def _build_show(cls) -> click.Command:
                              + ("Give two images, a video or a frame folder (--frame N: the motion from "
                                 "frame N to N+1)." if cls.temporal else
                                 "A folder or several images give a contact sheet: one labelled tile each."),
-                        short_help=cls.summary)
+                        short_help=cls.summary, epilog=_show_examples(cls))
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["images"], nargs=-1, required=True, type=click.Path()),
         click.Option(["-o", "--output"], required=True, metavar="PNG", help="Picture to write (.png or .jpg)."),
@@ -88,7 +104,7 @@ def _build_show(cls) -> click.Command:
         click.Option(["--frame"], type=click.IntRange(min=0), default=0, show_default=True,
                      help="For a video or frame folder: the frame to show (temporal extractors: from it "
                           "to the next)."),
-        click.Option(["--arrows"], is_flag=True, help="Temporal extractors: draw motion arrows too."),
+        *([click.Option(["--arrows"], is_flag=True, help="Draw motion arrows too.")] if cls.temporal else []),
         _config_option(),
     ])
     return cmd
