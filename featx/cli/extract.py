@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import ExitCode, FeatxError
-from .options import CONTEXT, ExtractorGroup, SectionedCommand, _extract_options, _split_params, \
+from .options import CONTEXT, ExtractorGroup, SectionedCommand, _Described, _extract_options, _split_params, \
     _with_extractor_options
 from .report import _fail, _pipe_closed, _say
 
@@ -19,7 +19,7 @@ def _extract_examples(cls) -> list[str]:
     """Two or three commands that run as written for extractor ``cls``."""
     name = cls.name
     try:
-        kind = cls().output_kind()
+        kind = _Described.of(cls).output_kind()
     except Exception:  # noqa: BLE001 - a plugin that cannot be built yet: vector examples
         kind = "vector"
     if cls.temporal:

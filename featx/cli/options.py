@@ -397,6 +397,31 @@ def _with_extractor_options(cls, common: list[click.Parameter], skip=frozenset()
     return list(common) + opts
 
 
+class _Described:
+    """An extractor as its help and ``featx info`` see it, where the class can say its output
+    without being built (``static_output_spec``: cnn's built-in model is not loaded to
+    print a help text); else the extractor itself."""
+
+    def __init__(self, cls, params):
+        self.cls, self.params, self.name = cls, params, cls.name
+
+    def output_spec(self, height: int, width: int):
+        return self.cls.static_output_spec(self.params, height, width)
+
+    def output_kind(self):
+        return self.output_spec(480, 640).kind
+
+    @staticmethod
+    def of(cls, params=None):
+        from ..extractor import build_params
+
+        params = build_params(cls, {}) if params is None else params
+        spec_of = getattr(cls, "static_output_spec", None)
+        if spec_of is not None and spec_of(params, 480, 640) is not None:
+            return _Described(cls, params)
+        return cls(params)
+
+
 def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
     from ..extractor import param_infos
 

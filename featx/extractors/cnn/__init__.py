@@ -531,6 +531,22 @@ class CNN(Extractor):
     # ------------------------------------------------------------------
     # The contract
 
+    @classmethod
+    def static_output_spec(cls, params: Any, height: int, width: int) -> OutputSpec | None:
+        """The output of the built-in model's ``embedding`` or ``logits`` (1280 or 1000
+        values, or ``top_k`` pairs), known without building the model: what ``featx info
+        cnn`` and the help text show.  None for any other model or tensor (only the model
+        can say)."""
+        from . import models
+
+        if params.model not in (None, models.DEFAULT_MODEL) or params.layer not in ("embedding", "logits"):
+            return None
+        if params.top_k:
+            cols = tuple(c for i in range(1, params.top_k + 1) for c in (f"top{i}_class", f"top{i}_prob"))
+            return OutputSpec("vector", (2 * params.top_k,), columns=cols,
+                              label_columns=tuple(range(0, 2 * params.top_k, 2)))
+        return OutputSpec("vector", (1280 if params.layer == "embedding" else 1000,))
+
     def output_spec(self, height: int, width: int) -> OutputSpec:
         if not self.top_k:
             return OutputSpec("vector", (self._dim,))
