@@ -170,8 +170,16 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
     out = result.outputs[0]
     sink = out.sink
     values = np.stack(sink.values) if sink.stacked and sink.values else sink.values
-    if sink.stacked and not sink.values:
-        values = np.zeros((0, 0), np.float32)
+    if sink.stacked and not sink.values:   # (0, D) where the extractor fixes D before any image
+        from .plan import _fixed_width
+
+        spec = None
+        try:
+            r = out.plan.resize
+            spec = out.extractor.output_spec(*(r[::-1] if r else (480, 640)))
+        except Exception:  # noqa: BLE001 - only the shape of an empty result depends on it
+            pass
+        values = np.zeros((0, _fixed_width(out.extractor, spec, out.plan.resize) or 0), np.float32)
     return values, sink.keys, [(f.path, f.reason) for f in out.summary.failed]
 
 

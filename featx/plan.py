@@ -397,11 +397,27 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
         built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
+        width = _fixed_width(ext, spec, o.resize)
+        if width and hasattr(type(built_sinks[-1]), "expected_width"):
+            built_sinks[-1].expected_width = width   # an output with no rows is (0, D)
     _check_files(plan, built_sinks, summary_json)
     # what the engine reads: this plan with its defaults resolved (0: no limit)
     run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
+
+
+def _fixed_width(ext, spec, resize) -> int | None:
+    """D of every row of a vector output, when the extractor fixes it before any image
+    (with ``resize``, or whatever the image size), else None."""
+    if spec is None or spec.kind != "vector" or spec.length is None:
+        return None
+    if resize:
+        return spec.length
+    try:
+        return spec.length if ext.output_spec(240, 320).shape == spec.shape else None
+    except FeatxError:
+        return None
 
 
 def _which(plan: Plan, o: OutputPlan) -> str:
