@@ -59,8 +59,7 @@ def get(name: str) -> type:
         from .runopts import closest
 
         valid = ", ".join(eps) or "(none installed)"
-        lower = {n.lower(): n for n in eps}
-        near = f"did you mean {lower[name.lower()]}?" if name.lower() in lower else closest(name, eps)
+        near = closest(name, eps)
         raise PluginError(f"unknown extractor {name!r}" + (f"; {near}" if near else ""), f"available: {valid}")
     try:
         return _load(ep)

@@ -19,7 +19,6 @@ on large photos); values ``(x - 127) / 128`` on the 0–255 scale; NCHW.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import multiprocessing
@@ -294,9 +293,10 @@ class CNN(Extractor):
                 raise UsageError(f"cnn: the model has no '{layer}' tensor in its metadata",
                                  "name a tensor with --layer; available: " + _some(names))
             if layer not in names:
-                near = difflib.get_close_matches(layer, ["embedding", "logits", *names], n=1, cutoff=0.75)
-                raise UsageError(f"cnn: no tensor named {layer!r} in the model"
-                                 + (f"; did you mean {near[0]!r}?" if near else ""),
+                from ...runopts import closest
+
+                near = closest(layer, ["embedding", "logits", *names])
+                raise UsageError(f"cnn: no tensor named {layer!r} in the model" + (f"; {near}" if near else ""),
                                  "available: " + _some(names))
             return layer
 
