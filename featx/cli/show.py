@@ -2,14 +2,13 @@
 folder; the motion between two frames for a temporal extractor)."""
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from ..errors import ExitCode, FeatxError, UsageError
-from ..showframes import check_show_output, encode_picture, frames_to_show
 from ..runopts import BY_NAME
+from ..showframes import check_show_output, encode_picture, frames_to_show
 from .options import CONTEXT, ExtractorGroup, _config_option, _resize_options, _split_params, \
     _with_extractor_options, run_option
 from .report import _fail, _say
