@@ -503,6 +503,7 @@ def read_regions(path: str) -> Iterator[Input]:
     A row with an empty ``frame`` is a still image.
     """
     fh, reader, has_frames = _open_regions(path)
+    folder = os.path.dirname(path) if path != "-" else ""
     canonical = Canonical()
     groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
     with fh:
@@ -515,6 +516,8 @@ def read_regions(path: str) -> Iterator[Input]:
             p = row["path"]
             if not p:
                 raise UsageError(f"{where}: no path")
+            if folder and not os.path.isabs(p):  # relative to the list's folder, as a recipe's
+                p = os.path.normpath(os.path.join(folder, p))
             if has_frames:
                 ftext, ttext = (row.get("frame") or "").strip(), (row.get("time") or "").strip()
                 try:
