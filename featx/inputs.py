@@ -504,6 +504,8 @@ def read_regions(path: str) -> Iterator[Input]:
     """
     fh, reader, has_frames = _open_regions(path)
     folder = os.path.dirname(path) if path != "-" else ""
+    if folder and os.path.realpath(folder) == os.path.realpath(os.curdir):
+        folder = ""   # a list in the working folder: its paths are kept as written
     canonical = Canonical()
     groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
     with fh:
