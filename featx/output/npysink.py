@@ -53,7 +53,12 @@ class NpySink(_StackedSink):
         with open(self.output, "rb") as fh:
             head = fh.read(NPY_HEADER_LEN)
         width = state.get("width")
-        widths = {width or 0} | ({self.expected_width} if width is None and self.expected_width else set())
+        widths = {width or 0}
+        if width is None:   # no row yet: the header may give the width the extractor fixes, (0, D)
+            import re
+
+            m = re.search(rb"'shape': \(0, (\d+)\)", head)
+            widths.add(int(m.group(1)) if m else 0)
         if all(head[:NPY_HEADER_LEN - 1] != npy_header(header_rows(head), w)[:NPY_HEADER_LEN - 1] for w in widths) \
                 or header_rows(head) > state.get("rows", 0):
             return f"{self.output} has a header featx did not write (replaced since its last run?)"
