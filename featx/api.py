@@ -111,7 +111,7 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
         raise UsageError(f"read_image: expected {exc}") from None
     min_size = None
     ext = None
-    if name is not None:
+    if name is not None and (not exact or isinstance(name, Extractor)):
         ext = name if isinstance(name, Extractor) else registry.get(name)()
         if not exact:
             min_size = ext.decode_size(resize, resize_mode)
