@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from . import registry, runopts
 from .extractor import Extractor, Keypoints
 
 
@@ -46,6 +46,7 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     ext = name if isinstance(name, Extractor) else open_extractor(name, **params)
     if isinstance(name, Extractor) and params:
         raise TypeError("pass parameters to open_extractor(), not with an extractor instance")
+    resize = _checked_resize(resize)
     image = np.asarray(image)
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
@@ -57,8 +58,30 @@ def extract(image: np.ndarray, name: str | Extractor, *, resize: tuple[int, int]
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
+def _checked_resize(resize: Any) -> tuple[int, int] | None:
+    """``resize`` as the command line's ``--resize`` takes it (``(64, 64)``, ``"64x64"``,
+    ``64``...), or a :class:`~featx.errors.UsageError`: sizes under 1x1, fractions, and
+    sizes over the default pixel limit are refused before any pixel is touched."""
+    from .engine.worker import DEFAULT_MAX_PIXELS
+    from .errors import UsageError
+
+    if resize is None:
+        return None
+    if isinstance(resize, int) and not isinstance(resize, bool):
+        resize = (resize, resize)
+    try:
+        w, h = runopts.convert(runopts.BY_NAME["resize"], resize)
+    except runopts.Invalid as exc:
+        raise UsageError(f"resize = {resize!r}: expected {exc}, or (width, height)") from None
+    if w * h > DEFAULT_MAX_PIXELS:
+        raise UsageError(f"resize = {resize!r}: {w}x{h} is {w * h} pixels, over the limit of {DEFAULT_MAX_PIXELS}",
+                         "resize to fewer pixels")
+    return w, h
+
+
 def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[int, int] | None = None,
-               resize_mode: str = "stretch", exact: bool = False) -> np.ndarray:
+               resize_mode: str = "stretch", exact: bool = False, max_pixels: int | None = None,
+               max_memory: int | str | None = None) -> np.ndarray:
     """An image file's pixels as ``featx extract`` decodes them for the extractor ``name``.
 
     uint8/uint16, ``(H, W)`` or ``(H, W, 3)`` RGB, EXIF orientation applied.  Given an
@@ -68,20 +91,48 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
     ``extract(read_image(p, ext, resize=r), ext, resize=r)`` is what the CLI writes;
     ``exact=True`` (as ``--exact-decode``) or no extractor: every pixel.
 
-    Raises :class:`featx.errors.InputError` for a file that cannot be decoded.
-    """
-    from .decode import decode_image
+    ``max_pixels``, ``max_memory``: as ``--max-pixels`` and ``--max-memory`` (the same
+    defaults: about 179 million pixels; half the machine's memory; 0 = no limit), checked
+    against the file's header before any pixel is decoded.
 
+    Raises :class:`featx.errors.InputError` for a file that cannot be decoded or is over a
+    limit, :class:`featx.errors.UsageError` for a limit that is not one.
+    """
+    from . import memory, runopts
+    from .decode import decode_image
+    from .engine.worker import DEFAULT_MAX_PIXELS
+    from .errors import UsageError
+
+    try:
+        max_pixels = runopts.convert(runopts.BY_NAME["max_pixels"], max_pixels)
+        max_memory = runopts.convert(runopts.BY_NAME["max_memory"], max_memory)
+        resize = runopts.convert(runopts.BY_NAME["resize"], resize)
+    except runopts.Invalid as exc:
+        raise UsageError(f"read_image: expected {exc}") from None
     min_size = None
-    if name is not None and not exact:
+    ext = None
+    if name is not None and (not exact or isinstance(name, Extractor)):
         ext = name if isinstance(name, Extractor) else registry.get(name)()
-        min_size = ext.decode_size(resize, resize_mode)
-    return decode_image(str(path), max_pixels=None, min_size=min_size)
+        if not exact:
+            min_size = ext.decode_size(resize, resize_mode)
+    limit = memory.resolve(max_memory, 1)
+    budget = None
+    if limit:
+        budget = memory.MemoryBudget.for_extractor(limit, ext, resize) if ext is not None else \
+            memory.MemoryBudget(limit, lambda h, w: 0)
+    return decode_image(str(path), max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                        memory=budget, min_size=min_size)
+
+
+#: The run options :func:`extract_files` takes as keywords (a run kept in memory has no
+#: output file to overwrite, prune, hash, lock or commit).
+_MEMORY_RUN_OPTIONS = frozenset(
+    o.attr for o in runopts.RUN
+    if o.attr not in ("inputs", "jobs", "overwrite", "hash", "prune", "wait", "commit_every", "regions"))
 
 
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
-                  resize_mode: str = "stretch", executor: str = "local", ray_address: str | None = None,
-                  exact_decode: bool = False, **params: Any):
+                  resize_mode: str = "stretch", **params: Any):
     """Run a batch, as ``featx extract``, and get the results back in memory.
 
     Parameters
@@ -89,10 +140,15 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
     inputs : str or list of str
         Files and folders (folders are walked recursively, sorted), as on the CLI.
     name : str
-        Extractor name; ``**params`` are its parameters.
-    jobs, resize, resize_mode, executor, ray_address, exact_decode
-        As the CLI's ``-j``, ``--resize``, ``--resize-mode``, ``--executor``, ``--ray-address``,
-        ``--exact-decode``.
+        Extractor name; the other keywords of ``**params`` are its parameters.
+    jobs, resize, resize_mode
+        As the CLI's ``-j``, ``--resize``, ``--resize-mode``.
+    **params
+        Also every run option of ``featx extract`` that applies to a run kept in memory, by
+        its name with ``_`` for ``-`` (:data:`featx.runopts.RUN_OPTIONS`): ``fps``, ``every``,
+        ``start``, ``end``, ``max_frames``, ``frame_rate``, ``video``, ``frames``,
+        ``timeout``, ``max_pixels``, ``max_memory``, ``exact_decode``, ``executor``,
+        ``ray_address``, ``files_from``, ``null``, ``shard``.
 
     Returns
     -------
@@ -106,15 +162,24 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
     from .plan import OutputPlan, Plan, execute
 
     paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
+    run = {k: params.pop(k) for k in list(params) if k in _MEMORY_RUN_OPTIONS}
     plan = Plan(outputs=(OutputPlan(name, None, params=params, resize=resize, resize_mode=resize_mode),),
-                inputs=tuple(str(p) for p in paths), jobs=jobs, executor=executor, ray_address=ray_address,
-                exact_decode=exact_decode)
+                inputs=tuple(str(p) for p in paths), jobs=jobs, **run)
+    _check_script_guard(plan, "featx.extract_files()")
     result = execute(plan)
     out = result.outputs[0]
     sink = out.sink
     values = np.stack(sink.values) if sink.stacked and sink.values else sink.values
-    if sink.stacked and not sink.values:
-        values = np.zeros((0, 0), np.float32)
+    if sink.stacked and not sink.values:   # (0, D) where the extractor fixes D before any image
+        from .plan import _fixed_width
+
+        spec = None
+        try:
+            r = out.plan.resize
+            spec = out.extractor.output_spec(*(r[::-1] if r else (480, 640)))
+        except Exception:  # noqa: BLE001 - only the shape of an empty result depends on it
+            pass
+        values = np.zeros((0, _fixed_width(out.extractor, spec, out.plan.resize) or 0), np.float32)
     return values, sink.keys, [(f.path, f.reason) for f in out.summary.failed]
 
 
@@ -140,7 +205,52 @@ def run(plan=None, /, **fields: Any):
         plan = override(load_recipe(str(plan)), **fields)  # inputs given here replace the recipe's, as on the CLI
     elif fields:
         plan = plan.replace(**fields)
+    _check_script_guard(plan, "featx.run()")
     return execute(plan)
+
+
+def _check_script_guard(plan, what: str) -> None:
+    """Fail at once, with one clear message, where a run's worker processes would run the
+    calling script again: a script that calls featx at its top level, outside ``if __name__
+    == "__main__":``, started with worker processes (``jobs`` > 1) by forkserver or spawn,
+    which import the script in every worker (each would start its own run, and the run
+    would end in "the worker process crashed").  Notebooks, ``python -c``, and scripts with
+    the guard are never refused."""
+    import ast
+    import sys
+
+    from . import host
+    from .engine import process
+    from .errors import UsageError
+
+    jobs = plan.jobs or host.default_jobs()
+    if plan.executor != "local" or jobs <= 1 or process.start_method(False) == "fork":
+        return
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or (getattr(main, "__spec__", None) is not None
+                                    and str(main.__spec__.name).endswith("__main__")
+                                    and str(main.__spec__.name) != "__main__"):
+        return
+    frame, line = sys._getframe(1), None
+    while frame is not None:      # the outermost statement of the script that led here
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in tree.body:
+        if isinstance(node, ast.If) and "__main__" in ast.dump(node.test) and "__name__" in ast.dump(node.test) \
+                and node.lineno <= line <= (node.end_lineno or node.lineno):
+            return
+    raise UsageError(f"{what} with jobs={jobs} starts worker processes, which import the script {path} "
+                     "again: its call at the top level would start the run over in each of them",
+                     'put the call under `if __name__ == "__main__":`, or pass jobs=1')
 
 
 def list_extractors() -> dict[str, str]:

@@ -420,6 +420,8 @@ def _looks_like_text(head: bytes) -> bool:
             text = head[:len(head) - cut].decode("utf-8")
         except UnicodeDecodeError:
             continue
+        if not text:  # a 1-3 byte stub that is no UTF-8 at all (b"\xff\xd8"): not text
+            return False
         return sum(c.isprintable() or c in "\t\r\n\f" for c in text) >= 0.95 * len(text)
     return False
 

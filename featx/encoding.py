@@ -383,9 +383,14 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike) -> None:
     write_atomic(str(path), lambda f: np.savez(f, **arrays))
 
 
-#: No codebook array may claim more than this (featx's own are a few MB): a
-#: header that claims more is refused before anything is allocated.
-MAX_CODEBOOK_ARRAY_BYTES = 4 << 30
+#: No codebook array may claim more than this (featx's own are a few MB; 262,144 words of
+#: 128 values is 128 MiB): a header that claims more is refused from the archive's header,
+#: before its data is read or anything is allocated.
+MAX_CODEBOOK_ARRAY_BYTES = 128 << 20
+#: The most words a codebook may have: more makes every image's encoding (a distance per
+#: descriptor and word, a vector of k values or more) fail on its own; it is refused once,
+#: when the codebook is read (and ``featx codebook -k`` takes no more).
+MAX_CODEBOOK_WORDS = 262_144
 
 _CODEBOOK_ARRAYS = {"centers": 2, "gmm_weights": 1, "gmm_means": 2, "gmm_variances": 2}
 
@@ -412,8 +417,12 @@ def _npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 raise ValueError(f"array {name!r} holds Python objects, not numbers")
             claimed = math.prod(shape) * dtype.itemsize
             dims = " x ".join(str(n) for n in shape) or "a scalar"
+            if name in ("centers", "gmm_means", "gmm_variances", "gmm_weights") and shape \
+                    and shape[0] > MAX_CODEBOOK_WORDS:
+                raise ValueError(f"it has {shape[0]} words (array {name!r} of {dims} values); featx encodes "
+                                 f"with at most {MAX_CODEBOOK_WORDS}")
             if claimed > MAX_CODEBOOK_ARRAY_BYTES:
-                raise ValueError(f"array {name!r} claims {dims} values ({claimed / 2**30:.1f} GiB), "
+                raise ValueError(f"array {name!r} claims {dims} values ({claimed / 2**20:.0f} MiB), "
                                  "far more than any codebook")
             if claimed != info.file_size - offset:
                 raise ValueError(f"array {name!r} claims {dims} values ({claimed} bytes) but holds "

@@ -55,3 +55,18 @@ class InputError(FeatxError):
     """One input could not be read or decoded.  Per-item: the run goes on."""
 
     exit_code = ExitCode.ITEMS_FAILED
+
+
+def opencv_message(exc: BaseException) -> str:
+    """The sentence of an OpenCV error without OpenCV's build path, line, code and
+    function: ``OpenCV(4.x) /io/.../dis_flow.cpp:1471: error: (-201:Incorrect size of
+    input array) The input image must ... in function 'calc'`` gives ``The input image
+    must ...``.  Anything else is returned as its first line."""
+    import re
+
+    text = str(exc).strip()
+    m = re.search(r"error: \((-?\d+):([^)]*)\)\s*(.*?)(?:\s+in function '[^']*')?\s*$", text, re.S)
+    if not m:
+        return text.splitlines()[0] if text else type(exc).__name__
+    detail = " ".join(m.group(3).split())
+    return detail or m.group(2).strip()

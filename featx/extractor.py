@@ -137,7 +137,7 @@ def parse_pair(text: str) -> tuple[int, int]:
     """Parse ``"4x3"`` into ``(4, 3)``; one number is a square (``"256"`` is ``256x256``).
     These two spellings are the documented ones (README, *Using featx*); nothing else
     is guessed at."""
-    s = str(text).strip().lower()
+    s = str(text).strip()
     parts = s.split("x")
     if len(parts) == 1:
         parts = parts * 2

@@ -506,6 +506,9 @@ def read_regions(path: str) -> Iterator[Input]:
     A row with an empty ``frame`` is a still image.
     """
     fh, reader, has_frames = _open_regions(path)
+    folder = os.path.dirname(path) if path != "-" else ""
+    if folder and os.path.realpath(folder) == os.path.realpath(os.curdir):
+        folder = ""   # a list in the working folder: its paths are kept as written
     canonical = Canonical()
     groups: dict[str, tuple[str, list[tuple]]] = {}   # canonical path -> (path as first written, boxes)
     bad: list[str] = []   # lines whose box is not numbers: all are reported (the first few named)
@@ -521,6 +524,8 @@ def read_regions(path: str) -> Iterator[Input]:
             p = unescape_name(row["path"] or "")
             if not p:
                 raise UsageError(f"{where}: no path")
+            if folder and not os.path.isabs(p):  # relative to the list's folder, as a recipe's
+                p = os.path.normpath(os.path.join(folder, p))
             if has_frames:
                 ftext, ttext = (row.get("frame") or "").strip(), (row.get("time") or "").strip()
                 try:

@@ -258,9 +258,48 @@ def _check_outputs(plan: Plan) -> None:
         seen[key] = o.path
 
 
-def _check_files(plan: Plan, built_sinks: list) -> None:
+def featx_side_file(path: str) -> bool:
+    """Whether ``path`` holds a side file featx writes: a sidecar (``featx_sidecar``) or an
+    end-of-run summary (``--summary-json``).  Only such a file is replaced without
+    ``--overwrite``: a sidecar or summary named onto a photo, an output or notes is refused."""
+    import json
+
+    try:
+        if os.path.getsize(path) > 256 << 20:
+            return False
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+    return "featx_sidecar" in doc or {"status", "output"} <= doc.keys() or isinstance(doc.get("outputs"), list)
+
+
+def check_side_file(path: str, what: str, overwrite: bool) -> None:
+    """A sidecar or summary file may be written at ``path``: it does not exist, or featx
+    wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    import stat as _stat
+
+    if not _stat.S_ISREG(st.st_mode):
+        raise UsageError(f"the {what} {path} is not a regular file; featx will not replace it",
+                         "name a file of its own; nothing was written")
+    if not overwrite and not featx_side_file(path):
+        raise UsageError(f"the {what} {path} exists and featx did not write it",
+                         "name a file of its own, or pass --overwrite to replace it; nothing was written")
+
+
+def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None) -> None:
     """No two outputs (nor an output's data and its own sidecar) may write one file: an npy
-    output's index is NAME.index.csv, and sidecars can be named anywhere."""
+    output's index is NAME.index.csv, and sidecars can be named anywhere.  A sidecar (and
+    the ``--summary-json`` file) never replaces a file featx did not write, without
+    ``--overwrite``."""
     from .output.sinks import canonical_output
 
     owner: dict[str, str] = {}
@@ -268,6 +307,8 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
         if o.path is None:
             continue
         sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
+        if sidecar:
+            check_side_file(sidecar, "sidecar", plan.overwrite)
         files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
         if sidecar in files:
             raise UsageError(f"the sidecar {o.sidecar} and the output {o.path} are the same file",
@@ -277,11 +318,19 @@ def _check_files(plan: Plan, built_sinks: list) -> None:
                 raise UsageError(f"the outputs {owner[f]} and {o.path} would write the same file {f}",
                                  "give each output (and its sidecar) names of its own")
             owner[f] = o.path
+    if summary_json and summary_json != "-":
+        summary = canonical_output(summary_json)
+        if summary in owner:
+            raise UsageError(f"--summary-json {summary_json} is a file of the output {owner[summary]}",
+                             "name the summary file apart; nothing was written")
+        check_side_file(summary, "summary file", plan.overwrite)
 
 
-def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None) -> _Built:
+def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None,
+          summary_json: str | None = None) -> _Built:
     """Check ``plan`` and build its extractors, sinks and engine options (usage errors up
-    front, before anything is created).  ``descriptors``, ``on_row``: see :func:`execute`."""
+    front, before anything is created).  ``descriptors``, ``on_row``, ``summary_json``: see
+    :func:`execute`."""
     from . import host, inputs, memory
     from .engine import loop
     from .output import sinks
@@ -348,11 +397,27 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                                            key_columns=keys, labels=spec.labels if spec else None,
                                            label_columns=spec.label_columns if spec else ()))
         built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
-    _check_files(plan, built_sinks)
+        width = _fixed_width(ext, spec, o.resize)
+        if width and hasattr(type(built_sinks[-1]), "expected_width"):
+            built_sinks[-1].expected_width = width   # an output with no rows is (0, D)
+    _check_files(plan, built_sinks, summary_json)
     # what the engine reads: this plan with its defaults resolved (0: no limit)
     run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
+
+
+def _fixed_width(ext, spec, resize) -> int | None:
+    """D of every row of a vector output, when the extractor fixes it before any image
+    (with ``resize``, or whatever the image size), else None."""
+    if spec is None or spec.kind != "vector" or spec.length is None:
+        return None
+    if resize:
+        return spec.length
+    try:
+        return spec.length if ext.output_spec(240, 320).shape == spec.shape else None
+    except FeatxError:
+        return None
 
 
 def _which(plan: Plan, o: OutputPlan) -> str:
@@ -378,7 +443,7 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
 def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None = None,
             on_note: Callable[[str], None] | None = None, progress: Callable[[int | None, str], Any] | None = None,
             stdin=None, fork: bool = False, descriptors: bool = False,
-            on_row: Callable[[int, dict, Any], None] | None = None) -> Result:
+            on_row: Callable[[int, dict, Any], None] | None = None, summary_json: str | None = None) -> Result:
     """Run ``plan``: check it, build it, lock its outputs, extract, commit, write the sidecars.
 
     ``on_failure(failure, outputs)``: a failed input (``failure.path``,
@@ -396,12 +461,14 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     extractor gives the local descriptors codebooks are learnt from
     (:func:`featx.codebook.local_descriptors`), not its output; ``on_row(k, key,
     value)``: the rows of in-memory output ``k`` (path None) are handed to it in input
-    order instead of being kept.
+    order instead of being kept.  ``summary_json``: a file the caller will write the summary
+    to, checked with the outputs' files (never one of theirs, never a file featx did not write
+    without ``--overwrite``).
     """
     from . import provenance
     from .engine import loop, process
 
-    built = build(plan, descriptors=descriptors, on_row=on_row)
+    built = build(plan, descriptors=descriptors, on_row=on_row, summary_json=summary_json)
     plan = built.plan   # checked, {shard} resolved
     if built.jobs == 1 and plan.executor == "local":
         process.setup_worker_process()  # -j 1 means one core: no OpenCV threads behind its back
@@ -416,8 +483,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
     targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors)
                for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
     started = provenance.now()
-    results = [OutputResult(o, None, (o.sidecar or sink.sidecar_path) if o.path not in (None, "-") else None,
-                            ext, sink) for o, ext, sink in zip(plan.outputs, built.extractors, built.sinks)]
+    results = [OutputResult(o, None, None if o.path is None else (o.sidecar or sink.sidecar_path), ext, sink) for o, ext, sink in zip(plan.outputs, built.extractors, built.sinks)]
 
     def write_sidecars(summaries) -> None:
         for r, s in zip(results, summaries):

@@ -310,7 +310,8 @@ def closest(word: str, valid) -> str | None:
     norm: dict[str, str] = {}
     for n in sorted({str(v) for v in valid}):  # "cell-size" before "cell_size": the - spelling is shown
         norm.setdefault(n.replace("_", "-"), n)
-    match = difflib.get_close_matches(word.replace("_", "-"), list(norm), n=1, cutoff=0.6)
+    same_case = [n for n in norm if n.lower() == word.replace("_", "-").lower()]   # HOG -> hog
+    match = same_case or difflib.get_close_matches(word.replace("_", "-"), list(norm), n=1, cutoff=0.6)
     return f"did you mean {norm[match[0]]}?" if match else None
 
 

@@ -11,7 +11,8 @@ from .errors import FeatxError, InputError, UsageError
 
 
 def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode,
-                   on_note: Callable[[str], None] | None = None):
+                   on_note: Callable[[str], None] | None = None, max_pixels: int | None = None,
+                   memory=None):
     """What ``featx show`` renders: ``(pictures, sheet)``.
 
     A temporal extractor gets ``[previous, next]``: two images, or frames ``frame``
@@ -20,6 +21,8 @@ def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode
     ``sheet`` is true and ``pictures`` yields ``(name, image)`` one at a time (at
     most ``most``; ``image`` is an :class:`InputError` for one that cannot be
     decoded), for a contact sheet; ``on_note(text)`` hears when images are left out.
+    ``max_pixels``, ``memory`` (a :class:`~featx.memory.MemoryBudget`): as ``featx
+    extract``'s, checked against each image's header before it is decoded.
     """
     from . import imageops
     from .decode import decode_image
@@ -30,9 +33,9 @@ def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode
 
     def load_one(path: str):
         try:
-            return decode_image(path)
+            return decode_image(path, max_pixels, memory)
         except FeatxError as exc:
-            raise UsageError(f"{path}: {exc.message}") from None
+            raise UsageError(f"{path}: {exc.message}", exc.hint) from None
 
     def video_frames(path: str, want: int) -> list:
         from .video import Sampling, iter_video
@@ -84,7 +87,7 @@ def frames_to_show(cls, images: tuple[str, ...], frame: int, resize, resize_mode
                 elif inp.error is not None:
                     yield name, InputError(inp.error)
                 else:
-                    yield name, lambda p=inp.path: decode_image(p)
+                    yield name, lambda p=inp.path: decode_image(p, max_pixels, memory)
 
     def sheet(most: int = 48) -> Iterator[tuple[str, Any]]:
         count = 0
@@ -114,3 +117,74 @@ def _past_the_end(path: str, n: int, frame: int, want: int) -> str:
     if frame < n:
         return f"{what}; the motion from --frame {frame} needs frame {frame + 1} too"
     return f"{what}; --frame {frame} is past its end"
+
+
+# ---------------------------------------------------------------------------
+# the picture file
+
+#: The picture files ``featx show -o`` writes.
+SHOW_FORMATS = (".png", ".jpg", ".jpeg")
+#: What marks a picture as written by ``featx show`` (a PNG ``tEXt`` chunk, a JPEG comment),
+#: so that ``-o`` replaces its own pictures and nothing else without ``--overwrite``.
+MARK = b"featx show"
+
+
+def check_show_output(output: str, images, overwrite: bool) -> None:
+    """Before any work: ``output`` names a picture featx can write (by its extension), is
+    none of the inputs, and replaces no file featx did not write (without ``overwrite``)."""
+    import stat
+
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in SHOW_FORMATS:
+        raise UsageError(f"cannot write a picture as {output}: featx show writes "
+                         + ", ".join(SHOW_FORMATS) + " files", "name the picture NAME.png or NAME.jpg")
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{output} is not a regular file; featx show will not replace it",
+                         "name a picture of its own")
+    for arg in images:
+        try:
+            if os.path.samefile(arg, output):
+                raise UsageError(f"{output} is an input of this command; featx show will not replace it",
+                                 "name the picture apart")
+        except OSError:
+            continue
+    if overwrite or _marked(output):
+        return
+    raise UsageError(f"{output} exists and featx did not write it",
+                     "name a picture of its own, or pass --overwrite to replace it")
+
+
+def _marked(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return MARK in head and (head[:8] == b"\x89PNG\r\n\x1a\n" or head[:2] == b"\xff\xd8")
+
+
+def encode_picture(pic, output: str) -> bytes:
+    """``pic`` (uint8 RGB) as the file ``output`` names (.png or .jpg), marked as featx's."""
+    import struct
+    import zlib
+
+    import cv2
+
+    ok, buf = cv2.imencode(os.path.splitext(output)[1].lower(), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UsageError(f"cannot encode a picture as {output}", "use a .png or .jpg name")
+    data = buf.tobytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n":   # a tEXt chunk after IHDR (8 + 4 + 4 + 13 + 4 bytes)
+        text = b"Software\x00" + MARK
+        chunk = struct.pack(">I", len(text)) + b"tEXt" + text \
+            + struct.pack(">I", zlib.crc32(b"tEXt" + text) & 0xffffffff)
+        return data[:33] + chunk + data[33:]
+    if data[:2] == b"\xff\xd8":            # a COM segment after SOI
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(MARK) + 2) + MARK + data[2:]
+    return data

@@ -51,7 +51,7 @@ def test_i17_featx_run_in_a_script_without_main_guard(tmp_path):
     r = _script(tmp_path, 'res = featx.run(inputs=["photos/"], jobs=2, outputs=[\n'
                           '    {"extractor": "gradients", "path": "g.npy"}])\n'
                           'raise SystemExit(res.exit_code)\n')
-    _works_or_one_clear_message(r, lambda: np.load(tmp_path / "g.npy").shape == (3, 128))
+    _works_or_one_clear_message(r, lambda: None)
     if r.returncode == 0:
         assert np.load(tmp_path / "g.npy").shape == (3, 128)
 
@@ -275,7 +275,9 @@ def test_i19_codebook_sift_help_lists_only_what_it_takes():
 def test_i19_show_help_has_examples():
     """Item 19: `show NAME --help` has no examples."""
     r = ok(featx_inprocess("show", "hog", "--help"))
-    assert "featx show hog" in r.stdout.decode(), r.stdout.decode()
+    text = r.stdout.decode()
+    assert "Examples:" in text, text
+    assert any(line.strip().startswith("featx show hog ") and " -o " in line for line in text.splitlines()), text
 
 
 def test_i19_empty_output_has_shape_0_by_d(tmp_path):

@@ -7,9 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import SAMPLES, copy_samples, featx_inprocess, ok
@@ -193,14 +196,15 @@ def test_i13_show_default_limit_refuses_a_20000_square_png(tmp_path):
 def test_i13_read_image_takes_the_limit(tmp_path):
     """Item 13: `featx.read_image` (2.4 GB on the same file) gets the same guard."""
     import featx
+    from featx.errors import FeatxError
 
     _png_claiming(tmp_path / "big.png", 3000, 3000)
-    with pytest.raises(Exception) as e:
+    with pytest.raises(FeatxError) as e:       # a featx error, not a TypeError for the keyword
         featx.read_image(str(tmp_path / "big.png"), max_pixels=1_000_000)
     assert "pixels" in str(e.value)
-    with pytest.raises(Exception) as e:
+    with pytest.raises(FeatxError) as e:
         featx.read_image(str(_png_claiming(tmp_path / "huge.png", 20000, 20000)))
-    assert "pixels" in str(e.value)
+    assert "pixels" in str(e.value) and "libpng" not in str(e.value)
 
 
 def test_i13_codebook_takes_the_limit(tmp_path):
@@ -209,3 +213,39 @@ def test_i13_codebook_takes_the_limit(tmp_path):
     r = featx_inprocess("codebook", "sift", "big.png", "-o", "cb.npz", "-k", "4", "--max-pixels", "1000000", cwd=tmp_path)
     assert "no such option" not in err(r).lower(), err(r)[-600:]
     assert "pixels" in err(r), err(r)[-600:]
+
+
+def test_i13_zip_bomb_codebook_is_refused_from_its_header(tmp_path):
+    """Item 13: a 1 MB zip-bomb codebook costs 1 GB before it is refused: check the array
+    header's size before reading.  The bomb is a real codebook whose centers member is a
+    deflated .npy claiming 600,000 x 128 float32 (307 MB of zeros, 0.3 MB in the file;
+    the issue's was 1 GB): refused with the peak memory of a run that reads no array."""
+    import zipfile
+
+    copy_samples(tmp_path, {"c.jpg": "coffee.jpg"})
+    ok(featx_inprocess("codebook", "sift", "c.jpg", "-o", "cb.npz", "-k", "4", cwd=tmp_path))
+    with zipfile.ZipFile(tmp_path / "cb.npz") as z:
+        meta = z.read("metadata.npy")
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 128), np.float32))
+    header["shape"] = (600_000, 128)
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.npy", meta)
+        with z.open("centers.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            left = 600_000 * 128 * 4
+            chunk = bytes(1 << 24)
+            while left:
+                f.write(chunk[:left])
+                left -= min(left, len(chunk))
+    assert (tmp_path / "bomb.npz").stat().st_size < 4 << 20
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run([sys.executable, '-m', 'featx', 'extract', 'sift', 'c.jpg', '-o', 'x.npy', '-j', '1',"
+             " '--encode', 'bovw', '--codebook', 'bomb.npz'], capture_output=True)\n"
+             "sys.stderr.buffer.write(r.stderr)\n"
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, timeout=300)
+    code, peak_kib = map(int, r.stdout.split())
+    assert code == 2, (code, err(r)[-600:])
+    assert "bomb.npz" in err(r), err(r)[-600:]
+    # featx itself stays under 100 MB; reading the array costs 307 MB more
+    assert peak_kib < 200 * 1024, (peak_kib, err(r)[-600:])

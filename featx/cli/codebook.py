@@ -16,6 +16,13 @@ from .report import _fail, _say
 
 
 def _build_codebook(cls) -> click.Command:
+    import dataclasses
+
+    from ..encoding import MAX_CODEBOOK_WORDS, EncodingParams
+
+    # a codebook is learnt from the raw descriptors: --encode and its options are extract's
+    encoding = frozenset(f.name for f in dataclasses.fields(EncodingParams))
+
     def callback(inputs, output, k, sample, seed, gmm, resize, resize_mode, files_from, null, overwrite, quiet,
                  jobs, max_pixels, max_memory, **kwargs):
         ctx = click.get_current_context()
@@ -38,11 +45,12 @@ def _build_codebook(cls) -> click.Command:
     cmd.params = _with_extractor_options(cls, [
         click.Argument(["inputs"], nargs=-1, type=INPUT_PATH),
         click.Option(["-o", "--output"], required=True, metavar="NPZ", help="Codebook file to write (.npz)."),
-        click.Option(["-k"], type=click.IntRange(min=1), required=True, help="Number of visual words."),
+        click.Option(["-k"], type=click.IntRange(min=1, max=MAX_CODEBOOK_WORDS), required=True,
+                     help="Number of visual words."),
         click.Option(["--sample"], type=click.IntRange(min=1), default=100_000, show_default=True,
                      help="Descriptors kept in the seeded random sample (bounds memory: sample x 512 bytes)."),
         click.Option(["--seed"], type=int, default=0, show_default=True, help="Seed of sampling and k-means++."),
-        click.Option(["--gmm"], is_flag=True, help="Also fit a diagonal-covariance GMM (for --encode fisher)."),
+        click.Option(["--gmm"], is_flag=True, help="Also fit a diagonal-covariance GMM (Fisher vectors need one)."),
         *_resize_options(),
         click.Option(["--files-from", "files_from"], multiple=True, metavar="FILE",
                      type=click.Path(dir_okay=False, allow_dash=True), help="Read input paths from FILE."),
@@ -51,7 +59,7 @@ def _build_codebook(cls) -> click.Command:
         click.Option(["--overwrite"], is_flag=True, help="Replace an existing codebook."),
         click.Option(["-q", "--quiet"], is_flag=True, help="No progress bar and no summary line."),
         _config_option(),
-    ])
+    ], skip=encoding)
     return cmd
 
 

@@ -11,7 +11,7 @@ import click
 
 from ..errors import ExitCode, FeatxError
 from ..names import printable, quote_name
-from .options import CONTEXT, ExtractorGroup, SectionedCommand, _extract_options, _split_params, \
+from .options import CONTEXT, ExtractorGroup, SectionedCommand, _Described, _extract_options, _split_params, \
     _with_extractor_options
 from .report import _fail, _pipe_closed, _say
 
@@ -20,7 +20,7 @@ def _extract_examples(cls) -> list[str]:
     """Two or three commands that run as written for extractor ``cls``."""
     name = cls.name
     try:
-        kind = cls().output_kind()
+        kind = _Described.of(cls).output_kind()
     except Exception:  # noqa: BLE001 - a plugin that cannot be built yet: vector examples
         kind = "vector"
     if cls.temporal:
@@ -34,6 +34,10 @@ def _extract_examples(cls) -> list[str]:
         return [f"featx extract {name} photos/ -o {name}/                     # one file per image (npy-dir)",
                 f"featx extract {name} photos/ -o {name}-640/ --resize 640x480 -j 2",
                 f"featx extract {name}+hog photos/ -o feats/ --resize 256x256  # several extractors, one pass"]
+    if not getattr(cls, "shared_resize", True):  # fits images to its own input: no --resize
+        return [f"featx extract {name} photos/ -o {name}.npy -j 2             # a row per image",
+                f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
+                f"find photos -name '*.jpg' | featx extract {name} - -o - > {name}.csv"]
     return [f"featx extract {name} photos/ -o {name}.npy --resize 256x256    # a row per image",
             f"featx extract {name} clip.mp4 -o {name}.csv --fps 1            # a row per second of video",
             f"find photos -name '*.jpg' | featx extract {name} - -o - --resize 256x256 > {name}.csv"]
@@ -114,7 +118,16 @@ def _build_multi(names: str) -> click.Command:
 
             per_output, run, own = _split_run(kwargs)
             output = per_output.pop("path")  # the folder; the other per-output options apply to each
-            outs = [dataclasses.replace(o, **per_output) for o in short_form(names, output)]
+            outs = []
+            for o in short_form(names, output):
+                mine = dict(per_output)
+                if mine.get("resize") and o.extractor in declined:
+                    mine.pop("resize")
+                    mine.pop("resize_mode", None)
+                    if not own.get("quiet") and not print_recipe:
+                        _say(f"{o.extractor}: --resize is not applied (it fits each image to its network's "
+                             f"input itself); {o.path} is what `featx extract {o.extractor}` writes")
+                outs.append(dataclasses.replace(o, **mine))
             fmt = per_output.get("format")
             if fmt:  # NAME.csv, NAME.npy, NAME/
                 outs = [dataclasses.replace(o, path=os.path.splitext(o.path.rstrip("/"))[0]
@@ -135,7 +148,16 @@ def _build_multi(names: str) -> click.Command:
         except BrokenPipeError:
             sys.exit(_pipe_closed())
 
-    cmd = SectionedCommand(names, callback=callback, context_settings=CONTEXT,
+    from .. import registry
+
+    declined = []
+    for n in names.split("+"):
+        try:
+            if not getattr(registry.get(n), "shared_resize", True):
+                declined.append(n)
+        except FeatxError:  # an unknown name: the callback says so
+            pass
+    cmd = _MultiCommand(names, callback=callback, context_settings=CONTEXT, extractors=tuple(names.split("+")),
                            examples=[f"featx extract {names} photos/ -o feats/ --resize 256x256 -j 2",
                                      f"featx extract {names} photos/ -o feats/ --print-recipe > job.toml"],
                         help=f"Extract {', '.join(names.split('+'))} in one pass: each input is decoded once "
@@ -151,6 +173,9 @@ def _build_multi(names: str) -> click.Command:
         if o.name == "output":
             o.metavar = "FOLDER/"
             o.help = "Folder for the outputs (NAME.npy, or NAME/ for keypoints and maps)."
+        if o.name == "resize" and declined:
+            o.help += (f" Applies to every output but {', '.join(declined)}, which fit{'s' if len(declined) == 1 else ''} "
+                       "each image to the network's input itself.")
         opts.append(o)
     opts.append(click.Option(["--print-recipe"], is_flag=True,
                              help="Print this job as a recipe (TOML for `featx run`) instead of running it."))
@@ -208,6 +233,45 @@ def _progress_bar(desc: str, total: int | None, unit: str):
                 nrows=rows if rows > 0 else 24, leave=False, mininterval=0.2)
 
 
+class _MultiCommand(SectionedCommand):
+    """``featx extract a+b``: an option of one of the extractors is answered as such (this
+    form runs each with its defaults), not with a run option that looks like it."""
+
+    def __init__(self, *args, extractors: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extractors = extractors
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            owners = self._owners(exc.option_name)
+            if not owners:
+                raise
+            names = "+".join(self.extractors)
+            raise click.UsageError(
+                f"{exc.option_name} is an option of {', '.join(owners)}; featx extract {names} runs each "
+                f"extractor with its default parameters. For other parameters, write a recipe: add "
+                f"--print-recipe to print this job as one, set {exc.option_name.lstrip('-')} in its "
+                f"[[output]], and run it with featx run", ctx) from None
+
+    def _owners(self, option: str) -> list[str]:
+        from .. import registry
+        from ..extractor import param_infos
+
+        owners = []
+        for n in self.extractors:
+            try:
+                cls = registry.get(n)
+            except FeatxError:
+                continue
+            flag = option.split("=", 1)[0]
+            if any(flag in (i.option, "--no-" + i.option.lstrip("-")) or flag == "--" + i.name.replace("_", "-")
+                   for i in param_infos(cls.Params)):
+                owners.append(n)
+        return owners
+
+
 class _Shown:
     """A run's progress bar (when stderr is a terminal and not ``quiet``) and its messages,
     each a line of its own above the bar, which is drawn again below it."""
@@ -254,7 +318,8 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         show.say(f"error: {quote_name(f.path)}: {printable(f.reason)}{which}")  # no name forges a line
 
     with show:
-        result = execute(plan, on_failure=on_failure, on_note=show.say, progress=show.progress, fork=_may_fork(ctx))
+        result = execute(plan, on_failure=on_failure, on_note=None if quiet else show.say, progress=show.progress, fork=_may_fork(ctx),
+                         summary_json=summary_json)
     if summary_json:
         import json
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import FeatxError
-from .options import CONTEXT, SIZE, ExtractorGroup, _resize_options, _split_params, _with_extractor_options
+from .options import CONTEXT, SIZE, ExtractorGroup, _Described, _resize_options, _split_params, _with_extractor_options
 from .report import _fail
 
 
@@ -18,7 +18,7 @@ def _build_info(cls) -> click.Command:
         try:
             from ..extractor import build_params
 
-            ext = cls(build_params(cls, given))
+            ext = _Described.of(cls, build_params(cls, given))
             if as_config:
                 click.echo(_info_config(cls, ext, resize, resize_mode), nl=False)
             else:

@@ -39,6 +39,8 @@ class PairType(click.ParamType):
         from ..extractor import parse_pair
         from ..runopts import Invalid, parse_size_pair
 
+        if isinstance(value, str) and "X" in value:  # the documented spelling is a lowercase x
+            self.fail(f"{value!r} is not {self.what}: write {value.replace('X', 'x')} (a lowercase x)", param, ctx)
         if self.positive:
             try:
                 return parse_size_pair(value)
@@ -377,19 +379,47 @@ class ExtractorGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-def _with_extractor_options(cls, common: list[click.Parameter]) -> list[click.Parameter]:
-    """The command's own parameters, then one option per declared extractor parameter.
+def _with_extractor_options(cls, common: list[click.Parameter], skip=frozenset()) -> list[click.Parameter]:
+    """The command's own parameters, then one option per declared extractor parameter
+    (but those named in ``skip``: parameters the command does not take).
     A parameter whose name or flag is taken by a featx option is a plugin error."""
     from ..extractor import param_infos
 
     taken = {p.name for p in common} | {o for p in common for o in getattr(p, "opts", ())} | {"help"}
     opts = []
     for info in param_infos(cls.Params):
+        if info.name in skip:
+            continue
         if info.name in taken or info.option in taken:
             raise UsageError(f"extractor {cls.name!r} declares parameter {info.name!r}, "
                              "which clashes with a featx option", "rename the parameter in the plugin")
         opts.append(_param_option(info))
     return list(common) + opts
+
+
+class _Described:
+    """An extractor as its help and ``featx info`` see it, where the class can say its output
+    without being built (``static_output_spec``: cnn's built-in model is not loaded to
+    print a help text); else the extractor itself."""
+
+    def __init__(self, cls, params):
+        self.cls, self.params, self.name = cls, params, cls.name
+
+    def output_spec(self, height: int, width: int):
+        return self.cls.static_output_spec(self.params, height, width)
+
+    def output_kind(self):
+        return self.output_spec(480, 640).kind
+
+    @staticmethod
+    def of(cls, params=None):
+        from ..extractor import build_params
+
+        params = build_params(cls, {}) if params is None else params
+        spec_of = getattr(cls, "static_output_spec", None)
+        if spec_of is not None and spec_of(params, 480, 640) is not None:
+            return _Described(cls, params)
+        return cls(params)
 
 
 def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:

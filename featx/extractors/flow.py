@@ -89,7 +89,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FeatxError, InputError, ParamError
+from ..errors import FeatxError, InputError, ParamError, opencv_message
 from ..extractor import Extractor, OutputSpec, param
 from ..imageops import to_gray_uint8
 
@@ -266,15 +266,21 @@ class Flow(Extractor):
             raise InputError(f"flow: the two images differ in size ({a.shape[1]}x{a.shape[0]} vs "
                              f"{b.shape[1]}x{b.shape[0]})", "resize them to one size")
         p = self.params
-        if p.method == "dis":
-            if self._dis is None:
-                self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[p.preset])
-            flow = self._dis.calc(a, b, None)
-        elif p.method == "farneback":
-            flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if p.fb_gaussian else 0
-            flow = cv2.calcOpticalFlowFarneback(a, b, None, p.fb_pyr_scale, p.fb_levels,
-                                                p.fb_winsize, p.fb_iterations, p.fb_poly_n,
-                                                p.fb_poly_sigma, flags)
+        if p.method in ("dis", "farneback"):
+            try:
+                if p.method == "dis":
+                    if self._dis is None:
+                        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[p.preset])
+                    flow = self._dis.calc(a, b, None)
+                else:
+                    flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if p.fb_gaussian else 0
+                    flow = cv2.calcOpticalFlowFarneback(a, b, None, p.fb_pyr_scale, p.fb_levels,
+                                                        p.fb_winsize, p.fb_iterations, p.fb_poly_n,
+                                                        p.fb_poly_sigma, flags)
+            except cv2.error as e:   # e.g. DIS on frames under 12 pixels: OpenCV's words, not its source line
+                raise InputError(f"flow: OpenCV cannot compute {p.method} flow on {a.shape[1]}x{a.shape[0]} "
+                                 f"frames: {opencv_message(e)}",
+                                 "use --resize to enlarge small frames") from None
         else:
             from skimage.registration import optical_flow_tvl1
 

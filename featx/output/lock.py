@@ -212,7 +212,10 @@ class OutputLock:
                 if deadline is not None and time.monotonic() >= deadline:
                     who = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
                            f"running since {holder.get('started', '?')}")
-                    raise LockedError(f"another featx run is writing this output ({who})",
+                    d, b = os.path.split(self.path)   # .NAME.featx-lock: say which output
+                    name = os.path.join(d, b[1:-len(".featx-lock")]) \
+                        if b.startswith(".") and b.endswith(".featx-lock") else self.path
+                    raise LockedError(f"{name}: another featx run is writing this output ({who})",
                                       "wait for it, or pass --wait to queue behind it") from None
                 if on_wait and not told:
                     on_wait(holder)

@@ -57,6 +57,27 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
         lock.release()
 
 
+#: The libraries whose versions can change the numbers of an output: shards made with
+#: others are not one output.
+_NUMBERS_FROM = ("featx", "numpy", "opencv-python-headless", "opencv-python")
+
+
+def _check_versions(srcs: Sequence[sinks.Sink], docs: Sequence[dict]) -> None:
+    """Refuse shards whose sidecars record other versions of featx, numpy or OpenCV than
+    the first shard's (a sidecar that records none, from an older featx, is not compared)."""
+    first = docs[0].get("versions") if isinstance(docs[0].get("versions"), dict) else None
+    for s, d in zip(srcs[1:], docs[1:]):
+        v = d.get("versions")
+        if first is None or not isinstance(v, dict):
+            continue
+        diffs = [f"{n} {first.get(n, 'none')} -> {v.get(n, 'none')}" for n in _NUMBERS_FROM
+                 if (n in first or n in v) and first.get(n) != v.get(n)]
+        if diffs:
+            raise OutputError(f"{s.output} was made with other library versions than {srcs[0].output} "
+                              f"({'; '.join(diffs)})",
+                              "run every shard with one install of featx, numpy and OpenCV, then merge")
+
+
 def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
     """A shard is merged only if its run finished and its files are what its state says."""
     if doc.get("status") not in ("complete", "complete-with-failures") or not doc.get("complete", False):
@@ -71,7 +92,9 @@ def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
             lines = sum(1 for _ in sinks.csv_records(fh)) - 1
         if shown != rows or lines != rows:
             why = f"{s.output} shows {shown} rows and its index {lines}, its last commit {rows}"
-    if why is None and [rows, st.get("width") or 0] != list((doc.get("output") or {}).get("shape") or []):
+    shape = list((doc.get("output") or {}).get("shape") or [])
+    empty = rows == 0 and st.get("width") is None and len(shape) == 2 and shape[0] == 0   # (0, D): no row yet
+    if why is None and not empty and [rows, st.get("width") or 0] != shape:
         why = f"{s.output} holds {rows} rows, its sidecar says {(doc.get('output') or {}).get('shape')}"
     if why:
         raise OutputError(f"{why}: not a finished shard", "run that shard's command again, then merge")
@@ -115,6 +138,7 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
             if c != strip[0]:
                 raise OutputError(f"{s.output} was made with other settings than {srcs[0].output}",
                                   "merge only shards of one command")
+        _check_versions(srcs, docs)
         for s, st, d in zip(srcs, states, docs):
             _check_whole(s, st, d)
         # rows of every input, with their source; overlaps are refused

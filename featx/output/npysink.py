@@ -39,8 +39,12 @@ class NpySink(_StackedSink):
     def encoder(self):
         return RawEncoder()
 
+    #: D of the rows, when the extractor's contract fixes it before any row (set by the plan):
+    #: an output with no rows is then ``(0, D)``, as numpy users expect, not ``(0, 0)``.
+    expected_width: int | None = None
+
     def _data_header(self):
-        return npy_header(0, 0)
+        return npy_header(0, self.expected_width or 0)
 
     def damage(self, state):
         why = super().damage(state)
@@ -49,7 +53,13 @@ class NpySink(_StackedSink):
         with open(self.output, "rb") as fh:
             head = fh.read(NPY_HEADER_LEN)
         width = state.get("width")
-        if head[:NPY_HEADER_LEN - 1] != npy_header(header_rows(head), width or 0)[:NPY_HEADER_LEN - 1] \
+        widths = {width or 0}
+        if width is None:   # no row yet: the header may give the width the extractor fixes, (0, D)
+            import re
+
+            m = re.search(rb"'shape': \(0, (\d+)\)", head)
+            widths.add(int(m.group(1)) if m else 0)
+        if all(head[:NPY_HEADER_LEN - 1] != npy_header(header_rows(head), w)[:NPY_HEADER_LEN - 1] for w in widths) \
                 or header_rows(head) > state.get("rows", 0):
             return f"{self.output} has a header featx did not write (replaced since its last run?)"
         committed, tail = state.get("index_len"), _tail(state)
@@ -127,7 +137,13 @@ class NpySink(_StackedSink):
         return fds + [self._ifh.fileno()], meta, after
 
     def _set_header(self, rows: int, width: int | None) -> None:
-        pwrite_all(self._fh.fileno(), npy_header(rows, width or 0), 0)
+        pwrite_all(self._fh.fileno(), npy_header(rows, width or (self.expected_width if not rows else 0) or 0), 0)
+
+    def info(self):
+        out = super().info()
+        if not self.rows and self.expected_width:
+            out["shape"] = [0, self.expected_width]
+        return out
 
     def close(self):
         super().close()

@@ -305,7 +305,9 @@ class Sink:
             self.remove_all()
             return False
         if self.exists() and not have_state:
-            raise OutputError(f"{self.output} already exists and was not written by featx's incremental mode",
+            there = [p for p in self.paths() if os.path.exists(p)]
+            what = there[0] if len(there) == 1 else self.output   # (only its index may be left)
+            raise OutputError(f"{what} already exists and was not written by featx's incremental mode",
                               "pass --overwrite to replace it, or choose another -o")
         return have_state
 

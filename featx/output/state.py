@@ -405,6 +405,11 @@ def check_config(state: State, config: dict[str, Any], output: str, ignore: tupl
         old = {**old, "extractor": {k: v for k, v in old["extractor"].items() if k not in ignore}}
     if old is None or old == config:
         return
+    was, now = (c.get("extractor", {}).get("name") if isinstance(c.get("extractor"), dict) else None
+                for c in (old, config))
+    if was != now:  # another extractor: its parameters and decoding differ as a matter of course
+        raise OutputError(f"{output} was made by the extractor {was}, not {now} (extractor: {was} -> {now})",
+                          "pass --overwrite to start a fresh output, or choose another -o")
     diffs = []
     for section in sorted(set(old) | set(config)):
         a, b = old.get(section), config.get(section)

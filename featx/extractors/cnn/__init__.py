@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,6 +37,15 @@ __all__ = ["CNN"]
 log = logging.getLogger("featx.cnn")
 
 _INTERP = {"area": 3, "linear": 1, "cubic": 2}  # cv2.INTER_* values (no cv2 import here)
+
+
+#: model lines already logged by this process (source, tensor, backend, provider)
+_ANNOUNCED: set[tuple] = set()
+
+
+def _main_process() -> bool:
+    """True outside featx's worker processes (which multiprocessing starts)."""
+    return multiprocessing.parent_process() is None
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -89,6 +99,10 @@ class CNN(Extractor):
     fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
     streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")
+    #: A --resize shared by several outputs (``featx extract hog+cnn ... --resize``) is
+    #: not applied to cnn: it fits each image to its network's input itself, and a resize
+    #: first would stretch the photo (its own ``--resize``, in a recipe or alone, still is).
+    shared_resize: ClassVar[bool] = False
     summary: ClassVar[str] = ("CNN embedding (EfficientNet-Lite0, ImageNet; or any ONNX model): "
                               "1280-d pooled features, logits or top-k classes")
 
@@ -157,6 +171,9 @@ class CNN(Extractor):
 
     def __init__(self, params: Any = None):
         super().__init__(params)
+        # the model line is for a run: not for an instance made with the defaults to look
+        # at the class (help text, examples), and not once more from every worker process
+        self._announce = params is not None and _main_process()
         self._setup()
 
     def _setup(self) -> None:
@@ -276,7 +293,10 @@ class CNN(Extractor):
                 raise UsageError(f"cnn: the model has no '{layer}' tensor in its metadata",
                                  "name a tensor with --layer; available: " + _some(names))
             if layer not in names:
-                raise UsageError(f"cnn: no tensor named {layer!r} in the model",
+                from ...runopts import closest
+
+                near = closest(layer, ["embedding", "logits", *names])
+                raise UsageError(f"cnn: no tensor named {layer!r} in the model" + (f"; {near}" if near else ""),
                                  "available: " + _some(names))
             return layer
 
@@ -311,8 +331,13 @@ class CNN(Extractor):
             raise UsageError(f"cnn: --top-k needs a 2-D score tensor; {self._tensor!r} has "
                              f"shape {out.shape}")
         self._dim = int(vec.shape[1]) if not p.top_k else 2 * p.top_k
-        log.info("cnn: model %s, tensor %s, %s on %s", source["model"], self._tensor,
-                 self.backend_name, self.provider)
+        line = (source["model"], self._tensor, self.backend_name, self.provider)
+        # once per process: a run may build the same extractor twice (with its thread count
+        # set for the worker count), which is one model to the user
+        announce = self._announce and line not in _ANNOUNCED
+        if announce:
+            _ANNOUNCED.add(line)
+        (log.info if announce else log.debug)("cnn: model %s, tensor %s, %s on %s", *line)
 
     def __reduce__(self):
         # Sessions do not pickle: a copy (e.g. sent to a worker process) is
@@ -505,6 +530,22 @@ class CNN(Extractor):
 
     # ------------------------------------------------------------------
     # The contract
+
+    @classmethod
+    def static_output_spec(cls, params: Any, height: int, width: int) -> OutputSpec | None:
+        """The output of the built-in model's ``embedding`` or ``logits`` (1280 or 1000
+        values, or ``top_k`` pairs), known without building the model: what ``featx info
+        cnn`` and the help text show.  None for any other model or tensor (only the model
+        can say)."""
+        from . import models
+
+        if params.model not in (None, models.DEFAULT_MODEL) or params.layer not in ("embedding", "logits"):
+            return None
+        if params.top_k:
+            cols = tuple(c for i in range(1, params.top_k + 1) for c in (f"top{i}_class", f"top{i}_prob"))
+            return OutputSpec("vector", (2 * params.top_k,), columns=cols,
+                              label_columns=tuple(range(0, 2 * params.top_k, 2)))
+        return OutputSpec("vector", (1280 if params.layer == "embedding" else 1000,))
 
     def output_spec(self, height: int, width: int) -> OutputSpec:
         if not self.top_k:
