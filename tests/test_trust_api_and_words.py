@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx as _featx, featx_inprocess, ok, photo_crops
+from helpers import SAMPLES, copy_samples, featx_inprocess, featx_subprocess as _featx, ok, photo_crops
 
 
-def featx(args, cwd=None):
+def featx(args, cwd=None):  # a fresh interpreter: what one process prints, and a lock held by another
     return _featx(*args, cwd=cwd, timeout=300)
 
 
