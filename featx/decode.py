@@ -657,7 +657,8 @@ def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBu
     if err.text and not lenient:  # (a clean decode prints nothing: no cost)
         damage = corrupt_data(content_format(data[:16].tobytes()), err.text)
         if damage:
-            raise InputError(f"cannot decode: corrupt {content_format(data[:16].tobytes())} image ({damage})")
+            raise InputError(f"cannot decode: corrupt {content_format(data[:16].tobytes())} image ({damage}); "
+                                 "--lenient-decode takes such pictures as decoded")
     del data
     if img.dtype not in (np.uint8, np.uint16):
         if img.dtype == np.float32 or img.dtype == np.float64:

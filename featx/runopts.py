@@ -124,6 +124,10 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "Decode every JPEG in full, even when the extractor needs fewer pixels "
               "(--resize, the network's input): the numbers of a full decode, slower.", _I, default=False,
               recipe="exact-decode"),
+    RunOption("lenient_decode", ("--lenient-decode",), "flag",
+              "Accept pictures whose decoder reported damaged data (a corrupt JPEG stream, "
+              "bytes missing mid-file) as the decoder returns them, grey or smeared areas "
+              "included, instead of failing them.", _I, default=False, recipe="lenient-decode", sidecar=True),
     RunOption("max_memory", ("--max-memory",), "memory",
               "Memory one input may cost a worker (4G, 512M; 0 = no limit): an image that "
               "would need more (decoded, resized, extracted) is refused before decoding. "

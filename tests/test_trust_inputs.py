@@ -60,6 +60,26 @@ def test_i04_jpeg_corrupt_mid_stream_is_a_failed_input(tmp_path, how):
     assert [Path(f["path"]).name for f in sidecar(tmp_path / "h.npy")["failures"]] == ["bad.jpg"]
 
 
+def test_i04_lenient_decode_takes_the_damaged_jpeg_as_the_decoder_returns_it(tmp_path):
+    """--lenient-decode is the escape hatch: the damaged JPEG gives a row (what libjpeg
+    decoded, grey area included: the numbers of a plain decode of that file), exit 0, and
+    the sidecar records that the run was lenient."""
+    import cv2
+
+    copy_samples(tmp_path / "s", {"good.jpg": "rocket.jpg"})
+    bad = tmp_path / "s" / "bad.jpg"
+    bad.write_bytes(_jpeg_damaged("deleted"))
+    r = featx_inprocess("extract", "gradients", "s", "-o", "g.npy", "--exact-decode", "--lenient-decode",
+                        cwd=tmp_path)
+    assert r.returncode == 0, (r.returncode, err(r)[-600:])
+    assert [Path(p).name for p in index_paths(tmp_path / "g.npy")] == ["bad.jpg", "good.jpg"]
+    assert sidecar(tmp_path / "g.npy")["options"]["lenient_decode"] is True
+    import featx
+
+    rgb = cv2.cvtColor(cv2.imread(str(bad)), cv2.COLOR_BGR2RGB)  # libjpeg's own result, warning and all
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy")[0], featx.extract(rgb, "gradients"))
+
+
 def test_i04_png_with_a_bad_crc_is_a_failed_input(tmp_path):
     """Item 4: the same for PNG CRC errors: a flipped byte in an IDAT chunk."""
     copy_samples(tmp_path / "s", {"good.jpg": "rocket.jpg"})

@@ -228,7 +228,8 @@ def job_for(targets: list[Target], plan, ref_base: str | None = None) -> Job:
                        min_size=decode_size(t, plan), describe=t.describe)
                   for t in targets)
     return Job(tasks=tasks, max_pixels=plan.max_pixels or None, source_options=plan.sampling,
-               max_memory=memory.resolve(plan.max_memory, plan.jobs), ref_base=ref_base)
+               max_memory=memory.resolve(plan.max_memory, plan.jobs), ref_base=ref_base,
+               lenient_decode=plan.lenient_decode)
 
 
 def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[Input]:

@@ -52,6 +52,7 @@ class Job:
     source_options: dict[str, Any] = field(default_factory=dict)
     ref_base: str | None = None       # the folder the inputs' mirror paths were made against
     decode_threads: int | None = 1    # FFmpeg threads per video (1: the workers share the cores; None: OpenCV's default)
+    lenient_decode: bool = False      # accept pictures whose decoder reported damaged data
 
 
 @dataclass
@@ -206,7 +207,7 @@ class Worker:
                     loaded = 0
                     try:
                         for item in load(inp, self.job.max_pixels, self.memory, min_size, threads=self.job.decode_threads,
-                                         **self.job.source_options):
+                                         lenient_decode=self.job.lenient_decode, **self.job.source_options):
                             if g == 0:
                                 self.tick()
                             loaded += 1

@@ -369,6 +369,7 @@ class CNN(Extractor):
 
         p = self.params
         providers = ort_providers(p.device, ort.get_available_providers())
+        ort.set_default_logger_severity(3)  # the process-wide logger too: no coloured warning lines on stderr
         so = ort.SessionOptions()
         so.log_severity_level = 3
         if p.threads:
