@@ -21,6 +21,12 @@ class ExitCode(enum.IntEnum):
     PIPE_CLOSED = 141 #: the reader of stdout went away (``| head``); as a shell reports SIGPIPE
 
 
+class LoudNote(str):
+    """A note that ``--quiet`` still prints: something happened that a cron job's owner
+    must hear of (a dead run's orphans stopped, an output damaged and rebuilt).  Plain
+    ``str`` notes (resumed, waiting, inputs gone) are silenced by ``--quiet``."""
+
+
 class FeatxError(Exception):
     """An error with a message for the user and an optional hint."""
 

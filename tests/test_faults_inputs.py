@@ -511,7 +511,7 @@ def test_bad_codebooks_are_one_line_usage_errors_before_any_work(good_codebook, 
     inf_var[0, 0] = np.inf
     cases = {
         "forged header (10^9 x 128)": (_forged_header_npz(cb, tmp_path / "huge.npz", (10**9, 128)),
-                                       "claims 1000000000 x 128 values"),
+                                       "1000000000 x 128 values"),
         "plain .npy": (tmp_path / "plain.npy", "is a plain .npy array, not a featx codebook"),
         "k = 0": (_rewrite_npz(cb, tmp_path / "k0.npz", centers=np.zeros((0, 128), np.float32)), "no words"),
         "NaN centres": (_rewrite_npz(cb, tmp_path / "nan.npz", centers=nan_centres), "not finite"),
@@ -543,7 +543,7 @@ def test_load_codebook_checks_headers_before_allocating(good_codebook, tmp_path,
 
     forged = _forged_header_npz(good_codebook, tmp_path / "huge.npz", (10**9, 128))
     monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load called on a forged codebook"))
-    with pytest.raises(UsageError, match="claims 1000000000 x 128 values"):
+    with pytest.raises(UsageError, match="1000000000 x 128 values"):
         load_codebook(forged)
 
 

@@ -91,6 +91,8 @@ SKIP: dict[str, str] = {
         "the whole test suite, this test included",
     '.venv/bin/python -m pytest -q -m "not slow"':
         "the quick test suite, this test included",
+    ".venv/bin/python -m pytest -q -m fast":
+        "the library-level tests (a suite of its own)",
     ".venv/bin/python benchmarks/bench_pipeline.py":
         "a benchmark: minutes of work on 500 generated photos",
     "pip install 'featx[ray]'":

@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode, FeatxError, UsageError
 from ..names import printable, quote_name
-from .extract import _may_fork, _Shown
+from .extract import _may_fork, _notes, _Shown
 from .options import CONTEXT, INPUT_PATH, ExtractorGroup, _config_option, _extract_options, _resize_options, \
     _split_params, _with_extractor_options
 from .report import _fail, _say
@@ -80,7 +80,7 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
                 max_memory=max_memory, exact_decode=True)
     show = _Shown(f"{cls.name} codebook", not quiet)
     with show:
-        cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_note=show.say,
+        cb, result = learn_codebook(plan, k, sample=sample, seed=seed, gmm=gmm, on_note=_notes(show.say, quiet),
                                     on_failure=lambda f, outs: show.say(f"error: {quote_name(f.path)}: {printable(f.reason)}"),
                                     progress=show.progress, fork=_may_fork(click.get_current_context()))
     if cb is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import ExitCode, FeatxError
+from ..errors import ExitCode, FeatxError, LoudNote
 from ..names import printable, quote_name
 from .options import CONTEXT, ExtractorGroup, SectionedCommand, _Described, _extract_options, _split_params, \
     _with_extractor_options
@@ -304,6 +304,14 @@ def _may_fork(ctx: click.Context) -> bool:
     return bool((ctx.find_root().obj or {}).get("fork"))
 
 
+def _notes(say, quiet: bool):
+    """What the run's notes go to: all of them, or with ``-q`` only the loud ones (a dead
+    run's orphans stopped, an output damaged and rebuilt), which a cron job's owner must hear."""
+    if not quiet:
+        return say
+    return lambda msg: say(msg) if isinstance(msg, LoudNote) else None
+
+
 def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> None:
     """Run a plan with a progress bar and messages on stderr; exit with its code."""
     from ..plan import execute
@@ -318,7 +326,7 @@ def _execute(ctx, plan, *, quiet: bool, summary_json: str | None, desc: str) -> 
         show.say(f"error: {quote_name(f.path)}: {printable(f.reason)}{which}")  # no name forges a line
 
     with show:
-        result = execute(plan, on_failure=on_failure, on_note=None if quiet else show.say, progress=show.progress, fork=_may_fork(ctx),
+        result = execute(plan, on_failure=on_failure, on_note=_notes(show.say, quiet), progress=show.progress, fork=_may_fork(ctx),
                          summary_json=summary_json)
     if summary_json:
         import json

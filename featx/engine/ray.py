@@ -56,6 +56,7 @@ WINDOW_PER_ACTOR = 4
 TASK_RETRIES = 2
 #: Retries when one input is redone alone after its batch failed.
 ISOLATED_RETRIES = 1
+DEATH_GRACE_S = 5.0     # how long a timed-out task may take to show it died instead (see _died_late)
 
 
 _log = logging.getLogger("featx.ray")
@@ -375,6 +376,23 @@ class RayExecutor:
         self._check_started([self._spare_cls.remote(self.job, self._cwd, self._main)])  # raises with the cause
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _died_late(self, ref) -> bool:
+        """After a timeout: did the task's process die rather than hang?  Ray learns of a dead
+        worker process from its raylet, which under load can take longer than a short
+        --timeout; a crash must not be reported as a hang, so the task gets a short grace
+        (at most DEATH_GRACE_S) to resolve as a death."""
+        ray = self.ray
+        done, _ = ray.wait([ref], timeout=min(DEATH_GRACE_S, max(self.timeout or 0.0, 1.0)))
+        if not done:
+            return False
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayTaskError:
+            return False   # it failed on its own (after the timeout): still a timed-out input
+        except ray.exceptions.RayError:
+            return True
+        return False       # it finished, past its time: a timed-out input all the same
+
     def _isolated(self, inp):
         """Run one input alone; what kills its worker every time, or hangs, becomes a failed record."""
         from .executors import failed
@@ -383,10 +401,13 @@ class RayExecutor:
         why = "the worker process crashed on this input"
         for _ in range(1 + ISOLATED_RETRIES):
             actor = self._spare_actor()
+            ref = actor.run.remote([inp])
             try:
-                records, data, _ = ray.get(actor.run.remote([inp]), timeout=self.timeout)
+                records, data, _ = ray.get(ref, timeout=self.timeout)
                 return [inp], records, [memoryview(d) for d in data]
             except ray.exceptions.GetTimeoutError:
+                if self._died_late(ref):
+                    continue  # it crashed, and Ray took a while to notice: as a crash
                 ray.kill(actor, no_restart=True)
                 self._spare = None
                 why = f"timed out after {self.timeout:g} s"

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 
 from .. import host
-from ..errors import ExitCode, FeatxError
+from ..errors import ExitCode, FeatxError, LoudNote
 
 
 class LockedError(FeatxError):
@@ -296,8 +296,8 @@ class OutputLock:
             self.killed = killed
             if on_note:
                 done = (f"; stopped them (pid {', '.join(map(str, killed))})" if killed else "")
-                on_note(f"the run holding this output (pid {holder.get('pid')}) is dead; its orphaned "
-                        f"workers still held the lock{done}; taking over")
+                on_note(LoudNote(f"the run holding this output (pid {holder.get('pid')}) is dead; its orphaned "
+                        f"workers still held the lock{done}; taking over"))
             return new
         finally:
             os.close(guard)

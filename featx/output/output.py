@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import FeatxError
+from ..errors import FeatxError, LoudNote
 from ..inputs import Input, vanished
 from ..names import quote_name
 from . import layout
@@ -193,7 +193,7 @@ class Output:
                               "no settings", "pass --overwrite to replace it, or choose another -o")
         why = sink.damage(self.state) if existing else None
         if why:
-            note(f"{why}: rebuilding it from scratch")
+            note(LoudNote(f"{why}: rebuilding it from scratch"))
             summary.rebuilt = why
             self.state.reset()
             sink.discard()
