@@ -279,20 +279,9 @@ def featx_side_file(path: str) -> bool:
 def check_side_file(path: str, what: str, overwrite: bool) -> None:
     """A sidecar or summary file may be written at ``path``: it does not exist, or featx
     wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise UsageError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
-    import stat as _stat
+    from .output.atomic import check_replaceable
 
-    if not _stat.S_ISREG(st.st_mode):
-        raise UsageError(f"the {what} {path} is not a regular file; featx will not replace it",
-                         "name a file of its own; nothing was written")
-    if not overwrite and not featx_side_file(path):
-        raise UsageError(f"the {what} {path} exists and featx did not write it",
-                         "name a file of its own, or pass --overwrite to replace it; nothing was written")
+    check_replaceable(path, what, overwrite=overwrite, ours=featx_side_file)
 
 
 def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None) -> None:

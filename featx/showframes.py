@@ -132,21 +132,10 @@ MARK = b"featx show"
 def check_show_output(output: str, images, overwrite: bool) -> None:
     """Before any work: ``output`` names a picture featx can write (by its extension), is
     none of the inputs, and replaces no file featx did not write (without ``overwrite``)."""
-    import stat
-
     ext = os.path.splitext(output)[1].lower()
     if ext not in SHOW_FORMATS:
         raise UsageError(f"cannot write a picture as {output}: featx show writes "
                          + ", ".join(SHOW_FORMATS) + " files", "name the picture NAME.png or NAME.jpg")
-    try:
-        st = os.stat(output)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{output} is not a regular file; featx show will not replace it",
-                         "name a picture of its own")
     for arg in images:
         try:
             if os.path.samefile(arg, output):
@@ -154,10 +143,9 @@ def check_show_output(output: str, images, overwrite: bool) -> None:
                                  "name the picture apart")
         except OSError:
             continue
-    if overwrite or _marked(output):
-        return
-    raise UsageError(f"{output} exists and featx did not write it",
-                     "name a picture of its own, or pass --overwrite to replace it")
+    from .output.atomic import check_replaceable
+
+    check_replaceable(output, "picture", overwrite=overwrite, ours=_marked, own="name a picture of its own")
 
 
 def _marked(path: str) -> bool:

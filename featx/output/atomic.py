@@ -259,3 +259,26 @@ def sweep_tmp(folder: str, recursive: bool = False, names: list[str] | None = No
         except OSError:
             pass
     return removed
+
+
+def check_replaceable(path: str, what: str, *, overwrite: bool, ours: Callable[[str], bool],
+                      own: str = "name a file of its own") -> None:
+    """May featx write the side file ``path`` (a sidecar, a summary, a picture)?  Yes where
+    nothing is, where featx wrote what is there (``ours(path)``), or with ``overwrite``; never
+    over anything that is not a regular file.  Otherwise a usage error naming ``what``."""
+    import stat
+
+    from ..errors import UsageError
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"the {what} {path} is not a regular file; featx will not replace it",
+                         f"{own}; nothing was written")
+    if not overwrite and not ours(path):
+        raise UsageError(f"the {what} {path} exists and featx did not write it",
+                         f"{own}, or pass --overwrite to replace it; nothing was written")
