@@ -8,7 +8,7 @@ and the memory budget before any pixel is decoded; JPEGs are decoded upright
 DCT scale; what native decoders print on stderr is folded into the reason an
 input fails.
 
-What the extractor sees (documented in the README):
+What the extractor sees (documented in docs/inputs.md):
 
 * 8-bit images arrive as ``uint8``, 16-bit PNG/TIFF as ``uint16``;
 * grayscale files as ``(H, W)``, colour files as ``(H, W, 3)`` in RGB order;

@@ -10,7 +10,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes, documented in the README."""
+    """Process exit codes, documented in the README (and docs/production.md)."""
 
     OK = 0            #: everything was processed and written
     ITEMS_FAILED = 1  #: some inputs failed; everything else was written

@@ -135,7 +135,7 @@ def param_infos(params_cls: type) -> list[ParamInfo]:
 
 def parse_pair(text: str) -> tuple[int, int]:
     """Parse ``"4x3"`` into ``(4, 3)``; one number is a square (``"256"`` is ``256x256``).
-    These two spellings are the documented ones (README, *Using featx*); nothing else
+    These two spellings are the documented ones (docs/usage.md); nothing else
     is guessed at."""
     s = str(text).strip()
     parts = s.split("x")

@@ -1,6 +1,6 @@
 """Pixel conversions shared by extractors and the decoder.
 
-What an extractor receives (see README "What the extractor sees"):
+What an extractor receives (see docs/inputs.md, "What the extractor sees"):
 ``uint8`` or ``uint16`` arrays, ``(H, W)`` for grayscale sources and
 ``(H, W, 3)`` in RGB order for colour ones.  The helpers below convert to
 what an algorithm needs.  Floating-point conversions always use the 0–255

@@ -38,7 +38,7 @@ DEFAULT_CASCADE = "frontalface_default"
 REGION_COLUMNS = ("x", "y", "w", "h")
 
 #: Default ``detect_size``: the long side, in pixels, of the copy the cascade
-#: works on.  Chosen from ``benchmarks/bench_detect.py`` (README, ``featx
+#: works on.  Chosen from ``benchmarks/bench_detect.py`` (docs/extractors.md, ``featx
 #: detect``): photos up to 640 px (all the samples) are searched as they are,
 #: so their boxes do not change; a 12-MP photo is searched at about 1/6 of its
 #: side, >= 10x faster end to end, and without the false faces that sensor
