@@ -258,27 +258,46 @@ def _check_outputs(plan: Plan) -> None:
         seen[key] = o.path
 
 
-def featx_side_file(path: str) -> bool:
-    """Whether ``path`` holds a side file featx writes: a sidecar (``featx_sidecar``) or an
-    end-of-run summary (``--summary-json``).  Only such a file is replaced without
-    ``--overwrite``: a sidecar or summary named onto a photo, an output or notes is refused."""
+def _side_doc(path: str) -> dict | None:
+    """The JSON object in ``path``, or None (unreadable, too large, not a JSON object)."""
     import json
 
     try:
         if os.path.getsize(path) > 256 << 20:
-            return False
+            return None
         with open(path, "rb") as fh:
             doc = json.loads(fh.read())
     except (OSError, ValueError):
-        return False
-    if not isinstance(doc, dict):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def featx_side_file(path: str) -> bool:
+    """Whether ``path`` holds a side file featx writes: a sidecar (``featx_sidecar``) or an
+    end-of-run summary (``--summary-json``).  Only such a file is replaced without
+    ``--overwrite``: a sidecar or summary named onto a photo, an output or notes is refused."""
+    doc = _side_doc(path)
+    if doc is None:
         return False
     return "featx_sidecar" in doc or {"status", "output"} <= doc.keys() or isinstance(doc.get("outputs"), list)
 
 
-def check_side_file(path: str, what: str, overwrite: bool) -> None:
+def _sidecar_owner(path: str) -> str | None:
+    """The output whose sidecar ``path`` is (as that sidecar records it), or None."""
+    doc = _side_doc(path)
+    if doc is None or "featx_sidecar" not in doc or not isinstance(doc.get("output"), dict):
+        return None
+    owner = doc["output"].get("path")
+    return owner if isinstance(owner, str) and owner else None
+
+
+def check_side_file(path: str, what: str, overwrite: bool, output: str | None = None) -> None:
     """A sidecar or summary file may be written at ``path``: it does not exist, or featx
-    wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced."""
+    wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced.
+    Nor, without ``overwrite``, is the sidecar of another output that exists (``output``:
+    the one this sidecar is written for; None for a summary file): that output's
+    provenance and failure list would be lost.  An output's own ``OUTPUT.featx.json`` is
+    always its own (a folder of outputs moved elsewhere keeps working)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -293,6 +312,17 @@ def check_side_file(path: str, what: str, overwrite: bool) -> None:
     if not overwrite and not featx_side_file(path):
         raise UsageError(f"the {what} {path} exists and featx did not write it",
                          "name a file of its own, or pass --overwrite to replace it; nothing was written")
+    owner = None if overwrite else _sidecar_owner(path)
+    if owner is not None:
+        from .output.sinks import canonical_output
+
+        def same(a: str, b: str) -> bool:
+            return a == b or (a != "-" and b != "-" and canonical_output(a) == canonical_output(b))
+
+        if (output is None or not same(owner, output)) and owner != "-" and os.path.exists(owner) \
+                and not (output and path == canonical_output(output) + ".featx.json"):
+            raise UsageError(f"the {what} {path} is the sidecar of the output {owner}",
+                             "name a file of its own, or pass --overwrite to replace it; nothing was written")
 
 
 def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None) -> None:
@@ -308,7 +338,7 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
             continue
         sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
         if sidecar:
-            check_side_file(sidecar, "sidecar", plan.overwrite)
+            check_side_file(sidecar, "sidecar", plan.overwrite, o.path)
         files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
         if sidecar in files:
             raise UsageError(f"the sidecar {o.sidecar} and the output {o.path} are the same file",

@@ -1,0 +1,65 @@
+"""Attacks on what issue 20/21 built (the run options in one place, side files that never
+replace what featx did not write, ...), tried as an adversary and as a new user would:
+the same attack through another door (a recipe, ``-j 2``, an npy-dir, Python, another
+folder).  Each test is a hole that was found and closed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import copy_samples, featx, ok
+
+
+def err(r) -> str:
+    return r.stderr.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------
+# Side files: another output's sidecar
+
+
+def test_sidecar_or_summary_never_replaces_another_outputs_sidecar(tmp_path):
+    """``--sidecar a.npy.featx.json`` on the run of ``b.npy`` (or ``--summary-json`` naming
+    it) was accepted because featx wrote that file, and a's provenance and failure list
+    (which `featx merge` reads) were replaced by b's.  Another existing output's sidecar is
+    refused as a file featx did not write for this output is; the output's own sidecar,
+    a summary file, and ``--overwrite`` still go through."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    ok(featx("extract", "gradients", "s", "-o", "a.npy", "-q", cwd=tmp_path))
+    side = tmp_path / "a.npy.featx.json"
+    before = side.read_bytes()
+    for opt in ("--sidecar", "--summary-json"):
+        r = featx("extract", "gradients", "s", "-o", "b.npy", opt, "a.npy.featx.json", cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert f"is the sidecar of the output {tmp_path / 'a.npy'}" in err(r), err(r)
+        assert side.read_bytes() == before
+        assert not (tmp_path / "b.npy").exists()
+    # a recipe's sidecar= goes through the same check
+    (tmp_path / "r.toml").write_text('inputs = ["s"]\n[[output]]\nextractor = "hog"\npath = "h.npy"\n'
+                                     'sidecar = "a.npy.featx.json"\n')
+    r = featx("run", "r.toml", cwd=tmp_path)
+    assert r.returncode == 2 and "is the sidecar of the output" in err(r), err(r)
+    assert side.read_bytes() == before
+    # its own sidecar, named explicitly and from another folder: still its own
+    ok(featx("extract", "gradients", ".", "-o", "../a.npy", "--sidecar", "../a.npy.featx.json", "-q",
+             cwd=tmp_path / "s"))
+    assert json.loads(side.read_text())["output"]["path"] == str(tmp_path / "a.npy")
+    # a summary file is rewritten run after run
+    for _ in range(2):
+        ok(featx("extract", "gradients", "s", "-o", "a.npy", "--summary-json", "sum.json", "-q", cwd=tmp_path))
+    # --overwrite: the user said so
+    ok(featx("extract", "gradients", "s", "-o", "b.npy", "--sidecar", "a.npy.featx.json", "--overwrite", "-q",
+             cwd=tmp_path))
+    assert json.loads(side.read_text())["output"]["path"] == str(tmp_path / "b.npy")
+
+
+def test_a_moved_folder_of_outputs_keeps_its_sidecars(tmp_path):
+    """A sidecar records its output's absolute path: after ``mv feats feats2`` the output's
+    own sidecar (and one named beside it, whose recorded output is gone) is still its own."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    (tmp_path / "feats").mkdir()
+    ok(featx("extract", "gradients", "s", "-o", "feats/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "feats/h.npy", "--sidecar", "feats/h.json", "-q", cwd=tmp_path))
+    (tmp_path / "feats").rename(tmp_path / "feats2")
+    ok(featx("extract", "gradients", "s", "-o", "feats2/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "feats2/h.npy", "--sidecar", "feats2/h.json", "-q", cwd=tmp_path))
