@@ -63,3 +63,20 @@ def test_a_moved_folder_of_outputs_keeps_its_sidecars(tmp_path):
     (tmp_path / "feats").rename(tmp_path / "feats2")
     ok(featx("extract", "gradients", "s", "-o", "feats2/g.npy", "-q", cwd=tmp_path))
     ok(featx("extract", "gradients", "s", "-o", "feats2/h.npy", "--sidecar", "feats2/h.json", "-q", cwd=tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# Format and name agree
+
+
+def test_a_folder_name_with_a_one_file_format_is_refused(tmp_path):
+    """``-o yd/ --format csv`` wrote a CSV file named ``yd`` (the / that says "a folder"
+    dropped), ``--format npy`` said only "must end with .npy".  A name ending / with a
+    one-file format is refused, with the two ways out."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    for fmt in ("csv", "npy"):
+        r = featx("extract", "gradients", "s", "-o", "yd/", "--format", fmt, cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert f"--format {fmt} writes one file, not a folder (yd/)" in err(r), err(r)
+        assert f"-o yd.{fmt}" in err(r) and "--format npy-dir" in err(r)
+        assert not (tmp_path / "yd").exists()
