@@ -80,3 +80,22 @@ def test_a_folder_name_with_a_one_file_format_is_refused(tmp_path):
         assert f"--format {fmt} writes one file, not a folder (yd/)" in err(r), err(r)
         assert f"-o yd.{fmt}" in err(r) and "--format npy-dir" in err(r)
         assert not (tmp_path / "yd").exists()
+
+
+# ---------------------------------------------------------------------------
+# Repeated inputs
+
+
+def test_a_folder_named_twice_counts_its_skipped_files_once(tmp_path):
+    """Item 8 made a repeated file count once, but a folder named twice (``s s``,
+    ``s ./s/``) or with one of its subfolders (``s/sub s``) still said "2 non-image files
+    skipped, 2 videos skipped" for one of each, in the summary line and the sidecar."""
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "clip.mp4": "clip.mp4", "README.md": "README.md"})
+    (s / "sub").mkdir()
+    copy_samples(s / "sub", {"r.jpg": "rocket.jpg"})
+    (s / "sub" / "notes.txt").write_text("notes\n")
+    for i, args in enumerate((["s"], ["s", "s"], ["s", "./s/"], ["s/sub", "s"], ["s", "s/sub"])):
+        r = ok(featx("extract", "gradients", *args, "-o", f"o{i}.npy", cwd=tmp_path))
+        assert "2 processed, 2 non-image files skipped, 1 video skipped" in err(r), (args, err(r))
+        side = json.loads((tmp_path / f"o{i}.npy.featx.json").read_text())["inputs"]
+        assert (side["skipped_non_images"], side["skipped_videos"]) == (2, 1), args
