@@ -99,3 +99,25 @@ def test_a_folder_named_twice_counts_its_skipped_files_once(tmp_path):
         assert "2 processed, 2 non-image files skipped, 1 video skipped" in err(r), (args, err(r))
         side = json.loads((tmp_path / f"o{i}.npy.featx.json").read_text())["inputs"]
         assert (side["skipped_non_images"], side["skipped_videos"]) == (2, 1), args
+
+
+# ---------------------------------------------------------------------------
+# Python API
+
+
+def test_the_script_guard_message_says_where_jobs_came_from(tmp_path):
+    """``featx.run("features.toml")`` at a script's top level (no jobs given) was refused
+    "with jobs=2", a number the user never wrote; the message says it is the default.
+    (A script run by a fresh interpreter: the process boundary is the point.)"""
+    import os
+    import subprocess
+    import sys
+
+    copy_samples(tmp_path / "photos", {"a.jpg": "coffee.jpg"})
+    (tmp_path / "job.py").write_text(
+        'import featx\nfeatx.run(inputs=["photos/"], outputs=[{"extractor": "gradients", "path": "g.npy"}])\n')
+    env = {k: v for k, v in os.environ.items() if k != "FEATX_CACHE_DIR"}
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, timeout=300, env=env)
+    if os.cpu_count() == 1 or r.returncode == 0:
+        return  # one CPU (or fork): no worker processes, no guard needed
+    assert "(jobs not given: one worker per CPU)" in err(r), err(r)[-2000:]
