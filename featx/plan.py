@@ -250,6 +250,10 @@ def _check_outputs(plan: Plan) -> None:
         raise UsageError("only one output can go to stdout (-)")
     seen: dict[str, str] = {}
     for o in plan.outputs:
+        if o.sidecar == "-":  # (it was written to a file named '-' in the working folder)
+            raise UsageError("a sidecar is a file: --sidecar - would name a file '-'",
+                             "name a file (--sidecar run.json, or ./- if that is the name you mean); "
+                             "--summary-json - prints the end-of-run summary")
         if o.path in (None, "-"):
             continue
         key = canonical_output(o.path).rstrip("/" + os.sep)

@@ -121,3 +121,17 @@ def test_the_script_guard_message_says_where_jobs_came_from(tmp_path):
     if os.cpu_count() == 1 or r.returncode == 0:
         return  # one CPU (or fork): no worker processes, no guard needed
     assert "(jobs not given: one worker per CPU)" in err(r), err(r)[-2000:]
+
+
+def test_sidecar_dash_is_not_a_file_named_dash(tmp_path):
+    """``--summary-json -`` prints the summary, ``-o -`` writes to stdout, but ``--sidecar -``
+    silently wrote a file named ``-`` in the working folder.  It is refused, before any
+    work, and ``./-`` still names that file on purpose."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    for out in ("-", "a.npy"):
+        r = featx("extract", "gradients", "s", "-o", out, "--sidecar", "-", cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert "--sidecar - would name a file '-'" in err(r) and r.stdout == b""
+        assert not (tmp_path / "-").exists() and not (tmp_path / "a.npy").exists()
+    ok(featx("extract", "gradients", "s", "-o", "a.npy", "--sidecar", "./-", "-q", cwd=tmp_path))
+    assert json.loads((tmp_path / "-").read_text())["featx_sidecar"]
