@@ -352,12 +352,44 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
                 raise UsageError(f"the outputs {owner[f]} and {o.path} would write the same file {f}",
                                  "give each output (and its sidecar) names of its own")
             owner[f] = o.path
+    _check_not_an_input(plan, owner, summary_json)
     if summary_json and summary_json != "-":
         summary = canonical_output(summary_json)
         if summary in owner:
             raise UsageError(f"--summary-json {summary_json} is a file of the output {owner[summary]}",
                              "name the summary file apart; nothing was written")
         check_side_file(summary, "summary file", plan.overwrite)
+
+
+def _check_not_an_input(plan: Plan, owner: dict[str, str], summary_json: str | None) -> None:
+    """No file the run writes (an output's data, index, sidecar; the summary) may be a file
+    the run reads by name: an input file, the --regions list, a --files-from list.  Even
+    with ``--overwrite``: ``-o photo.png --format csv --overwrite`` deleted the photo, then
+    failed it as missing."""
+    named = [a for a in plan.inputs if a != "-"] + [lf for lf in plan.files_from if lf != "-"]
+    if plan.regions:
+        named.append(plan.regions)
+    ids: dict[tuple[int, int], str] = {}
+    for a in named:
+        try:
+            st = os.stat(a)
+        except OSError:
+            continue
+        if not os.path.isdir(a):
+            ids[(st.st_dev, st.st_ino)] = a
+    if not ids:
+        return
+    writes = list(owner.items()) + ([(summary_json, None)] if summary_json and summary_json != "-" else [])
+    for f, out in writes:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        read = ids.get((st.st_dev, st.st_ino))
+        if read is not None:
+            what = f"the output {out}" if out is not None else "--summary-json"
+            raise UsageError(f"{what} would write {f}, which this run reads ({read})",
+                             "name the output apart from its inputs; nothing was written")
 
 
 def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None,

@@ -155,3 +155,34 @@ def test_extract_without_o_is_a_usage_error(tmp_path):
     (tmp_path / "c.toml").write_text('output = "cfg.npy"\n')
     ok(featx("extract", "gradients", "s", "--config", "c.toml", "-q", cwd=tmp_path))
     assert (tmp_path / "cfg.npy").exists()
+
+
+# ---------------------------------------------------------------------------
+# An output that is one of the run's own inputs
+
+
+def test_an_output_is_never_a_file_the_run_reads(tmp_path):
+    """``-o cam.png --format csv --overwrite`` on the input ``cam.png`` deleted the photo,
+    then failed it as "no such file" (exit 1, an empty output); ``--regions bx.csv -o bx.csv
+    --overwrite`` and ``--files-from l.txt -o l.txt`` replaced the list being read.  A file
+    the run writes (data, sidecar, summary) that is a file it reads by name is refused,
+    even with ``--overwrite``; an output inside an input folder is still fine."""
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "cam.png": "camera.png"})
+    photo = (s / "cam.png").read_bytes()
+    (tmp_path / "bx.csv").write_text(f"path,x,y,w,h\n{s / 'c.jpg'},0,0,40,40\n")
+    (tmp_path / "l.txt").write_text("s/c.jpg\n")
+    (tmp_path / "link.png").symlink_to(s / "cam.png")
+    lists = {p: (tmp_path / p).read_bytes() for p in ("bx.csv", "l.txt")}
+    for args in (["s/cam.png", "-o", "s/cam.png", "--format", "csv"],
+                 ["s/cam.png", "-o", "link.png", "--format", "csv"],
+                 ["--regions", "bx.csv", "-o", "bx.csv"],
+                 ["--files-from", "l.txt", "-o", "l.txt", "--format", "csv"],
+                 ["s/c.jpg", "s/cam.png", "-o", "g.npy", "--sidecar", "s/cam.png"],
+                 ["s/cam.png", "-o", "g.npy", "--summary-json", "link.png"]):
+        r = featx("extract", "gradients", *args, "--overwrite", cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert "which this run reads" in err(r), (args, err(r))
+        assert (s / "cam.png").read_bytes() == photo
+        assert {p: (tmp_path / p).read_bytes() for p in lists} == lists
+    ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
