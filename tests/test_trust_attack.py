@@ -186,3 +186,20 @@ def test_an_output_is_never_a_file_the_run_reads(tmp_path):
         assert {p: (tmp_path / p).read_bytes() for p in lists} == lists
     ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
     ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
+
+
+def test_merge_never_writes_over_one_of_its_shards(tmp_path):
+    """``featx merge sh1.npy sh1.npy sh2.npy --overwrite`` deleted shard 1, then read it: a
+    FileNotFoundError traceback, exit 1, and the shard's rows gone.  The merged output may
+    not be one of the shards (by any spelling), with or without ``--overwrite``."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg", "cam.png": "camera.png"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.npy", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for out, cwd in (("sh1.npy", tmp_path), ("../sh2.npy", tmp_path / "s")):
+        parts = ["sh1.npy", "sh2.npy"] if cwd == tmp_path else ["../sh1.npy", "./../sh2.npy"]
+        r = featx("merge", out, *parts, "--overwrite", cwd=cwd)
+        assert r.returncode == 2, err(r)
+        assert "would replace the shard" in err(r) and "Traceback" not in err(r), err(r)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    ok(featx("merge", "m.npy", "sh1.npy", "sh2.npy", cwd=tmp_path))
