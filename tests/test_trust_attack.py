@@ -203,3 +203,31 @@ def test_merge_never_writes_over_one_of_its_shards(tmp_path):
         assert "would replace the shard" in err(r) and "Traceback" not in err(r), err(r)
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     ok(featx("merge", "m.npy", "sh1.npy", "sh2.npy", cwd=tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# featx codebook -o: the rules of the other outputs
+
+
+def test_codebook_output_is_an_npz_that_is_not_an_input_nor_a_device(tmp_path):
+    """``featx codebook -o`` had none of the output rules: ``-o cb.jpg`` wrote a zip named
+    .jpg (the next walk of the folder takes it for a photo and fails it), ``-o c.jpg
+    --overwrite`` on its own input replaced the photo, and a device (``-o dev.npz``, a link
+    to /dev/null) would be replaced by a regular file.  The name must end .npz, and the
+    file may be neither one the run reads nor anything but a regular file."""
+    import os
+
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    photo = (s / "c.jpg").read_bytes()
+    r = featx("codebook", "sift", "s", "-k", "8", "-o", "cb.jpg", cwd=tmp_path)
+    assert r.returncode == 2 and "a codebook is an .npz archive" in err(r), err(r)
+    assert not (tmp_path / "cb.jpg").exists()
+    (tmp_path / "c.npz").symlink_to(s / "c.jpg")
+    r = featx("codebook", "sift", "s/c.jpg", "s/r.jpg", "-k", "8", "-o", "c.npz", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "is a file this run reads" in err(r), err(r)
+    assert (s / "c.jpg").read_bytes() == photo and (tmp_path / "c.npz").is_symlink()
+    (tmp_path / "dev.npz").symlink_to(os.devnull)
+    r = featx("codebook", "sift", "s", "-k", "8", "-o", "dev.npz", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "not a file featx can write" in err(r), err(r)
+    assert (tmp_path / "dev.npz").is_symlink()
+    ok(featx("codebook", "sift", "s", "-k", "8", "-o", "cb.NPZ", "-q", cwd=tmp_path))
