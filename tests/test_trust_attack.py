@@ -231,3 +231,14 @@ def test_codebook_output_is_an_npz_that_is_not_an_input_nor_a_device(tmp_path):
     assert r.returncode == 2 and "not a file featx can write" in err(r), err(r)
     assert (tmp_path / "dev.npz").is_symlink()
     ok(featx("codebook", "sift", "s", "-k", "8", "-o", "cb.NPZ", "-q", cwd=tmp_path))
+
+
+def test_show_into_a_missing_folder_is_refused_before_the_work(tmp_path):
+    """``featx show hog c.jpg -o nodir/x.png`` rendered the picture, then ended in a
+    FileNotFoundError traceback from the atomic write; extract says "output folder ... does
+    not exist" before any work, and so does show now."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    r = featx("show", "hog", "s/c.jpg", "-o", "nodir/x.png", cwd=tmp_path)
+    assert r.returncode == 2, err(r)
+    assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
+    ok(featx("show", "hog", "s/c.jpg", "-o", "x.png", cwd=tmp_path))
