@@ -242,3 +242,18 @@ def test_show_into_a_missing_folder_is_refused_before_the_work(tmp_path):
     assert r.returncode == 2, err(r)
     assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
     ok(featx("show", "hog", "s/c.jpg", "-o", "x.png", cwd=tmp_path))
+
+
+def test_codebook_and_merge_into_a_missing_folder_are_refused(tmp_path):
+    """``featx codebook ... -o nodir/cb.npz`` learnt the codebook, then ended in a
+    FileNotFoundError traceback; ``featx merge nodir/m.npy ...`` too (its lock file).  Both
+    say "output folder ... does not exist" before any work, as extract does."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.npy", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    for args in (["codebook", "sift", "s", "-k", "8", "-o", "nodir/cb.npz"],
+                 ["merge", "nodir/m.npy", "sh1.npy", "sh2.npy"]):
+        r = featx(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
+    assert not (tmp_path / "nodir").exists()

@@ -79,6 +79,9 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
     from ..output.sinkbase import not_regular
 
     not_regular(output)   # a device, FIFO or socket is never replaced, even with --overwrite
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):  # (it was a traceback after all the learning)
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
     if os.path.exists(output):
         out_id = (os.stat(output).st_dev, os.stat(output).st_ino)
         for a in [*inputs, *files_from]:

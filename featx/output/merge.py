@@ -47,6 +47,9 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
     if fmt not in ("npy", "csv"):
         raise UsageError("merge writes a stacked .npy or .csv output")
     dst = sinks.make_sink(output, fmt)
+    folder = os.path.dirname(dst.output)
+    if not os.path.isdir(folder):  # (its lock file could not be made: a traceback)
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
     lock = OutputLock(dst.lock_path)
     lock.acquire(0.0)
     try:
