@@ -257,3 +257,20 @@ def test_codebook_and_merge_into_a_missing_folder_are_refused(tmp_path):
         assert r.returncode == 2, (args, err(r))
         assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
     assert not (tmp_path / "nodir").exists()
+
+
+def test_merge_never_replaces_a_device_or_fifo(tmp_path):
+    """Item 3 made extract refuse an output that is not a regular file; ``featx merge
+    dev.npy ... --overwrite`` (a link to /dev/null) and ``merge fifo.csv ...`` still
+    replaced them with regular files."""
+    import os
+
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.csv", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    (tmp_path / "dev.csv").symlink_to(os.devnull)
+    os.mkfifo(tmp_path / "fifo.csv")
+    for out, kind in (("dev.csv", "a device"), ("fifo.csv", "a FIFO")):
+        r = featx("merge", out, "sh1.csv", "sh2.csv", "--overwrite", cwd=tmp_path)
+        assert r.returncode == 2 and f"is {kind}, not a file featx can write" in err(r), err(r)
+    assert (tmp_path / "dev.csv").is_symlink() and (tmp_path / "fifo.csv").is_fifo()

@@ -50,6 +50,7 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
     folder = os.path.dirname(dst.output)
     if not os.path.isdir(folder):  # (its lock file could not be made: a traceback)
         raise UsageError(f"output folder {folder} does not exist", "create it first")
+    dst.preflight()   # a device, FIFO or socket (or a link to one) is never replaced, even with --overwrite
     lock = OutputLock(dst.lock_path)
     lock.acquire(0.0)
     try:
