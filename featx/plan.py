@@ -341,6 +341,8 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
         if o.path is None:
             continue
         sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
+        if o.sidecar:
+            _check_folder(sidecar, "sidecar")
         if sidecar:
             check_side_file(sidecar, "sidecar", plan.overwrite, o.path)
         files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
@@ -358,7 +360,16 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
         if summary in owner:
             raise UsageError(f"--summary-json {summary_json} is a file of the output {owner[summary]}",
                              "name the summary file apart; nothing was written")
+        _check_folder(summary, "summary file")
         check_side_file(summary, "summary file", plan.overwrite)
+
+
+def _check_folder(path: str, what: str) -> None:
+    """A side file named by the user (--sidecar, --summary-json) goes into a folder that
+    exists: it was a traceback (at the start for a sidecar, after all the work for a summary)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"the folder of the {what} {path} does not exist", "create it first; nothing was written")
 
 
 def _check_not_an_input(plan: Plan, owner: dict[str, str], summary_json: str | None) -> None:

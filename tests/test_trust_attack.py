@@ -274,3 +274,20 @@ def test_merge_never_replaces_a_device_or_fifo(tmp_path):
         r = featx("merge", out, "sh1.csv", "sh2.csv", "--overwrite", cwd=tmp_path)
         assert r.returncode == 2 and f"is {kind}, not a file featx can write" in err(r), err(r)
     assert (tmp_path / "dev.csv").is_symlink() and (tmp_path / "fifo.csv").is_fifo()
+
+
+def test_a_side_file_in_a_missing_folder_is_refused_before_the_work(tmp_path):
+    """``--sidecar nodir/x.json`` was a FileNotFoundError traceback (with the lock taken),
+    ``--summary-json nodir/x.json`` one after all the work was committed; from a recipe's
+    ``sidecar =`` too.  Each is a usage error before anything is written."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    (tmp_path / "r.toml").write_text('inputs = ["s"]\n[[output]]\nextractor = "gradients"\npath = "r.npy"\n'
+                                     'sidecar = "nodir/x.json"\n')
+    for args, what in ((["extract", "gradients", "s", "-o", "a.npy", "--sidecar", "nodir/x.json"], "sidecar"),
+                       (["extract", "gradients", "s", "-o", "b.npy", "--summary-json", "nodir/x.json"], "summary file"),
+                       (["run", "r.toml"], "sidecar")):
+        r = featx(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert f"the folder of the {what} {tmp_path / 'nodir' / 'x.json'} does not exist" in err(r), err(r)
+        assert "Traceback" not in err(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml", "s"]
