@@ -248,7 +248,8 @@ def _check_script_guard(plan, what: str) -> None:
         if isinstance(node, ast.If) and "__main__" in ast.dump(node.test) and "__name__" in ast.dump(node.test) \
                 and node.lineno <= line <= (node.end_lineno or node.lineno):
             return
-    raise UsageError(f"{what} with jobs={jobs} starts worker processes, which import the script {path} "
+    said = f"jobs={jobs}" if plan.jobs else f"jobs={jobs} (jobs not given: one worker per CPU)"
+    raise UsageError(f"{what} with {said} starts worker processes, which import the script {path} "
                      "again: its call at the top level would start the run over in each of them",
                      'put the call under `if __name__ == "__main__":`, or pass jobs=1')
 

@@ -15,7 +15,7 @@ import math
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -181,7 +181,8 @@ def _classify(e: os.DirEntry) -> tuple[str, str | None]:
     return "special", special_kind(mode)
 
 
-def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, str, str | None]]:
+def _walk(root: str, stats: Enumeration, videos: bool,
+          skip: Sequence[str] = ()) -> Iterator[tuple[str, str, str | None]]:
     """(kind, path, error) of the images (and videos) under ``root``, recursively,
     in sorted order; names starting with a dot are skipped.
 
@@ -190,6 +191,7 @@ def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, st
     video taken with ``videos``), come out as ``("error", path, reason)``;
     special files (FIFOs, sockets, devices) and links to folders (not followed,
     so the walk stays inside ``root`` and cannot loop) are counted in ``stats``.
+    A subfolder in ``skip`` (walked already in this run) is not entered again.
     """
     entries, why = _list(root)
     if entries is None:
@@ -199,7 +201,8 @@ def _walk(root: str, stats: Enumeration, videos: bool) -> Iterator[tuple[str, st
         path = os.path.join(root, e.name)
         what, reason = _classify(e)
         if what == "dir":
-            yield from _walk(path, stats, videos)
+            if path not in skip:
+                yield from _walk(path, stats, videos, skip)
         elif what == "dirlink":
             stats.skipped_folder_links += 1
         elif what == "special":
@@ -321,17 +324,31 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
       sequence, in the order given (``flow a.png b.png``).
     """
     stats = stats if stats is not None else Enumeration()
+    walked_roots: list[str] = []   # folders walked already (few): one named again is not walked again
+
+    def covered(folder: str) -> bool:
+        """Whether a walk already met everything in ``folder``: it is a walked folder, or
+        inside one by names the walk enters (no dot-named part; links are resolved)."""
+        for root in walked_roots:
+            rel = os.path.relpath(folder, root)
+            if rel == os.curdir or (not rel.startswith(os.pardir) and not os.path.isabs(rel)
+                                    and not any(part.startswith(".") for part in rel.split(os.sep))):
+                return True
+        return False
 
     def expand(path: str) -> Iterator[tuple[str, str, str | None]]:
         if os.path.isdir(path):
             path = os.path.realpath(path)  # walked names come out canonical (see Canonical)
+            if covered(path):  # `s s`, `s ./s/`, `s s/sub`: its images are in already, and
+                return         # its skipped files must not be counted twice
+            walked_roots.append(path)
             if frames:
                 yield from _frame_folders(path, stats)
                 if videos:  # the videos of the same folders (their other entries are counted above)
                     yield from ((k, p, e) for k, p, e in _walk(path, Enumeration(), True)
                                 if k == "video" or (k == "error" and is_video_name(p)))
             else:
-                yield from _walk(path, stats, videos)
+                yield from _walk(path, stats, videos, walked_roots[:-1])
         elif is_video_name(path):
             yield "video", path, None
         else:

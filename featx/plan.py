@@ -250,6 +250,10 @@ def _check_outputs(plan: Plan) -> None:
         raise UsageError("only one output can go to stdout (-)")
     seen: dict[str, str] = {}
     for o in plan.outputs:
+        if o.sidecar == "-":  # (it was written to a file named '-' in the working folder)
+            raise UsageError("a sidecar is a file: --sidecar - would name a file '-'",
+                             "name a file (--sidecar run.json, or ./- if that is the name you mean); "
+                             "--summary-json - prints the end-of-run summary")
         if o.path in (None, "-"):
             continue
         key = canonical_output(o.path).rstrip("/" + os.sep)
@@ -258,30 +262,60 @@ def _check_outputs(plan: Plan) -> None:
         seen[key] = o.path
 
 
-def featx_side_file(path: str) -> bool:
-    """Whether ``path`` holds a side file featx writes: a sidecar (``featx_sidecar``) or an
-    end-of-run summary (``--summary-json``).  Only such a file is replaced without
-    ``--overwrite``: a sidecar or summary named onto a photo, an output or notes is refused."""
+def _side_doc(path: str) -> dict | None:
+    """The JSON object in ``path``, or None (unreadable, too large, not a JSON object)."""
     import json
 
     try:
         if os.path.getsize(path) > 256 << 20:
-            return False
+            return None
         with open(path, "rb") as fh:
             doc = json.loads(fh.read())
     except (OSError, ValueError):
-        return False
-    if not isinstance(doc, dict):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def featx_side_file(path: str) -> bool:
+    """Whether ``path`` holds a side file featx writes: a sidecar (``featx_sidecar``) or an
+    end-of-run summary (``--summary-json``).  Only such a file is replaced without
+    ``--overwrite``: a sidecar or summary named onto a photo, an output or notes is refused."""
+    doc = _side_doc(path)
+    if doc is None:
         return False
     return "featx_sidecar" in doc or {"status", "output"} <= doc.keys() or isinstance(doc.get("outputs"), list)
 
 
-def check_side_file(path: str, what: str, overwrite: bool) -> None:
+def _sidecar_owner(path: str) -> str | None:
+    """The output whose sidecar ``path`` is (as that sidecar records it), or None."""
+    doc = _side_doc(path)
+    if doc is None or "featx_sidecar" not in doc or not isinstance(doc.get("output"), dict):
+        return None
+    owner = doc["output"].get("path")
+    return owner if isinstance(owner, str) and owner else None
+
+
+def check_side_file(path: str, what: str, overwrite: bool, output: str | None = None) -> None:
     """A sidecar or summary file may be written at ``path``: it does not exist, or featx
-    wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced."""
+    wrote it, or ``overwrite``.  Anything that is not a regular file is never replaced.
+    Nor, without ``overwrite``, is the sidecar of another output that exists (``output``:
+    the one this sidecar is written for; None for a summary file): that output's
+    provenance and failure list would be lost.  An output's own ``OUTPUT.featx.json`` is
+    always its own (a folder of outputs moved elsewhere keeps working)."""
     from .output.atomic import check_replaceable
 
     check_replaceable(path, what, overwrite=overwrite, ours=featx_side_file)
+    owner = None if overwrite else _sidecar_owner(path)
+    if owner is not None:
+        from .output.sinks import canonical_output
+
+        def same(a: str, b: str) -> bool:
+            return a == b or (a != "-" and b != "-" and canonical_output(a) == canonical_output(b))
+
+        if (output is None or not same(owner, output)) and owner != "-" and os.path.exists(owner) \
+                and not (output and path == canonical_output(output) + ".featx.json"):
+            raise UsageError(f"the {what} {path} is the sidecar of the output {owner}",
+                             "name a file of its own, or pass --overwrite to replace it; nothing was written")
 
 
 def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None) -> None:
@@ -296,8 +330,10 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
         if o.path is None:
             continue
         sidecar = canonical_output(o.sidecar) if o.sidecar else sink.sidecar_path
+        if o.sidecar:
+            _check_folder(sidecar, "sidecar")
         if sidecar:
-            check_side_file(sidecar, "sidecar", plan.overwrite)
+            check_side_file(sidecar, "sidecar", plan.overwrite, o.path)
         files = [p for p in sink.paths() + [sink.state_path, sink.lock_path] if p] if o.path != "-" else []
         if sidecar in files:
             raise UsageError(f"the sidecar {o.sidecar} and the output {o.path} are the same file",
@@ -307,12 +343,53 @@ def _check_files(plan: Plan, built_sinks: list, summary_json: str | None = None)
                 raise UsageError(f"the outputs {owner[f]} and {o.path} would write the same file {f}",
                                  "give each output (and its sidecar) names of its own")
             owner[f] = o.path
+    _check_not_an_input(plan, owner, summary_json)
     if summary_json and summary_json != "-":
         summary = canonical_output(summary_json)
         if summary in owner:
             raise UsageError(f"--summary-json {summary_json} is a file of the output {owner[summary]}",
                              "name the summary file apart; nothing was written")
+        _check_folder(summary, "summary file")
         check_side_file(summary, "summary file", plan.overwrite)
+
+
+def _check_folder(path: str, what: str) -> None:
+    """A side file named by the user (--sidecar, --summary-json) goes into a folder that
+    exists: it was a traceback (at the start for a sidecar, after all the work for a summary)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"the folder of the {what} {path} does not exist", "create it first; nothing was written")
+
+
+def _check_not_an_input(plan: Plan, owner: dict[str, str], summary_json: str | None) -> None:
+    """No file the run writes (an output's data, index, sidecar; the summary) may be a file
+    the run reads by name: an input file, the --regions list, a --files-from list.  Even
+    with ``--overwrite``: ``-o photo.png --format csv --overwrite`` deleted the photo, then
+    failed it as missing."""
+    named = [a for a in plan.inputs if a != "-"] + [lf for lf in plan.files_from if lf != "-"]
+    if plan.regions:
+        named.append(plan.regions)
+    ids: dict[tuple[int, int], str] = {}
+    for a in named:
+        try:
+            st = os.stat(a)
+        except OSError:
+            continue
+        if not os.path.isdir(a):
+            ids[(st.st_dev, st.st_ino)] = a
+    if not ids:
+        return
+    writes = list(owner.items()) + ([(summary_json, None)] if summary_json and summary_json != "-" else [])
+    for f, out in writes:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        read = ids.get((st.st_dev, st.st_ino))
+        if read is not None:
+            what = f"the output {out}" if out is not None else "--summary-json"
+            raise UsageError(f"{what} would write {f}, which this run reads ({read})",
+                             "name the output apart from its inputs; nothing was written")
 
 
 def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict, Any], None] | None = None,

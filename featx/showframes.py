@@ -136,6 +136,9 @@ def check_show_output(output: str, images, overwrite: bool) -> None:
     if ext not in SHOW_FORMATS:
         raise UsageError(f"cannot write a picture as {output}: featx show writes "
                          + ", ".join(SHOW_FORMATS) + " files", "name the picture NAME.png or NAME.jpg")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):  # (it was a traceback after all the work)
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
     for arg in images:
         try:
             if os.path.samefile(arg, output):

@@ -297,7 +297,8 @@ def run_option(opt) -> click.Parameter:
     if opt.kind == "flag":
         kw["is_flag"] = True
     else:
-        kw["default"] = opt.default if opt.default != () else None
+        if not opt.required:  # (a default, even None, counts as given in click >= 8.3: -o would not be required)
+            kw["default"] = opt.default if opt.default != () else None
         kw["multiple"] = opt.kind == "paths"
         kw["type"] = {
             "int": lambda: click.IntRange(min=opt.low, max=opt.high, min_open=opt.low_open),

@@ -47,6 +47,10 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
     if fmt not in ("npy", "csv"):
         raise UsageError("merge writes a stacked .npy or .csv output")
     dst = sinks.make_sink(output, fmt)
+    folder = os.path.dirname(dst.output)
+    if not os.path.isdir(folder):  # (its lock file could not be made: a traceback)
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
+    dst.preflight()   # a device, FIFO or socket (or a link to one) is never replaced, even with --overwrite
     lock = OutputLock(dst.lock_path)
     lock.acquire(0.0)
     try:
@@ -102,6 +106,12 @@ def _check_whole(s: sinks.Sink, st: State, doc: dict) -> None:
 
 def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict[str, Any]:
     srcs = [sinks.make_sink(p, None) for p in parts]
+    mine = sinks.make_sink(output, fmt)
+    writes = {p for p in mine.paths() + [mine.state_path, mine.sidecar_path] if p}
+    for s in srcs:   # --overwrite would delete the shard, then read it (a traceback, the shard lost)
+        if writes & {p for p in s.paths() + [s.state_path, s.sidecar_path] if p}:
+            raise UsageError(f"the merged output {output} would replace the shard {s.output}",
+                             "merge into a new output; nothing was written")
     for s in srcs:
         if s.format != fmt:
             raise UsageError(f"{s.output} is {s.format}, the merged output is {fmt}", "merge like with like")

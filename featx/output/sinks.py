@@ -38,6 +38,10 @@ def _check_extension(output: str, fmt: str) -> None:
     low = output.lower()
     folder = output.endswith(("/", os.sep))
     ext = ".npy" if low.endswith(".npy") else ".csv" if low.endswith(".csv") else None
+    if fmt in ("csv", "npy") and folder:
+        name = output.rstrip("/" + os.sep) or output
+        raise OutputError(f"--format {fmt} writes one file, not a folder ({output})",
+                          f"name the file (-o {name}.{fmt}), or use --format npy-dir for a folder")
     if fmt == "csv" and ext == ".npy" and not folder:
         raise OutputError(f"--format csv writes CSV text, which a name ending .npy ({output}) would hide",
                           "name the output .csv, or drop --format csv to write a .npy matrix")
