@@ -80,6 +80,21 @@ def test_i04_lenient_decode_takes_the_damaged_jpeg_as_the_decoder_returns_it(tmp
     np.testing.assert_array_equal(np.load(tmp_path / "g.npy")[0], featx.extract(rgb, "gradients"))
 
 
+def test_i04_a_lenient_output_is_not_continued_strictly_nor_the_reverse(tmp_path):
+    """Rows taken from damaged pictures with --lenient-decode must not pass for a strict
+    output's (the next strict run would call them up to date and its sidecar would say
+    lenient_decode: false): --lenient-decode is one of an output's settings."""
+    copy_samples(tmp_path / "s", {"good.jpg": "rocket.jpg"})
+    (tmp_path / "s" / "bad.jpg").write_bytes(_jpeg_damaged("deleted"))
+    ok(featx_inprocess("extract", "hog", "s", "-o", "h.npy", "--resize", "64x64", "--lenient-decode", cwd=tmp_path))
+    r = featx_inprocess("extract", "hog", "s", "-o", "h.npy", "--resize", "64x64", cwd=tmp_path)
+    assert r.returncode == 2 and "--lenient-decode" in err(r), err(r)
+    r = featx_inprocess("extract", "hog", "s", "-o", "k.npy", "--resize", "64x64", cwd=tmp_path)
+    assert r.returncode == 1  # bad.jpg failed: a strict output
+    r = featx_inprocess("extract", "hog", "s", "-o", "k.npy", "--resize", "64x64", "--lenient-decode", cwd=tmp_path)
+    assert r.returncode == 2 and "--lenient-decode" in err(r), err(r)
+
+
 def test_i04_png_with_a_bad_crc_is_a_failed_input(tmp_path):
     """Item 4: the same for PNG CRC errors: a flipped byte in an IDAT chunk."""
     copy_samples(tmp_path / "s", {"good.jpg": "rocket.jpg"})

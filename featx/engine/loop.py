@@ -102,7 +102,9 @@ def run_config(target: Target, plan) -> dict[str, Any]:
                         "format": sink.format, "keys": list(sink.key_columns),
                         "shard": list(plan.shard) if plan.shard else None,
                         **{k: v for k, v in sorted(plan.sampling.items())},
-                        **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {})}}
+                        **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {}),
+                        # rows of pictures taken as damaged must not pass for a strict output's
+                        **({"lenient_decode": True} if getattr(plan, "lenient_decode", False) else {})}}
 
 
 def run(targets: list[Target], inputs: Iterable[Input], plan, *,
