@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx_inprocess, featx_subprocess as _featx, ok, photo_crops
+from helpers import SAMPLES, copy_samples, featx_inprocess, featx_subprocess as _featx, ok
 
 
 def featx(args, cwd=None):  # a fresh interpreter: what one process prints, and a lock held by another
@@ -301,3 +301,27 @@ def test_i19_regions_list_paths_resolve_against_the_lists_folder(tmp_path):
                         cwd=tmp_path)
     assert r.returncode == 0, (r.returncode, err(r)[-600:])
     assert np.load(tmp_path / "r.npy").shape[0] == 1
+
+
+# ---------------------------------------------------------------------------
+# found by attacking the fixes above through other doors (a recipe, -j 2, an npy-dir,
+# Python, another folder)
+
+
+def test_the_script_guard_message_says_where_jobs_came_from(tmp_path):
+    """``featx.run("features.toml")`` at a script's top level (no jobs given) was refused
+    "with jobs=2", a number the user never wrote; the message says it is the default.
+    (A script run by a fresh interpreter: the process boundary is the point.)"""
+    import os
+    import subprocess
+    import sys
+
+    copy_samples(tmp_path / "photos", {"a.jpg": "coffee.jpg"})
+    (tmp_path / "job.py").write_text(
+        'import featx\nfeatx.run(inputs=["photos/"], outputs=[{"extractor": "gradients", "path": "g.npy"}])\n')
+    env = {k: v for k, v in os.environ.items() if k != "FEATX_CACHE_DIR"}
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, timeout=300, env=env)
+    if (os.cpu_count() or 1) == 1:
+        pytest.skip("one CPU: no worker processes, so no guard is needed")
+    assert r.returncode != 0, (r.returncode, err(r)[-2000:])  # the UsageError ends the script
+    assert "(jobs not given: one worker per CPU)" in err(r), err(r)[-2000:]

@@ -8,14 +8,12 @@ import csv
 import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx_inprocess, ok, photo_crops
+from helpers import SAMPLES, copy_samples, featx, featx_inprocess, ok, photo_crops
 
 
 def sidecar(out: Path) -> dict:
@@ -226,3 +224,27 @@ def test_i16_names_in_messages_are_quoted(tmp_path):
     assert not any(line.startswith("featx: 99 processed") for line in lines), err(r)
     assert "\x1b" not in err(r), err(r)
     assert "99 processed" in err(r) and "red.jpg" in err(r)     # named, escaped
+
+
+# ---------------------------------------------------------------------------
+# found by attacking the fixes above through other doors (a recipe, -j 2, an npy-dir,
+# Python, another folder)
+
+
+def test_a_folder_named_twice_counts_its_skipped_files_once(tmp_path):
+    """Item 8 made a repeated file count once, but a folder named twice (``s s``,
+    ``s ./s/``) or with one of its subfolders (``s/sub s``) still said "2 non-image files
+    skipped, 2 videos skipped" for one of each, in the summary line and the sidecar."""
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "clip.mp4": "clip.mp4", "README.md": "README.md"})
+    (s / "sub").mkdir()
+    copy_samples(s / "sub", {"r.jpg": "rocket.jpg"})
+    (s / "sub" / "notes.txt").write_text("notes\n")
+    for i, args in enumerate((["s"], ["s", "s"], ["s", "./s/"], ["s/sub", "s"], ["s", "s/sub"])):
+        r = ok(featx("extract", "gradients", *args, "-o", f"o{i}.npy", cwd=tmp_path))
+        assert "2 processed, 2 non-image files skipped, 1 video skipped" in err(r), (args, err(r))
+        side = json.loads((tmp_path / f"o{i}.npy.featx.json").read_text())["inputs"]
+        assert (side["skipped_non_images"], side["skipped_videos"]) == (2, 1), args
+
+
+# ---------------------------------------------------------------------------
+# Python API

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx, featx_inprocess, ok, photo_crops, plugin_env
+from helpers import copy_samples, featx, featx_inprocess, ok, photo_crops, plugin_env
 
 
 def sidecar(out: Path) -> dict:
@@ -263,3 +263,125 @@ def test_i10_closed_stdout_is_no_traceback_and_leaves_no_spool(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([".gc.npy.featx-lock", ".gc.npy.featx-state", "gc.index.csv", "gc.npy",
                            "gc.npy.featx.json", "s"]), left
+
+
+# ---------------------------------------------------------------------------
+# found by attacking the fixes above through other doors (a recipe, -j 2, an npy-dir,
+# Python, another folder)
+
+
+def test_a_folder_name_with_a_one_file_format_is_refused(tmp_path):
+    """``-o yd/ --format csv`` wrote a CSV file named ``yd`` (the / that says "a folder"
+    dropped), ``--format npy`` said only "must end with .npy".  A name ending / with a
+    one-file format is refused, with the two ways out."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    for fmt in ("csv", "npy"):
+        r = featx("extract", "gradients", "s", "-o", "yd/", "--format", fmt, cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert f"--format {fmt} writes one file, not a folder (yd/)" in err(r), err(r)
+        assert f"-o yd.{fmt}" in err(r) and "--format npy-dir" in err(r)
+        assert not (tmp_path / "yd").exists()
+
+
+# ---------------------------------------------------------------------------
+# Repeated inputs
+
+
+def test_extract_without_o_is_a_usage_error(tmp_path):
+    """``featx extract hog samples/`` (the README's command without ``-o``) ran the whole
+    job, kept nothing and said ``-> None (5, 128)``: the option table declares ``-o``
+    required, but with click >= 8.3 an explicit ``default=None`` counts as a value.  It is
+    exit 2 "Missing option '-o'" again, for the short form too; a --config file may give it."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    for name in ("gradients", "hog+gradients"):
+        r = featx("extract", name, "s", cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert "Missing option '-o'" in err(r) and "None" not in err(r), err(r)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    (tmp_path / "c.toml").write_text('output = "cfg.npy"\n')
+    ok(featx("extract", "gradients", "s", "--config", "c.toml", "-q", cwd=tmp_path))
+    assert (tmp_path / "cfg.npy").exists()
+
+
+# ---------------------------------------------------------------------------
+# An output that is one of the run's own inputs
+
+
+def test_an_output_is_never_a_file_the_run_reads(tmp_path):
+    """``-o cam.png --format csv --overwrite`` on the input ``cam.png`` deleted the photo,
+    then failed it as "no such file" (exit 1, an empty output); ``--regions bx.csv -o bx.csv
+    --overwrite`` and ``--files-from l.txt -o l.txt`` replaced the list being read.  A file
+    the run writes (data, sidecar, summary) that is a file it reads by name is refused,
+    even with ``--overwrite``; an output inside an input folder is still fine."""
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "cam.png": "camera.png"})
+    photo = (s / "cam.png").read_bytes()
+    (tmp_path / "bx.csv").write_text(f"path,x,y,w,h\n{s / 'c.jpg'},0,0,40,40\n")
+    (tmp_path / "l.txt").write_text("s/c.jpg\n")
+    (tmp_path / "link.png").symlink_to(s / "cam.png")
+    lists = {p: (tmp_path / p).read_bytes() for p in ("bx.csv", "l.txt")}
+    for args in (["s/cam.png", "-o", "s/cam.png", "--format", "csv"],
+                 ["s/cam.png", "-o", "link.png", "--format", "csv"],
+                 ["--regions", "bx.csv", "-o", "bx.csv"],
+                 ["--files-from", "l.txt", "-o", "l.txt", "--format", "csv"],
+                 ["s/c.jpg", "s/cam.png", "-o", "g.npy", "--sidecar", "s/cam.png"],
+                 ["s/cam.png", "-o", "g.npy", "--summary-json", "link.png"]):
+        r = featx("extract", "gradients", *args, "--overwrite", cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert "which this run reads" in err(r), (args, err(r))
+        assert (s / "cam.png").read_bytes() == photo
+        assert {p: (tmp_path / p).read_bytes() for p in lists} == lists
+    ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "s/g.npy", "-q", cwd=tmp_path))
+
+
+def test_merge_never_writes_over_one_of_its_shards(tmp_path):
+    """``featx merge sh1.npy sh1.npy sh2.npy --overwrite`` deleted shard 1, then read it: a
+    FileNotFoundError traceback, exit 1, and the shard's rows gone.  The merged output may
+    not be one of the shards (by any spelling), with or without ``--overwrite``."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg", "cam.png": "camera.png"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.npy", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for out, cwd in (("sh1.npy", tmp_path), ("../sh2.npy", tmp_path / "s")):
+        parts = ["sh1.npy", "sh2.npy"] if cwd == tmp_path else ["../sh1.npy", "./../sh2.npy"]
+        r = featx("merge", out, *parts, "--overwrite", cwd=cwd)
+        assert r.returncode == 2, err(r)
+        assert "would replace the shard" in err(r) and "Traceback" not in err(r), err(r)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    ok(featx("merge", "m.npy", "sh1.npy", "sh2.npy", cwd=tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# featx codebook -o: the rules of the other outputs
+
+
+def test_merge_never_replaces_a_device_or_fifo(tmp_path):
+    """Item 3 made extract refuse an output that is not a regular file; ``featx merge
+    dev.npy ... --overwrite`` (a link to /dev/null) and ``merge fifo.csv ...`` still
+    replaced them with regular files."""
+    import os
+
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.csv", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    (tmp_path / "dev.csv").symlink_to(os.devnull)
+    os.mkfifo(tmp_path / "fifo.csv")
+    for out, kind in (("dev.csv", "a device"), ("fifo.csv", "a FIFO")):
+        r = featx("merge", out, "sh1.csv", "sh2.csv", "--overwrite", cwd=tmp_path)
+        assert r.returncode == 2 and f"is {kind}, not a file featx can write" in err(r), err(r)
+    assert (tmp_path / "dev.csv").is_symlink() and (tmp_path / "fifo.csv").is_fifo()
+
+
+def test_codebook_and_merge_into_a_missing_folder_are_refused(tmp_path):
+    """``featx codebook ... -o nodir/cb.npz`` learnt the codebook, then ended in a
+    FileNotFoundError traceback; ``featx merge nodir/m.npy ...`` too (its lock file).  Both
+    say "output folder ... does not exist" before any work, as extract does."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    for i in (1, 2):
+        ok(featx("extract", "gradients", "s", "-o", f"sh{i}.npy", "--shard", f"{i}/2", "-q", cwd=tmp_path))
+    for args in (["codebook", "sift", "s", "-k", "8", "-o", "nodir/cb.npz"],
+                 ["merge", "nodir/m.npy", "sh1.npy", "sh2.npy"]):
+        r = featx(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
+    assert not (tmp_path / "nodir").exists()

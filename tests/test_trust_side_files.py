@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, copy_samples, featx_inprocess, ok
+from helpers import copy_samples, featx, featx_inprocess, ok
 
 
 def err(r) -> str:
@@ -249,3 +249,129 @@ def test_i13_zip_bomb_codebook_is_refused_from_its_header(tmp_path):
     assert "bomb.npz" in err(r), err(r)[-600:]
     # featx itself stays under 100 MB; reading the array costs 307 MB more
     assert peak_kib < 200 * 1024, (peak_kib, err(r)[-600:])
+
+
+# ---------------------------------------------------------------------------
+# found by attacking the fixes above through other doors (a recipe, -j 2, an npy-dir,
+# Python, another folder)
+
+
+def test_sidecar_or_summary_never_replaces_another_outputs_sidecar(tmp_path):
+    """``--sidecar a.npy.featx.json`` on the run of ``b.npy`` (or ``--summary-json`` naming
+    it) was accepted because featx wrote that file, and a's provenance and failure list
+    (which `featx merge` reads) were replaced by b's.  Another existing output's sidecar is
+    refused as a file featx did not write for this output is; the output's own sidecar,
+    a summary file, and ``--overwrite`` still go through."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    ok(featx("extract", "gradients", "s", "-o", "a.npy", "-q", cwd=tmp_path))
+    side = tmp_path / "a.npy.featx.json"
+    before = side.read_bytes()
+    for opt in ("--sidecar", "--summary-json"):
+        r = featx("extract", "gradients", "s", "-o", "b.npy", opt, "a.npy.featx.json", cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert f"is the sidecar of the output {tmp_path / 'a.npy'}" in err(r), err(r)
+        assert side.read_bytes() == before
+        assert not (tmp_path / "b.npy").exists()
+    # a recipe's sidecar= goes through the same check
+    (tmp_path / "r.toml").write_text('inputs = ["s"]\n[[output]]\nextractor = "hog"\npath = "h.npy"\n'
+                                     'sidecar = "a.npy.featx.json"\n')
+    r = featx("run", "r.toml", cwd=tmp_path)
+    assert r.returncode == 2 and "is the sidecar of the output" in err(r), err(r)
+    assert side.read_bytes() == before
+    # its own sidecar, named explicitly and from another folder: still its own
+    ok(featx("extract", "gradients", ".", "-o", "../a.npy", "--sidecar", "../a.npy.featx.json", "-q",
+             cwd=tmp_path / "s"))
+    assert json.loads(side.read_text())["output"]["path"] == str(tmp_path / "a.npy")
+    # a summary file is rewritten run after run
+    for _ in range(2):
+        ok(featx("extract", "gradients", "s", "-o", "a.npy", "--summary-json", "sum.json", "-q", cwd=tmp_path))
+    # --overwrite: the user said so
+    ok(featx("extract", "gradients", "s", "-o", "b.npy", "--sidecar", "a.npy.featx.json", "--overwrite", "-q",
+             cwd=tmp_path))
+    assert json.loads(side.read_text())["output"]["path"] == str(tmp_path / "b.npy")
+
+
+def test_a_moved_folder_of_outputs_keeps_its_sidecars(tmp_path):
+    """A sidecar records its output's absolute path: after ``mv feats feats2`` the output's
+    own sidecar (and one named beside it, whose recorded output is gone) is still its own."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    (tmp_path / "feats").mkdir()
+    ok(featx("extract", "gradients", "s", "-o", "feats/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "feats/h.npy", "--sidecar", "feats/h.json", "-q", cwd=tmp_path))
+    (tmp_path / "feats").rename(tmp_path / "feats2")
+    ok(featx("extract", "gradients", "s", "-o", "feats2/g.npy", "-q", cwd=tmp_path))
+    ok(featx("extract", "gradients", "s", "-o", "feats2/h.npy", "--sidecar", "feats2/h.json", "-q", cwd=tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# Format and name agree
+
+
+def test_sidecar_dash_is_not_a_file_named_dash(tmp_path):
+    """``--summary-json -`` prints the summary, ``-o -`` writes to stdout, but ``--sidecar -``
+    silently wrote a file named ``-`` in the working folder.  It is refused, before any
+    work, and ``./-`` still names that file on purpose."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    for out in ("-", "a.npy"):
+        r = featx("extract", "gradients", "s", "-o", out, "--sidecar", "-", cwd=tmp_path)
+        assert r.returncode == 2, err(r)
+        assert "--sidecar - would name a file '-'" in err(r) and r.stdout == b""
+        assert not (tmp_path / "-").exists() and not (tmp_path / "a.npy").exists()
+    ok(featx("extract", "gradients", "s", "-o", "a.npy", "--sidecar", "./-", "-q", cwd=tmp_path))
+    assert json.loads((tmp_path / "-").read_text())["featx_sidecar"]
+
+
+# ---------------------------------------------------------------------------
+# A newcomer's first commands
+
+
+def test_a_side_file_in_a_missing_folder_is_refused_before_the_work(tmp_path):
+    """``--sidecar nodir/x.json`` was a FileNotFoundError traceback (with the lock taken),
+    ``--summary-json nodir/x.json`` one after all the work was committed; from a recipe's
+    ``sidecar =`` too.  Each is a usage error before anything is written."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    (tmp_path / "r.toml").write_text('inputs = ["s"]\n[[output]]\nextractor = "gradients"\npath = "r.npy"\n'
+                                     'sidecar = "nodir/x.json"\n')
+    for args, what in ((["extract", "gradients", "s", "-o", "a.npy", "--sidecar", "nodir/x.json"], "sidecar"),
+                       (["extract", "gradients", "s", "-o", "b.npy", "--summary-json", "nodir/x.json"], "summary file"),
+                       (["run", "r.toml"], "sidecar")):
+        r = featx(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, err(r))
+        assert f"the folder of the {what} {tmp_path / 'nodir' / 'x.json'} does not exist" in err(r), err(r)
+        assert "Traceback" not in err(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml", "s"]
+
+
+def test_show_into_a_missing_folder_is_refused_before_the_work(tmp_path):
+    """``featx show hog c.jpg -o nodir/x.png`` rendered the picture, then ended in a
+    FileNotFoundError traceback from the atomic write; extract says "output folder ... does
+    not exist" before any work, and so does show now."""
+    copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg"})
+    r = featx("show", "hog", "s/c.jpg", "-o", "nodir/x.png", cwd=tmp_path)
+    assert r.returncode == 2, err(r)
+    assert "output folder" in err(r) and "does not exist" in err(r) and "Traceback" not in err(r), err(r)
+    ok(featx("show", "hog", "s/c.jpg", "-o", "x.png", cwd=tmp_path))
+
+
+def test_codebook_output_is_an_npz_that_is_not_an_input_nor_a_device(tmp_path):
+    """``featx codebook -o`` had none of the output rules: ``-o cb.jpg`` wrote a zip named
+    .jpg (the next walk of the folder takes it for a photo and fails it), ``-o c.jpg
+    --overwrite`` on its own input replaced the photo, and a device (``-o dev.npz``, a link
+    to /dev/null) would be replaced by a regular file.  The name must end .npz, and the
+    file may be neither one the run reads nor anything but a regular file."""
+    import os
+
+    s = copy_samples(tmp_path / "s", {"c.jpg": "coffee.jpg", "r.jpg": "rocket.jpg"})
+    photo = (s / "c.jpg").read_bytes()
+    r = featx("codebook", "sift", "s", "-k", "8", "-o", "cb.jpg", cwd=tmp_path)
+    assert r.returncode == 2 and "a codebook is an .npz archive" in err(r), err(r)
+    assert not (tmp_path / "cb.jpg").exists()
+    (tmp_path / "c.npz").symlink_to(s / "c.jpg")
+    r = featx("codebook", "sift", "s/c.jpg", "s/r.jpg", "-k", "8", "-o", "c.npz", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "is a file this run reads" in err(r), err(r)
+    assert (s / "c.jpg").read_bytes() == photo and (tmp_path / "c.npz").is_symlink()
+    (tmp_path / "dev.npz").symlink_to(os.devnull)
+    r = featx("codebook", "sift", "s", "-k", "8", "-o", "dev.npz", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "not a file featx can write" in err(r), err(r)
+    assert (tmp_path / "dev.npz").is_symlink()
+    ok(featx("codebook", "sift", "s", "-k", "8", "-o", "cb.NPZ", "-q", cwd=tmp_path))

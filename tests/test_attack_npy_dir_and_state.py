@@ -1,4 +1,4 @@
-"""Adversarial tests of the output side, round 2 (issues 11 and 12): broken promises of
+"""Adversarial tests of npy-dir outputs, state files and the output folder (issues 11 and 12): broken promises of
 the README ("Outputs", "Never half-written", "Exit codes", "Production runs") that the
 first round did not look for.  Real photos and the sample video from samples/ throughout.
 Every test here failed when it was written; a fix makes it pass."""
