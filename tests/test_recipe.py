@@ -311,7 +311,10 @@ def test_ctrl_c_stops_every_output_and_the_next_run_finishes_them(tmp_path, slow
     r = recipe(tmp_path / "r.toml", [src], outs, out, commit_every=0.1)
     progress = tmp_path / "progress"
     env = {**os.environ, **slow_env, "SLOW_PROGRESS": str(progress)}
-    p = subprocess.Popen([sys.executable, "-m", "featx", "run", str(r), "-j", "1"], stderr=subprocess.PIPE, env=env)
+    # Ctrl-C at its default in the child: a shell running this suite in the background
+    # ignores SIGINT, children inherit that, and Python then rightly leaves Ctrl-C ignored
+    p = subprocess.Popen([sys.executable, "-m", "featx", "run", str(r), "-j", "1"], stderr=subprocess.PIPE, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while (not progress.exists() or progress.stat().st_size < 10) and time.monotonic() < deadline:
         time.sleep(0.02)
