@@ -104,7 +104,7 @@ def run_config(target: Target, plan) -> dict[str, Any]:
                         **{k: v for k, v in sorted(plan.sampling.items())},
                         **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {}),
                         # rows of pictures taken as damaged must not pass for a strict output's
-                        **({"lenient_decode": True} if getattr(plan, "lenient_decode", False) else {})}}
+                        **({"lenient_decode": True} if plan.lenient_decode else {})}}
 
 
 def run(targets: list[Target], inputs: Iterable[Input], plan, *,
@@ -153,7 +153,7 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
     # a regions run (--regions): its boxes file lists every input.  An empty one is a day with
     # nothing detected (zero rows, not an error), and an image it no longer lists is gone from
     # the output (--prune removes its rows) even though the file is still there
-    regions = bool(getattr(plan, "regions", None))
+    regions = bool(plan.regions)
     if regions:
         for o in outs:
             o.unlisted_gone = lambda p: in_shard(p, plan.shard)
