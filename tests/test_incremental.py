@@ -193,6 +193,50 @@ def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     assert [Path(l.split(",")[0]).stem for l in rows] == ["a", "c", "e"]
 
 
+_BATCHED_HANG = '''
+from dataclasses import dataclass
+from featx.extractor import param
+from trouble_ext import Trouble
+
+@dataclass(frozen=True)
+class P:
+    scale: float = param(1.0, "Scale.", min=0)
+    batch_size: int = param(12, "Images per batch.", min=1)
+
+class TroubleBatch(Trouble):
+    """Trouble, run in batches of 12 (so featx hands its workers 12 inputs at a time)."""
+    name = "trouble-batch"
+    Params = P
+'''
+
+
+@pytest.mark.slow
+def test_timeout_is_per_input_not_per_chunk(tmp_path):
+    """``--timeout 1`` gives up on an input 1 s after it started, however many inputs its
+    worker was handed: with 12 per chunk, timing out the chunk (12 s) and then redoing
+    the hung input alone (1 s more) took at least 13 s."""
+    import cv2
+
+    from helpers import fake_plugin
+
+    env = plugin_env(tmp_path)
+    env = fake_plugin(tmp_path / "plug2", "trouble-batch", {"trouble-batch": "batched_ext:TroubleBatch"},
+                      {"batched_ext.py": _BATCHED_HANG})
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path / "plug")
+    src = tmp_path / "in"
+    src.mkdir()
+    img = cv2.imread(str(SAMPLES / "coffee.jpg"))
+    for i in range(12):
+        cv2.imwrite(str(src / f"{i:02d}.png"), img[:30, :33 if i == 0 else 40 + i])
+    t = time.monotonic()
+    r = featx_subprocess("extract", "trouble-batch", src, "-o", tmp_path / "t.csv", "--timeout", "1", env=env)
+    took = time.monotonic() - t
+    assert r.returncode == 1, r.stderr
+    assert "00.png: timed out after 1 s" in r.stderr.decode()
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 11
+    assert took < 10, took
+
+
 @pytest.mark.slow
 def test_shards_merge_into_the_single_run_output(tmp_path):
     src = make_folder(tmp_path / "in", 24)

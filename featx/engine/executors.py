@@ -67,19 +67,33 @@ class InProcess:
         pass
 
 
+class _Hung(Exception):
+    """An input in flight ran past ``--timeout``."""
+
+
 class ProcessPool:
     """``-j N``: N worker processes; a bounded window of chunks in flight.
 
     A worker that dies (a decoder crash, the OOM killer) or an input that runs
     past ``timeout`` breaks the pool: it is restarted and what was in flight
-    is redone one input at a time, so only the guilty input fails.
+    is redone one input at a time, so only the guilty input fails.  The
+    timeout is the input's own: each worker says in shared memory when it
+    started which input of its chunk (see :func:`featx.engine.worker.run_chunk`),
+    so a hang is seen ``timeout`` after that input started, whatever the chunk's
+    length or the workers' start-up time.
     """
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
                  fork: bool = False, counter=None, on_wait=None):
+        import multiprocessing as mp
+
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         self.fork = fork
         self.counter, self.on_wait = counter, on_wait   # items loaded (shared), looked at while waiting
+        self.limit = jobs * 3    # chunks in flight
+        # per slot (one per chunk in flight, +1 for an isolated input): when its current input
+        # started (0: not started)
+        self.beats = mp.Array("d", self.limit + 1, lock=False) if timeout is not None else None
         self.pool = self._make()
         self._seq = 0
 
@@ -96,7 +110,7 @@ class ProcessPool:
         from ..host import identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, identity(), self.counter))
+                                   initargs=(self.job, identity(), self.counter, self.beats))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -106,29 +120,36 @@ class ProcessPool:
         self.close(cancel=True)
         self.pool = self._make()
 
+    def _submit(self, inputs: list[Input], slot: int):
+        spool = self._spool()
+        if self.beats is not None:
+            self.beats[slot] = 0.0   # not started
+            return spool, self.pool.submit(run_chunk, inputs, spool, slot)
+        return spool, self.pool.submit(run_chunk, inputs, spool)
+
     def results(self, inputs):
-        from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 
-        window: deque = deque()
+        window: deque = deque()   # (inputs, spool, future, slot), in input order
         chunks = _chunks(inputs, self.chunk)
-        limit = self.jobs * 3
         exhausted = False
         while True:
-            while not exhausted and len(window) < limit:
+            while not exhausted and len(window) < self.limit:
                 try:
                     c = next(chunks)
                 except StopIteration:
                     exhausted = True
                     break
-                spool = self._spool()
-                window.append((c, spool, self.pool.submit(run_chunk, c, spool)))
+                slot = min(set(range(self.limit)) - {w[3] for w in window})
+                window.append((c, *self._submit(c, slot), slot))
             if not window:
                 return
-            c, spool, fut = window[0]
+            c, spool, fut, _ = window[0]
             try:
-                recs, spools = self._wait(fut, None if self.timeout is None else self.timeout * len(c))
-            except (BrokenProcessPool, FutTimeout):
+                recs, spools = self._wait(fut, window)
+            except (BrokenProcessPool, _Hung):
+                # every input in flight is redone alone, the one that hung too: in a batched
+                # extractor the input that was starting is not always the one that hangs
                 pending = [w[0] for w in window]
                 window.clear()
                 self._restart()
@@ -139,34 +160,42 @@ class ProcessPool:
             window.popleft()
             yield c, recs, spools
 
-    def _wait(self, fut, timeout: float | None):
-        """``fut.result(timeout)``, looking in on ``on_wait`` (the progress bar) meanwhile."""
+    def _hung(self, window) -> bool:
+        """Has an input in flight run past the timeout?"""
         import time
+
+        now = time.monotonic()
+        return any(self.beats[slot] and not fut.done() and now - self.beats[slot] > self.timeout
+                   for _, _, fut, slot in window)
+
+    def _wait(self, fut, window):
+        """``fut.result()``, looking in on ``on_wait`` (the progress bar) and, with a
+        timeout, on the inputs running in ``window`` meanwhile (:class:`_Hung`)."""
         from concurrent.futures import TimeoutError as FutTimeout
 
-        if self.on_wait is None:
-            return fut.result(timeout=timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.on_wait is None and self.timeout is None:
+            return fut.result()
         while True:
-            step = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
             try:
-                return fut.result(timeout=step)
+                return fut.result(timeout=0.25 if self.timeout is None else min(0.25, self.timeout / 4))
             except FutTimeout:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-                self.on_wait()
+                if self.timeout is not None:
+                    if self._hung(window):
+                        raise _Hung() from None
+                if self.on_wait is not None:
+                    self.on_wait()
 
     def _isolated(self, inp: Input):
-        from concurrent.futures import TimeoutError as FutTimeout
         from concurrent.futures.process import BrokenProcessPool
 
-        spool = self._spool()
+        slot = self.limit   # the spare slot: nothing else is in flight
+        spool, fut = self._submit([inp], slot)
         try:
-            recs, spools = self._wait(self.pool.submit(run_chunk, [inp], spool), self.timeout)
+            recs, spools = self._wait(fut, [([inp], spool, fut, slot)])
             return [inp], recs, spools
         except BrokenProcessPool:
             why = "the worker process crashed on this input"
-        except FutTimeout:
+        except _Hung:
             why = f"timed out after {self.timeout:g} s"
         self._restart()
         return failed(self.job, inp, why)

@@ -8,6 +8,7 @@ hands back only small :class:`Record` s.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,7 @@ class Worker:
                         if e.batch_size > 1 and not e.temporal and not e.handles_resize and not job.tasks[k].describe]
         self.lead = next((k for k in self.batched if self.extractors[k].streams_batches), None)
         self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
+        self.starting: Callable[[int], None] = _starting   # called with i as input i of a chunk starts
 
     @property
     def extractor(self) -> Extractor:
@@ -199,6 +201,7 @@ class Worker:
             output's batches."""
             pending: list[tuple[int, Item]] = []
             for i, inp in enumerate(inputs):
+                self.starting(i)
                 wants = range(n) if inp.wants is None else inp.wants
                 for k in wants:
                     if self.extractors[k].temporal:
@@ -335,13 +338,18 @@ def _nothing() -> None:
     pass
 
 
+def _starting(i: int) -> None:
+    pass
+
+
 _WORKER: Worker | None = None
 
 
-def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None) -> None:
+def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
-    a shared ``multiprocessing.Value`` counting the items loaded (the progress bar)."""
+    a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
+    ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`)."""
     import signal
 
     from ..output import lock
@@ -359,6 +367,25 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
             with counter.get_lock():
                 counter.value += 1
         _WORKER.tick = tick
+    global _BEATS
+    _BEATS = beats
 
-def run_chunk(inputs: list[Input], spool: str) -> tuple[list, list[str]]:
+
+_BEATS = None
+
+
+def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple[list, list[str]]:
+    """Run one chunk in a pool worker.  With a ``slot``, the worker writes into the shared
+    ``beats[slot]`` when each input starts (``CLOCK_MONOTONIC``, one clock for every
+    process), so the main process times out an input, not the chunk, whose length has
+    nothing to do with ``--timeout`` (a batched extractor's batch counts against the input
+    that completed it)."""
+    if slot is not None and _BEATS is not None:
+        beats = _BEATS
+
+        def starting(i: int) -> None:
+            beats[slot] = time.monotonic()
+        _WORKER.starting = starting
+    else:
+        _WORKER.starting = _starting
     return _WORKER.run_to_spool(inputs, spool)
