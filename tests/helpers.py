@@ -252,7 +252,7 @@ class Trouble(Extractor):
 
 
 class Slow(Extractor):
-    """8x8 grid of mean intensities, after a fixed pause (makes runs long enough to kill)."""
+    """8x8 grid of mean intensities, after a pause (20 ms, or $SLOW_MS: makes runs long enough to kill)."""
     name = "slow"
     summary = "A test extractor that takes its time"
     Params = P
@@ -260,7 +260,7 @@ class Slow(Extractor):
         return OutputSpec("vector", (64,))
     def extract(self, image):
         import cv2
-        time.sleep(0.02)
+        time.sleep(float(os.environ.get("SLOW_MS", "20")) / 1000)  # (the values never depend on it)
         if os.environ.get("SLOW_PROGRESS"):  # one byte per image done, for tests that act mid-run
             with open(os.environ["SLOW_PROGRESS"], "ab") as fh:
                 fh.write(b".")

@@ -119,7 +119,7 @@ def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
     ref = tmp_path / "ref" / f"h.{fmt}"
     ref.parent.mkdir()
     args = ["-q", "-j", "2", "--commit-every", "0.1"]
-    assert featx_subprocess("extract", "slow", src, "-o", ref, *args, env=env).returncode == 0
+    assert featx_subprocess("extract", "slow", src, "-o", ref, *args, env=dict(env, SLOW_MS="1")).returncode == 0
     expected = outputs(ref)
     out = tmp_path / "run" / f"h.{fmt}"
     out.parent.mkdir()
@@ -143,7 +143,7 @@ def test_sigkill_at_any_moment_then_resume_is_identical(tmp_path, fmt):
             seen_rows.append(m.shape[0])
             assert m.shape[0] == 0 or np.array_equal(m, np.load(ref)[: m.shape[0]])
     assert kills >= 3
-    r = subprocess.run(cmd, capture_output=True, env={**os.environ, **env})
+    r = subprocess.run(cmd, capture_output=True, env={**os.environ, **env, "SLOW_MS": "1"})
     assert r.returncode == 0, r.stderr
     assert outputs(out) == expected
     leftovers = [p.name for p in out.parent.iterdir() if "tmp" in p.name or "spool" in p.name]
