@@ -58,7 +58,7 @@ def test_random_kills_never_leave_the_index_ahead_and_resume_is_identical(tmp_pa
     env = plugin_env(tmp_path)
     args = ["-q", "-j", "2", "--commit-every", "0.3"]
     ref = tmp_path / "ref.npy"
-    assert featx_subprocess("extract", "slow", src, "-o", ref, *args, env=env).returncode == 0
+    assert featx_subprocess("extract", "slow", src, "-o", ref, *args, env=dict(env, SLOW_MS="1")).returncode == 0
     out = tmp_path / "run" / "h.npy"
     out.parent.mkdir()
     cmd = [sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(out), *args]
@@ -86,7 +86,7 @@ def test_random_kills_never_leave_the_index_ahead_and_resume_is_identical(tmp_pa
         else:
             assert not (out.parent / "h.index.csv").exists()
             states.append(0)
-    r = subprocess.run(cmd, capture_output=True, env={**os.environ, **env})
+    r = subprocess.run(cmd, capture_output=True, env={**os.environ, **env, "SLOW_MS": "1"})   # (no value changes)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.load(out), np.load(ref))
     assert (out.parent / "h.index.csv").read_bytes() == (tmp_path / "ref.index.csv").read_bytes()

@@ -54,7 +54,7 @@ def world(plug):
     ref = base / "ref" / "s.npy"
     ref.parent.mkdir()
     r = subprocess.run([sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(ref), *ARGS],
-                       env=env, capture_output=True)
+                       env=dict(env, SLOW_MS="1"), capture_output=True)   # (the pause changes no value)
     assert r.returncode == 0, r.stderr
     return {**plug, "src": src, "expected": outputs(ref)}
 
@@ -174,7 +174,7 @@ def test_kill9_of_the_main_process_takes_the_workers_and_the_rerun_starts_at_onc
         kills += 1
         gone_after.append(wait_gone(mark))
     assert kills >= 3
-    r = finish(world, out, marks(), env=env)
+    r = finish(world, out, marks(), env=dict(env, SLOW_MS="1"))
     assert r.returncode == 0, r.stderr
     assert b"another featx run" not in r.stderr
     assert outputs(out) == world["expected"]
