@@ -232,7 +232,8 @@ class ParquetSink(Sink):
         except OSError as exc:
             self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
             raise self.broken from None
-        new = {"name": name, "tmp": tmp, "ranges": [[first, n]], "rows": n, "fd": fd, "table": table}
+        new = {"name": name, "tmp": tmp, "first": first, "ranges": [[first, n]], "rows": n, "fd": fd,
+               "table": table}
         return [fd], {"new": new}, None
 
     def record_commit(self, state, entries, meta, after, durable):
@@ -247,6 +248,10 @@ class ParquetSink(Sink):
                     os.close(new.pop("fd"))
             if state is None:
                 return
+            if new is not None:   # the part's rows, input by input (an input's rows are kept together)
+                ranges = sorted([e.row0, e.nrows] for e in entries if e.nrows)
+                if sum(n for _, n in ranges) == new["rows"] and ranges and ranges[0][0] == new["first"]:
+                    new["ranges"] = ranges
             renames, parts = self._supersede(state, entries, new)
             added = sum(e.nrows for e in entries)
             self.live += added - self._superseded_rows
@@ -297,7 +302,6 @@ class ParquetSink(Sink):
             by_first = {r[0]: p for p, r in old.items()}   # first old id -> input
             new_rows = {e.path: (e.row0, e.nrows) for e in entries}
             table = new["table"] if new is not None else None
-            new_ranges = new["ranges"] if new is not None else []
             moved: set[int] = set()
             for i, part in enumerate(parts):
                 hit = [id0 for id0, _ in part["ranges"] if id0 in by_first]
@@ -313,7 +317,7 @@ class ParquetSink(Sink):
                     self._superseded_rows += old[by_first[id0]][1]
                     r0, n = new_rows[by_first[id0]]
                     if n and table is not None:
-                        pos = r0 - new_ranges[0][0]
+                        pos = r0 - new["first"]
                         pieces.append(table.slice(pos, n))
                         ranges.append([r0, n])
                         moved.add(r0)
@@ -332,7 +336,7 @@ class ParquetSink(Sink):
                 rest = [(e.row0, e.nrows) for e in entries if e.nrows and e.row0 not in moved]
                 os.unlink(new["tmp"])
                 if rest:
-                    base = new_ranges[0][0]
+                    base = new["first"]
                     pieces = [table.slice(r0 - base, n) for r0, n in rest]
                     t = _concat(pa, pieces, table)
                     fd = write_part(new["tmp"], t)

@@ -108,7 +108,8 @@ def keypoint_table(keys, rows: list[tuple[bytes, tuple]], key_columns, meta: byt
         per = length if n else 0
         if n and d.size != n * per:
             per = d.size // n
-        inner.extend(inner[-1] + per * (i + 1) for i in range(n))
+        base = inner[-1]
+        inner.extend(base + per * (i + 1) for i in range(n))
     allp = np.concatenate(pts) if pts else np.zeros((0, nf), np.float32)
     struct = pa.StructArray.from_arrays([pa.array(allp[:, i], type=pa.float32()) for i in range(nf)],
                                         names=list(KEYPOINT_FIELDS))
