@@ -44,8 +44,8 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
     if not parts:
         raise UsageError("nothing to merge", "name the shard outputs")
     fmt = sinks.infer_format(output, None)
-    if fmt not in ("npy", "csv"):
-        raise UsageError("merge writes a stacked .npy or .csv output")
+    if fmt not in ("npy", "csv", "parquet"):
+        raise UsageError("merge writes a stacked .npy or .csv output, or a .parquet folder")
     dst = sinks.make_sink(output, fmt)
     folder = os.path.dirname(dst.output)
     if not os.path.isdir(folder):  # (its lock file could not be made: a traceback)
@@ -173,7 +173,12 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
         if len(widths) > 1:
             raise OutputError(f"the shards have rows of different lengths ({sorted(widths)})")
         width = widths.pop() if widths else None
-        info = _write(dst, srcs, items, width)
+        if fmt == "parquet":
+            from .parquet import merge_parts
+
+            info = merge_parts(dst, srcs, states, items, width)
+        else:
+            info = _write(dst, srcs, items, width)
         st = State(dst.state_path)
         try:
             entries, row = [], 0
