@@ -367,3 +367,25 @@ def test_shards_merge_into_the_unsharded_output(tmp_path):
     same_rows(duck_rows(tmp_path / "m.parquet"), npy_rows(tmp_path / "ref.npy"))
     r = featx("merge", tmp_path / "x.parquet", tmp_path / "s1.parquet", tmp_path / "ref.npy")
     assert r.returncode == 2
+
+
+def test_parquet_reader_streams_the_committed_rows(tmp_path):
+    """ParquetReader (the READER.md interface featx convert/inspect use): rows in output
+    order, in batches, with the provenance from the sidecar or, without it, the metadata."""
+    from featx.output.parquet import ParquetReader
+
+    src = copy_samples(tmp_path / "p")
+    shutil.copy(SAMPLES / "chelsea.png", src / "chelsea.png")
+    npy, par = both(tmp_path, [*G, src])
+    keys, vals = npy_rows(npy)
+    rd = ParquetReader(str(par))
+    assert (rd.format, rd.kind, rd.key_columns, rd.width, len(rd)) == ("parquet", "vector", ("path",),
+                                                                       vals.shape[1], 4)
+    got = list(rd.batches(rows=3))
+    assert [len(k) for k, _ in got] == [3, 1]
+    assert [k for ks, _ in got for k in ks] == keys
+    assert np.concatenate([v for _, v in got]).tobytes() == vals.tobytes()
+    assert rd.sidecar["status"] == "complete"
+    (tmp_path / "g.parquet.featx.json").unlink()
+    rd = ParquetReader(str(par))
+    assert rd.sidecar["extractor"]["name"] == "gradients" and "status" not in rd.sidecar
