@@ -244,7 +244,7 @@ class ParquetSink(Sink):
             try:
                 durable()
             finally:
-                if new is not None:
+                if new is not None and "fd" in new:
                     os.close(new.pop("fd"))
             if state is None:
                 return
@@ -265,6 +265,8 @@ class ParquetSink(Sink):
                 if os.path.lexists(self._path(name)):
                     os.unlink(self._path(name))
             self._merge_small(state)
+            if new is not None:
+                new.pop("table", None)   # (the commit's rows are no longer needed)
         except Exception as exc:
             if self.broken is None:
                 self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
