@@ -176,15 +176,14 @@ def test_sift_keypoints_are_nested_lists_per_image(tmp_path):
     assert all(r[3] == 128 for r in rows if r[1])
 
 
-def test_dense_outputs_are_refused(tmp_path):
-    src = copy_samples(tmp_path / "p", {"camera.png": "camera.png"})
-    r = featx(*G, src, "--dense", "-o", tmp_path / "d.parquet") if False else None  # (no dense flag on gradients)
-    from featx.output.parquet import ParquetSink
+def test_dense_and_region_outputs_are_refused(tmp_path):
     from featx.errors import OutputError
+    from featx.output.parquet import ParquetSink
 
     with pytest.raises(OutputError, match="npy-dir"):
         ParquetSink(str(tmp_path / "d.parquet")).check_kind("dense", "flow")
-    assert r is None
+    with pytest.raises(OutputError, match="csv"):
+        ParquetSink(str(tmp_path / "d.parquet")).check_kind("regions", "detect")
 
 
 def test_odd_names_hold_featx_escaped_name_as_in_the_index(tmp_path):

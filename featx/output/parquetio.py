@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,7 +25,6 @@ import numpy as np
 
 from ..errors import OutputError, UsageError
 
-PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 KEYPOINT_FIELDS = ("x", "y", "size", "angle", "response", "octave")
 META_KEY = b"featx"
 
