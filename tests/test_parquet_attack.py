@@ -84,17 +84,18 @@ def test_random_kills_with_two_workers_then_rerun_is_identical(tmp_path):
 KILL_AT = r"""
 import os, signal, sys
 import featx.output.state as s
+import featx.output.parquet as pq
 WHEN = os.environ["KILL_WHEN"]
-record, recover = s.State.record, s.State.recover_renames
+record, rename = s.State.record, pq.ParquetSink._rename
 def at(self, *a, **k):
     if k.get("renames") and WHEN == "before":
         os.kill(os.getpid(), signal.SIGKILL)
     record(self, *a, **k)
-def rec(self):
-    if WHEN == "after" and self.db.execute("SELECT COUNT(*) FROM pending_renames").fetchone()[0]:
+def ren(renames):
+    if WHEN == "after" and renames:
         os.kill(os.getpid(), signal.SIGKILL)   # recorded, not yet renamed
-    recover(self)
-s.State.record, s.State.recover_renames = at, rec
+    rename(renames)
+s.State.record, pq.ParquetSink._rename = at, staticmethod(ren)
 from featx.cli import main
 sys.argv[0] = "featx"
 main()

@@ -18,8 +18,9 @@ A Parquet file cannot be appended to, so every commit writes one new part:
   an input's rows always live in one part.  An input that now fails has its rows removed the
   same way.  ``--prune`` and the end-of-run compaction rewrite (or remove) the parts that hold
   rows of inputs that are gone.
-* Small parts are merged: once :data:`PILE` consecutive parts are each under
-  :data:`SMALL_BYTES`, they are rewritten as one part (after a commit, and at the end of a run).
+* Small parts are merged: once :data:`PILE` consecutive parts of one generation are each under
+  :data:`SMALL_BYTES`, they are rewritten as one part of the next generation (after a commit,
+  and at the end of a run), so a row is rewritten about log16(rows) times.
   The merged part takes the name of the first, so the order of rows is kept; the others are
   removed just before the rename, so a reader listing the folder in that instant may miss
   those rows, never see them twice.
@@ -211,6 +212,18 @@ class ParquetSink(Sink):
         return {"rows": self.live, "next_row": self.rows, "width": self.width, "next_part": self.next_part,
                 "parts": self.parts}
 
+    def _tmp(self, path: str) -> str:
+        """A temporary name never used before in this run: a rename the state recorded and
+        featx did is then harmless to find again (the state's list is cleared when the output
+        is next opened, after finishing any rename a crash left undone)."""
+        self._tmp_seq = getattr(self, "_tmp_seq", 0) + 1
+        return f"{tmp_name(path)}-{self._tmp_seq}"
+
+    @staticmethod
+    def _rename(renames) -> None:
+        for src, dst in renames:
+            os.replace(src, dst)
+
     def _new_name(self) -> str:
         name = part_name(self.next_part)
         self.next_part += 1
@@ -226,7 +239,7 @@ class ParquetSink(Sink):
         self._keys, self._buf, self._shapes, self._first_id = [], [], [], self.rows
         table = self._table(keys, chunks, shapes)
         name = self._new_name()
-        tmp = tmp_name(self._path(name))
+        tmp = self._tmp(self._path(name))
         try:
             fd = write_part(tmp, table)
         except OSError as exc:
@@ -259,7 +272,7 @@ class ParquetSink(Sink):
             self.parts = parts
             state.record(entries, renames=renames, **self._lengths())
             self._recorded = True
-            state.recover_renames()
+            self._rename(renames)
             gone = old_names - {p["name"] for p in parts}
             for name in gone:
                 if os.path.lexists(self._path(name)):
@@ -325,13 +338,14 @@ class ParquetSink(Sink):
                         moved.add(r0)
                 merged = _concat(pa, pieces, table if table is not None else t)
                 path = self._path(part["name"])
-                tmp = tmp_name(path)
+                tmp = self._tmp(path)
                 fd = write_part(tmp, merged)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                parts[i] = self._part_entry(part["name"], tmp, ranges, merged.num_rows)
+                parts[i] = dict(self._part_entry(part["name"], tmp, ranges, merged.num_rows),
+                                level=part.get("level", 0))
                 renames.append((tmp, path))
             if new is not None and moved:   # the new part keeps the rows that did not move
                 pa, _ = pyarrow()
@@ -376,13 +390,13 @@ class ParquetSink(Sink):
             t = self._read_checked(part)
             t = t.take(pa.array(rows_of(part["ranges"], lambda id0: id0 in live)))
             path = self._path(part["name"])
-            tmp = tmp_name(path)
+            tmp = self._tmp(path)
             fd = write_part(tmp, t)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            parts.append(self._part_entry(part["name"], tmp, ranges, t.num_rows))
+            parts.append(dict(self._part_entry(part["name"], tmp, ranges, t.num_rows), level=part.get("level", 0)))
             renames.append((tmp, path))
         if dead:
             self.parts = parts
@@ -391,22 +405,25 @@ class ParquetSink(Sink):
             for name in gone:
                 if os.path.lexists(self._path(name)):
                     os.unlink(self._path(name))
-            state.recover_renames()
+            self._rename(renames)
         self._merge_small(state)
         return dead
 
     def _merge_small(self, state) -> None:
-        """Merge each run of :data:`PILE` or more consecutive parts under :data:`SMALL_BYTES`."""
+        """Merge each run of :data:`PILE` consecutive parts of one generation (``level``: how
+        many merges made it) that are each under :data:`SMALL_BYTES` into one part of the next
+        generation.  Parts of a generation are about :data:`PILE` times bigger than the one
+        before, so a row is rewritten about log16(rows) times, never at every merge."""
         groups, run = [], []
         for i, part in enumerate(self.parts):
-            if part["bytes"] < SMALL_BYTES:
+            small = part["bytes"] < SMALL_BYTES
+            if run and (not small or part.get("level", 0) != self.parts[run[0]].get("level", 0)):
+                run = []
+            if small:
                 run.append(i)
-                continue
-            if len(run) >= PILE:
-                groups.append(run)
-            run = []
-        if len(run) >= PILE:
-            groups.append(run)
+                if len(run) == PILE:
+                    groups.append(run)
+                    run = []
         if not groups:
             return
         pa, _ = pyarrow()
@@ -417,7 +434,7 @@ class ParquetSink(Sink):
             t = _concat(pa, tables, tables[0])
             first = parts[g[0]]
             path = self._path(first["name"])
-            tmp = tmp_name(path)
+            tmp = self._tmp(path)
             fd = write_part(tmp, t)
             try:
                 os.fsync(fd)
@@ -425,6 +442,7 @@ class ParquetSink(Sink):
                 os.close(fd)
             ranges = [r for i in g for r in parts[i]["ranges"]]
             parts[g[0]] = self._part_entry(first["name"], tmp, ranges, t.num_rows)
+            parts[g[0]]["level"] = first.get("level", 0) + 1
             gone += [parts[i]["name"] for i in g[1:]]
             renames.append((tmp, path))
         drop = set(gone)
@@ -433,7 +451,7 @@ class ParquetSink(Sink):
         for name in gone:   # first the merged parts go, then the merged one appears: never twice
             if os.path.lexists(self._path(name)):
                 os.unlink(self._path(name))
-        state.recover_renames()
+        self._rename(renames)
 
     # -- closing --------------------------------------------------------------
     def abandon(self):
