@@ -118,11 +118,21 @@ class ParquetSink(Sink):
         return name.endswith(".parquet") and not name.startswith(".") or \
             (name.startswith(".part-") and TMP_MARK in name)
 
+    def _unlink(self, name: str) -> None:
+        """Remove a file (or a link, never what it points to) of the folder; a folder is left."""
+        import stat
+
+        try:
+            if not stat.S_ISDIR(os.lstat(self._path(name)).st_mode):
+                os.unlink(self._path(name))
+        except FileNotFoundError:
+            pass
+
     def discard(self):
         if os.path.isdir(self.output):
             for n in os.listdir(self.output):
                 if self._ours(n):
-                    os.unlink(self._path(n))
+                    self._unlink(n)
 
     def remove_all(self):
         self.discard()
@@ -166,7 +176,7 @@ class ParquetSink(Sink):
         recorded = {p["name"] for p in self.parts}
         for n in os.listdir(self.output):
             if self._ours(n) and n not in recorded:
-                os.unlink(self._path(n))
+                self._unlink(n)
         self._meta = self._provenance(state)
 
     def _provenance(self, state) -> bytes:
@@ -275,8 +285,7 @@ class ParquetSink(Sink):
             self._rename(renames)
             gone = old_names - {p["name"] for p in parts}
             for name in gone:
-                if os.path.lexists(self._path(name)):
-                    os.unlink(self._path(name))
+                self._unlink(name)
             self._merge_small(state)
             if new is not None:
                 new.pop("table", None)   # (the commit's rows are no longer needed)
@@ -403,8 +412,7 @@ class ParquetSink(Sink):
             self.live = sum(p["rows"] for p in parts)
             state.record([], renames=renames, **self._lengths())
             for name in gone:
-                if os.path.lexists(self._path(name)):
-                    os.unlink(self._path(name))
+                self._unlink(name)
             self._rename(renames)
         self._merge_small(state)
         return dead
@@ -449,8 +457,7 @@ class ParquetSink(Sink):
         self.parts = [p for p in parts if p["name"] not in drop]
         state.record([], renames=renames, **self._lengths())
         for name in gone:   # first the merged parts go, then the merged one appears: never twice
-            if os.path.lexists(self._path(name)):
-                os.unlink(self._path(name))
+            self._unlink(name)
         self._rename(renames)
 
     # -- closing --------------------------------------------------------------
