@@ -325,9 +325,14 @@ def test_small_parts_are_merged_and_rows_keep_their_order(tmp_path, monkeypatch)
     src = tmp_path / "p"
     out = tmp_path / "g.parquet"
     names = ["astronaut.png", "camera.png", "chelsea.png", "coffee.jpg", "rocket.jpg"]
+    seen: list = []
     for k, n in enumerate(names):   # one run per new input: one part each
         copy_samples(src, {n: f"{k}{n}"})
-        ok(featx(*G, src, "-o", out))
+        out.mkdir(exist_ok=True)
+        with monkeypatch.context() as m:
+            _watch_renames(m, out, seen)
+            ok(featx(*G, src, "-o", out))
+    assert all(len(s) == len(set(s)) for s in seen), seen   # a merge never shows a row twice
     parts = sorted(p.name for p in out.glob("*.parquet"))
     assert len(parts) < len(names)   # 3 small parts in a row became one
     ok(featx(*G, src, "-o", tmp_path / "ref.npy"))

@@ -269,7 +269,11 @@ class ParquetSink(Sink):
             finally:
                 if new is not None and "fd" in new:
                     os.close(new.pop("fd"))
-            if state is None:
+            if state is None:   # (no state: nothing to supersede or record)
+                if new is not None:
+                    self.parts.append(self._part_entry(new["name"], new["tmp"], new["ranges"], new["rows"]))
+                    self.live += new["rows"]
+                    self._rename([(new["tmp"], self._path(new["name"]))])
                 return
             if new is not None:   # the part's rows, input by input (an input's rows are kept together)
                 ranges = sorted([e.row0, e.nrows] for e in entries if e.nrows)
