@@ -92,8 +92,8 @@ def bench_query(args, work: Path) -> None:
                                                                             None))
         os.close(fd)
     query = (f"SELECT path, array_cosine_similarity(vector::FLOAT[{CNN_WIDTH}], "
-             f"(SELECT vector::FLOAT[{CNN_WIDTH}] FROM read_parquet('{folder}/*.parquet') WHERE path = 'img0000042.jpg')"
-             f") AS s FROM read_parquet('{folder}/*.parquet') ORDER BY s DESC LIMIT 10")
+             f"(SELECT vector::FLOAT[{CNN_WIDTH}] FROM read_parquet('{folder}/*.parquet') "
+             f"WHERE path = 'img0000042.jpg')) AS s FROM read_parquet('{folder}/*.parquet') ORDER BY s DESC LIMIT 10")
     con = duckdb.connect()
     times, got = [], None
     for _ in range(args.repeat):
