@@ -44,8 +44,8 @@ def merge(output: str, parts: Sequence[str], *, overwrite: bool = False) -> dict
     if not parts:
         raise UsageError("nothing to merge", "name the shard outputs")
     fmt = sinks.infer_format(output, None)
-    if fmt not in ("npy", "csv"):
-        raise UsageError("merge writes a stacked .npy or .csv output")
+    if fmt not in ("npy", "csv", "parquet"):
+        raise UsageError("merge writes a stacked .npy or .csv output, or a .parquet folder")
     dst = sinks.make_sink(output, fmt)
     folder = os.path.dirname(dst.output)
     if not os.path.isdir(folder):  # (its lock file could not be made: a traceback)
@@ -173,7 +173,10 @@ def _merge(output: str, fmt: str, parts: Sequence[str], overwrite: bool) -> dict
         if len(widths) > 1:
             raise OutputError(f"the shards have rows of different lengths ({sorted(widths)})")
         width = widths.pop() if widths else None
-        info = _write(dst, srcs, items, width)
+        if fmt == "parquet":
+            info = _write_parquet(dst, srcs, states, items, width)
+        else:
+            info = _write(dst, srcs, items, width)
         st = State(dst.state_path)
         try:
             entries, row = [], 0
@@ -245,3 +248,76 @@ def _write(dst: sinks.Sink, srcs, items, width) -> dict[str, Any]:
 
     lengths = {"rows": total, "width": width, "data_len": write_file(tmp_name(dst.output), data)}
     return {"renames": [(tmp_name(dst.output), dst.output)],"lengths": lengths, "output": {"path": dst.output, "format": "csv", "shape": [total, width or 0]}}
+
+
+#: merged outputs are written in parts of about this size
+MERGE_PART_BYTES = 64 << 20
+
+
+def _write_parquet(dst, srcs, states, items, width) -> dict[str, Any]:
+    """Write the rows of ``items`` (sorted (sort key, path, source, first id, rows, ...)) from the
+    shard outputs ``srcs`` (their ``states``) into ``dst``'s folder as new parts under hidden
+    names; returns the renames and lengths for the merged output's state."""
+    from .atomic import TMP_MARK
+    from .parquet import _concat
+    from .parquetio import part_name, pyarrow, write_part
+
+    pa, _ = pyarrow()
+    where: list[dict[int, tuple[dict, int]]] = []   # per source: first id -> (part, position)
+    for st in states:
+        loc = {}
+        for part in st.get("parts") or []:
+            pos = 0
+            for id0, n in part["ranges"]:
+                loc[id0] = (part, pos)
+                pos += n
+        where.append(loc)
+    if not os.path.isdir(dst.output):
+        os.mkdir(dst.output)
+    for n in os.listdir(dst.output):   # a killed merge's temporary parts (we hold the lock)
+        if n.startswith(".part-") and TMP_MARK in n:
+            os.unlink(dst._path(n))
+    cache: dict[int, tuple[str, Any]] = {}
+    pieces, ranges, nbytes, row = [], [], 0, 0
+    renames, parts, like = [], [], None
+
+    def flush():
+        nonlocal pieces, ranges, nbytes
+        if not pieces:
+            return
+        t = _concat(pa, pieces, like)
+        name = part_name(len(parts) + 1)
+        path = dst._path(name)
+        tmp = tmp_name(path)
+        fd = write_part(tmp, t)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        parts.append(dst._part_entry(name, tmp, ranges, t.num_rows))
+        renames.append((tmp, path))
+        pieces, ranges, nbytes = [], [], 0
+
+    try:
+        for _, path, k, row0, nrows, *_ in items:
+            if nrows:
+                part, pos = where[k][row0]
+                if k not in cache or cache[k][0] != part["name"]:
+                    cache[k] = (part["name"], srcs[k]._read_checked(part))
+                t = cache[k][1]
+                like = like if like is not None else t
+                pieces.append(t.slice(pos, nrows))
+                ranges.append([row, nrows])
+                nbytes += t.nbytes * nrows // max(1, t.num_rows)
+            row += nrows
+            if nbytes >= MERGE_PART_BYTES:
+                flush()
+        flush()
+    except BaseException:
+        for tmp, _ in renames:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+    lengths = {"rows": row, "next_row": row, "width": width, "next_part": len(parts) + 1, "parts": parts}
+    return {"renames": renames, "lengths": lengths,
+            "output": {"path": dst.output, "format": "parquet", "parts": len(parts), "shape": [row, width or 0]}}

@@ -38,7 +38,7 @@ from ..names import escape_name
 from .atomic import OutputWriteError, disk_error, is_disk_error, tmp_name, write_atomic, write_file
 from .npyformat import NPY_HEADER_LEN, record_tail, write_whole
 
-FORMATS = ("csv", "npy", "npy-dir")
+FORMATS = ("csv", "npy", "npy-dir", "parquet")
 
 
 
@@ -62,10 +62,12 @@ def infer_format(output: str, fmt: str | None) -> str:
         return "csv"
     if low.endswith(".npy"):
         return "npy"
+    if low.rstrip("/" + os.sep).endswith(".parquet"):
+        return "parquet"
     if output.endswith(("/", os.sep)) or os.path.isdir(output):
         return "npy-dir"
     raise OutputError(f"cannot tell the output format from {output!r}",
-                      "end the name with .csv or .npy, end a folder with /, or pass --format")
+                      "end the name with .csv, .npy or .parquet, end a folder with /, or pass --format")
 
 
 def canonical_output(output: str) -> str:

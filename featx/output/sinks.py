@@ -1,7 +1,8 @@
-"""Outputs: ``csv``, ``npy`` (stacked matrix + index) and ``npy-dir``.
+"""Outputs: ``csv``, ``npy`` (stacked matrix + index), ``npy-dir`` and ``parquet``.
 
 :func:`make_sink` picks the sink of an output: :class:`~.csvsink.CsvSink`,
-:class:`~.npysink.NpySink` or :class:`~.npydir.NpyDirSink` (and
+:class:`~.npysink.NpySink`, :class:`~.npydir.NpyDirSink` or
+:class:`~.parquet.ParquetSink` (imported only when used: it needs pyarrow) (and
 :class:`~.csvsink.RegionsCsvSink` for boxes).  What they share (the
 :class:`Encoder` / :class:`Sink` contract, stacked files, commits and
 compaction) is in :mod:`.sinkbase`; the names here are the ones the rest of
@@ -38,6 +39,15 @@ def _check_extension(output: str, fmt: str) -> None:
     low = output.lower()
     folder = output.endswith(("/", os.sep))
     ext = ".npy" if low.endswith(".npy") else ".csv" if low.endswith(".csv") else None
+    if low.rstrip("/" + os.sep).endswith(".parquet"):
+        ext = ".parquet"
+    if fmt == "parquet" and ext != ".parquet":
+        name = os.path.splitext(output.rstrip("/" + os.sep) or output)[0]
+        raise OutputError(f"--format parquet writes a folder named NAME.parquet, not {output}",
+                          f"name the output {name}.parquet")
+    if fmt in ("csv", "npy", "npy-dir") and ext == ".parquet":
+        raise OutputError(f"--format {fmt} output named {output} would look like a parquet dataset",
+                          "name it apart, or drop --format to write parquet")
     if fmt in ("csv", "npy") and folder:
         name = output.rstrip("/" + os.sep) or output
         raise OutputError(f"--format {fmt} writes one file, not a folder ({output})",
@@ -72,4 +82,8 @@ def make_sink(output: str, fmt: str | None, *, key_columns: Sequence[str] = ("pa
         if not output.lower().endswith(".npy"):
             raise OutputError(f"a stacked npy output must end with .npy, got {output!r}")
         return NpySink(output, key_columns, overwrite)
+    if fmt == "parquet":
+        from .parquet import ParquetSink
+
+        return ParquetSink(output, key_columns, overwrite)
     return NpyDirSink(output, key_columns, overwrite)

@@ -290,6 +290,16 @@ class State:
         self._mark_seen(ids)
         return out
 
+    def rows_of(self, paths: list[str]) -> dict[str, tuple[int, int]]:
+        """(first row, number of rows) of each of ``paths`` that is committed (no side effect)."""
+        out: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(paths), 500):
+            part = [_b(p) for p in paths[i:i + 500]]
+            q = "SELECT path, row0, nrows FROM items WHERE path IN (%s)" % ",".join("?" * len(part))
+            for path, row0, n in self.db.execute(q, part):
+                out[_s(path)] = (row0, n)
+        return out
+
     def live_count(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(nrows), 0) FROM items").fetchone()[0])
 
