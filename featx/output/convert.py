@@ -1,0 +1,319 @@
+"""Convert an output to another format without recomputing (``featx convert``).
+
+The rows are read back by :func:`~featx.output.reader.open_output` and written
+through the destination's sink (:func:`~featx.output.sinks.make_sink`), so the
+result is a real featx output: its state holds the source's settings (the format
+changed) and, for every input, the identity (size, modification time, hash) the
+source recorded, so the same ``featx extract`` into the converted output
+continues it incrementally instead of redoing everything.
+
+Crash-safe as ``featx merge``: a stacked output (``.npy`` + index, ``.csv``) is
+written whole under temporary names, and its one commit records it and the
+renames in one state transaction before they are done; a kill before that leaves
+no output under its name (the temporary files are removed by the next run).  An
+``npy-dir`` output's files are each written atomically; its state records them
+at the end, so a kill half-way leaves a folder that featx does not vouch for.
+
+Only the rows the source's last commit vouches for are read; a source whose
+files no longer agree with its state is refused.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import provenance
+from ..errors import FeatxError, OutputError, UsageError
+from . import layout, sinks
+from .atomic import sweep_tmp
+from .lock import OutputLock
+from .reader import OutputReader, load_sidecar, open_output
+from .state import Entry, State
+
+
+def convert(src: str, dst: str, fmt: str | None = None, *, overwrite: bool = False,
+            argv: list[str] | None = None) -> dict[str, Any]:
+    """Write the output ``src`` again as ``dst`` (format ``fmt``, else from ``dst``'s name);
+    returns the new output's info (``path``, ``format``, ``shape``/``files``, ``rows``).
+
+    Raises :class:`~featx.errors.UsageError` (a subclass of FeatxError; exit 2 on the
+    command line) for what cannot be done: ``dst`` is ``src``, exists (without
+    ``overwrite``), or its format cannot hold the rows (keypoints into a stacked matrix)."""
+    reader = open_output(src)
+    try:
+        return _convert(reader, src, dst, fmt, overwrite, argv)
+    finally:
+        reader.close()
+
+
+def _files_of(sink: sinks.Sink) -> set[str]:
+    out = {p for p in sink.paths() + [sink.state_path, sink.sidecar_path] if p}
+    out.add(sink.output.rstrip("/" + os.sep))
+    return {os.path.realpath(p) if os.path.exists(p) else os.path.abspath(p) for p in out}
+
+
+def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrite: bool,
+             argv: list[str] | None) -> dict[str, Any]:
+    if reader.state is None or reader.config is None:
+        why = f" ({reader.state_error})" if getattr(reader, "state_error", None) else ""
+        raise OutputError(f"{src} has no featx state beside it{why}: featx cannot tell which inputs its rows "
+                          "belong to", "convert outputs written by featx extract or featx merge, with their "
+                          f"hidden state file (`featx inspect {src}` shows what is known of it)")
+    if dst == "-":
+        raise UsageError("featx convert writes an output file or folder, not stdout",
+                         "name the new output (-o is not needed: featx convert SRC DST)")
+    fmt = sinks.infer_format(dst, fmt)
+    extractor = ((reader.config or {}).get("extractor") or {}).get("name") or "the extractor"
+    src_sink = sinks.make_sink(src, reader.format, key_columns=reader.key_columns) \
+        if reader.format in sinks.FORMATS else None
+    columns = value_columns(reader)
+    dst_sink = sinks.make_sink(dst, fmt, key_columns=reader.key_columns, overwrite=overwrite, columns=columns,
+                               kind=reader.kind)
+    if os.path.realpath(dst_sink.output) == os.path.realpath(reader.output) or (
+            src_sink is not None and _files_of(dst_sink) & _files_of(src_sink)):
+        raise UsageError(f"the new output {dst} would write over the output it is converted from ({src})",
+                         "convert into another name; nothing was written")
+    dst_sink.check_kind(reader.kind, extractor)
+    if dst_sink.stacked and reader.format == "npy-dir" and ("time" in reader.key_columns
+                                                             or "frame" in reader.key_columns):
+        raise OutputError(f"the npy-dir output {src} does not record the times of its video frames, which a "
+                          f"{fmt} output lists", "convert from a .npy or .csv output of the same run, or run "
+                          f"featx extract into {dst}")
+    if hasattr(type(dst_sink), "expected_width") and reader.width:
+        dst_sink.expected_width = reader.width
+    folder = os.path.dirname(os.path.abspath(dst_sink.output.rstrip("/" + os.sep)))
+    if not os.path.isdir(folder):
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
+    _check_source(reader, src_sink, src)
+    dst_sink.preflight()
+    lock = OutputLock(dst_sink.lock_path)
+    lock.acquire(0.0)
+    try:
+        sweep_tmp(folder, names=[os.path.basename(p) for p in dst_sink.paths() + [dst_sink.sidecar_path]])
+        if dst_sink.prepare():
+            raise OutputError(f"{dst} already exists", "pass --overwrite to replace it")
+        config = dict(reader.config)
+        config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
+        state = State(dst_sink.state_path)
+        try:
+            state.set_meta(config=config)
+            info = _write(reader, dst_sink, state)
+        except BaseException:
+            state.close()
+            dst_sink.close()
+            if dst_sink.abandon():   # nothing was committed: no half output is left
+                pass
+            raise
+        state.close()
+        dst_sink.close()
+        doc = _sidecar(reader, src, dst_sink, info, argv)
+        provenance.write(dst_sink.sidecar_path, doc)
+        return info
+    finally:
+        lock.release()
+
+
+def _check_source(reader: OutputReader, src_sink, src: str) -> None:
+    """The source's files must be what its state says (the checks the sinks make before
+    continuing an output), and no rename of a cut-short run may be pending."""
+    # (a finished commit leaves its renames listed until the next run opens the output: only
+    # one whose temporary file is still there is pending)
+    pending = [s for s, _ in reader.state.db.execute("SELECT src, dst FROM pending_renames")
+               if os.path.exists(os.fsdecode(s) if isinstance(s, bytes) else s)]
+    hint = "run the command that made it again (it repairs or rebuilds the output), then convert"
+    if pending:
+        raise OutputError(f"{src} was being rewritten when its last run stopped (renames pending)", hint)
+    why = src_sink.damage(reader.state) if src_sink is not None else None
+    if why is None:
+        why = agreement(reader)
+    if why:
+        raise OutputError(f"{src} does not agree with its state: {why}", hint)
+
+
+def agreement(reader: OutputReader) -> str | None:
+    """Beyond the sinks' own checks: the rows the files show against what the state records
+    (None when they agree).  Stacked: the ``.npy`` header and its index against the committed
+    row count; ``npy-dir``: every input's files there."""
+    st = reader.state
+    if st is None:
+        return None
+    if reader.format == "npy":
+        from .npyformat import header_rows, NPY_HEADER_LEN
+
+        rows = int(st.get("rows", 0) or 0)
+        with open(reader.output, "rb") as fh:
+            shown = header_rows(fh.read(NPY_HEADER_LEN))
+        lines = -1
+        if os.path.isfile(reader.index_path):
+            with open(reader.index_path, "rb") as fh:
+                lines = sum(1 for _ in sinks.csv_records(fh)) - 1
+        if shown != rows or lines != rows:
+            return f"{reader.output} shows {shown} rows and its index {max(lines, 0)}, its last commit {rows}"
+        return None
+    if reader.format == "csv":
+        rows = int(st.get("rows", 0) or 0)
+        if len(reader) != rows:
+            return f"{reader.output} holds {len(reader)} rows, its last commit {rows}"
+        return None
+    if reader.format == "npy-dir":
+        from .state import Identity  # noqa: F401  (entries carry identities)
+
+        found = {p: len(fs) for p, fs in reader._items()}
+        missing = [(p, n) for p, _, _, n, _, status in OutputReader.entries(reader)
+                   if status != "failed" and n and found.get(p, 0) < n]
+        if missing:
+            from ..names import quote_name
+
+            p, n = missing[0]
+            more = f" and {len(missing) - 1} more inputs" if len(missing) > 1 else ""
+            return (f"the files of {quote_name(p)} are missing ({found.get(p, 0)} of {n} there){more}")
+    return None
+
+
+def value_columns(reader: OutputReader) -> list[str] | None:
+    """The names of the value columns: a CSV's header, else what the extractor calls them
+    for the output's settings (``None`` where the extractor does not name them)."""
+    cols = getattr(reader, "columns", None)
+    if cols:
+        return list(cols)
+    return extractor_columns(reader.config, reader.sidecar, reader.width)
+
+
+def extractor_columns(config: dict | None, sidecar: dict | None, width: int | None) -> list[str] | None:
+    """The extractor's names of the ``width`` values of a row, from the state's ``config``
+    (or the sidecar's record); None if they cannot be had (unknown extractor, a length
+    that depends on the image size, a plugin not installed here)."""
+    if not width:
+        return None
+    ext = (config or {}).get("extractor") if isinstance((config or {}).get("extractor"), dict) else None
+    params = None
+    if ext:
+        name, params = ext.get("name"), {k: v for k, v in ext.items() if k != "name"}
+        resize = ((config or {}).get("options") or {}).get("resize")
+    else:
+        rec = (sidecar or {}).get("extractor")
+        if not isinstance(rec, dict):
+            return None
+        name, params = rec.get("name"), rec.get("params") or {}
+        resize = ((sidecar or {}).get("options") or {}).get("resize")
+    if not name:
+        return None
+    try:
+        from ..extractor import param_infos
+        from .. import registry
+
+        cls = registry.get(name)
+        known = {p.name for p in param_infos(cls.Params)}
+        e = cls.create(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known})
+        sizes = [tuple(resize[::-1])] if resize else [(480, 640), (240, 320)]
+        for h, w in sizes:
+            spec = e.output_spec(h, w)
+            if spec.kind == "vector" and spec.length == width and spec.columns and len(spec.columns) == width:
+                return list(spec.columns)
+    except (FeatxError, ImportError, TypeError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def _item_mirror(key: dict, inp_mirror: str, inp_path: str, base: str) -> str:
+    """The mirror (under an npy-dir output) of the item ``key`` of the input ``inp_path``."""
+    mirror = inp_mirror
+    frame = key.get("frame")
+    if frame is not None:
+        p = key.get("path")
+        if p == inp_path or p is None:
+            mirror = layout.frame_mirror(inp_mirror, int(frame))
+        elif os.path.dirname(p) == inp_path:      # a frame folder's frame file
+            mirror = layout.frame_file(inp_mirror, p)
+        else:                                      # an image sequence's frame
+            mirror = layout.mirror_path(p, base)
+    if key.get("x") is not None:
+        mirror = layout.region_mirror(mirror, *(int(key[c]) for c in ("x", "y", "w", "h")))
+    return mirror
+
+
+def _value(v, kind: str):
+    if kind == "keypoints":
+        from ..extractor import Keypoints
+
+        return Keypoints(points=np.asarray(v.get("keypoints"), np.float32),
+                         descriptors=np.asarray(v.get("descriptors"), np.float32))
+    if kind == "dense":
+        return np.asarray(v.get("values") if isinstance(v, dict) else v, np.float32)
+    return v
+
+
+def _write(reader: OutputReader, sink: sinks.Sink, state: State) -> dict[str, Any]:
+    """Every row the source's state owns, in its order, through ``sink``; one commit."""
+    owners = [e for e in reader.entries()]
+    ranges = sorted((e for e in owners if e[3] > 0), key=lambda e: e[2])
+    npy_dir = sink.format == "npy-dir"
+    base = sink.mirror_base
+    sink.open(state)
+    enc = sink.encoder()
+    entries: list[Entry] = []
+    k = 0            # the entry that owns the current row (ranges[k])
+    row = 0          # the source's row number
+    cur: list | None = None   # [path, ident, new row0, rows written, out, status]
+    done = set()
+
+    def close_entry():
+        if cur is not None:
+            entries.append(Entry(cur[0], cur[1], cur[2], cur[3], cur[4], cur[5]))
+            done.add(cur[0])
+
+    for keys, values in reader.batches():
+        for i, key in enumerate(keys):
+            while k < len(ranges) and ranges[k][2] + ranges[k][3] <= row:
+                k += 1
+            if k < len(ranges) and ranges[k][2] <= row:
+                path, ident, _, _, _, status = ranges[k]
+                if cur is None or cur[0] != path:
+                    close_entry()
+                    out = layout.mirror_path(path, base) if npy_dir else ""
+                    cur = [path, ident, sink.rows, 0, out, status]
+                v = _value(values[i], reader.kind)
+                mirror = _item_mirror(key, cur[4], path, base) if npy_dir else ""
+                data = enc.encode(key, mirror, v)
+                shape = tuple(np.shape(v)) if reader.kind != "keypoints" else (len(v), )
+                sink.append(key, data, shape)
+                cur[3] += 1
+            row += 1
+    close_entry()
+    for path, ident, _, nrows, _, status in owners:   # inputs with no row (failed, a video with no frame)
+        if path not in done:
+            entries.append(Entry(path, ident if status != "failed" else None, sink.rows if nrows == 0 else 0, 0,
+                                 layout.mirror_path(path, base) if npy_dir and status != "failed" else None,
+                                 status))
+    sink.commit(state, entries)
+    state.recover_renames()
+    info = sink.info()
+    info["rows"] = sum(e.nrows for e in entries)
+    info["inputs"] = sum(1 for e in entries if e.status != "failed")
+    return info
+
+
+def _sidecar(reader: OutputReader, src: str, sink: sinks.Sink, info: dict, argv: list[str] | None) -> dict:
+    """The new output's record: the source's extraction record (extractor, parameters,
+    options, inputs, failures, versions that made the numbers) with the new output, and
+    ``converted_from``: where from, when, with which featx, and the source's own record."""
+    from ..names import utf8_text
+
+    orig = reader.sidecar if reader.sidecar is not None else load_sidecar(src)
+    doc: dict[str, Any] = dict(orig) if isinstance(orig, dict) else {
+        "featx_sidecar": 1, "status": "complete", "complete": True,
+        "extractor": {"name": ((reader.config or {}).get("extractor") or {}).get("name")}}
+    doc["output"] = {k: v for k, v in info.items() if k in ("path", "format", "shape", "files", "index")}
+    if sink.format == "npy":
+        doc["output"]["index"] = sink.index_path
+    if isinstance(doc.get("options"), dict):
+        doc["options"] = dict(doc["options"], format=sink.format, output=sink.output)
+    command = [utf8_text(str(a)) for a in (argv if argv is not None else sys.argv)]
+    doc["converted_from"] = {"path": os.path.abspath(reader.output), "format": reader.format,
+                             "rows": info.get("rows"), "finished": provenance.now(), "command": command,
+                             "versions": provenance.library_versions(),
+                             "record": orig if isinstance(orig, dict) else None}
+    return doc
