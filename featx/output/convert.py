@@ -155,8 +155,8 @@ def agreement(reader: OutputReader) -> str | None:
         return None
     if reader.format == "csv":
         rows = int(st.get("rows", 0) or 0)
-        if len(reader) != rows:
-            return f"{reader.output} holds {len(reader)} rows, its last commit {rows}"
+        if reader.shown_rows() < rows:
+            return f"{reader.output} holds {reader.shown_rows()} rows, its last commit {rows}"
         return None
     if reader.format == "npy-dir":
         from .state import Identity  # noqa: F401  (entries carry identities)

@@ -301,16 +301,20 @@ class CsvReader(_Stacked):
             self.key_columns = tuple(self.header[:n]) or ("path",)
         self.columns = tuple(self.header[len(self.key_columns):])
         self.width = len(self.columns) if self.header else None
-        self._rows = None
+        self._shown: int | None = None
 
-    def __len__(self):
-        if self._rows is None:
+    def shown_rows(self) -> int:
+        """The rows the file holds (a killed run may have left some past its last commit)."""
+        if self._shown is None:
             n = 0
             with open(self.output, "rb") as fh:
                 for n, _ in enumerate(csv_records(fh)):
                     pass
-            self._rows = self._committed_rows(max(0, n))
-        return self._rows
+            self._shown = max(0, n)
+        return self._shown
+
+    def __len__(self):
+        return self._committed_rows(self.shown_rows())
 
     def batches(self, rows=4096):
         total = len(self)
