@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from .output import reader as rd
-from .output.convert import agreement, value_columns
+from .output.convert import check_files, value_columns
 
 #: Failures shown in the text form (the JSON lists all of them).
 FAILURES_SHOWN = 10
@@ -48,45 +48,12 @@ def _lock_held(lock_path: str) -> bool | None:
     return False
 
 
-class _CopiedState:
-    """The state as seen by a copy of the output: its file checks with the inodes of the
-    files here, so that the sinks' own checks (:meth:`~featx.output.sinks.Sink.damage`)
-    compare the contents and not where the bytes live."""
-
-    def __init__(self, state, inodes: dict[str, int]):
-        self.state, self.inodes = state, inodes
-
-    def get(self, key, default=None):
-        v = self.state.get(key, default)
-        if key == "checks" and isinstance(v, dict):
-            v = {role: (dict(c, ino=self.inodes[role]) if isinstance(c, dict) and role in self.inodes else c)
-                 for role, c in v.items()}
-        return v
-
-
 def _agreement(r: rd.OutputReader) -> dict[str, Any]:
     """Whether the files are what the state's last commit left: ``agrees`` True / False /
     None (no state to compare with), ``why``, and ``copied`` (the same contents in other files)."""
-    from .output import sinks
-
     if r.state is None or r.config is None:
         return {"agrees": None, "why": "no featx state beside the output: nothing to compare the files with"}
-    sink = sinks.make_sink(r.output + ("/" if r.format == "npy-dir" else ""), r.format,
-                           key_columns=r.key_columns) if r.format in sinks.FORMATS else None
-    why = sink.damage(r.state) if sink is not None else None
-    copied = False
-    if why is not None and "replaced or changed" in why:
-        checks = r.state.get("checks") or {}
-        inodes = {}
-        for role, path in (("data", r.output), ("index", getattr(r, "index_path", None))):
-            if path and role in checks and os.path.exists(path):
-                inodes[role] = os.stat(path).st_ino
-        if any(inodes.get(k) != (checks.get(k) or {}).get("ino") for k in inodes):
-            again = sink.damage(_CopiedState(r.state, inodes))
-            if again is None:
-                why, copied = None, True
-    if why is None:
-        why = agreement(r)
+    why, copied = check_files(r)
     out: dict[str, Any] = {"agrees": why is None, "why": why}
     if copied:
         out["copied"] = True

@@ -126,11 +126,51 @@ def _check_source(reader: OutputReader, src_sink, src: str) -> None:
     hint = "run the command that made it again (it repairs or rebuilds the output), then convert"
     if pending:
         raise OutputError(f"{src} was being rewritten when its last run stopped (renames pending)", hint)
-    why = src_sink.damage(reader.state) if src_sink is not None else None
-    if why is None:
-        why = agreement(reader)
+    why, _ = check_files(reader, src_sink)
     if why:
         raise OutputError(f"{src} does not agree with its state: {why}", hint)
+
+
+class _CopiedState:
+    """The state as a copy of the output sees it: its file checks with the inodes of the
+    files here, so that the sinks' own checks (:meth:`~featx.output.sinks.Sink.damage`)
+    compare the contents and not where the bytes live."""
+
+    def __init__(self, state, inodes: dict[str, int]):
+        self.state, self.inodes = state, inodes
+
+    def get(self, key, default=None):
+        v = self.state.get(key, default)
+        if key == "checks" and isinstance(v, dict):
+            v = {role: (dict(c, ino=self.inodes[role]) if isinstance(c, dict) and role in self.inodes else c)
+                 for role, c in v.items()}
+        return v
+
+
+def check_files(reader: OutputReader, sink=None) -> tuple[str | None, bool]:
+    """Do the output's files hold what its state's last commit recorded?  ``(why not, copied)``:
+    ``why`` None when they agree; ``copied`` when they are a copy of the files featx wrote
+    (other inodes, the same committed bytes: an output moved to another machine), which
+    the sinks' :meth:`~featx.output.sinks.Sink.damage` alone reports as replaced."""
+    if reader.state is None:
+        return None, False
+    if sink is None and reader.format in sinks.FORMATS:
+        sink = sinks.make_sink(reader.output + ("/" if reader.format == "npy-dir" else ""), reader.format,
+                               key_columns=reader.key_columns)
+    why = sink.damage(reader.state) if sink is not None else None
+    copied = False
+    if why is not None and "replaced or changed" in why:
+        checks = reader.state.get("checks") or {}
+        inodes = {}
+        for role, path in (("data", reader.output), ("index", getattr(reader, "index_path", None))):
+            if path and isinstance(checks.get(role), dict) and os.path.exists(path):
+                inodes[role] = os.stat(path).st_ino
+        if any(inodes[k] != checks[k].get("ino") for k in inodes) and \
+                sink.damage(_CopiedState(reader.state, inodes)) is None:
+            why, copied = None, True
+    if why is None:
+        why = getattr(reader, "broken", None) or agreement(reader)
+    return why, copied
 
 
 def agreement(reader: OutputReader) -> str | None:

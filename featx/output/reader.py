@@ -226,15 +226,18 @@ class NpyReader(_Stacked):
 
     def __init__(self, path, sidecar=None):
         super().__init__(path, sidecar)
+        self.broken: str | None = None     # the header reads, the rows do not (a truncated file)
         try:
             self.matrix = np.load(self.output, mmap_mode="r", allow_pickle=False)
+            self.dtype, self.shape = self.matrix.dtype, tuple(self.matrix.shape)
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{path} is not a readable .npy file ({exc})") from None
-        self.dtype = self.matrix.dtype
-        self.shape = tuple(self.matrix.shape)
-        if self.matrix.ndim == 2:
+            self.matrix = None
+            self.dtype, self.shape = self._header(path)
+            self.broken = f"{path} cannot be read as its header says ({exc})"
+        ndim = len(self.shape)
+        if ndim == 2:
             self.width = int(self.shape[1])
-        elif self.matrix.ndim == 1:
+        elif ndim == 1:
             self.width = None
         else:
             self.kind = "dense"
@@ -247,7 +250,20 @@ class NpyReader(_Stacked):
             self.index_header = _fields(head) if head else None
             if self.index_header and self.index_header[0] == "row" and self.config is None:
                 self.key_columns = tuple(self.index_header[1:])
-        self._rows = self._committed_rows(self.shape[0] if self.matrix.ndim else 0)
+        self._rows = self._committed_rows(self.shape[0] if self.shape else 0)
+
+    def _header(self, path: str):
+        """dtype and shape from the ``.npy`` header alone."""
+        from numpy.lib import format as npformat
+
+        try:
+            with open(self.output, "rb") as fh:
+                version = npformat.read_magic(fh)
+                read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                shape, _, dtype = read(fh)
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{path} is not a readable .npy file ({exc})") from None
+        return dtype, tuple(shape)
 
     def files(self):
         return [self.output] + ([self.index_path] if os.path.isfile(self.index_path) else [])
@@ -256,6 +272,8 @@ class NpyReader(_Stacked):
         return self._rows
 
     def batches(self, rows=4096):
+        if self.broken is not None:
+            raise OutputError(self.broken, "featx extract with the same settings rebuilds it")
         if self.matrix.ndim != 2:
             raise OutputError(f"{self.path} holds an array of shape {self.shape}, not rows of vectors")
         if self.index_header is None:
