@@ -93,19 +93,25 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
     lock.acquire(0.0)
     try:
         sweep_tmp(folder, names=[os.path.basename(p) for p in dst_sink.paths() + [dst_sink.sidecar_path]])
-        if dst_sink.prepare():
+        existing = dst_sink.prepare()
+        state = State(dst_sink.state_path)
+        if existing and (state.get("rows") is not None or state.live_count() or dst_sink.exists()):
+            state.close()
             raise OutputError(f"{dst} already exists", "pass --overwrite to replace it")
+        # (a state with no commit: a convert or run killed before its first commit left nothing)
         config = dict(reader.config)
         config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
-        state = State(dst_sink.state_path)
         try:
+            state.reset()
             state.set_meta(config=config)
             info = _write(reader, dst_sink, state)
         except BaseException:
             state.close()
             dst_sink.close()
-            if dst_sink.abandon():   # nothing was committed: no half output is left
-                pass
+            if dst_sink.abandon() or not dst_sink._recorded:   # nothing committed: nothing is left
+                for p in (dst_sink.state_path, dst_sink.state_path + "-journal"):
+                    if os.path.isfile(p):
+                        os.unlink(p)
             raise
         state.close()
         dst_sink.close()
