@@ -225,3 +225,22 @@ def test_parquet_round_trip(tmp_path):
     assert b"0 processed, 5 up to date" in r.stderr
     doc = json.loads((tmp_path / "a.parquet.featx.json").read_text())
     assert doc["converted_from"]["format"] == "npy"
+
+
+def test_waits_for_no_run_and_is_in_the_python_api(tmp_path):
+    import featx as fx
+    from featx.output.lock import OutputLock
+
+    photos = _photos(tmp_path / "p", odd=False)
+    featx("extract", "gradients", photos, "-o", tmp_path / "a.npy", "-j", "1")
+    held = OutputLock(str(tmp_path / ".a.npy.featx-lock"))
+    held.acquire(0.0)
+    try:   # a run holding the source would move its rows under the reader
+        r = featx("convert", tmp_path / "a.npy", tmp_path / "b.csv")
+        assert r.returncode == 75, r.stderr
+        assert not (tmp_path / "b.csv").exists()
+    finally:
+        held.release()
+    info = fx.convert(str(tmp_path / "a.npy"), str(tmp_path / "b.csv"))
+    assert info["format"] == "csv" and info["rows"] == 3
+    assert fx.inspect_output(str(tmp_path / "b.csv"))["converted_from"]["format"] == "npy"

@@ -87,11 +87,25 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
     folder = os.path.dirname(os.path.abspath(dst_sink.output.rstrip("/" + os.sep)))
     if not os.path.isdir(folder):
         raise UsageError(f"output folder {folder} does not exist", "create it first")
-    _check_source(reader, src_sink, src)
     dst_sink.preflight()
+    # the source's lock too: a run continuing it meanwhile would move its rows under the reader
+    # (a source on a read-only disk has no run to fear: it is read without)
+    src_lock = None
+    if src_sink is not None and src_sink.lock_path:
+        try:
+            src_lock = OutputLock(src_sink.lock_path)
+            src_lock.acquire(0.0)
+        except OSError:
+            src_lock = None
     lock = OutputLock(dst_sink.lock_path)
-    lock.acquire(0.0)
     try:
+        lock.acquire(0.0)
+    except BaseException:
+        if src_lock is not None:
+            src_lock.release()
+        raise
+    try:
+        _check_source(reader, src_sink, src)
         sweep_tmp(folder, names=[os.path.basename(p) for p in dst_sink.paths() + [dst_sink.sidecar_path]])
         existing = dst_sink.prepare()
         state = State(dst_sink.state_path)
@@ -120,6 +134,8 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         return info
     finally:
         lock.release()
+        if src_lock is not None:
+            src_lock.release()
 
 
 def _check_source(reader: OutputReader, src_sink, src: str) -> None:
