@@ -85,7 +85,7 @@ def _inspect(r: rd.OutputReader, path: str) -> dict[str, Any]:
     if r.format == "npy-dir":
         info["files_count"] = len(r.files())
         del info["files"]
-    if r.state_error:
+    if getattr(r, "state_error", None):
         info["state_error"] = r.state_error
     if doc is None:
         unknown.append(f"no featx record beside it (no sidecar {os.path.basename(r.sidecar_path)}): the "
@@ -270,7 +270,10 @@ def render(info: dict[str, Any]) -> str:
         L.append(f"  merged from:  {', '.join(map(str, info['merged_from']))}")
     v = info.get("versions")
     if isinstance(v, dict):
-        L.append("  versions:     " + ", ".join(f"{k} {x}" for k, x in v.items()))
+        import textwrap
+
+        L += textwrap.wrap(", ".join(f"{k} {x}" for k, x in v.items()), 96, initial_indent="  versions:     ",
+                           subsequent_indent=" " * 16)
     ag = info.get("agreement") or {}
     if ag.get("agrees") is True:
         L.append("  files:        agree with the state's last commit")

@@ -114,14 +114,7 @@ def open_output(path: str) -> "OutputReader":
         raise OutputError(f"{path} does not exist")
     sidecar = load_sidecar(path)
     fmt = guess_format(path, sidecar)
-    if fmt == "parquet":
-        try:
-            from .parquet import ParquetReader  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise OutputError(f"{path} is a Parquet output, which needs pyarrow ({exc})",
-                              "pip install 'featx[parquet]'") from None
-        return ParquetReader(path)
-    cls = {"csv": CsvReader, "npy": NpyReader, "npy-dir": NpyDirReader}[fmt]
+    cls = {"csv": CsvReader, "npy": NpyReader, "npy-dir": NpyDirReader, "parquet": ParquetOutput}[fmt]
     return cls(path, sidecar)
 
 
@@ -504,3 +497,42 @@ class NpyDirReader(OutputReader):
                 raise OutputError(f"{self.path} holds rows of different lengths ({self.width} and {v.shape})",
                                   "only an npy-dir output of one vector length can be read as rows")
         return np.asarray(vals, dtype=np.float32).reshape(len(vals), self.width or 0)
+
+
+class ParquetOutput(OutputReader):
+    """A Parquet dataset folder (``NAME.parquet/``): its rows through
+    :class:`featx.output.parquet.ParquetReader` (looked up when needed: pyarrow is an
+    optional extra), its state and sidecar as for every output."""
+
+    format = "parquet"
+
+    def __init__(self, path, sidecar=None):
+        try:
+            from .parquet import ParquetReader  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise OutputError(f"{path} is a Parquet output, which needs pyarrow ({exc})",
+                              "pip install 'featx[parquet]'") from None
+        self.inner = ParquetReader(path)
+        super().__init__(path, sidecar if sidecar is not None else getattr(self.inner, "sidecar", None))
+        self.kind = getattr(self.inner, "kind", "vector")
+        self.width = getattr(self.inner, "width", None)
+        if self.config is None:
+            self.key_columns = tuple(getattr(self.inner, "key_columns", ("path",)))
+
+    def files(self):
+        if os.path.isdir(self.output):
+            return sorted(os.path.join(self.output, n) for n in os.listdir(self.output)
+                          if n.endswith(".parquet") and not n.startswith("."))
+        return [self.output]
+
+    def __len__(self):
+        return len(self.inner)
+
+    def batches(self, rows=4096):
+        return self.inner.batches(rows)
+
+    def close(self):
+        super().close()
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
