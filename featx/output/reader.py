@@ -529,7 +529,13 @@ class ParquetOutput(OutputReader):
         return len(self.inner)
 
     def batches(self, rows=4096):
-        return self.inner.batches(rows)
+        """As the parquet reader gives them, names turned back from featx's escape (the
+        ``path`` column holds them as every text file of featx does)."""
+        for keys, values in self.inner.batches(rows):
+            for k in keys:
+                if isinstance(k.get("path"), str):
+                    k["path"] = unescape_name(k["path"])
+            yield keys, values
 
     def close(self):
         super().close()
