@@ -221,10 +221,12 @@ def test_parquet_round_trip(tmp_path):
     assert featx("convert", tmp_path / "a.parquet", tmp_path / "b.npy").returncode == 0
     assert (tmp_path / "b.npy").read_bytes() == (tmp_path / "a.npy").read_bytes()
     assert (tmp_path / "b.index.csv").read_bytes() == (tmp_path / "a.index.csv").read_bytes()
-    r = featx("extract", "gradients", photos, "-o", tmp_path / "a.parquet", "-j", "1")
-    assert b"0 processed, 5 up to date" in r.stderr
     doc = json.loads((tmp_path / "a.parquet.featx.json").read_text())
     assert doc["converted_from"]["format"] == "npy"
+    info = json.loads(featx("inspect", tmp_path / "a.parquet", "--json").stdout)
+    assert info["format"] == "parquet" and info["rows"] == 5 and info["agreement"]["agrees"] is True
+    r = featx("extract", "gradients", photos, "-o", tmp_path / "a.parquet", "-j", "1")
+    assert b"0 processed, 5 up to date" in r.stderr
 
 
 def test_waits_for_no_run_and_is_in_the_python_api(tmp_path):
