@@ -206,7 +206,7 @@ def render(info: dict[str, Any]) -> str:
         if width is not None:
             L.append(f"  vector:       {width} {dtype} values per row")
     elif kind == "keypoints":
-        L.append(f"  rows:         {rows} (keypoints: one .npz per item, keypoints and descriptors)")
+        L.append(f"  rows:         {rows} (keypoints: per item, N keypoints x 6 and N descriptors)")
     else:
         L.append(f"  rows:         {rows} ({kind} maps)")
     keys = info.get("key_columns") or []

@@ -40,6 +40,10 @@ def convert_cmd(ctx: click.Context, src: str, dst: str, fmt: str | None, overwri
     except FeatxError as exc:
         _fail(exc, ctx)
     shape = info.get("shape")
-    what = f"({', '.join(map(str, shape))})" if info.get("format") != "npy-dir" and shape else \
-        f"{info.get('rows', 0)} files"
+    if info.get("format") == "npy-dir":
+        what = f"{info.get('rows', 0)} files"
+    elif isinstance(shape, list) and len(shape) == 2 and shape[1]:
+        what = f"({shape[0]}, {shape[1]})"
+    else:
+        what = f"{info.get('rows', 0)} rows"
     _say(f"converted {src} -> {dst} {what}")
