@@ -118,6 +118,11 @@ def test_a_truncated_output_does_not_agree_with_its_state(tmp_path):
     lines = (tmp_path / "g.csv").read_bytes().splitlines(keepends=True)
     (tmp_path / "g.csv").write_bytes(b"".join(lines[:-1]))
     assert _inspect(tmp_path / "g.csv")["agreement"]["agrees"] is False
+    featx("extract", "gradients", photos, "-o", f"{tmp_path}/d/", "-j", "1")
+    assert _inspect(tmp_path / "d")["agreement"]["agrees"] is True
+    (tmp_path / "d" / "p" / "coffee.jpg.npy").unlink()
+    ag = _inspect(tmp_path / "d")["agreement"]
+    assert ag["agrees"] is False and "coffee.jpg are missing (0 of 1 there)" in ag["why"]
 
 
 def test_unreadable_is_a_usage_error(tmp_path):

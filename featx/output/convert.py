@@ -221,8 +221,6 @@ def agreement(reader: OutputReader) -> str | None:
             return f"{reader.output} holds {reader.shown_rows()} rows, its last commit {rows}"
         return None
     if reader.format == "npy-dir":
-        from .state import Identity  # noqa: F401  (entries carry identities)
-
         found = {p: len(fs) for p, fs in reader._items()}
         missing = [(p, n) for p, _, _, n, _, status in OutputReader.entries(reader)
                    if status != "failed" and n and found.get(p, 0) < n]

@@ -28,7 +28,6 @@ import numpy as np
 from ..errors import OutputError
 from ..names import unescape_name
 from . import layout
-from .npyformat import NPY_HEADER_LEN, header_rows
 from .sinkbase import csv_records
 
 #: Every key column featx writes, in the order it writes them.
@@ -306,8 +305,8 @@ class CsvReader(_Stacked):
             n = 0
             while n < len(self.header) and self.header[n] in KEY_COLUMNS:
                 n += 1
-            if (self.sidecar or {}).get("extractor", {}).get("name") == "detect" if isinstance(
-                    (self.sidecar or {}).get("extractor"), dict) else False:
+            ext = (self.sidecar or {}).get("extractor")
+            if isinstance(ext, dict) and ext.get("name") == "detect":
                 n = max(1, n - 4)   # x, y, w, h of detect's boxes are its values
             self.key_columns = tuple(self.header[:n]) or ("path",)
         self.columns = tuple(self.header[len(self.key_columns):])
