@@ -183,6 +183,22 @@ def test_a_convert_killed_half_way_leaves_no_output(tmp_path, monkeypatch):
     assert not [p for p in os.listdir(tmp_path) if "featx-tmp" in p]
     info = convert(str(tmp_path / "a.csv"), str(tmp_path / "b.npy"))
     assert info["shape"] == [3, 128]
+    # an npy-dir: the files written before the failure go too, and the folder this convert made
+    from featx.output import npydir
+
+    calls.clear()
+    orig = npydir.NpyDirSink.append
+    monkeypatch.setattr(npydir.NpyDirSink, "append", boom)
+    with pytest.raises(KeyboardInterrupt):
+        convert(str(tmp_path / "a.csv"), str(tmp_path / "d") + "/")
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "e").mkdir()   # a folder that was there stays, empty of featx's files
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        convert(str(tmp_path / "a.csv"), str(tmp_path / "e") + "/")
+    assert not [p for p in (tmp_path / "e").rglob("*") if p.is_file()]
+    monkeypatch.setattr(npydir.NpyDirSink, "append", orig)
+    assert convert(str(tmp_path / "a.csv"), str(tmp_path / "e") + "/")["rows"] == 3
 
 
 def test_a_source_that_disagrees_with_its_state_is_refused(tmp_path):

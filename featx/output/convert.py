@@ -11,8 +11,10 @@ Crash-safe as ``featx merge``: a stacked output (``.npy`` + index, ``.csv``) is
 written whole under temporary names, and its one commit records it and the
 renames in one state transaction before they are done; a kill before that leaves
 no output under its name (the temporary files are removed by the next run).  An
-``npy-dir`` output's files are each written atomically; its state records them
-at the end, so a kill half-way leaves a folder that featx does not vouch for.
+``npy-dir`` output's files are each written atomically and its state records them
+at the end; a convert that fails or is interrupted removes the files it wrote (the
+folder too, if it made it), and a kill -9 half-way leaves a folder that featx does
+not vouch for (``--overwrite`` replaces it).
 
 Only the rows the source's last commit vouches for are read; a source whose
 files no longer agree with its state is refused.
@@ -20,6 +22,7 @@ files no longer agree with its state is refused.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -107,6 +110,7 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
     try:
         _check_source(reader, src_sink, src)
         sweep_tmp(folder, names=[os.path.basename(p) for p in dst_sink.paths() + [dst_sink.sidecar_path]])
+        fresh_dir = dst_sink.format == "npy-dir" and not os.path.exists(dst_sink.output)
         existing = dst_sink.prepare()
         state = State(dst_sink.state_path)
         if existing and (state.get("rows") is not None or state.live_count() or dst_sink.exists()):
@@ -115,17 +119,23 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         # (a state with no commit: a convert or run killed before its first commit left nothing)
         config = dict(reader.config)
         config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
+        written: list[str] = []   # npy-dir: the inputs whose files were written
         try:
             state.reset()
             state.set_meta(config=config)
-            info = _write(reader, dst_sink, state)
+            info = _write(reader, dst_sink, state, written)
         except BaseException:
             state.close()
             dst_sink.close()
             if dst_sink.abandon() or not dst_sink._recorded:   # nothing committed: nothing is left
-                for p in (dst_sink.state_path, dst_sink.state_path + "-journal"):
-                    if os.path.isfile(p):
-                        os.unlink(p)
+                if fresh_dir:    # a folder this convert made: all of it
+                    shutil.rmtree(dst_sink.output, ignore_errors=True)
+                else:
+                    dst_sink.forget_outputs(written)
+                    _prune_folders(dst_sink.output, written)
+                    for p in (dst_sink.state_path, dst_sink.state_path + "-journal"):
+                        if os.path.isfile(p):
+                            os.unlink(p)
             raise
         state.close()
         dst_sink.close()
@@ -136,6 +146,21 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         lock.release()
         if src_lock is not None:
             src_lock.release()
+
+
+def _prune_folders(root: str, mirrors: list[str]) -> None:
+    """Remove the folders under ``root`` that the files of ``mirrors`` needed, where empty."""
+    folders = set()
+    for m in mirrors:
+        d = os.path.dirname(m)
+        while d:
+            folders.add(d)
+            d = os.path.dirname(d)
+    for d in sorted(folders, key=len, reverse=True):
+        try:
+            os.rmdir(os.path.join(root, d))
+        except OSError:
+            pass
 
 
 def _check_source(reader: OutputReader, src_sink, src: str) -> None:
@@ -306,8 +331,9 @@ def _value(v, kind: str):
     return v
 
 
-def _write(reader: OutputReader, sink: sinks.Sink, state: State) -> dict[str, Any]:
-    """Every row the source's state owns, in its order, through ``sink``; one commit."""
+def _write(reader: OutputReader, sink: sinks.Sink, state: State, written: list[str]) -> dict[str, Any]:
+    """Every row the source's state owns, in its order, through ``sink``; one commit.
+    ``written`` gets the mirror of every input whose files an ``npy-dir`` sink wrote."""
     owners = [e for e in reader.entries()]
     ranges = sorted((e for e in owners if e[3] > 0), key=lambda e: e[2])
     npy_dir = sink.format == "npy-dir"
@@ -335,6 +361,8 @@ def _write(reader: OutputReader, sink: sinks.Sink, state: State) -> dict[str, An
                     close_entry()
                     out = layout.mirror_path(path, base) if npy_dir else ""
                     cur = [path, ident, sink.rows, 0, out, status]
+                    if npy_dir:
+                        written.append(out)
                 v = _value(values[i], reader.kind)
                 mirror = _item_mirror(key, cur[4], path, base) if npy_dir else ""
                 data = enc.encode(key, mirror, v)
