@@ -182,9 +182,9 @@ def _value_text(v: Any) -> str:
 
 
 def _columns_text(cols: list[str]) -> str:
-    if len(cols) <= 10:
+    if len(cols) <= 6:
         return ", ".join(cols)
-    return ", ".join(cols[:6]) + ", ..., " + ", ".join(cols[-2:])
+    return ", ".join(cols[:4]) + ", ..., " + ", ".join(cols[-2:])
 
 
 def render(info: dict[str, Any]) -> str:
@@ -262,7 +262,11 @@ def render(info: dict[str, Any]) -> str:
         if run.get("note"):
             L.append(f"    {run['note']}")
         if run.get("command"):
-            L.append("  command:      " + " ".join(quote_name(str(a)) for a in run["command"]))
+            import textwrap
+
+            L += textwrap.wrap(" ".join(quote_name(str(a)) for a in run["command"]), 96, break_long_words=False,
+                               break_on_hyphens=False, initial_indent="  command:      ",
+                               subsequent_indent=" " * 16)
     conv = info.get("converted_from")
     if conv:
         L.append(f"  converted:    from {conv.get('path')} ({conv.get('format')}) on {conv.get('finished')}")
