@@ -262,3 +262,33 @@ def test_waits_for_no_run_and_is_in_the_python_api(tmp_path):
     info = fx.convert(str(tmp_path / "a.npy"), str(tmp_path / "b.csv"))
     assert info["format"] == "csv" and info["rows"] == 3
     assert fx.inspect_output(str(tmp_path / "b.csv"))["converted_from"]["format"] == "npy"
+
+
+def test_commits_along_the_way_and_a_kill_after_the_commit_point(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from featx.output import convert as conv
+
+    photos = _photos(tmp_path / "p")
+    featx("extract", "gradients", photos, "-o", tmp_path / "a.npy", "-j", "1")
+    monkeypatch.setattr(conv, "COMMIT_ROWS", 2)   # several commits: memory bounded, the same output
+    for dst in ("b.csv", "c.npy", "d/"):
+        convert(str(tmp_path / "a.npy"), f"{tmp_path}/{dst}")
+        assert _rows(f"{tmp_path}/{dst}")[1].tobytes() == _rows(tmp_path / "a.npy")[1].tobytes()
+        r = featx("extract", "gradients", photos, "-o", f"{tmp_path}/{dst}", "-j", "1")
+        assert b"0 processed, 5 up to date" in r.stderr, r.stderr
+    assert (tmp_path / "c.npy").read_bytes() == (tmp_path / "a.npy").read_bytes()
+    # killed (as by kill -9) right after its state took the destination's place, before the
+    # files' renames: the next featx command on it finishes them
+    script = ("import os, sys\nfrom featx.output import convert as c\n"
+              "c._fsync_dir = lambda folder: os._exit(9)\n"
+              "c.convert(sys.argv[1], sys.argv[2])\n")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.npy"), str(tmp_path / "k.csv")],
+                       capture_output=True)
+    assert r.returncode == 9, r.stderr
+    assert (tmp_path / ".k.csv.featx-state").exists() and not (tmp_path / "k.csv").exists()
+    r = featx("extract", "gradients", photos, "-o", tmp_path / "k.csv", "-j", "1")
+    assert b"0 processed, 5 up to date" in r.stderr, r.stderr
+    assert (tmp_path / "k.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert not [n for n in os.listdir(tmp_path) if "featx-tmp" in n]

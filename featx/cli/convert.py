@@ -13,7 +13,7 @@ from .report import _fail, _say
 @click.argument("src")
 @click.argument("dst")
 @click.option("--format", "fmt", default=None, metavar="FORMAT",
-              help="Format of DST: csv, npy or npy-dir (default: from DST's name; a folder/ is npy-dir).")
+              help="Format of DST: csv, npy, npy-dir or parquet (default: from DST's name; a folder/ is npy-dir).")
 @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
 @click.pass_context
 def convert_cmd(ctx: click.Context, src: str, dst: str, fmt: str | None, overwrite: bool) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 from .. import provenance
 from ..errors import FeatxError, OutputError, UsageError
 from . import layout, sinks
-from .atomic import sweep_tmp
+from .atomic import TMP_MARK, sweep_tmp, tmp_name
 from .lock import OutputLock
 from .reader import OutputReader, load_sidecar, open_output
 from .state import Entry, State
@@ -109,36 +109,36 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         raise
     try:
         _check_source(reader, src_sink, src)
-        sweep_tmp(folder, names=[os.path.basename(p) for p in dst_sink.paths() + [dst_sink.sidecar_path]])
-        fresh_dir = dst_sink.format == "npy-dir" and not os.path.exists(dst_sink.output)
-        existing = dst_sink.prepare()
-        state = State(dst_sink.state_path)
-        if existing and (state.get("rows") is not None or state.live_count() or dst_sink.exists()):
-            state.close()
-            raise OutputError(f"{dst} already exists", "pass --overwrite to replace it")
-        # (a state with no commit: a convert or run killed before its first commit left nothing)
+        _sweep(folder, dst_sink)
+        _check_absent(dst_sink, dst, overwrite)
         config = dict(reader.config)
         config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
-        written: list[str] = []   # npy-dir: the inputs whose files were written
+        # the whole output is written as a featx output of its own in a hidden folder beside
+        # the destination, with periodic commits (memory stays flat), then moved into place
+        work = tmp_name(dst_sink.output.rstrip("/" + os.sep))
+        os.mkdir(work)
         try:
-            state.reset()
-            state.set_meta(config=config)
-            info = _write(reader, dst_sink, state, written)
-        except BaseException:
-            state.close()
-            dst_sink.close()
-            if dst_sink.abandon() or not dst_sink._recorded:   # nothing committed: nothing is left
-                if fresh_dir:    # a folder this convert made: all of it
-                    shutil.rmtree(dst_sink.output, ignore_errors=True)
-                else:
-                    dst_sink.forget_outputs(written)
-                    _prune_folders(dst_sink.output, written)
-                    for p in (dst_sink.state_path, dst_sink.state_path + "-journal"):
-                        if os.path.isfile(p):
-                            os.unlink(p)
-            raise
-        state.close()
-        dst_sink.close()
+            name = os.path.join(work, os.path.basename(dst_sink.output.rstrip("/" + os.sep)))
+            tmp = sinks.make_sink(name + ("/" if fmt == "npy-dir" else ""), fmt, key_columns=reader.key_columns,
+                                  columns=columns, kind=reader.kind)
+            tmp.check_kind(reader.kind, extractor)
+            if hasattr(type(tmp), "expected_width") and reader.width:
+                tmp.expected_width = reader.width
+            tmp.prepare()
+            state = State(tmp.state_path)
+            try:
+                state.set_meta(config=config)
+                info = _write(reader, tmp, state, dst_sink.mirror_base)
+                state.recover_renames()   # (the first commit's own renames, done: forgotten)
+                _move_into_place(tmp, dst_sink, state)
+            finally:
+                state.close()
+                tmp.close()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        info = dict(info, path=dst_sink.output)
+        if dst_sink.format == "npy":
+            info["index"] = dst_sink.index_path
         doc = _sidecar(reader, src, dst_sink, info, argv)
         provenance.write(dst_sink.sidecar_path, doc)
         return info
@@ -148,19 +148,101 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
             src_lock.release()
 
 
-def _prune_folders(root: str, mirrors: list[str]) -> None:
-    """Remove the folders under ``root`` that the files of ``mirrors`` needed, where empty."""
-    folders = set()
-    for m in mirrors:
-        d = os.path.dirname(m)
-        while d:
-            folders.add(d)
-            d = os.path.dirname(d)
-    for d in sorted(folders, key=len, reverse=True):
+def _sweep(folder: str, sink: sinks.Sink) -> None:
+    """Under the destination's lock: what a killed convert left beside it (its hidden work
+    folder, temporary files of the destination's names, renames its state lists)."""
+    if sink.format != "npy-dir" and sink.has_state():
+        st = State(sink.state_path)   # a convert killed between its state's rename and its files'
         try:
-            os.rmdir(os.path.join(root, d))
-        except OSError:
-            pass
+            st.recover_renames()
+        finally:
+            st.close()
+    name = os.path.basename(sink.output.rstrip("/" + os.sep))
+    prefix = f".{name}{TMP_MARK}"
+    for n in os.listdir(folder):
+        p = os.path.join(folder, n)
+        if n.startswith(prefix) and os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+    sweep_tmp(folder, names=[os.path.basename(p) for p in sink.paths() + [sink.sidecar_path, sink.state_path]])
+
+
+def _check_absent(sink: sinks.Sink, dst: str, overwrite: bool) -> None:
+    """The destination must not exist (a state with no commit, left by a run killed before its
+    first commit, does not count); with ``overwrite``, an existing featx output is replaced:
+    a file output when the new one moves into place, a folder's featx files now."""
+    committed = False
+    if sink.has_state():
+        st = State(sink.state_path)
+        try:
+            committed = st.get("rows") is not None or st.live_count() > 0
+        finally:
+            st.close()
+    if not (sink.exists() or committed):
+        return
+    if not overwrite:
+        if not committed:
+            sink.prepare()    # "... already exists and was not written by featx": its own words
+        raise OutputError(f"{dst} already exists", "pass --overwrite to replace it")
+    if sink.format in ("npy-dir", "parquet"):   # a folder: featx's files in it go now
+        sink.overwrite = True
+        sink.prepare()
+        sink.overwrite = False
+        for dirpath, _, _ in sorted(os.walk(sink.output), key=lambda t: -len(t[0])):
+            try:   # the folders left empty, the output's own too; files featx did not write stay
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def _move_into_place(tmp: sinks.Sink, dst: sinks.Sink, state: State) -> None:
+    """The finished output ``tmp`` (in the work folder) becomes ``dst``.  A folder output
+    with its state inside (npy-dir) moves in one rename.  Otherwise the renames of its files
+    are recorded in its state, the state is renamed over ``dst``'s (the commit point: a kill
+    after it is finished by the next featx command on ``dst``), then the renames are done."""
+    if dst.format == "npy-dir":
+        state.close()
+        if not os.path.exists(dst.output):
+            os.replace(tmp.output, dst.output)
+        else:   # --overwrite kept files featx did not write: the new files join them, the state last
+            for dirpath, dirnames, filenames in os.walk(tmp.output):
+                rel = os.path.relpath(dirpath, tmp.output)
+                os.makedirs(os.path.normpath(os.path.join(dst.output, rel)), exist_ok=True)
+                for n in filenames:
+                    if rel == os.curdir and n.startswith(".featx-state"):
+                        continue
+                    os.replace(os.path.join(dirpath, n), os.path.normpath(os.path.join(dst.output, rel, n)))
+            os.replace(tmp.state_path, dst.state_path)
+        _fsync_dir(os.path.dirname(dst.output))
+        return
+    if dst.format == "parquet":
+        pairs = [(tmp.output, dst.output)]
+    else:
+        pairs = [(p, os.path.join(os.path.dirname(dst.output), os.path.basename(p))) for p in tmp.paths()]
+    state.record([], renames=[(a, b) for a, b in pairs if os.path.exists(a)])
+    state.close()
+    tmp.close()
+    os.replace(tmp.state_path, dst.state_path)
+    try:
+        _fsync_dir(os.path.dirname(dst.state_path))
+    finally:   # past the commit point: the renames are done whatever happens (a kill: the next run)
+        final = State(dst.state_path)
+        try:
+            final.recover_renames()
+        finally:
+            final.close()
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or os.curdir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _check_source(reader: OutputReader, src_sink, src: str) -> None:
@@ -331,25 +413,44 @@ def _value(v, kind: str):
     return v
 
 
-def _write(reader: OutputReader, sink: sinks.Sink, state: State, written: list[str]) -> dict[str, Any]:
-    """Every row the source's state owns, in its order, through ``sink``; one commit.
-    ``written`` gets the mirror of every input whose files an ``npy-dir`` sink wrote."""
-    owners = [e for e in reader.entries()]
+#: Commit the converted rows every this many bytes of values, or rows, whichever comes first:
+#: what a sink keeps until its commit (a .npy's index lines, a parquet part) stays bounded.
+COMMIT_BYTES = 64 << 20
+COMMIT_ROWS = 100_000
+
+
+def _write(reader: OutputReader, sink: sinks.Sink, state: State, base: str) -> dict[str, Any]:
+    """Every row the source's state owns, in its order, through ``sink``, committed every
+    :data:`COMMIT_BYTES` / :data:`COMMIT_ROWS` at an input's end (an input's rows are never
+    split between commits).  ``base``: the folder npy-dir mirrors are relative to (the
+    destination's parent, not the work folder's)."""
+    owners = list(reader.entries())
     ranges = sorted((e for e in owners if e[3] > 0), key=lambda e: e[2])
     npy_dir = sink.format == "npy-dir"
-    base = sink.mirror_base
+    # inputs with no row (failed, a video with no frame) go with the first commit
+    pending: list[Entry] = [Entry(path, ident if status != "failed" else None, 0, 0,
+                                  layout.mirror_path(path, base) if npy_dir and status != "failed" else None,
+                                  status) for path, ident, _, nrows, _, status in owners if nrows == 0]
+    empty = sum(1 for e in pending if e.status != "failed")
+    del owners
     sink.open(state)
     enc = sink.encoder()
-    entries: list[Entry] = []
     k = 0            # the entry that owns the current row (ranges[k])
     row = 0          # the source's row number
     cur: list | None = None   # [path, ident, new row0, rows written, out, status]
-    done = set()
+    since = [0, 0]   # bytes and rows since the last commit
+    totals = [0, 0]  # inputs and rows written
 
     def close_entry():
-        if cur is not None:
-            entries.append(Entry(cur[0], cur[1], cur[2], cur[3], cur[4], cur[5]))
-            done.add(cur[0])
+        if cur is None:
+            return
+        pending.append(Entry(cur[0], cur[1], cur[2], cur[3], cur[4], cur[5]))
+        totals[0] += 1
+        totals[1] += cur[3]
+        if since[0] >= COMMIT_BYTES or since[1] >= COMMIT_ROWS:
+            sink.commit(state, pending)
+            pending.clear()
+            since[0] = since[1] = 0
 
     for keys, values in reader.batches():
         for i, key in enumerate(keys):
@@ -361,27 +462,28 @@ def _write(reader: OutputReader, sink: sinks.Sink, state: State, written: list[s
                     close_entry()
                     out = layout.mirror_path(path, base) if npy_dir else ""
                     cur = [path, ident, sink.rows, 0, out, status]
-                    if npy_dir:
-                        written.append(out)
                 v = _value(values[i], reader.kind)
                 mirror = _item_mirror(key, cur[4], path, base) if npy_dir else ""
                 data = enc.encode(key, mirror, v)
                 shape = tuple(np.shape(v)) if reader.kind != "keypoints" else (len(v), )
                 sink.append(key, data, shape)
                 cur[3] += 1
+                since[0] += len(data) or _nbytes(v)
+                since[1] += 1
             row += 1
     close_entry()
-    for path, ident, _, nrows, _, status in owners:   # inputs with no row (failed, a video with no frame)
-        if path not in done:
-            entries.append(Entry(path, ident if status != "failed" else None, sink.rows if nrows == 0 else 0, 0,
-                                 layout.mirror_path(path, base) if npy_dir and status != "failed" else None,
-                                 status))
-    sink.commit(state, entries)
-    state.recover_renames()
+    sink.commit(state, pending)
     info = sink.info()
-    info["rows"] = sum(e.nrows for e in entries)
-    info["inputs"] = sum(1 for e in entries if e.status != "failed")
+    info["rows"] = totals[1]
+    info["inputs"] = totals[0] + empty
     return info
+
+
+def _nbytes(v) -> int:
+    if isinstance(v, np.ndarray):
+        return v.nbytes
+    return sum(np.asarray(x).nbytes for x in (getattr(v, "points", None), getattr(v, "descriptors", None))
+               if x is not None)
 
 
 def _sidecar(reader: OutputReader, src: str, sink: sinks.Sink, info: dict, argv: list[str] | None) -> dict:
