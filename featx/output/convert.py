@@ -7,14 +7,18 @@ changed) and, for every input, the identity (size, modification time, hash) the
 source recorded, so the same ``featx extract`` into the converted output
 continues it incrementally instead of redoing everything.
 
-Crash-safe as ``featx merge``: a stacked output (``.npy`` + index, ``.csv``) is
-written whole under temporary names, and its one commit records it and the
-renames in one state transaction before they are done; a kill before that leaves
-no output under its name (the temporary files are removed by the next run).  An
-``npy-dir`` output's files are each written atomically and its state records them
-at the end; a convert that fails or is interrupted removes the files it wrote (the
-folder too, if it made it), and a kill -9 half-way leaves a folder that featx does
-not vouch for (``--overwrite`` replaces it).
+Crash-safe, as ``featx merge`` is: the new output is written whole, as a featx
+output of its own, in a hidden work folder beside the destination
+(``.NAME.featx-tmp-PID``), committed every :data:`COMMIT_BYTES` or
+:data:`COMMIT_ROWS` so that what a sink keeps until its commit stays bounded; then it
+is moved into place.  An ``npy-dir`` folder (its state inside) moves in one rename.
+File outputs (``.npy`` + index, ``.csv``, a ``.parquet`` folder with its state beside
+it) record the renames of their files in their state, the state is renamed over the
+destination's — the commit point — and the files are renamed; a kill after the
+commit point is finished by the next featx command on the destination (its state's
+pending renames), a kill before it leaves only the work folder, which the next one
+removes.  With ``--overwrite`` the old output stays until the new one replaces it
+(a folder's featx files go first: a folder cannot be renamed over another).
 
 Only the rows the source's last commit vouches for are read; a source whose
 files no longer agree with its state is refused.
