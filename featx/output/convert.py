@@ -15,7 +15,7 @@ is moved into place.  An ``npy-dir`` folder (its state inside) moves in one rena
 File outputs (``.npy`` + index, ``.csv``, a ``.parquet`` folder with its state beside
 it) record the renames of their files in their state, the state is renamed over the
 destination's — the commit point — and the files are renamed; a kill after the
-commit point is finished by the next featx command on the destination (its state's
+commit point is finished by the next ``featx extract`` or ``featx convert`` on the destination (its state's
 pending renames), a kill before it leaves only the work folder, which the next one
 removes.  With ``--overwrite`` the old output stays until the new one replaces it
 (a folder's featx files go first: a folder cannot be renamed over another).
@@ -202,7 +202,7 @@ def _move_into_place(tmp: sinks.Sink, dst: sinks.Sink, state: State) -> None:
     """The finished output ``tmp`` (in the work folder) becomes ``dst``.  A folder output
     with its state inside (npy-dir) moves in one rename.  Otherwise the renames of its files
     are recorded in its state, the state is renamed over ``dst``'s (the commit point: a kill
-    after it is finished by the next featx command on ``dst``), then the renames are done."""
+    after it is finished by the next ``featx extract`` or ``convert`` on ``dst``), then the renames are done."""
     if dst.format == "npy-dir":
         state.close()
         if not os.path.exists(dst.output):
