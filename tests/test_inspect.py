@@ -142,3 +142,15 @@ def test_video_and_converted_outputs(tmp_path):
     assert info["options"]["sampling"] == {"every": 30}
     assert info["converted_from"]["path"] == str(tmp_path / "v.csv") and info["converted_from"]["format"] == "csv"
     assert "converted:    from" in featx("inspect", tmp_path / "v").stdout.decode()
+
+
+def test_a_bare_csv(tmp_path):
+    (tmp_path / "t.csv").write_text('path,frame,time,a,b\n"x\ny.png",3,0.120000,1.5,2\n')
+    info = _inspect(tmp_path / "t.csv")
+    assert info["rows"] == 1 and info["key_columns"] == ["path", "frame", "time"] and info["columns"] == ["a", "b"]
+    assert info["extractor"] is None and len(info["unknown"]) == 2
+    from featx.output.reader import open_output
+
+    with open_output(str(tmp_path / "t.csv")) as r:
+        ((keys, vals),) = list(r.batches())
+    assert keys == [{"path": "x\ny.png", "frame": 3, "time": 0.12}] and vals.tolist() == [[1.5, 2.0]]
