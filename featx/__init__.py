@@ -8,16 +8,20 @@ The small Python API::
     ext = featx.open_extractor("gradients", bins=12)    # build once, call many times
     featx.list_extractors()                             # names -> plugin status
     featx.run("features.toml")                          # a job (recipe), as `featx run` does
+    featx.inspect_output("hog.npy")                     # what an output holds (`featx inspect`)
+    featx.convert("hog.npy", "hog.csv")                 # another format, no recomputing
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image"]
+__all__ = ["__version__", "extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image",
+           "inspect_output", "convert"]
 
 
 def __getattr__(name):  # keep `import featx` light: load the API on first use
-    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image"):
+    if name in ("extract", "open_extractor", "list_extractors", "extract_files", "run", "read_image",
+                "inspect_output", "convert"):
         from . import api
 
         return getattr(api, name)

@@ -257,3 +257,22 @@ def _check_script_guard(plan, what: str) -> None:
 def list_extractors() -> dict[str, str]:
     """Registered extractors: name -> one-line summary (or ``BROKEN: reason``)."""
     return {i.name: (i.cls.summary if i.ok else f"BROKEN: {i.error}") for i in registry.discover()}
+
+
+def inspect_output(path: str) -> dict[str, Any]:
+    """What the output ``path`` (any format) is, as ``featx inspect --json`` prints it:
+    extractor and parameters, rows, width, key and value columns, inputs, failures, the
+    last run, versions, and whether the files agree with the state
+    (see :func:`featx.inspect.inspect_output`)."""
+    from .inspect import inspect_output as _inspect
+
+    return _inspect(path)
+
+
+def convert(src: str, dst: str, format: str | None = None, *, overwrite: bool = False) -> dict[str, Any]:
+    """Write the output ``src`` again as ``dst`` in another format, without recomputing, as
+    ``featx convert`` does (see :func:`featx.output.convert.convert`); returns the new
+    output's info (``path``, ``format``, ``shape``, ``rows``)."""
+    from .output.convert import convert as _convert
+
+    return _convert(src, dst, format, overwrite=overwrite, argv=["featx.convert", src, dst])

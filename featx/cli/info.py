@@ -167,7 +167,30 @@ def _info_config(cls, ext, resize, resize_mode) -> str:
     return text
 
 
-info_cmd = ExtractorGroup(
+class _InfoGroup(ExtractorGroup):
+    """``featx info NAME``; a NAME that is an output file or folder (``featx info emb.npy``)
+    is pointed to ``featx inspect``."""
+
+    def get_command(self, ctx, name):
+        import os
+
+        from .. import registry
+        from ..errors import UsageError
+
+        if "+" not in name and name not in registry.names() and (
+                os.path.exists(name) or name.lower().endswith((".npy", ".csv", ".parquet", ".json"))
+                or os.sep in name):
+            exc = UsageError(f"{name} is not an extractor" + (": it is a file or folder" if os.path.exists(name)
+                                                              else ""),
+                             f"featx info describes extractors (featx list names them); to see what an "
+                             f"output holds: featx inspect {name}")
+            if ctx.resilient_parsing:
+                return None
+            _fail(exc, ctx)
+        return super().get_command(ctx, name)
+
+
+info_cmd = _InfoGroup(
     "info", build=_build_info, show_params=True, context_settings=CONTEXT,
     short_help="Describe an extractor: parameters, output size, config file.",
     help="Describe one extractor: what it computes, its parameters (type, default, range) and "
