@@ -2,7 +2,6 @@
 provenance, a real featx output that `featx extract` continues, crash-safe."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -222,10 +221,8 @@ def test_a_copied_output_converts(tmp_path):
     assert convert(str(other / "a.npy"), str(other / "a.csv"))["rows"] == 3
 
 
-PARQUET = importlib.util.find_spec("featx.output.parquet") is not None
 
 
-@pytest.mark.skipif(not PARQUET, reason="featx.output.parquet (the parquet branch) is not merged yet")
 def test_parquet_round_trip(tmp_path):
     photos = _photos(tmp_path / "p")
     featx("extract", "gradients", photos, "-o", tmp_path / "a.npy", "-j", "1")
