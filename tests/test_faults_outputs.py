@@ -51,7 +51,9 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_random_kills_never_leave_the_index_ahead_and_resume_is_identical(tmp_path):
-    """kill -9 of the whole -j 2 run at seeded random moments (not only after a commit):
+    """kill -9 of the whole -j 2 run at seeded random moments (half of them from the start, not
+    only after a commit; half after the run's first commit, so that some land mid-run on a
+    machine so busy that start-up takes longer than the first kind's window):
     after every kill the .npy and its index agree row for row, the sidecar does not say
     complete, and the same command then finishes byte-identical to an uninterrupted run."""
     src = photos(tmp_path / "in", 120)
@@ -64,9 +66,22 @@ def test_random_kills_never_leave_the_index_ahead_and_resume_is_identical(tmp_pa
     cmd = [sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(out), *args]
     rng = random.Random(11)
     states = []
-    for _ in range(8):
+
+    def committed() -> int:
+        try:
+            return np.load(out, mmap_mode="r").shape[0]
+        except (OSError, ValueError):  # not there yet, or caught mid-commit
+            return 0
+
+    for n in range(8):
         p = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL, env={**os.environ, **env})
-        time.sleep(rng.uniform(0.2, 1.6))
+        if n % 2 == 0:   # any moment from the start: start-up, the first chunks, a commit
+            time.sleep(rng.uniform(0.2, 1.6))
+        else:            # a moment after this run's first commit, however slow the machine is today
+            before, deadline = committed(), time.monotonic() + 60
+            while p.poll() is None and committed() <= before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
         if p.poll() is not None:
             break
         os.killpg(p.pid, signal.SIGKILL)

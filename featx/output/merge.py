@@ -260,7 +260,7 @@ def _write_parquet(dst, srcs, states, items, width) -> dict[str, Any]:
     names; returns the renames and lengths for the merged output's state."""
     from .atomic import TMP_MARK
     from .parquet import _concat
-    from .parquetio import part_name, pyarrow, write_part
+    from .parquetio import part_name, pyarrow, write_durable
 
     pa, _ = pyarrow()
     where: list[dict[int, tuple[dict, int]]] = []   # per source: first id -> (part, position)
@@ -289,11 +289,7 @@ def _write_parquet(dst, srcs, states, items, width) -> dict[str, Any]:
         name = part_name(len(parts) + 1)
         path = dst._path(name)
         tmp = tmp_name(path)
-        fd = write_part(tmp, t)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durable(tmp, t)
         parts.append(dst._part_entry(name, tmp, ranges, t.num_rows))
         renames.append((tmp, path))
         pieces, ranges, nbytes = [], [], 0

@@ -39,7 +39,7 @@ from ..errors import OutputError
 from ..extractor import Keypoints
 from .atomic import OutputWriteError, TMP_MARK, disk_error, is_disk_error, tmp_name
 from .parquetio import (ParquetReader, encode_keypoints, keypoint_table, part_name, pyarrow, read_part,
-                        rows_of, vector_table, write_part)
+                        rows_of, vector_table, write_durable, write_part)
 from .sinkbase import Encoder, RawEncoder, Sink, file_check
 
 __all__ = ["ParquetSink", "ParquetReader", "KeypointEncoder", "SMALL_BYTES", "PILE"]
@@ -294,10 +294,7 @@ class ParquetSink(Sink):
             if new is not None:
                 new.pop("table", None)   # (the commit's rows are no longer needed)
         except Exception as exc:
-            if self.broken is None:
-                self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
-            if self.broken is not exc and isinstance(self.broken, OutputWriteError):
-                raise self.broken from None
+            self.fail_commit(exc)
             raise
 
     def _part_entry(self, name: str, path: str, ranges, rows: int) -> dict[str, Any]:
@@ -352,11 +349,7 @@ class ParquetSink(Sink):
                 merged = _concat(pa, pieces, table if table is not None else t)
                 path = self._path(part["name"])
                 tmp = self._tmp(path)
-                fd = write_part(tmp, merged)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                write_durable(tmp, merged)
                 parts[i] = dict(self._part_entry(part["name"], tmp, ranges, merged.num_rows),
                                 level=part.get("level", 0))
                 renames.append((tmp, path))
@@ -368,11 +361,7 @@ class ParquetSink(Sink):
                     base = new["first"]
                     pieces = [table.slice(r0 - base, n) for r0, n in rest]
                     t = _concat(pa, pieces, table)
-                    fd = write_part(new["tmp"], t)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    write_durable(new["tmp"], t)
                     new = dict(new, ranges=[[r0, n] for r0, n in rest], rows=t.num_rows)
                 else:
                     new = None
@@ -404,11 +393,7 @@ class ParquetSink(Sink):
             t = t.take(pa.array(rows_of(part["ranges"], lambda id0: id0 in live)))
             path = self._path(part["name"])
             tmp = self._tmp(path)
-            fd = write_part(tmp, t)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_durable(tmp, t)
             parts.append(dict(self._part_entry(part["name"], tmp, ranges, t.num_rows), level=part.get("level", 0)))
             renames.append((tmp, path))
         if dead:
@@ -447,11 +432,7 @@ class ParquetSink(Sink):
             first = parts[g[0]]
             path = self._path(first["name"])
             tmp = self._tmp(path)
-            fd = write_part(tmp, t)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_durable(tmp, t)
             ranges = [r for i in g for r in parts[i]["ranges"]]
             parts[g[0]] = self._part_entry(first["name"], tmp, ranges, t.num_rows)
             parts[g[0]]["level"] = first.get("level", 0) + 1

@@ -141,6 +141,15 @@ def write_part(path: str, table) -> int:
     return fd
 
 
+def write_durable(path: str, table) -> None:
+    """:func:`write_part`, made durable (fsync) and closed: a part that is renamed later."""
+    fd = write_part(path, table)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_part(path: str):
     """The table of one part file (read through its descriptor, never a link)."""
     _, pq = pyarrow()

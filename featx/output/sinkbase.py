@@ -388,11 +388,16 @@ class Sink:
             if after is not None:
                 after()
         except Exception as exc:
-            if self.broken is None:
-                self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
-            if self.broken is not exc and isinstance(self.broken, OutputWriteError):
-                raise self.broken from None
+            self.fail_commit(exc)
             raise
+
+    def fail_commit(self, exc: Exception) -> None:
+        """A commit failed with ``exc``: nothing past the last commit may be recorded any
+        more (the sink is broken); a full disk is raised as the output's write error."""
+        if self.broken is None:
+            self.broken = disk_error(self.output, exc) if is_disk_error(exc) else exc
+        if self.broken is not exc and isinstance(self.broken, OutputWriteError):
+            raise self.broken from None
 
     def _lengths(self) -> dict[str, Any]:
         return {"rows": self.rows, "width": self.width}
