@@ -107,7 +107,7 @@ FAST_FILES = frozenset({
     "test_gradients.py", "test_hog.py", "test_haar.py", "test_gabor.py", "test_sift.py", "test_flow.py",
     "test_cnn.py", "test_cnn_models.py", "test_cnn_pth.py", "test_onnxproto.py", "test_contract.py",
     "test_regions.py", "test_sources.py", "test_sinks.py", "test_encoding.py", "test_video.py",
-    "test_imageops.py", "test_frame_identity.py",
+    "test_imageops.py", "test_frame_identity.py", "test_parquet.py",
 })
 
 #: the CPU seconds a phase of an unmarked test may use (see the module's docstring)
