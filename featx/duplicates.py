@@ -1,0 +1,139 @@
+"""Near-duplicate groups of feature vectors, and exact duplicates of files.
+
+:func:`groups` joins rows whose distance is within a threshold into connected
+components (union-find over the pairs :func:`featx.neighbors.pairs_within`
+finds tile by tile, so no N x N matrix is held).  :func:`groups_from_pairs` does
+the same from any pairs (an approximate index's neighbour lists).
+:func:`exact_groups` finds files with the same bytes without any features: by
+size first, then by a hash of those that share a size.  :func:`to_remove` applies
+a ``--keep`` rule (what would be removed; nothing is ever deleted here).
+
+:data:`DEFAULT_THRESHOLDS` are measured, not guessed: see
+``benchmarks/bench_duplicates.py`` and docs/similar.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .neighbors import check_metric, pairs_within
+
+#: The default ``--threshold`` per metric, chosen from the edited-photo measurement
+#: (benchmarks/bench_duplicates.py): the largest distance that keeps precision ~1
+#: on that set for the extractor whose default metric it is (cosine: cnn;
+#: hellinger: hog and gradients; l2: a plain matrix, no measurement — pass one).
+DEFAULT_THRESHOLDS = {"cosine": 0.15, "hellinger": 0.25, "l2": None}
+
+KEEP_RULES = ("first", "largest", "oldest")
+
+
+class UnionFind:
+    """Disjoint sets of ``0..n-1`` (path halving, union by lower root so a group's root is
+    its first row)."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        while p[i] != i:
+            p[i] = p[p[i]]
+            i = p[i]
+        return int(i)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = (ra, rb) if ra < rb else (rb, ra)
+            self.parent[hi] = lo
+
+    def components(self) -> list[list[int]]:
+        """Sets of two or more members, each sorted, in order of their first member."""
+        n = len(self.parent)
+        roots = np.fromiter((self.find(i) for i in range(n)), dtype=np.int64, count=n)
+        out: dict[int, list[int]] = {}
+        for i, r in enumerate(roots.tolist()):
+            out.setdefault(r, []).append(i)
+        return [g for g in sorted(out.values(), key=lambda g: g[0]) if len(g) > 1]
+
+
+def groups_from_pairs(n: int, pairs: Iterable[tuple[Iterable[int], Iterable[int]]]) -> list[list[int]]:
+    """Connected components (two or more rows) of ``n`` rows joined by ``pairs`` of index arrays."""
+    uf = UnionFind(n)
+    for i, j in pairs:
+        for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()):
+            if a >= 0 and b >= 0:
+                uf.union(a, b)
+    return uf.components()
+
+
+def groups(X: np.ndarray, metric: str, threshold: float) -> list[list[int]]:
+    """Near-duplicate groups: connected components of rows whose distance is <= threshold,
+    groups of two or more rows, each sorted, groups in order of their first row."""
+    check_metric(metric)
+    X = np.asarray(X)
+    return groups_from_pairs(X.shape[0], ((i, j) for i, j, _ in pairs_within(X, metric, threshold)))
+
+
+def exact_groups(paths: Sequence[str], chunk: int = 1 << 20) -> list[list[int]]:
+    """Groups (indices into ``paths``) of existing files with the same bytes: files are
+    compared by size, and only those sharing a size are hashed (BLAKE2b).  The same path
+    twice counts once; missing files are skipped."""
+    by_size: dict[int, list[int]] = {}
+    seen: set[str] = set()
+    for i, p in enumerate(paths):
+        real = os.path.realpath(p)
+        if real in seen:
+            continue
+        try:
+            if not os.path.isfile(p):
+                continue
+            size = os.path.getsize(p)
+        except OSError:
+            continue
+        seen.add(real)
+        by_size.setdefault(size, []).append(i)
+    found: list[list[int]] = []
+    for members in by_size.values():
+        if len(members) < 2:
+            continue
+        by_hash: dict[bytes, list[int]] = {}
+        for i in members:
+            h = hashlib.blake2b(digest_size=20)
+            try:
+                with open(paths[i], "rb") as fh:
+                    while block := fh.read(chunk):
+                        h.update(block)
+            except OSError:
+                continue
+            by_hash.setdefault(h.digest(), []).append(i)
+        found.extend(sorted(g) for g in by_hash.values() if len(g) > 1)
+    return sorted(found, key=lambda g: g[0])
+
+
+def to_remove(group: Sequence[int], paths: Sequence[str], keep: str) -> tuple[int, list[int]]:
+    """The row kept by ``keep`` and the others (what would be removed), for one group.
+
+    ``first``: the first row of the output; ``largest``: the largest file (bytes; ties to
+    the first); ``oldest``: the oldest modification time (ties to the first).  A file
+    that is gone counts as size -1 and as the newest."""
+    if keep not in KEEP_RULES:
+        raise ValueError(f"unknown keep rule {keep!r}")
+    members = list(group)
+    if keep == "first":
+        kept = members[0]
+    else:
+        def stat(i):
+            try:
+                st = os.stat(paths[i])
+                return st.st_size, st.st_mtime
+            except OSError:
+                return -1, float("inf")
+        if keep == "largest":
+            kept = min(members, key=lambda i: (-stat(i)[0], members.index(i)))
+        else:
+            kept = min(members, key=lambda i: (stat(i)[1], members.index(i)))
+    return kept, [i for i in members if i != kept]
