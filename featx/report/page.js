@@ -242,6 +242,16 @@
     });
   });
 
+  // for tests and the curious: where a point is on screen (viewport coordinates), read-only
+  window.featxReport = Object.freeze({
+    points: pts.length,
+    screen: function (i) {
+      var r = canvas.getBoundingClientRect();
+      return [r.left + sx(pts[i]), r.top + sy(pts[i])];
+    },
+    row: function (i) { return pts[i][2]; }
+  });
+
   var want = /[#&]row=(\d+)/.exec(location.hash || "");
   if (want && pts.length) { showRow(+want[1]); }
   var st = document.getElementById("status");

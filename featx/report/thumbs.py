@@ -64,7 +64,7 @@ def _reason(exc: BaseException) -> str:
     from ..errors import FeatxError
 
     msg = exc.message if isinstance(exc, FeatxError) else str(exc)
-    if "does not exist" in msg or "No such file" in msg or "not found" in msg:
+    if "no such file" in msg.lower() or "does not exist" in msg or "not found" in msg:
         return "the input is gone"
     return "the input could not be read"
 
