@@ -163,14 +163,17 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
     # what the script needs
     labels: dict[str, Any] = {}
 
+    base = ga.common_folder(g.keys)
+
     def lab(row: int) -> str:
+        """The row's full label for the script; returns its short one (inside ``base``) for captions."""
+        key = g.keys[row]
         if str(row) not in labels:
-            key = g.keys[row]
             labels[str(row)] = {"l": ga.label(key), "t": thumb_of.get(row, -1),
                                 "k": {c: (_page.quote_name(str(key.get(c))) if c == "path" else
                                           ("" if key.get(c) is None else str(key.get(c))))
                                       for c in g.key_columns}}
-        return labels[str(row)]["l"]
+        return ga.label(key, base)
 
     points, nn = [], []
     for q, row in enumerate(drawn.tolist()):
@@ -197,7 +200,7 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
             [(int(drawn[q]), thumb_of.get(int(drawn[q]), -1), lab(int(drawn[q])), float(g.outlier[q])) for q in order],
             g.k, sampled)
         scope = f"among the {len(drawn):,} drawn rows" if sampled else "among all rows"
-        dnote = (f"Rows {scope} whose {g.metric} distance is at most {g.threshold:g} ({g.threshold_note}), "
+        dnote = (f"Rows {scope} within {g.metric} distance {g.threshold:g} of another ({g.threshold_note}), "
                  "joined into groups (connected components). "
                  + ("featx duplicates OUTPUT finds them among all rows." if sampled else ""))
         ctx["duplicates_html"] = _page.duplicates_html(
@@ -225,6 +228,9 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
                     f"({thumbs.bytes / 1e6:.1f} MB).")
     notes.append("This page is one file: its script, style, data and pictures are inside it, and it loads "
                  "nothing from anywhere (its Content-Security-Policy forbids it).")
+    if base:
+        notes.append(f"Names under pictures are relative to {_page.quote_name(base)}, the folder that holds "
+                     "every input; the panel and the tooltips show whole paths.")
     ctx["notes"] = notes
     ctx["data"] = {"points": points, "nn": nn, "labels": labels, "thumbs": thumbs.uris, "k": g.k,
                    "metric": g.metric, "threshold": g.threshold if g.threshold is not None else 0,

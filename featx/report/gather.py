@@ -28,7 +28,7 @@ from ..errors import FeatxError
 from ..output import reader as rd
 
 #: Rows read per batch.
-BATCH_ROWS = 8192
+BATCH_ROWS = 4096
 
 
 @dataclass
@@ -238,12 +238,24 @@ def _frame_diffs(keys: list[dict], X: np.ndarray, start: int, metric: str,
             last[s] = (row, f, np.array(v))
 
 
-def label(key: dict[str, Any]) -> str:
+def common_folder(keys: list[dict]) -> str:
+    """The folder that holds every row's input ("" when there is none in common)."""
+    try:
+        folders = {os.path.dirname(str(k.get("path"))) for k in keys}
+        return os.path.commonpath(sorted(folders)) if folders else ""
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+
+
+def label(key: dict[str, Any], base: str = "") -> str:
     """A row's keys as one line for people: the path (quoted as featx's messages quote odd
-    names), then the frame and time, then the region."""
+    names; relative to ``base`` when given), then the frame and time, then the region."""
     from ..names import quote_name
 
-    text = quote_name(str(key.get("path")))
+    path = str(key.get("path"))
+    if base and path.startswith(base.rstrip(os.sep) + os.sep):
+        path = path[len(base.rstrip(os.sep)) + 1:]
+    text = quote_name(path)
     if key.get("frame") is not None:
         text += f" frame {key['frame']}"
         if key.get("time") is not None:
