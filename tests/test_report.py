@@ -364,3 +364,37 @@ def test_odd_names_in_chromium(odd_page):
         shown = b.js("document.body.innerText")
         assert "<script>alert(1)</script>.png" in shown and "/new\\nline.png'" in shown
         assert b.errors() == [] and _foreign(b.requests(), odd_page) == []
+
+
+def test_frame_folder_timeline(tmp_path):
+    """A frame sequence (a folder of frames, --frames) gets a timeline named after its folder."""
+    import cv2
+
+    seq = tmp_path / "shots"
+    seq.mkdir()
+    video = _cut_video(tmp_path / "cut.avi", n=8)
+    cap = cv2.VideoCapture(str(video))
+    for i in range(16):
+        okay, frame = cap.read()
+        assert okay
+        cv2.imwrite(str(seq / f"f{i:02d}.png"), frame)
+    ok(featx("extract", "gradients", str(seq), "--frames", "-o", str(tmp_path / "s.npy"), "-q"))
+    page = tmp_path / "s.html"
+    ok(featx("report", str(tmp_path / "s.npy"), "-o", str(page)))
+    text = page.read_text()
+    assert f'<div class="path">{seq}</div>' in text and "shot boundaries at frames: 8<" in text
+
+
+def test_no_map_for_keypoints_and_class_names(tmp_path):
+    """Rows that are not one vector each (sift keypoints), or not numbers (cnn --top-k class
+    names in CSV): the page says why there is no map, and still shows the run."""
+    photos = copy_samples(tmp_path / "p", {"a.png": "astronaut.png"})
+    ok(featx("extract", "sift", str(photos), "-o", str(tmp_path) + "/kp/", "-q"))
+    r = ok(featx("report", str(tmp_path) + "/kp/", "-o", str(tmp_path / "kp.html")))
+    assert b"1 rows, no map" in r.stderr
+    text = (tmp_path / "kp.html").read_text()
+    assert "No map: the rows of this output are keypoints" in text and "The run" in text
+    csv = tmp_path / "top.csv"
+    csv.write_text("path,top1_class,top1_prob\n/x/a.png,tabby cat,0.9\n")
+    ok(featx("report", str(csv), "-o", str(tmp_path / "top.html")))
+    assert "No map: the rows cannot be read as vectors" in (tmp_path / "top.html").read_text()

@@ -61,7 +61,11 @@ def report_cmd(ctx: click.Context, output: str, dest: str | None, k: int, max_po
         _fail(exc, ctx)
     except OSError as exc:
         _fail(FeatxError(f"cannot write the report: {exc.strerror or exc}"), ctx)
-    drawn = f"{done['drawn']:,} of {done['rows']:,} rows drawn" if done["drawn"] < done["rows"] \
-        else f"{done['rows']:,} rows"
+    if not done["drawn"]:
+        drawn = f"{done['rows']:,} rows, no map"
+    elif done["drawn"] < done["rows"]:
+        drawn = f"{done['drawn']:,} of {done['rows']:,} rows drawn"
+    else:
+        drawn = f"{done['rows']:,} rows"
     _say(f"wrote {done['path']} ({done['bytes'] / 1e6:.1f} MB; {drawn}, {done['thumbnails']:,} thumbnails) "
          f"in {done['seconds']:.1f} s")

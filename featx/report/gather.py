@@ -129,16 +129,21 @@ def gather(path: str, *, max_points: int = 2000, k: int = 10, metric: str | None
         S = np.zeros((len(drawn), g.width or 0), np.float32)
         start = got = 0
         lo_value = np.inf
-        for keys, X in r.batches(BATCH_ROWS):
-            g.keys.extend(keys)
-            if g.why_no_map is None:
-                X = np.asarray(X, dtype=np.float32)
-                if X.size:
-                    lo_value = min(lo_value, float(X.min()))
-                a, b = np.searchsorted(drawn, [start, start + len(keys)])
-                S[got:got + (b - a)] = X[drawn[a:b] - start]
-                got += b - a
-            start += len(keys)
+        try:
+            for keys, X in r.batches(BATCH_ROWS):
+                g.keys.extend(keys)
+                if g.why_no_map is None:
+                    X = np.asarray(X, dtype=np.float32)
+                    if X.size:
+                        lo_value = min(lo_value, float(X.min()))
+                    a, b = np.searchsorted(drawn, [start, start + len(keys)])
+                    S[got:got + (b - a)] = X[drawn[a:b] - start]
+                    got += b - a
+                start += len(keys)
+        except FeatxError as exc:   # rows that are not numbers (cnn --top-k class names in CSV), a broken file
+            g.why_no_map = f"the rows cannot be read as vectors: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+            g.keys, g.drawn = [], np.zeros(0, np.int64)
+            return g
         if start != g.rows:   # a reader that counted otherwise: trust the rows read
             g.rows = start
             drawn = drawn[drawn < start]

@@ -59,8 +59,8 @@
     order.forEach(function (i, j) { r[i] = order.length > 1 ? j / (order.length - 1) : 0.5; });
     return r;
   }
-  function ramp(v) {  // most rows grey-blue; the top tenth of outlier scores towards red
-    var a = [150, 165, 180], b = [214, 40, 40], f = v < 0.9 ? 0 : (v - 0.9) / 0.1;
+  function ramp(v) {  // most rows grey-blue; the top 5 % of outlier scores towards red
+    var a = [150, 165, 180], b = [214, 40, 40], f = v < 0.95 ? 0 : (v - 0.95) / 0.05;
     return "rgb(" + a.map(function (c, i) { return Math.round(c + (b[i] - c) * f); }).join(",") + ")";
   }
   function sx(p) { return view.x + view.k * (margin + p[0] * (size - 2 * margin)); }
@@ -95,7 +95,7 @@
         var s = t / Math.max(im.naturalWidth, im.naturalHeight);
         var w = im.naturalWidth * s, h = im.naturalHeight * s;
         ctx.drawImage(im, x - w / 2, y - h / 2, w, h);
-        ctx.strokeStyle = col; ctx.lineWidth = colourBy === "outlier" && ranks[i] >= 0.9 ? 2.5 : 1;
+        ctx.strokeStyle = col; ctx.lineWidth = colourBy === "outlier" && ranks[i] >= 0.95 ? 2.5 : 1;
         ctx.strokeRect(x - w / 2, y - h / 2, w, h);
       } else {
         ctx.fillStyle = col;
@@ -159,6 +159,7 @@
       var li = el("li");
       var t = thumbOfRow(n[0]);
       if (t >= 0) { var im = el("img"); im.src = thumbs[t]; im.alt = ""; li.appendChild(im); }
+      else { li.appendChild(el("span", "nothumb")); }
       var tx = el("span", "nntext");
       tx.appendChild(el("span", "path", labelOf(n[0])));
       tx.appendChild(el("br"));
@@ -228,7 +229,14 @@
     if (cs) { cs.addEventListener("change", function () { colourBy = cs.value; draw(); }); }
     var rb = document.getElementById("reset-view");
     if (rb) { rb.addEventListener("click", function () { view = { k: 1, x: 0, y: 0 }; draw(); }); }
-    images.forEach(function (im) { if (!im.complete) { im.addEventListener("load", function () { draw(); }); } });
+    // one redraw per frame however many thumbnails finish decoding in it
+    var pending = false;
+    var later = function () {
+      if (pending) { return; }
+      pending = true;
+      (window.requestAnimationFrame || setTimeout)(function () { pending = false; draw(); });
+    };
+    images.forEach(function (im) { if (!im.complete) { im.addEventListener("load", later); } });
     root.setAttribute("data-map", "drawn " + pts.length);
   } else {
     root.setAttribute("data-map", "none");

@@ -157,8 +157,8 @@ def render(ctx: dict[str, Any]) -> str:
     n_fail = len(inp.get("failures") or [])
     ext = (info.get("extractor") or {}).get("name") or "unknown"
     cards = [_card(f"{ctx['rows']:,}", "rows"),
-             _card(inp.get("in_output", "?"), "inputs in the output"),
-             _card(lr.get("processed", "?"), "processed in the last run"),
+             _card(inp.get("in_output", "—"), "inputs in the output"),
+             _card(lr.get("processed", "—"), "processed in the last run"),
              _card(n_fail, "failed", "bad" if n_fail else "ok"),
              _card(status, "status", "ok" if status in ("complete",) else "warn"),
              _card(ext, "extractor"),
