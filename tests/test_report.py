@@ -398,3 +398,39 @@ def test_no_map_for_keypoints_and_class_names(tmp_path):
     csv.write_text("path,top1_class,top1_prob\n/x/a.png,tabby cat,0.9\n")
     ok(featx("report", str(csv), "-o", str(tmp_path / "top.html")))
     assert "No map: the rows cannot be read as vectors" in (tmp_path / "top.html").read_text()
+
+
+@pytest.mark.slow
+def test_thousands_of_points_in_chromium(tmp_path):
+    """2,000 points with 2,000 thumbnails (regions of one photo: decoded once) open at once:
+    the map is redrawn once per frame while the thumbnails decode, not once per thumbnail
+    (which took over 30 s, the browser's timeout here)."""
+    shutil.copyfile(SAMPLES / "astronaut.png", tmp_path / "a.png")
+    n = 2000
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "m.npy", rng.random((n, 8), dtype=np.float32))
+    boxes = "".join(f"{i},{tmp_path / 'a.png'},{i % 400},{(i // 400) * 50},{20 + i % 90},{30 + i % 70}\n"
+                    for i in range(n))
+    (tmp_path / "m.index.csv").write_text("row,path,x,y,w,h\n" + boxes)
+    page = tmp_path / "m.html"
+    done = build_report(str(tmp_path / "m.npy"), str(page), k=3)
+    assert done["drawn"] == n and done["thumbnails"] == n
+    with _browser() as b:
+        b.open(page.resolve().as_uri() + "#row=1500")
+        assert b.js("document.documentElement.dataset.map") == f"drawn {n}"
+        assert b.js("document.documentElement.dataset.panel") == "row 1500: 3 neighbours"
+        assert b.errors() == [] and _foreign(b.requests(), page) == []
+
+
+def test_metric_and_threshold_defaults(tmp_path):
+    """hellinger (the histograms' metric) falls back to l2, saying so, on negative values; l2
+    has no default threshold: only identical vectors are grouped."""
+    X = np.array([[1, 0, 2], [0, 1, 1], [3, 3, 0], [0, 1, 1], [-1, 2, 0]], np.float32)
+    np.save(tmp_path / "m.npy", X)
+    (tmp_path / "m.index.csv").write_text("row,path\n" + "".join(f"{i},/x/{i}.png\n" for i in range(5)))
+    g = ga.gather(str(tmp_path / "m.npy"), k=2, extractor="gradients")
+    assert g.metric == "l2" and "negative values" in g.metric_note
+    assert g.threshold == 0.0 and "no default threshold" in g.threshold_note
+    assert g.groups == [[1, 3]]
+    g = ga.gather(str(tmp_path / "m.npy"), k=2, metric="l2", threshold=2.5)
+    assert g.threshold_note == "given with --threshold" and g.groups == [[0, 1, 3, 4]]   # row 2 is 3.7 away
