@@ -93,6 +93,7 @@ def test_neighbours_are_exact_across_batches(tmp_path, monkeypatch):
     np.save(tmp_path / "m.npy", X)
     (tmp_path / "m.index.csv").write_text("row,path\n" + "".join(f"{i},/nowhere/{i}.png\n" for i in range(700)))
     monkeypatch.setattr(ga, "BATCH_ROWS", 128)
+    monkeypatch.setattr(ga, "QUERY_ROWS", 16)
     g = ga.gather(str(tmp_path / "m.npy"), max_points=50, k=5, metric="l2")
     assert len(g.drawn) == 50 and list(g.drawn) == sorted(set(g.drawn.tolist()))
     idx, dist = nearest(X, 5, "l2")
@@ -434,3 +435,10 @@ def test_metric_and_threshold_defaults(tmp_path):
     assert g.groups == [[1, 3]]
     g = ga.gather(str(tmp_path / "m.npy"), k=2, metric="l2", threshold=2.5)
     assert g.threshold_note == "given with --threshold" and g.groups == [[0, 1, 3, 4]]   # row 2 is 3.7 away
+
+
+def test_page_on_stdout(photos_out):
+    root, outs = photos_out
+    r = ok(featx("report", str(outs["csv"]), "-o", "-"))
+    assert r.stdout.startswith(MARK.encode()) and b"wrote the page to stdout" in r.stderr
+    assert not (root / "-").exists()

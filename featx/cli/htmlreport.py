@@ -14,7 +14,7 @@ from .report import _fail, _say
                short_help="Write one offline HTML page to look at an output: map, neighbours, duplicates, videos.")
 @click.argument("output")
 @click.option("-o", "--output", "dest", default=None, metavar="HTML",
-              help="The page to write (default: OUTPUT.report.html beside the output).")
+              help="The page to write (default: OUTPUT.report.html beside the output; - for stdout).")
 @click.option("-k", "k", type=click.IntRange(min=1, max=100), default=10, show_default=True,
               help="Nearest neighbours listed per row.")
 @click.option("--max-points", type=click.IntRange(min=1, max=50000), default=2000, show_default=True,
@@ -61,11 +61,17 @@ def report_cmd(ctx: click.Context, output: str, dest: str | None, k: int, max_po
         _fail(exc, ctx)
     except OSError as exc:
         _fail(FeatxError(f"cannot write the report: {exc.strerror or exc}"), ctx)
+    if done.get("html") is not None:   # -o -: the page on stdout
+        import sys
+
+        sys.stdout.buffer.write(done["html"])
+        sys.stdout.flush()
     if not done["drawn"]:
         drawn = f"{done['rows']:,} rows, no map"
     elif done["drawn"] < done["rows"]:
         drawn = f"{done['drawn']:,} of {done['rows']:,} rows drawn"
     else:
         drawn = f"{done['rows']:,} rows"
-    _say(f"wrote {done['path']} ({done['bytes'] / 1e6:.1f} MB; {drawn}, {done['thumbnails']:,} thumbnails) "
+    where = "the page to stdout" if done.get("html") is not None else done["path"]
+    _say(f"wrote {where} ({done['bytes'] / 1e6:.1f} MB; {drawn}, {done['thumbnails']:,} thumbnails) "
          f"in {done['seconds']:.1f} s")

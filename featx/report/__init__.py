@@ -99,9 +99,9 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
                  k: int = K, metric: str | None = None, threshold: float | None = None,
                  projection: str = "pca", thumbnails: bool = True, cut_z: float | None = None,
                  seed: int = 0) -> dict[str, Any]:
-    """Write the report of ``output`` to ``dest`` (default :func:`default_report_path`);
-    returns what was done: ``path``, ``bytes``, ``rows``, ``drawn``, ``thumbnails``,
-    ``seconds``, ``notes``.  Raises :class:`~featx.errors.FeatxError` (a usage error
+    """Write the report of ``output`` to ``dest`` (default :func:`default_report_path`;
+    ``"-"``: write nothing and return the page as ``html``, bytes); returns what was done:
+    ``path``, ``html``, ``bytes``, ``rows``, ``drawn``, ``thumbnails``, ``seconds``, ``notes``, ``metric``.  Raises :class:`~featx.errors.FeatxError` (a usage error
     before anything is written) where the output cannot be read or the page not written."""
     from .. import __version__
     from ..inspect import inspect_output
@@ -118,12 +118,15 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
         raise UsageError(f"-k must be at least 1, not {k}")
     z_cut = tl.Z_THRESHOLD if cut_z is None else float(cut_z)
     dest = dest or default_report_path(output)
-    check_report_path(dest, output, overwrite=overwrite)
+    to_stdout = dest == "-"
+    if not to_stdout:
+        check_report_path(dest, output, overwrite=overwrite)
     info = inspect_output(output)
     ext = (info.get("extractor") or {}).get("name")
     g = ga.gather(output, max_points=max_points, k=k, metric=metric, threshold=threshold, seed=seed,
                   extractor=ext)
-    _not_an_input(dest, g.keys)
+    if not to_stdout:
+        _not_an_input(dest, g.keys)
     notes: list[str] = []
     map_notes: list[str] = []
     drawn = g.drawn
@@ -238,6 +241,7 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
     ctx["seconds"] = time.perf_counter() - t0
     text = _page.render(ctx)
     data = text.encode("utf-8", "backslashreplace")
-    write_atomic(dest, data)
-    return {"path": dest, "bytes": len(data), "rows": g.rows, "drawn": len(drawn), "thumbnails": len(thumbs.uris),
+    if not to_stdout:
+        write_atomic(dest, data)
+    return {"path": dest, "html": data if to_stdout else None, "bytes": len(data), "rows": g.rows, "drawn": len(drawn), "thumbnails": len(thumbs.uris),
             "seconds": time.perf_counter() - t0, "notes": notes, "metric": g.metric}

@@ -27,8 +27,10 @@ import numpy as np
 from ..errors import FeatxError
 from ..output import reader as rd
 
-#: Rows read per batch.
+#: Rows read per batch, and drawn rows searched for at a time (one tile of distances,
+#: with neighbors.nearest's temporaries, stays under ~100 MB).
 BATCH_ROWS = 4096
+QUERY_ROWS = 512
 
 
 @dataclass
@@ -181,9 +183,12 @@ def gather(path: str, *, max_points: int = 2000, k: int = 10, metric: str | None
         start = 0
         for keys, X in r.batches(BATCH_ROWS):
             X = np.asarray(X, dtype=np.float32)
-            idx, dist = neighbors.nearest(X, keep, m, queries=S)
-            idx = np.where(idx >= 0, idx + start, -1)
-            best_i, best_d = _merge(best_i, best_d, idx, dist.astype(np.float32), keep)
+            for q0 in range(0, Q, QUERY_ROWS):   # a few hundred queries at a time: small tiles
+                q1 = min(Q, q0 + QUERY_ROWS)
+                idx, dist = neighbors.nearest(X, keep, m, queries=S[q0:q1])
+                idx = np.where(idx >= 0, idx + start, -1)
+                best_i[q0:q1], best_d[q0:q1] = _merge(best_i[q0:q1], best_d[q0:q1], idx,
+                                                      dist.astype(np.float32), keep)
             if framed:
                 _frame_diffs(keys, X, start, m, last, seq_rows)
             start += len(keys)
