@@ -137,3 +137,25 @@ def to_remove(group: Sequence[int], paths: Sequence[str], keep: str) -> tuple[in
         else:
             kept = min(members, key=lambda i: (stat(i)[1], members.index(i)))
     return kept, [i for i in members if i != kept]
+
+
+def near_groups(vec, metric: str, threshold: float, *, mode: str = "auto", neighbours: int = 16,
+                say=lambda m: None) -> list[list[int]]:
+    """Near-duplicate groups of the rows of a :class:`featx.vectors.Vectors`: exact
+    (:func:`groups`) up to :data:`featx.similar.APPROX_ROWS` rows, or through the approximate
+    index above (or when ``mode`` is ``"approximate"``): pairs among each row's ``neighbours``
+    nearest within ``threshold``, so a group is found wherever its members are among each
+    other's nearest (a group larger than ``neighbours`` may be split)."""
+    from .similar import APPROX_ROWS
+
+    check_metric(metric)
+    if mode == "exact" or (mode == "auto" and len(vec) <= APPROX_ROWS):
+        return groups(vec.matrix, metric, threshold)
+    from . import ann
+
+    index = ann.open_index(vec, metric, say=say)
+    idx, dist = index.search(None, neighbours)
+    rows = np.broadcast_to(np.arange(len(vec))[:, None], idx.shape)
+    ok = (idx >= 0) & (dist <= threshold)
+    say(f"near duplicates from the approximate index ({neighbours} neighbours per row)")
+    return groups_from_pairs(len(vec), [(rows[ok], idx[ok])])
