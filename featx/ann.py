@@ -89,7 +89,9 @@ class Index:
         nq = n if self_search else len(queries)
         out_i = np.full((nq, k), -1, np.int64)
         out_d = np.full((nq, k), np.inf, np.float32)
-        want = min(k + (1 if self_search else 0), n)
+        # more candidates than asked for, re-ranked exactly: ties at the k-th place go to the
+        # lower row, as in the exact search
+        want = min(2 * k + 1 + (1 if self_search else 0), n)
         if want == 0 or nq == 0:
             return out_i, out_d
         self.graph.set_ef(max(EF_SEARCH, 2 * want))
@@ -106,8 +108,8 @@ class Index:
                 keep = np.ones_like(ids, dtype=bool)
                 keep[np.arange(len(ids)), drop] = False
                 ids = ids[keep].reshape(len(ids), want - 1)
-            ids = ids[:, :k]
             fi, fd = exact_distances(X, Qb, ids, self.metric)
+            fi, fd = fi[:, :k], fd[:, :k]
             out_i[q0:q1, :fi.shape[1]], out_d[q0:q1, :fi.shape[1]] = fi, fd
         return out_i, out_d
 
