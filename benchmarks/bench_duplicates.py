@@ -158,16 +158,26 @@ def groups_at(D: np.ndarray, t: float) -> list[list[int]]:
     return groups_from_pairs(len(D), [(i, j)])
 
 
-def best_threshold(D: np.ndarray, family: np.ndarray) -> tuple[float, float, float]:
-    """(threshold, precision, recall) of the best F1 over the distances that occur."""
+def sweep(D: np.ndarray, family: np.ndarray) -> tuple[tuple, tuple]:
+    """Over the distances that occur: (threshold, precision, recall) of the best F1, and of
+    the largest threshold whose precision is still >= 0.95 (what a tool that proposes
+    removals should favour)."""
     cands = np.unique(np.round(D[np.isfinite(D)], 3))
-    best = (0.0, 1.0, 0.0, -1.0)
+    best, safe = (0.0, 1.0, 0.0, -1.0), (0.0, 1.0, 0.0)
     for t in cands[:: max(1, len(cands) // 400)]:
         p, r = pair_scores(groups_at(D, t), family)
         f1 = 2 * p * r / (p + r) if p + r else 0
         if f1 > best[3]:
             best = (float(t), p, r, f1)
-    return best[:3]
+        if p >= 0.95:
+            safe = (float(t), p, r)
+    return best[:3], safe
+
+
+def closest_different(D: np.ndarray, family: np.ndarray) -> float:
+    """The smallest distance between two pictures that are not of one family."""
+    same = (family[:, None] == family[None, :]) & (family[:, None] >= 0)
+    return float(np.min(np.where(same, np.inf, D)))
 
 
 def phash_distances(paths: list[str]) -> np.ndarray:
@@ -187,7 +197,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     from featx.api import extract_files
-    from featx.duplicates import DEFAULT_THRESHOLDS
+    from featx.duplicates import default_threshold
     from featx.neighbors import default_metric
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-dup-")
@@ -205,18 +215,21 @@ def main() -> None:
         X = np.asarray(values)[[order[p] for p in paths]]
         metric = default_metric(name)
         D = all_distances(X, metric)
-        t0 = DEFAULT_THRESHOLDS[metric]
-        p, r = pair_scores(groups_at(D, t0), family)
-        bt, bp, br = best_threshold(D, family)
-        rows.append((f"{name} ({metric})", recall_at_1(D, family), t0, p, r, bt, bp, br))
+        t0 = default_threshold(name, metric)
+        p, r = pair_scores(groups_at(D, t0), family) if t0 is not None else (0.0, 0.0)
+        rows.append((f"{name} ({metric})", recall_at_1(D, family), t0, p, r, *sweep(D, family),
+                     closest_different(D, family)))
     D = phash_distances(paths)
     p, r = pair_scores(groups_at(D, 10), family)
-    bt, bp, br = best_threshold(D, family)
-    rows.append(("pHash (Hamming, 64 bits)", recall_at_1(D, family), 10, p, r, bt, bp, br))
-    print("| features | recall@1 | default threshold | precision | recall | best-F1 threshold | precision | recall |")
+    rows.append(("pHash (Hamming, 64 bits)", recall_at_1(D, family), 10, p, r, *sweep(D, family),
+                 closest_different(D, family)))
+    print("| features | recall@1 | default threshold | precision | recall | best-F1 threshold (P / R) "
+          "| largest threshold with P >= 0.95 (P / R) | closest two different pictures |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r1, t0, p, r, bt, bp, br in rows:
-        print(f"| {name} | {r1:.3f} | {t0:g} | {p:.3f} | {r:.3f} | {bt:g} | {bp:.3f} | {br:.3f} |")
+    fmt = lambda t: f"{t[0]:g} ({t[1]:.2f} / {t[2]:.2f})"  # noqa: E731
+    for name, r1, t0, p, r, best, safe, gap in rows:
+        t0s, ps, rs = ("—", "—", "—") if t0 is None else (f"{t0:g}", f"{p:.3f}", f"{r:.3f}")
+        print(f"| {name} | {r1:.3f} | {t0s} | {ps} | {rs} | {fmt(best)} | {fmt(safe)} | {gap:.3g} |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ the same from any pairs (an approximate index's neighbour lists).
 size first, then by a hash of those that share a size.  :func:`to_remove` applies
 a ``--keep`` rule (what would be removed; nothing is ever deleted here).
 
-:data:`DEFAULT_THRESHOLDS` are measured, not guessed: see
+:data:`DEFAULT_THRESHOLDS` (:func:`default_threshold`) are measured, not guessed: see
 ``benchmarks/bench_duplicates.py`` and docs/similar.md.
 """
 from __future__ import annotations
@@ -21,13 +21,21 @@ import numpy as np
 
 from .neighbors import check_metric, pairs_within
 
-#: The default ``--threshold`` per metric, chosen from the edited-photo measurement
-#: (benchmarks/bench_duplicates.py): the largest distance that keeps precision ~1
-#: on that set for the extractor whose default metric it is (cosine: cnn;
-#: hellinger: hog and gradients; l2: a plain matrix, no measurement — pass one).
-DEFAULT_THRESHOLDS = {"cosine": 0.15, "hellinger": 0.25, "l2": None}
+#: The default ``--threshold`` of an extractor's vectors under its default metric, chosen
+#: from the edited-photo measurement (benchmarks/bench_duplicates.py, docs/similar.md):
+#: about the largest distance whose pair precision stays >= 0.95 on that set.  Per
+#: extractor and metric, not per metric alone: hog's and gradients' Hellinger distances
+#: live on different scales (their best thresholds differ 2.5x).  Anything else (another
+#: metric, a plugin, a plain matrix) has no default: ``--threshold`` is asked for.
+DEFAULT_THRESHOLDS = {("cnn", "cosine"): 0.15, ("hog", "hellinger"): 0.25, ("gradients", "hellinger"): 0.05}
 
 KEEP_RULES = ("first", "largest", "oldest")
+
+
+def default_threshold(extractor: str | None, metric: str) -> float | None:
+    """The measured default ``--threshold`` for ``extractor``'s vectors under ``metric``
+    (None: not measured, the user must give one)."""
+    return DEFAULT_THRESHOLDS.get((extractor or "", metric))
 
 
 class UnionFind:

@@ -14,8 +14,8 @@ from .report import _fail, _say
                short_help="Groups of near-duplicate rows of an output (or byte-identical inputs).")
 @click.argument("output")
 @click.option("--threshold", type=click.FloatRange(0), default=None, metavar="T",
-              help="Largest distance between two duplicates (default per metric, measured on edited "
-                   "photos: cosine 0.15 (cnn), hellinger 0.25 (hog, gradients); l2 needs one).")
+              help="Largest distance between two duplicates (default measured on edited photos for the "
+                   "built-in extractors' own metrics: cnn 0.15, hog 0.25, gradients 0.05; others need one).")
 @click.option("--metric", default=None, metavar="METRIC",
               help="cosine, l2 or hellinger (default: the extractor's own, as featx similar).")
 @click.option("--exact", "same_bytes", is_flag=True,
@@ -65,10 +65,11 @@ def duplicates_cmd(ctx: click.Context, output: str, threshold: float | None, met
 
             check_metric(metric)
             if threshold is None:
-                threshold = dup.DEFAULT_THRESHOLDS.get(metric)
+                threshold = dup.default_threshold(vec.extractor, metric)
                 if threshold is None:
-                    raise UsageError(f"no default --threshold for the {metric} metric",
-                                     "pass --threshold T (a distance: look at `featx similar` output to choose)")
+                    what = f"{vec.extractor} vectors" if vec.extractor else "a plain matrix"
+                    raise UsageError(f"no measured default --threshold for {what} under the {metric} metric",
+                                     "pass --threshold T (a distance: `featx similar` shows the distances)")
             found = dup.near_groups(vec, metric, threshold, mode="approximate" if approximate else "auto", say=say)
             cols = vec.key_columns
             keys = [vec.key(i) for i in range(len(vec))]
