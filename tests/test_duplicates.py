@@ -17,10 +17,11 @@ from featx import neighbors
 
 PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.jpg", "rocket.jpg"]
 
-#: cnn recall@1 measured by benchmarks/bench_duplicates.py on its 186 pictures: 1.000 (no miss;
-#: see docs/similar.md).  On this smaller set (5 photos, 3 copies each) the floor allows a
-#: few misses: one nearest neighbour in five may go wrong before the test fails.
-CNN_RECALL_FLOOR = 0.8
+#: cnn recall@1 measured by benchmarks/bench_duplicates.py on its 186 pictures: 1.000 (no miss
+#: in 180; pHash 0.80, hog 0.87, gradients 0.91; see docs/similar.md).  On this smaller set
+#: (5 photos, 3 copies each, all 20 right when written) the floor leaves a margin of two
+#: misses in 20 (numerics of another CPU, another ONNX Runtime) before the test fails.
+CNN_RECALL_FLOOR = 0.9
 
 
 def ok(r):
@@ -71,7 +72,7 @@ def test_cnn_recall_at_1_floor_and_copies_grouped_with_their_originals(edited_se
         g = next((g for g in groups if any(p.endswith("/" + name) for p in g)), [])
         assert any(family(p) == family(name) and not p.endswith("/" + name) for p in g), (name, groups)
     assert all(len({family(p) for p in g}) == 1 for g in groups), groups
-    assert b"cosine <= 0.15" in out.stderr
+    assert b"cosine <= 0.25" in out.stderr
 
 
 @pytest.fixture
