@@ -8,7 +8,7 @@ the same from any pairs (an approximate index's neighbour lists).
 size first, then by a hash of those that share a size.  :func:`to_remove` applies
 a ``--keep`` rule (what would be removed; nothing is ever deleted here).
 
-:data:`DEFAULT_THRESHOLDS` are measured, not guessed: see
+:data:`DEFAULT_THRESHOLDS` (:func:`default_threshold`) are measured, not guessed: see
 ``benchmarks/bench_duplicates.py`` and docs/similar.md.
 """
 from __future__ import annotations
@@ -21,13 +21,25 @@ import numpy as np
 
 from .neighbors import check_metric, pairs_within
 
-#: The default ``--threshold`` per metric, chosen from the edited-photo measurement
-#: (benchmarks/bench_duplicates.py): the largest distance that keeps precision ~1
-#: on that set for the extractor whose default metric it is (cosine: cnn;
-#: hellinger: hog and gradients; l2: a plain matrix, no measurement — pass one).
-DEFAULT_THRESHOLDS = {"cosine": 0.15, "hellinger": 0.25, "l2": None}
+#: The default ``--threshold`` of an extractor's vectors under its default metric, chosen
+#: from the edited-photo measurement (benchmarks/bench_duplicates.py, docs/similar.md):
+#: cnn (cosine): the smallest distance at which every edited copy of the set joins its
+#: original (0.25), well under the closest two different pictures (0.43); hog and
+#: gradients (Hellinger): just under their closest two different pictures (0.22, 0.048),
+#: so that what is grouped is right (precision 1 there, recall only about 0.3: these
+#: features do not survive crops, flips and rotations).  Per extractor and metric, not per
+#: metric alone: hog's and gradients' Hellinger distances live on different scales.
+#: Anything else (another metric, a plugin, a plain matrix) has no default:
+#: ``--threshold`` is asked for.
+DEFAULT_THRESHOLDS = {("cnn", "cosine"): 0.25, ("hog", "hellinger"): 0.2, ("gradients", "hellinger"): 0.04}
 
 KEEP_RULES = ("first", "largest", "oldest")
+
+
+def default_threshold(extractor: str | None, metric: str) -> float | None:
+    """The measured default ``--threshold`` for ``extractor``'s vectors under ``metric``
+    (None: not measured, the user must give one)."""
+    return DEFAULT_THRESHOLDS.get((extractor or "", metric))
 
 
 class UnionFind:
@@ -137,3 +149,25 @@ def to_remove(group: Sequence[int], paths: Sequence[str], keep: str) -> tuple[in
         else:
             kept = min(members, key=lambda i: (stat(i)[1], members.index(i)))
     return kept, [i for i in members if i != kept]
+
+
+def near_groups(vec, metric: str, threshold: float, *, mode: str = "auto", neighbours: int = 16,
+                say=lambda m: None) -> list[list[int]]:
+    """Near-duplicate groups of the rows of a :class:`featx.vectors.Vectors`: exact
+    (:func:`groups`) up to :data:`featx.similar.APPROX_ROWS` rows, or through the approximate
+    index above (or when ``mode`` is ``"approximate"``): pairs among each row's ``neighbours``
+    nearest within ``threshold``, so a group is found wherever its members are among each
+    other's nearest (a group larger than ``neighbours`` may be split)."""
+    from .similar import APPROX_ROWS
+
+    check_metric(metric)
+    if mode == "exact" or (mode == "auto" and len(vec) <= APPROX_ROWS):
+        return groups(vec.matrix, metric, threshold)
+    from . import ann
+
+    index = ann.open_index(vec, metric, say=say)
+    idx, dist = index.search(None, neighbours)
+    rows = np.broadcast_to(np.arange(len(vec))[:, None], idx.shape)
+    ok = (idx >= 0) & (dist <= threshold)
+    say(f"near duplicates from the approximate index ({neighbours} neighbours per row)")
+    return groups_from_pairs(len(vec), [(rows[ok], idx[ok])])

@@ -83,7 +83,7 @@ def prepare(X: np.ndarray, metric: str) -> np.ndarray:
         return X
     neg = np.flatnonzero((X < 0).any(axis=1)) if X.size else np.array([], int)
     if neg.size:
-        raise FeatxError(f"hellinger compares histograms, and row {int(neg[0])} has negative values",
+        raise FeatxError("hellinger compares histograms, and these vectors have negative values",
                          "use --metric l2 or cosine for vectors that are not histograms")
     sums = X.sum(axis=1, dtype=np.float64)
     sums[sums == 0] = 1.0
@@ -103,7 +103,7 @@ def _blocks(nq: int, nx: int, dim: int) -> tuple[int, int]:
     return bq, bx
 
 
-def _tile(Q: np.ndarray, qsq: np.ndarray, B: np.ndarray, bsq: np.ndarray, metric: str) -> np.ndarray:
+def _tile(Q, qsq, B, bsq, metric: str) -> np.ndarray:
     """Distances (squared L2 for l2/hellinger, 1 - dot for cosine) of a tile, float32."""
     dots = Q @ B.T
     if metric == "cosine":
@@ -151,7 +151,7 @@ def nearest(X: np.ndarray, k: int, metric: str, queries: np.ndarray | None = Non
     Parameters
     ----------
     X : (N, D) array
-        The rows searched.
+        The rows searched (a memory-mapped ``.npy`` is read block by block, not copied).
     k : int
         Neighbours per query (>= 1).
     metric : str
@@ -170,58 +170,55 @@ def nearest(X: np.ndarray, k: int, metric: str, queries: np.ndarray | None = Non
     """
     if k < 1:
         raise FeatxError(f"k must be at least 1, not {k}")
-    P = prepare(X, metric)
+    check_metric(metric)
+    if np.ndim(X) != 2:
+        raise FeatxError(f"expected a matrix of rows, got an array of shape {np.shape(X)}")
     self_search = queries is None
-    Qp = P if self_search else prepare(queries, metric)
-    if Qp.shape[1] != P.shape[1]:
-        raise FeatxError(f"the queries have {Qp.shape[1]} values per row, the rows {P.shape[1]}")
-    return _search(P, Qp, k, metric, self_search)
-
-
-def _search(P, Qp, k, metric, self_search, start: int = 0):
-    """:func:`nearest` on prepared rows (queries ``Qp`` are rows ``start..`` of ``P`` when
-    ``self_search``)."""
-    nq, nx = Qp.shape[0], P.shape[0]
+    if not self_search:
+        queries = np.asarray(queries)
+        if queries.ndim != 2 or queries.shape[1] != X.shape[1]:
+            raise FeatxError(f"the queries have shape {queries.shape}, the rows {X.shape[1]} values each")
+    nq = X.shape[0] if self_search else queries.shape[0]
+    nx = X.shape[0]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     if nq == 0 or nx == 0:
         return out_i, out_d
-    bq, bx = _blocks(nq, nx, P.shape[1])
-    psq = np.einsum("ij,ij->i", P, P).astype(np.float32)
-    qsq = psq[start:start + nq] if self_search else np.einsum("ij,ij->i", Qp, Qp).astype(np.float32)
+    bq, bx = _blocks(nq, nx, X.shape[1])
     kk = min(k + (1 if self_search else 0), nx)
     for q0 in range(0, nq, bq):
         q1 = min(nq, q0 + bq)
-        Qb = Qp[q0:q1]
+        Qb = prepare(X[q0:q1] if self_search else queries[q0:q1], metric)
+        qsq = np.einsum("ij,ij->i", Qb, Qb)
         best_i = np.full((q1 - q0, 0), -1, dtype=np.int64)
         best_d = np.full((q1 - q0, 0), np.inf, dtype=np.float32)
         for x0 in range(0, nx, bx):
             x1 = min(nx, x0 + bx)
-            D = _tile(Qb, qsq[q0:q1], P[x0:x1], psq[x0:x1], metric)
+            B = Qb[x0 - q0:x1 - q0] if self_search and q0 <= x0 and x1 <= q1 else prepare(X[x0:x1], metric)
+            D = _tile(Qb, qsq, B, np.einsum("ij,ij->i", B, B), metric)
             if self_search:  # a row is never its own neighbour
-                rows = np.arange(q0, q1) + start
+                rows = np.arange(q0, q1)
                 hit = (rows >= x0) & (rows < x1)
                 D[np.flatnonzero(hit), rows[hit] - x0] = np.inf
             ti, td = _topk(D, min(kk, x1 - x0))
             ti = ti + x0
             ti[~np.isfinite(td)] = -1
             best_i, best_d = _merge(best_i, best_d, ti, td, kk)
-        best_i, best_d = best_i[:, :k], best_d[:, :k]
-        fi, fd = _exact(P, Qb, best_i, metric)
-        w = fi.shape[1]
-        out_i[q0:q1, :w], out_d[q0:q1, :w] = fi, fd
+        fi, fd = exact_distances(X, Qb, best_i[:, :k], metric)
+        out_i[q0:q1, :fi.shape[1]], out_d[q0:q1, :fi.shape[1]] = fi, fd
     return out_i, out_d
 
 
-def _exact(P, Qb, idx, metric):
-    """Distances of the chosen neighbours computed directly (float64), re-ordered by them."""
+def exact_distances(X, Qb, idx, metric):
+    """Distances from prepared queries ``Qb`` to the rows ``idx`` of ``X`` (-1: none),
+    computed directly in float64, and both re-ordered by them (ties to the lower row)."""
     valid = idx >= 0
     safe = np.where(valid, idx, 0)
-    V = P[safe].astype(np.float64)                       # (q, k, D)
+    uniq, inv = np.unique(safe, return_inverse=True)
+    V = prepare(np.asarray(X[uniq]), metric).astype(np.float64)[inv.reshape(safe.shape)]   # (q, k, D)
     q = Qb.astype(np.float64)[:, None, :]
     if metric == "cosine":
-        d = 1.0 - np.einsum("qkd,qkd->qk", V, np.broadcast_to(q, V.shape))
-        d = np.maximum(d, 0.0)
+        d = np.maximum(1.0 - np.einsum("qkd,qkd->qk", V, np.broadcast_to(q, V.shape)), 0.0)
     else:
         diff = V - q
         d = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)) * _scale(metric)
@@ -235,20 +232,23 @@ def pairs_within(X: np.ndarray, metric: str, threshold: float
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every pair of rows ``i < j`` of ``X`` whose ``metric`` distance is ``<= threshold``,
     tile by tile: yields ``(i, j, distance)`` arrays (distances exact, float64 recomputed)."""
-    P = prepare(X, metric)
-    n = P.shape[0]
+    check_metric(metric)
+    n = X.shape[0]
     if n < 2:
         return
-    psq = np.einsum("ij,ij->i", P, P).astype(np.float32)
-    bq, bx = _blocks(n, n, P.shape[1])
-    # the expansion's float32 error: a margin so no true pair is missed, then checked exactly
+    bq, bx = _blocks(n, n, X.shape[1])
     scale = _scale(metric)
-    margin = 1e-4 * (1.0 if metric == "cosine" else float(psq.max(initial=0.0)) + 1e-12)
     for q0 in range(0, n, bq):
         q1 = min(n, q0 + bq)
+        Qb = prepare(X[q0:q1], metric)
+        qsq = np.einsum("ij,ij->i", Qb, Qb)
         for x0 in range(q0, n, bx):
             x1 = min(n, x0 + bx)
-            D = _tile(P[q0:q1], psq[q0:q1], P[x0:x1], psq[x0:x1], metric)
+            B = prepare(X[x0:x1], metric)
+            bsq = np.einsum("ij,ij->i", B, B)
+            D = _tile(Qb, qsq, B, bsq, metric)
+            # the expansion's float32 error: a margin so no true pair is missed, then checked exactly
+            margin = 1e-4 * (1.0 if metric == "cosine" else float(max(qsq.max(), bsq.max())) + 1e-12)
             if metric == "cosine":
                 lim = threshold + margin
             else:
@@ -259,7 +259,7 @@ def pairs_within(X: np.ndarray, metric: str, threshold: float
             i, j = i[keep], j[keep]
             if not i.size:
                 continue
-            a, b = P[i].astype(np.float64), P[j].astype(np.float64)
+            a, b = Qb[i - q0].astype(np.float64), B[j - x0].astype(np.float64)
             if metric == "cosine":
                 d = np.maximum(1.0 - np.einsum("nd,nd->n", a, b), 0.0)
             else:

@@ -431,7 +431,7 @@ def test_metric_and_threshold_defaults(tmp_path):
     (tmp_path / "m.index.csv").write_text("row,path\n" + "".join(f"{i},/x/{i}.png\n" for i in range(5)))
     g = ga.gather(str(tmp_path / "m.npy"), k=2, extractor="gradients")
     assert g.metric == "l2" and "negative values" in g.metric_note
-    assert g.threshold == 0.0 and "no default threshold" in g.threshold_note
+    assert g.threshold == 0.0 and "no measured threshold" in g.threshold_note
     assert g.groups == [[1, 3]]
     g = ga.gather(str(tmp_path / "m.npy"), k=2, metric="l2", threshold=2.5)
     assert g.threshold_note == "given with --threshold" and g.groups == [[0, 1, 3, 4]]   # row 2 is 3.7 away

@@ -15,7 +15,7 @@ from .report import _fail, _say
 @click.argument("output")
 @click.option("-o", "--output", "dest", default=None, metavar="HTML",
               help="The page to write (default: OUTPUT.report.html beside the output; - for stdout).")
-@click.option("-k", "k", type=click.IntRange(min=1, max=100), default=10, show_default=True,
+@click.option("-k", "--k", "k", type=click.IntRange(min=1, max=100), default=10, show_default=True,
               help="Nearest neighbours listed per row.")
 @click.option("--max-points", type=click.IntRange(min=1, max=50000), default=2000, show_default=True,
               help="Rows drawn on the map and given a thumbnail (a uniform sample when the output has more).")
@@ -29,11 +29,12 @@ from .report import _fail, _say
               help="Video timelines: a frame whose distance to the previous one has a robust z-score above "
                    "this starts a new shot.")
 @click.option("--no-thumbnails", is_flag=True, help="Do not read the inputs for thumbnails.")
+@click.option("-q", "--quiet", is_flag=True, help="No messages on stderr but errors.")
 @click.option("--overwrite", is_flag=True, help="Replace a file that featx did not write (never the output's "
                                                  "own files or an input).")
 @click.pass_context
 def report_cmd(ctx: click.Context, output: str, dest: str | None, k: int, max_points: int, metric: str | None,
-               threshold: float | None, projection: str, cut_z: float, no_thumbnails: bool,
+               threshold: float | None, projection: str, cut_z: float, no_thumbnails: bool, quiet: bool,
                overwrite: bool) -> None:
     """Write one HTML page that shows OUTPUT (any featx output: .npy, .csv, a folder,
     .parquet; images, video frames, regions): the run (extractor, parameters, counts,
@@ -72,6 +73,8 @@ def report_cmd(ctx: click.Context, output: str, dest: str | None, k: int, max_po
         drawn = f"{done['drawn']:,} of {done['rows']:,} rows drawn"
     else:
         drawn = f"{done['rows']:,} rows"
+    if quiet:
+        return
     where = "the page to stdout" if done.get("html") is not None else done["path"]
     _say(f"wrote {where} ({done['bytes'] / 1e6:.1f} MB; {drawn}, {done['thumbnails']:,} thumbnails) "
          f"in {done['seconds']:.1f} s")

@@ -79,15 +79,16 @@ def sequence_of(key: dict) -> str | None:
     return path if is_video(path) else os.path.dirname(path)
 
 
-def default_threshold(metric: str) -> tuple[float, str]:
-    """The near-duplicate threshold for ``metric`` (featx duplicates' default), and where it comes from."""
-    from ..duplicates import DEFAULT_THRESHOLDS
+def default_threshold(extractor: str | None, metric: str) -> tuple[float, str]:
+    """The near-duplicate threshold (featx duplicates' measured default for the extractor
+    and metric), and where it comes from; 0 (identical vectors only) where there is none."""
+    from ..duplicates import default_threshold as measured
 
-    t = DEFAULT_THRESHOLDS.get(metric)
+    t = measured(extractor, metric)
     if t is None:
-        return 0.0, (f"{metric} has no default threshold: only identical vectors are grouped "
-                     "(featx report --threshold T for near-duplicates)")
-    return float(t), f"the default of featx duplicates for {metric}"
+        return 0.0, (f"featx duplicates has no measured threshold for {extractor or 'a plain matrix'} by "
+                     f"{metric}: only identical vectors are grouped (--threshold T for near-duplicates)")
+    return float(t), f"the default of featx duplicates for {extractor} by {metric}"
 
 
 def _merge(best_i: np.ndarray, best_d: np.ndarray, new_i: np.ndarray, new_d: np.ndarray, keep: int):
@@ -168,7 +169,7 @@ def gather(path: str, *, max_points: int = 2000, k: int = 10, metric: str | None
             m = "l2"
         g.metric = m
         if threshold is None:
-            g.threshold, g.threshold_note = default_threshold(m)
+            g.threshold, g.threshold_note = default_threshold(extractor, m)
         else:
             g.threshold, g.threshold_note = float(threshold), "given with --threshold"
         # pass 2: neighbours of the drawn rows among all rows; frame-to-frame distances
