@@ -181,6 +181,7 @@
     size = avail;
     // thumbnails as large as the number of points allows: 64 px for a few, 22 px for thousands
     T = Math.max(22, Math.min(64, Math.round(0.9 * size / Math.sqrt(Math.max(1, pts.length)))));
+    margin = T / 2 + 8;   // a picture at the edge of the map is whole
     var dpr = window.devicePixelRatio || 1;
     canvas.width = Math.round(size * dpr); canvas.height = Math.round(size * dpr);
     canvas.style.width = size + "px"; canvas.style.height = size + "px";
