@@ -161,6 +161,20 @@ def test_video_timeline_marks_the_cut(tmp_path):
     assert len(d["points"]) == 24 and all(p[3] >= 0 for p in d["points"])   # every frame has a thumbnail
     h, w = thumb_shape(d["thumbs"][0])
     assert (w, h) == (96, 72)                              # a 160x120 frame, scaled
+    # the thumbnails are the frames: before the cut the astronaut (orange suit), after it the cat
+    import cv2
+
+    def thumb(row):
+        uri = d["thumbs"][d["labels"][str(row)]["t"]]
+        return cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+    cap = cv2.VideoCapture(str(video))
+    frames = [cap.read()[1] for _ in range(24)]
+    for row in (3, 20):
+        ref = cv2.resize(frames[row], (96, 72), interpolation=cv2.INTER_AREA).astype(float)
+        other = cv2.resize(frames[23 - row], (96, 72), interpolation=cv2.INTER_AREA).astype(float)
+        got = thumb(row).astype(float)
+        assert np.abs(got - ref).mean() < 6 < np.abs(got - other).mean()
 
 
 def test_regions_thumbnails_are_the_boxes(tmp_path):
@@ -442,3 +456,15 @@ def test_page_on_stdout(photos_out):
     r = ok(featx("report", str(outs["csv"]), "-o", "-"))
     assert r.stdout.startswith(MARK.encode()) and b"wrote the page to stdout" in r.stderr
     assert not (root / "-").exists()
+
+
+def test_umap_asked_for_without_umap_learn(photos_out, tmp_path):
+    try:
+        import umap  # noqa: F401
+        pytest.skip("umap-learn is installed here")
+    except ImportError:
+        pass
+    root, outs = photos_out
+    ok(featx("report", str(outs["npy"]), "-o", str(tmp_path / "u.html"), "--map", "umap"))
+    text = (tmp_path / "u.html").read_text()
+    assert "PCA of the drawn rows" in text and "UMAP was asked for, but umap-learn is not installed" in text
