@@ -22,7 +22,8 @@ from .report import _fail, _say
 @click.option("--metric", type=click.Choice(["cosine", "l2", "hellinger"]), default=None,
               help="Distance between vectors (default: the extractor's own, as featx similar uses).")
 @click.option("--threshold", type=click.FloatRange(min=0), default=None,
-              help="Near-duplicate distance (default: featx duplicates' default for the metric).")
+              help="Near-duplicate distance (default: featx duplicates' measured default for the extractor "
+                   "and metric; where it has none, identical vectors only).")
 @click.option("--map", "projection", type=click.Choice(["pca", "umap"]), default="pca", show_default=True,
               help="How the map is made: PCA (numpy), or UMAP when umap-learn is installed.")
 @click.option("--cut-z", type=click.FloatRange(min=0, min_open=True), default=6.0, show_default=True,
