@@ -468,3 +468,30 @@ def test_umap_asked_for_without_umap_learn(photos_out, tmp_path):
     ok(featx("report", str(outs["npy"]), "-o", str(tmp_path / "u.html"), "--map", "umap"))
     text = (tmp_path / "u.html").read_text()
     assert "PCA of the drawn rows" in text and "UMAP was asked for, but umap-learn is not installed" in text
+
+
+def test_video_and_empty_pages_in_chromium(tmp_path):
+    """The script runs without error on a page with timelines and on a page with no map (0
+    rows, a failure listed): status ok, nothing asked of the network."""
+    video = _cut_video(tmp_path / "cut.avi", n=6)
+    ok(featx("extract", "gradients", str(video), "-o", str(tmp_path / "v.npy"), "-q"))
+    ok(featx("report", str(tmp_path / "v.npy"), "-o", str(tmp_path / "v.html")))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    featx("extract", "gradients", str(tmp_path / "p"), "-o", str(tmp_path / "e.npy"), "-q")
+    ok(featx("report", str(tmp_path / "e.npy"), "-o", str(tmp_path / "e.html")))
+    with _browser() as b:
+        page = tmp_path / "v.html"
+        b.open(page.resolve().as_uri())
+        assert b.js("document.documentElement.dataset.map") == "drawn 12"
+        assert b.js("document.querySelectorAll('svg.timeline rect.cut').length") == 1
+        assert b.js("[...document.querySelectorAll('.strip img')].every(i => i.naturalWidth > 0)")
+        b.js("document.querySelector('figure.cutf').click()")       # a timeline frame selects its row
+        assert b.js("document.documentElement.dataset.panel").startswith("row 6")
+        assert b.errors() == [] and _foreign(b.requests(), page) == []
+        page = tmp_path / "e.html"
+        b.open(page.resolve().as_uri())
+        assert b.js("document.documentElement.dataset.map") == "none"
+        assert b.js("document.documentElement.dataset.status") == "ok"
+        assert "broken.png" in b.js("document.getElementById('failures').innerText")
+        assert b.errors() == [] and _foreign(b.requests(), page) == []
