@@ -355,10 +355,15 @@ class Extractor:
     #: * ``has_local_descriptors``: :meth:`describe`, :meth:`descriptor_signature` and
     #:   ``descriptor_length`` give the local descriptors codebooks are learnt from
     #:   (``featx codebook``);
-    #: * :attr:`provenance`: details worth keeping in the sidecar (a model's checksum).
+    #: * :attr:`provenance`: details worth keeping in the sidecar (a model's checksum);
+    #: * ``neighbor_metric``: how its vectors are compared by ``featx similar`` and
+    #:   ``featx duplicates`` (one of :data:`featx.neighbors.METRICS`): ``"cosine"`` for
+    #:   embeddings, ``"hellinger"`` for non-negative histograms, ``"l2"`` (the default,
+    #:   what a plugin gets unless it says otherwise) for the rest.
     streams_batches: ClassVar[bool] = False
     renders_pairs: ClassVar[bool] = False
     has_local_descriptors: ClassVar[bool] = False
+    neighbor_metric: ClassVar[str] = "l2"
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else build_params(type(self))

@@ -455,6 +455,8 @@ class RegionDetector(Extractor):
     """
 
     name = "detect"
+    #: box coordinates: Euclidean
+    neighbor_metric = "l2"
     summary = "Regions found by a Viola-Jones Haar cascade (x, y, w, h per region)"
     Params = DetectParams
     handles_resize = True

@@ -11,7 +11,8 @@ import click
 
 from .. import __version__
 from ..errors import ExitCode
-from . import codebook, convert, detect, extract, info, inspect, list, merge, models, show
+from . import (codebook, convert, detect, duplicates, extract, htmlreport, info, inspect, list, merge, models, show,
+               similar)
 from .options import CONTEXT
 from .report import _pipe_closed, _say
 
@@ -32,6 +33,9 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     featx show hog photo.jpg -o hog.png        a picture of what it computes
     featx inspect hog.npy                      what an output holds
     featx convert hog.npy hog.csv              an output in another format
+    featx similar cnn.npy --k 5                nearest rows of every row
+    featx duplicates cnn.npy --keep largest    near duplicates: what to remove
+    featx report hog.npy                       one HTML page to look at it
 
     Exit codes: 0 all good; 1 some inputs failed (the rest written);
     2 usage or configuration error; 74 the output could not be written
@@ -42,7 +46,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 
 for _cmd in (list.list_cmd, info.info_cmd, extract.extract_cmd, extract.run_cmd, show.show_cmd, detect.detect_cmd,
-             codebook.codebook_cmd, merge.merge_cmd, inspect.inspect_cmd, convert.convert_cmd, models.models_cmd):
+             codebook.codebook_cmd, merge.merge_cmd, inspect.inspect_cmd, convert.convert_cmd, models.models_cmd,
+             similar.similar_cmd, duplicates.duplicates_cmd, htmlreport.report_cmd):
     cli.add_command(_cmd)
 
 

@@ -128,6 +128,8 @@ class Flow(Extractor):
     """
 
     name = "flow"
+    #: signed flow statistics: Euclidean
+    neighbor_metric = "l2"
     summary = "dense optical flow: HOF/MBH descriptors or the raw flow field"
     temporal = True
     renders_pairs = True

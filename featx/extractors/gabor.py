@@ -120,6 +120,8 @@ class Gabor(Extractor):
     """
 
     name = "gabor"
+    #: filter-response statistics (not a distribution): Euclidean
+    neighbor_metric = "l2"
     summary = "Gabor filter bank (scales x orientations): pooled magnitude statistics or maps"
 
     @dataclass(frozen=True)

@@ -75,6 +75,8 @@ class Gradients(Extractor):
     """
 
     name: ClassVar[str] = "gradients"
+    #: non-negative orientation histograms: compared as distributions
+    neighbor_metric = "hellinger"
     summary: ClassVar[str] = ("Gradient orientation histograms (Sobel/Scharr/central) over a "
                               "grid of cells: a fixed-length vector")
 

@@ -181,6 +181,8 @@ class Haar(Extractor):
     """
 
     name = "haar"
+    #: signed rectangle differences: Euclidean
+    neighbor_metric = "l2"
     summary = "Haar-like features: detector-window features or grid-pooled template responses"
     #: What ``featx show`` draws does not change the numbers: an output continued with
     #: other values of these (or made when ``show`` defaulted to boxes) is the same.

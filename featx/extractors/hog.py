@@ -120,6 +120,8 @@ class HOG(Extractor):
     """
 
     name: ClassVar[str] = "hog"
+    #: non-negative block histograms: compared as distributions
+    neighbor_metric = "hellinger"
     summary: ClassVar[str] = ("Histogram of oriented gradients (Dalal-Triggs), the numbers of "
                               "skimage.feature.hog, vectorised")
 

@@ -148,6 +148,9 @@ class SIFT(Extractor):
     """
 
     name = "sift"
+    #: its encodings are already power (square-root) and L2 normalised, which makes L2 the
+    #: Hellinger distance for BoVW and the usual metric for VLAD/Fisher
+    neighbor_metric = "l2"
     has_local_descriptors = True
     summary = "SIFT keypoints + 128-d descriptors, dense SIFT, BoVW/VLAD/Fisher encodings"
     descriptor_length = DESCRIPTOR_LENGTH

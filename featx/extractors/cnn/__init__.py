@@ -96,6 +96,8 @@ class CNN(Extractor):
     """Pretrained CNN embeddings (EfficientNet-Lite0 by default, or your ONNX model)."""
 
     name: ClassVar[str] = "cnn"
+    #: embeddings: their direction carries the meaning
+    neighbor_metric = "cosine"
     fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
     streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")

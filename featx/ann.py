@@ -1,0 +1,229 @@
+"""The approximate nearest-neighbour index of an output (the ``featx[ann]`` extra).
+
+An HNSW graph (:data:`LIBRARY`, chosen by measurement: benchmarks/bench_ann.py) over the
+output's rows, transformed as :func:`featx.neighbors.prepare` does so that every metric is
+an inner product (cosine) or an L2 distance (l2, hellinger).  The distances of the
+neighbours it finds are then recomputed exactly (:func:`featx.neighbors.exact_distances`).
+
+It is kept beside the output, as featx keeps its state: ``.NAME.featx-ann/`` (a folder:
+``meta.json``, the graph, and one 64-bit digest of each row's values), written under new
+names and committed by renaming ``meta.json`` last, so a killed build leaves the old index
+or none.  It is keyed by the rows themselves, not by dates or counts: when it is opened,
+the digests of the output's rows are compared with those it was built from --
+
+* the same rows: used as is;
+* the same first rows and more after them (the output grew, new inputs appended): only
+  the new rows are added (``updated``);
+* any row replaced or removed, another metric, dimension or library: built again, and
+  said so (``rebuilt``) -- a stale index is never used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from importlib import metadata
+
+import numpy as np
+
+from .errors import UsageError
+from .neighbors import check_metric, exact_distances, prepare
+
+#: The library the index is built with (pip name, import name).
+LIBRARY = ("hnswlib", "hnswlib")
+M = 16                 # graph degree
+EF_CONSTRUCTION = 128  # candidates while adding
+EF_SEARCH = 64         # candidates while searching (at least 2 k)
+ADD_BLOCK = 50_000     # rows prepared and added at a time
+
+INSTALL_HINT = "pip install 'featx[ann]' (installs hnswlib), or pass --exact (slow above ~50,000 rows)"
+
+
+def _library():
+    try:
+        import hnswlib
+    except ImportError:
+        raise UsageError("the approximate index needs hnswlib, which is not installed", INSTALL_HINT) from None
+    return hnswlib
+
+
+def index_dir(vec) -> str:
+    """``.NAME.featx-ann`` beside the output (for a folder output: beside the folder)."""
+    d, b = os.path.split(vec.base.rstrip("/" + os.sep) or vec.base)
+    return os.path.join(d, f".{b}.featx-ann")
+
+
+_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def digests(X: np.ndarray, block: int = 4096) -> np.ndarray:
+    """One uint64 per row: a fixed random linear combination (mod 2^64) of the bits of its
+    float32 values.  Odd weights: any change of one value changes the digest; several
+    changes collide with odds of about 2^-64."""
+    d = X.shape[1]
+    w = _WEIGHTS.get(d)
+    if w is None:
+        w = np.random.default_rng(0x5EED).integers(0, 2**63, size=d, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        _WEIGHTS[d] = w
+    out = np.empty(X.shape[0], dtype=np.uint64)
+    for r0 in range(0, X.shape[0], block):
+        bits = np.ascontiguousarray(X[r0:r0 + block], dtype=np.float32).view(np.uint32).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            out[r0:r0 + block] = (bits * w).sum(axis=1, dtype=np.uint64)
+    return out
+
+
+class Index:
+    """An opened (and brought up to date) index of an output's rows."""
+
+    def __init__(self, vec, metric: str, graph, status: str):
+        self.vec, self.metric, self.graph, self.status = vec, metric, graph, status
+
+    def search(self, queries: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`featx.neighbors.nearest`, approximately (``queries`` None: every row,
+        never its own neighbour)."""
+        X = self.vec.matrix
+        n = X.shape[0]
+        self_search = queries is None
+        nq = n if self_search else len(queries)
+        out_i = np.full((nq, k), -1, np.int64)
+        out_d = np.full((nq, k), np.inf, np.float32)
+        # more candidates than asked for, re-ranked exactly: ties at the k-th place go to the
+        # lower row, as in the exact search
+        want = min(2 * k + 1 + (1 if self_search else 0), n)
+        if want == 0 or nq == 0:
+            return out_i, out_d
+        self.graph.set_ef(max(EF_SEARCH, 2 * want))
+        for q0 in range(0, nq, ADD_BLOCK):
+            q1 = min(nq, q0 + ADD_BLOCK)
+            Qb = prepare(X[q0:q1] if self_search else queries[q0:q1], self.metric)
+            ids, _ = self.graph.knn_query(Qb, k=want)
+            ids = ids.astype(np.int64)
+            if self_search:
+                rows = np.arange(q0, q1)[:, None]
+                mine = ids == rows
+                # drop the row itself (or the last one when it was not found)
+                drop = np.where(mine.any(axis=1), mine.argmax(axis=1), want - 1)
+                keep = np.ones_like(ids, dtype=bool)
+                keep[np.arange(len(ids)), drop] = False
+                ids = ids[keep].reshape(len(ids), want - 1)
+            fi, fd = exact_distances(X, Qb, ids, self.metric)
+            fi, fd = fi[:, :k], fd[:, :k]
+            out_i[q0:q1, :fi.shape[1]], out_d[q0:q1, :fi.shape[1]] = fi, fd
+        return out_i, out_d
+
+
+def _meta_ok(meta: dict, metric: str, dim: int) -> str | None:
+    """Why an index's meta does not fit (None: it fits)."""
+    lib = LIBRARY[0]
+    if meta.get("library") != lib or meta.get("library_version") != _version(lib):
+        return f"it was built with {meta.get('library')} {meta.get('library_version')}"
+    if meta.get("metric") != metric:
+        return f"it was built for the {meta.get('metric')} metric"
+    if meta.get("dim") != dim or meta.get("M") != M or meta.get("ef_construction") != EF_CONSTRUCTION:
+        return "it was built with other settings"
+    return None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def open_index(vec, metric: str, *, say: Callable[[str], None] = lambda m: None, save: bool = True) -> Index:
+    """The index of ``vec``'s rows for ``metric``: loaded, grown or (re)built as the module
+    docstring says, and saved back beside the output when it changed (``save``)."""
+    check_metric(metric)
+    lib = _library()
+    X = vec.matrix
+    n, dim = X.shape
+    space = "ip" if metric == "cosine" else "l2"
+    where = index_dir(vec)
+    now = digests(X)
+    graph, status, have = None, "built", 0
+    meta = _read_meta(where)
+    if meta is not None:
+        why = _meta_ok(meta, metric, dim)
+        old = _load_digests(where, meta)
+        if why is None and old is not None and len(old) <= n and np.array_equal(old, now[:len(old)]):
+            graph = lib.Index(space=space, dim=dim)
+            try:
+                graph.load_index(os.path.join(where, meta["graph"]), max_elements=max(n, 1))
+                have = len(old)
+            except (RuntimeError, OSError, KeyError):
+                graph, why = None, "its files could not be read"
+        elif why is None:
+            why = "rows of the output were replaced or removed since it was built"
+        if graph is None:
+            status = "rebuilt"
+            say(f"approximate index {where}: rebuilt ({why})")
+    if graph is None:
+        graph = lib.Index(space=space, dim=dim)
+        graph.init_index(max_elements=max(n, 1), ef_construction=EF_CONSTRUCTION, M=M, random_seed=100)
+    elif have < n:
+        status = "updated"
+    else:
+        status = "used"
+    graph.set_num_threads(max(1, os.cpu_count() or 1))
+    if graph.get_max_elements() < n:
+        graph.resize_index(n)
+    for r0 in range(have, n, ADD_BLOCK):
+        r1 = min(n, r0 + ADD_BLOCK)
+        graph.add_items(prepare(X[r0:r1], metric), np.arange(r0, r1))
+    if status == "updated":
+        say(f"approximate index {where}: updated ({n - have} new rows added to {have})")
+    elif status == "built" and n:
+        say(f"approximate index {where}: built over {n} rows")
+    if save and status != "used" and n:
+        _save(where, graph, now, metric, dim)
+    return Index(vec, metric, graph, status)
+
+
+def _read_meta(where: str) -> dict | None:
+    try:
+        with open(os.path.join(where, "meta.json"), encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("featx_ann") == 1 else None
+
+
+def _load_digests(where: str, meta: dict) -> np.ndarray | None:
+    try:
+        d = np.load(os.path.join(where, meta["digests"]), allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return d if d.dtype == np.uint64 and d.ndim == 1 and len(d) == meta.get("rows") else None
+
+
+def _save(where: str, graph, digests_now: np.ndarray, metric: str, dim: int) -> None:
+    from .output.atomic import write_atomic
+
+    os.makedirs(where, exist_ok=True)
+    token = secrets.token_hex(6)
+    gname, dname = f"graph-{token}.bin", f"digests-{token}.npy"
+    graph.save_index(os.path.join(where, gname))
+    np.save(os.path.join(where, dname), digests_now)
+    meta = {"featx_ann": 1, "library": LIBRARY[0], "library_version": _version(LIBRARY[0]), "metric": metric,
+            "dim": dim, "M": M, "ef_construction": EF_CONSTRUCTION, "rows": int(len(digests_now)),
+            "graph": gname, "digests": dname}
+    write_atomic(os.path.join(where, "meta.json"), json.dumps(meta, indent=1) + "\n")
+    for f in os.listdir(where):   # the files of earlier commits
+        if f not in (gname, dname, "meta.json") and (f.startswith("graph-") or f.startswith("digests-")):
+            try:
+                os.unlink(os.path.join(where, f))
+            except OSError:
+                pass
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each query's true neighbours (``truth``, -1 for none) found."""
+    hits, total = 0, 0
+    for f, t in zip(found, truth):
+        t = set(int(x) for x in t if x >= 0)
+        hits += len(t & set(int(x) for x in f if x >= 0))
+        total += len(t)
+    return hits / total if total else 1.0
