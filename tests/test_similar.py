@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import SAMPLES, featx
 
-from featx import neighbors
+from featx import ann, neighbors
 
 PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.jpg", "rocket.jpg"]
 G = ["extract", "gradients", "-j", "1", "--resize", "96x64", "--bins", "6"]
@@ -135,7 +135,7 @@ def _meta(d, name):
 
 
 def test_index_grows_with_the_output_and_is_rebuilt_when_rows_change(tmp_path):
-    pytest.importorskip("hnswlib")
+    pytest.importorskip(ann.MODULE)
     (tmp_path / "p").mkdir()
     for n in PHOTOS[:3]:
         shutil.copy(SAMPLES / n, tmp_path / "p" / n)
@@ -163,7 +163,7 @@ def test_index_grows_with_the_output_and_is_rebuilt_when_rows_change(tmp_path):
 
 def test_stale_index_is_never_used(tmp_path, made):
     """An index whose rows no longer match (the output rewritten by another tool) is rebuilt."""
-    pytest.importorskip("hnswlib")
+    pytest.importorskip(ann.MODULE)
     X = np.load(made / "g.npy")
     np.save(tmp_path / "m.npy", X)
     ok(featx("similar", "m.npy", "--approximate", "--k", "1", cwd=tmp_path))
@@ -174,7 +174,7 @@ def test_stale_index_is_never_used(tmp_path, made):
 
 
 def test_missing_extra_is_exit_2_only_when_the_index_is_needed(made, monkeypatch):
-    monkeypatch.setitem(sys.modules, "hnswlib", None)     # import hnswlib -> ImportError
+    monkeypatch.setitem(sys.modules, ann.MODULE, None)     # import hnswlib -> ImportError
     r = featx("similar", "g.npy", "--approximate", cwd=made)
     assert r.returncode == 2 and b"pip install 'featx[ann]'" in r.stderr
     ok(featx("similar", "g.npy", cwd=made))              # small: exact, no extra needed
