@@ -36,7 +36,7 @@ MODULE = {"faiss-cpu": "faiss"}.get(LIBRARY, LIBRARY)     # what is imported
 M = 16                 # graph degree
 EF_CONSTRUCTION = 128  # candidates while adding
 EF_SEARCH = 64         # candidates while searching (at least 2 k)
-ADD_BLOCK = 50_000     # rows prepared and added at a time
+ADD_BLOCK = 20_000     # rows prepared and added (or searched) at a time
 
 INSTALL_HINT = f"pip install 'featx[ann]' (installs {LIBRARY}), or pass --exact (slow above ~20,000 rows)"
 

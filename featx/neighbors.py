@@ -217,16 +217,20 @@ def nearest(X: np.ndarray, k: int, metric: str, queries: np.ndarray | None = Non
 
 def exact_distances(X, Qb, idx, metric):
     """Distances from prepared queries ``Qb`` to the rows ``idx`` of ``X`` (-1: none),
-    computed directly in float64, and both re-ordered by them (ties to the lower row)."""
-    valid = idx >= 0
-    safe = np.where(valid, idx, 0)
-    uniq, inv = np.unique(safe, return_inverse=True)
-    V = prepare(np.asarray(X[uniq]), metric).astype(np.float64)[inv.reshape(safe.shape)]   # (q, k, D)
-    q = Qb.astype(np.float64)[:, None, :]
-    diff = V - q
-    d = _from_sq(np.einsum("qkd,qkd->qk", diff, diff), metric)
-    d = np.where(valid, d, np.inf).astype(np.float32)
-    key_i = np.where(valid, idx, np.iinfo(np.int64).max)
+    computed directly in float64, and both re-ordered by them (ties to the lower row).
+    A few queries at a time (about 64 MB of float64 neighbours)."""
+    nq, k = idx.shape
+    step = max(1, (8 << 20) // max(1, k * Qb.shape[1]))
+    d = np.empty((nq, k), np.float32)
+    for q0 in range(0, nq, step):
+        sub = idx[q0:q0 + step]
+        valid = sub >= 0
+        safe = np.where(valid, sub, 0)
+        uniq, inv = np.unique(safe, return_inverse=True)
+        V = prepare(np.asarray(X[uniq]), metric).astype(np.float64)[inv.reshape(safe.shape)]   # (q, k, D)
+        diff = V - Qb[q0:q0 + step].astype(np.float64)[:, None, :]
+        d[q0:q0 + step] = np.where(valid, _from_sq(np.einsum("qkd,qkd->qk", diff, diff), metric), np.inf)
+    key_i = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
     order = np.lexsort((key_i, d), axis=1)
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d, order, axis=1)
 

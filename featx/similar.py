@@ -98,25 +98,28 @@ def header(vec: Vectors, query_columns: tuple[str, ...]) -> list[str]:
 
 def write_csv(write: Callable[[bytes], object], vec: Vectors, ans: Answer, query_columns: tuple[str, ...]) -> int:
     """Write the answer as CSV lines through ``write`` (bytes); returns the rows written.
-    Columns: the query's keys (``path`` or ``row``, then ``frame``... as the output has
-    them), ``neighbor`` and the neighbour's other keys as ``neighbor_frame``..., ``rank``
-    (1 = nearest), ``distance`` (``%.6g``).  Missing neighbours (fewer rows than k) are
-    not written."""
-    cols = header(vec, query_columns)
-    write(to_bytes(csv_line(cols)))
+    Columns: see :func:`header`; ``rank`` 1 is the nearest, ``distance`` is ``%.6g``.
+    Missing neighbours (fewer rows than k) are not written."""
+    write(to_bytes(csv_line(header(vec, query_columns))))
+    named: dict[int, str] = {}
+
+    def text(key: dict, cols) -> str:   # the key's fields, CSV-quoted where a name needs it
+        return csv_line(key_text(key, cols))[:-1]
+
     n = 0
     lines: list[str] = []
     for q, key in enumerate(ans.query_keys):
-        qtext = key_text(key, query_columns)
+        qtext = text(key, query_columns)
         for rank in range(ans.indices.shape[1]):
             j = int(ans.indices[q, rank])
             if j < 0:
                 break
-            nk = vec.key(j)
-            fields = qtext + key_text(nk, vec.key_columns) + [str(rank + 1), "%.6g" % float(ans.distances[q, rank])]
-            lines.append(csv_line(fields))
+            nt = named.get(j)
+            if nt is None:
+                nt = named[j] = text(vec.key(j), vec.key_columns)
+            lines.append(f"{qtext},{nt},{rank + 1},{float(ans.distances[q, rank]):.6g}\n")
             n += 1
-        if len(lines) >= 4096:
+        if len(lines) >= 8192:
             write(to_bytes("".join(lines)))
             lines = []
     if lines:

@@ -67,9 +67,9 @@ def similar_cmd(ctx: click.Context, output: str, k: int, metric: str | None, que
         else:
             from ..output.atomic import write_atomic
 
-            chunks: list[bytes] = []
-            n = write_csv(chunks.append, vec, ans, qcols)
-            write_atomic(dest, b"".join(chunks))
+            written: list[int] = []
+            write_atomic(dest, lambda fh: written.append(write_csv(fh.write, vec, ans, qcols)))
+            n = written[0]
     except FeatxError as exc:
         _fail(exc, ctx)
     if ans.approximate and ans.recall is not None:
