@@ -2,8 +2,9 @@
 
 An HNSW graph (:data:`LIBRARY`, chosen by measurement: benchmarks/bench_ann.py) over the
 output's rows, transformed as :func:`featx.neighbors.prepare` does so that every metric is
-an inner product (cosine) or an L2 distance (l2, hellinger).  The distances of the
-neighbours it finds are then recomputed exactly (:func:`featx.neighbors.exact_distances`).
+an inner product (cosine) or an L2 distance (l2, hellinger).  The distances written are the
+library's (float32; re-reading every neighbour's row to recompute them cost more than the
+search itself at 10^6 rows), turned into featx's.
 
 It is kept beside the output, as featx keeps its state: ``.NAME.featx-ann/`` (a folder:
 ``meta.json``, the graph, and one 64-bit digest of each row's values), written under new
@@ -28,7 +29,7 @@ from importlib import metadata
 import numpy as np
 
 from .errors import UsageError
-from .neighbors import check_metric, exact_distances, prepare
+from .neighbors import check_metric, prepare
 
 #: The library the index is built with (its pip name); see _Graph.
 LIBRARY = "faiss-cpu"
@@ -88,19 +89,27 @@ class _Graph:
         else:
             self.g.add(ids, vectors, threads=self.threads)
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers (-1: none) and the library's own distances: squared L2, or for the
+        inner-product space ``1 - ip``."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
         if LIBRARY == "faiss-cpu":
             self.g.hnsw.efSearch = max(EF_SEARCH, 2 * k)
-            return self.g.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1].astype(np.int64)
+            d, ids = self.g.search(q, k)
+            if self.g.metric_type == self.lib.METRIC_INNER_PRODUCT:
+                d = 1.0 - d
+            return ids.astype(np.int64), d
         if LIBRARY == "hnswlib":
             self.g.set_ef(max(EF_SEARCH, 2 * k))
-            return self.g.knn_query(queries, k=k)[0].astype(np.int64)
+            ids, d = self.g.knn_query(q, k=k)
+            return ids.astype(np.int64), d
         self.g.expansion_search = max(EF_SEARCH, 2 * k)
-        res = self.g.search(queries, k, threads=self.threads)
-        keys = np.asarray(res.keys, dtype=np.int64).reshape(len(queries), -1)
+        res = self.g.search(q, k, threads=self.threads)
+        keys = np.asarray(res.keys, dtype=np.int64).reshape(len(q), -1)
+        d = np.asarray(res.distances, dtype=np.float32).reshape(len(q), -1)
         counts = np.asarray(res.counts).reshape(-1)
         keys[np.arange(keys.shape[1])[None, :] >= counts[:, None]] = -1
-        return keys
+        return keys, d
 
     def save(self, path: str) -> None:
         if LIBRARY == "faiss-cpu":
@@ -150,26 +159,27 @@ class Index:
         nq = n if self_search else len(queries)
         out_i = np.full((nq, k), -1, np.int64)
         out_d = np.full((nq, k), np.inf, np.float32)
-        # more candidates than asked for, re-ranked exactly: ties at the k-th place go to the
-        # lower row, as in the exact search
-        want = min(2 * k + 1 + (1 if self_search else 0), n)
+        # a few more candidates than asked for, ordered by (distance, row): ties at the k-th
+        # place go to the lower row, as in the exact search
+        want = min(k + 3 + (1 if self_search else 0), n)
         if want == 0 or nq == 0:
             return out_i, out_d
+        scale = 1 / np.sqrt(2) if self.metric == "hellinger" else 1.0
         for q0 in range(0, nq, ADD_BLOCK):
             q1 = min(nq, q0 + ADD_BLOCK)
             Qb = prepare(X[q0:q1] if self_search else queries[q0:q1], self.metric)
-            ids = self.graph.search(Qb, want)
-            if self_search:
-                rows = np.arange(q0, q1)[:, None]
-                mine = ids == rows
-                # drop the row itself (or the last one when it was not found)
-                drop = np.where(mine.any(axis=1), mine.argmax(axis=1), want - 1)
-                keep = np.ones_like(ids, dtype=bool)
-                keep[np.arange(len(ids)), drop] = False
-                ids = ids[keep].reshape(len(ids), want - 1)
-            fi, fd = exact_distances(X, Qb, ids, self.metric)
-            fi, fd = fi[:, :k], fd[:, :k]
-            out_i[q0:q1, :fi.shape[1]], out_d[q0:q1, :fi.shape[1]] = fi, fd
+            ids, raw = self.graph.search(Qb, want)
+            raw = np.asarray(raw, dtype=np.float32)
+            # the library's distances, as featx's (float32: no re-reading of the rows)
+            d = np.maximum(raw, 0) if self.metric == "cosine" else np.sqrt(np.maximum(raw, 0)) * scale
+            d = np.where(ids >= 0, d, np.inf).astype(np.float32)
+            if self_search:   # never its own neighbour
+                d[ids == np.arange(q0, q1)[:, None]] = np.inf
+                ids = np.where(np.isfinite(d), ids, -1)
+            key_i = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
+            order = np.lexsort((key_i, d), axis=1)[:, :k]
+            out_i[q0:q1, :order.shape[1]] = np.take_along_axis(ids, order, axis=1)
+            out_d[q0:q1, :order.shape[1]] = np.take_along_axis(d, order, axis=1)
         return out_i, out_d
 
 
