@@ -28,9 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_ann import make_vectors  # noqa: E402
 
 
 def run(args: list[str], timeout: float) -> tuple[float, float, str, int]:
@@ -63,8 +60,12 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---|")
     for n in args.rows or [100_000]:
         data = os.path.join(work, f"vectors-{n}x{args.dim}.npy")
-        if not os.path.exists(data):
-            make_vectors(data, n, args.dim)
+        if not os.path.exists(data):   # in a child: this process stays small, so the peaks
+            # measured below are featx's own (Linux carries a parent's peak RSS into its children)
+            subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "from bench_ann import make_vectors; make_vectors(sys.argv[2], int(sys.argv[3]), "
+                            "int(sys.argv[4]))", str(Path(__file__).resolve().parent), data, str(n), str(args.dim)],
+                           check=True)
         out = os.path.join(work, "out.csv")
         runs = [("approximate (build)", "--approximate"), ("approximate (index reused)", "--approximate")]
         if args.exact:

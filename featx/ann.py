@@ -2,8 +2,9 @@
 
 An HNSW graph (:data:`LIBRARY`, chosen by measurement: benchmarks/bench_ann.py) over the
 output's rows, transformed as :func:`featx.neighbors.prepare` does so that every metric is
-an inner product (cosine) or an L2 distance (l2, hellinger).  The distances of the
-neighbours it finds are then recomputed exactly (:func:`featx.neighbors.exact_distances`).
+an inner product (cosine) or an L2 distance (l2, hellinger).  The distances written are the
+library's (float32; re-reading every neighbour's row to recompute them cost more than the
+search itself at 10^6 rows), turned into featx's.
 
 It is kept beside the output, as featx keeps its state: ``.NAME.featx-ann/`` (a folder:
 ``meta.json``, the graph, and one 64-bit digest of each row's values), written under new
@@ -28,24 +29,93 @@ from importlib import metadata
 import numpy as np
 
 from .errors import UsageError
-from .neighbors import check_metric, exact_distances, prepare
+from .neighbors import check_metric, prepare
 
-#: The library the index is built with (pip name, import name).
-LIBRARY = ("hnswlib", "hnswlib")
+#: The library the index is built with (its pip name); see _Graph.
+LIBRARY = "faiss-cpu"
+MODULE = {"faiss-cpu": "faiss"}.get(LIBRARY, LIBRARY)     # what is imported
 M = 16                 # graph degree
 EF_CONSTRUCTION = 128  # candidates while adding
 EF_SEARCH = 64         # candidates while searching (at least 2 k)
-ADD_BLOCK = 50_000     # rows prepared and added at a time
+ADD_BLOCK = 20_000     # rows prepared and added (or searched) at a time
 
-INSTALL_HINT = "pip install 'featx[ann]' (installs hnswlib), or pass --exact (slow above ~50,000 rows)"
+INSTALL_HINT = f"pip install 'featx[ann]' (installs {LIBRARY}), or pass --exact (slow above ~20,000 rows)"
 
 
-def _library():
-    try:
-        import hnswlib
-    except ImportError:
-        raise UsageError("the approximate index needs hnswlib, which is not installed", INSTALL_HINT) from None
-    return hnswlib
+class _Graph:
+    """The few calls featx makes of the HNSW library (faiss, hnswlib or usearch: all three were
+    measured, see bench_ann.py); ids are row numbers, added in order."""
+
+    def __init__(self, space: str, dim: int, capacity: int, path: str | None = None):
+        try:
+            self.lib = __import__(MODULE)
+        except ImportError:
+            raise UsageError(f"the approximate index needs {LIBRARY}, which is not installed", INSTALL_HINT) from None
+        threads = max(1, os.cpu_count() or 1)
+        self.threads = threads
+        if LIBRARY == "faiss-cpu":
+            faiss = self.lib
+            faiss.omp_set_num_threads(threads)
+            if path is None:
+                g = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT if space == "ip" else faiss.METRIC_L2)
+                g.hnsw.efConstruction = EF_CONSTRUCTION
+            else:
+                g = faiss.read_index(path)
+        elif LIBRARY == "hnswlib":
+            g = self.lib.Index(space=space, dim=dim)
+            if path is None:
+                g.init_index(max_elements=capacity, ef_construction=EF_CONSTRUCTION, M=M, random_seed=100)
+            else:
+                g.load_index(path, max_elements=capacity)
+            g.set_num_threads(threads)
+            if g.get_max_elements() < capacity:
+                g.resize_index(capacity)
+        else:
+            from usearch.index import Index as UIndex
+
+            g = UIndex(ndim=dim, metric="ip" if space == "ip" else "l2sq", dtype="f32", connectivity=M,
+                       expansion_add=EF_CONSTRUCTION, expansion_search=EF_SEARCH)
+            if path is not None:
+                g.load(path)
+        self.g = g
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        if LIBRARY == "faiss-cpu":
+            if self.g.ntotal != ids[0]:
+                raise RuntimeError("faiss numbers rows in the order they are added")
+            self.g.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        elif LIBRARY == "hnswlib":
+            self.g.add_items(vectors, ids)
+        else:
+            self.g.add(ids, vectors, threads=self.threads)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers (-1: none) and the library's own distances: squared L2, or for the
+        inner-product space ``1 - ip``."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if LIBRARY == "faiss-cpu":
+            self.g.hnsw.efSearch = max(EF_SEARCH, 2 * k)
+            d, ids = self.g.search(q, k)
+            if self.g.metric_type == self.lib.METRIC_INNER_PRODUCT:
+                d = 1.0 - d
+            return ids.astype(np.int64), d
+        if LIBRARY == "hnswlib":
+            self.g.set_ef(max(EF_SEARCH, 2 * k))
+            ids, d = self.g.knn_query(q, k=k)
+            return ids.astype(np.int64), d
+        self.g.expansion_search = max(EF_SEARCH, 2 * k)
+        res = self.g.search(q, k, threads=self.threads)
+        keys = np.asarray(res.keys, dtype=np.int64).reshape(len(q), -1)
+        d = np.asarray(res.distances, dtype=np.float32).reshape(len(q), -1)
+        counts = np.asarray(res.counts).reshape(-1)
+        keys[np.arange(keys.shape[1])[None, :] >= counts[:, None]] = -1
+        return keys, d
+
+    def save(self, path: str) -> None:
+        if LIBRARY == "faiss-cpu":
+            self.lib.write_index(self.g, path)
+        else:
+            (self.g.save_index if LIBRARY == "hnswlib" else self.g.save)(path)
 
 
 def index_dir(vec) -> str:
@@ -89,34 +159,33 @@ class Index:
         nq = n if self_search else len(queries)
         out_i = np.full((nq, k), -1, np.int64)
         out_d = np.full((nq, k), np.inf, np.float32)
-        # more candidates than asked for, re-ranked exactly: ties at the k-th place go to the
-        # lower row, as in the exact search
-        want = min(2 * k + 1 + (1 if self_search else 0), n)
+        # a few more candidates than asked for, ordered by (distance, row): ties at the k-th
+        # place go to the lower row, as in the exact search
+        want = min(k + 3 + (1 if self_search else 0), n)
         if want == 0 or nq == 0:
             return out_i, out_d
-        self.graph.set_ef(max(EF_SEARCH, 2 * want))
+        scale = 1 / np.sqrt(2) if self.metric == "hellinger" else 1.0
         for q0 in range(0, nq, ADD_BLOCK):
             q1 = min(nq, q0 + ADD_BLOCK)
             Qb = prepare(X[q0:q1] if self_search else queries[q0:q1], self.metric)
-            ids, _ = self.graph.knn_query(Qb, k=want)
-            ids = ids.astype(np.int64)
-            if self_search:
-                rows = np.arange(q0, q1)[:, None]
-                mine = ids == rows
-                # drop the row itself (or the last one when it was not found)
-                drop = np.where(mine.any(axis=1), mine.argmax(axis=1), want - 1)
-                keep = np.ones_like(ids, dtype=bool)
-                keep[np.arange(len(ids)), drop] = False
-                ids = ids[keep].reshape(len(ids), want - 1)
-            fi, fd = exact_distances(X, Qb, ids, self.metric)
-            fi, fd = fi[:, :k], fd[:, :k]
-            out_i[q0:q1, :fi.shape[1]], out_d[q0:q1, :fi.shape[1]] = fi, fd
+            ids, raw = self.graph.search(Qb, want)
+            raw = np.asarray(raw, dtype=np.float32)
+            # the library's distances, as featx's (float32: no re-reading of the rows)
+            d = np.maximum(raw, 0) if self.metric == "cosine" else np.sqrt(np.maximum(raw, 0)) * scale
+            d = np.where(ids >= 0, d, np.inf).astype(np.float32)
+            if self_search:   # never its own neighbour
+                d[ids == np.arange(q0, q1)[:, None]] = np.inf
+                ids = np.where(np.isfinite(d), ids, -1)
+            key_i = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
+            order = np.lexsort((key_i, d), axis=1)[:, :k]
+            out_i[q0:q1, :order.shape[1]] = np.take_along_axis(ids, order, axis=1)
+            out_d[q0:q1, :order.shape[1]] = np.take_along_axis(d, order, axis=1)
         return out_i, out_d
 
 
 def _meta_ok(meta: dict, metric: str, dim: int) -> str | None:
     """Why an index's meta does not fit (None: it fits)."""
-    lib = LIBRARY[0]
+    lib = LIBRARY
     if meta.get("library") != lib or meta.get("library_version") != _version(lib):
         return f"it was built with {meta.get('library')} {meta.get('library_version')}"
     if meta.get("metric") != metric:
@@ -137,7 +206,6 @@ def open_index(vec, metric: str, *, say: Callable[[str], None] = lambda m: None,
     """The index of ``vec``'s rows for ``metric``: loaded, grown or (re)built as the module
     docstring says, and saved back beside the output when it changed (``save``)."""
     check_metric(metric)
-    lib = _library()
     X = vec.matrix
     n, dim = X.shape
     space = "ip" if metric == "cosine" else "l2"
@@ -149,11 +217,10 @@ def open_index(vec, metric: str, *, say: Callable[[str], None] = lambda m: None,
         why = _meta_ok(meta, metric, dim)
         old = _load_digests(where, meta)
         if why is None and old is not None and len(old) <= n and np.array_equal(old, now[:len(old)]):
-            graph = lib.Index(space=space, dim=dim)
             try:
-                graph.load_index(os.path.join(where, meta["graph"]), max_elements=max(n, 1))
+                graph = _Graph(space, dim, max(n, 1), os.path.join(where, meta["graph"]))
                 have = len(old)
-            except (RuntimeError, OSError, KeyError):
+            except (RuntimeError, OSError, KeyError, ValueError):
                 graph, why = None, "its files could not be read"
         elif why is None:
             why = "rows of the output were replaced or removed since it was built"
@@ -161,18 +228,14 @@ def open_index(vec, metric: str, *, say: Callable[[str], None] = lambda m: None,
             status = "rebuilt"
             say(f"approximate index {where}: rebuilt ({why})")
     if graph is None:
-        graph = lib.Index(space=space, dim=dim)
-        graph.init_index(max_elements=max(n, 1), ef_construction=EF_CONSTRUCTION, M=M, random_seed=100)
+        graph = _Graph(space, dim, max(n, 1))
     elif have < n:
         status = "updated"
     else:
         status = "used"
-    graph.set_num_threads(max(1, os.cpu_count() or 1))
-    if graph.get_max_elements() < n:
-        graph.resize_index(n)
     for r0 in range(have, n, ADD_BLOCK):
         r1 = min(n, r0 + ADD_BLOCK)
-        graph.add_items(prepare(X[r0:r1], metric), np.arange(r0, r1))
+        graph.add(prepare(X[r0:r1], metric), np.arange(r0, r1))
     if status == "updated":
         say(f"approximate index {where}: updated ({n - have} new rows added to {have})")
     elif status == "built" and n:
@@ -205,9 +268,9 @@ def _save(where: str, graph, digests_now: np.ndarray, metric: str, dim: int) -> 
     os.makedirs(where, exist_ok=True)
     token = secrets.token_hex(6)
     gname, dname = f"graph-{token}.bin", f"digests-{token}.npy"
-    graph.save_index(os.path.join(where, gname))
+    graph.save(os.path.join(where, gname))
     np.save(os.path.join(where, dname), digests_now)
-    meta = {"featx_ann": 1, "library": LIBRARY[0], "library_version": _version(LIBRARY[0]), "metric": metric,
+    meta = {"featx_ann": 1, "library": LIBRARY, "library_version": _version(LIBRARY), "metric": metric,
             "dim": dim, "M": M, "ef_construction": EF_CONSTRUCTION, "rows": int(len(digests_now)),
             "graph": gname, "digests": dname}
     write_atomic(os.path.join(where, "meta.json"), json.dumps(meta, indent=1) + "\n")

@@ -96,6 +96,12 @@ def _scale(metric: str) -> float:
     return 1 / np.sqrt(2) if metric == "hellinger" else 1.0
 
 
+def _from_sq(sq: np.ndarray, metric: str) -> np.ndarray:
+    """The distance from the squared L2 distance of prepared rows: for unit rows
+    ``1 - cos = |u - v|^2 / 2`` (no cancellation: identical rows are exactly 0)."""
+    return sq / 2 if metric == "cosine" else np.sqrt(sq) * _scale(metric)
+
+
 def _blocks(nq: int, nx: int, dim: int) -> tuple[int, int]:
     """Rows per query block and per row block so that one tile is about TILE_BYTES."""
     bx = max(1, min(nx, 32768))
@@ -211,19 +217,20 @@ def nearest(X: np.ndarray, k: int, metric: str, queries: np.ndarray | None = Non
 
 def exact_distances(X, Qb, idx, metric):
     """Distances from prepared queries ``Qb`` to the rows ``idx`` of ``X`` (-1: none),
-    computed directly in float64, and both re-ordered by them (ties to the lower row)."""
-    valid = idx >= 0
-    safe = np.where(valid, idx, 0)
-    uniq, inv = np.unique(safe, return_inverse=True)
-    V = prepare(np.asarray(X[uniq]), metric).astype(np.float64)[inv.reshape(safe.shape)]   # (q, k, D)
-    q = Qb.astype(np.float64)[:, None, :]
-    if metric == "cosine":
-        d = np.maximum(1.0 - np.einsum("qkd,qkd->qk", V, np.broadcast_to(q, V.shape)), 0.0)
-    else:
-        diff = V - q
-        d = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)) * _scale(metric)
-    d = np.where(valid, d, np.inf).astype(np.float32)
-    key_i = np.where(valid, idx, np.iinfo(np.int64).max)
+    computed directly in float64, and both re-ordered by them (ties to the lower row).
+    A few queries at a time (about 64 MB of float64 neighbours)."""
+    nq, k = idx.shape
+    step = max(1, (8 << 20) // max(1, k * Qb.shape[1]))
+    d = np.empty((nq, k), np.float32)
+    for q0 in range(0, nq, step):
+        sub = idx[q0:q0 + step]
+        valid = sub >= 0
+        safe = np.where(valid, sub, 0)
+        uniq, inv = np.unique(safe, return_inverse=True)
+        V = prepare(np.asarray(X[uniq]), metric).astype(np.float64)[inv.reshape(safe.shape)]   # (q, k, D)
+        diff = V - Qb[q0:q0 + step].astype(np.float64)[:, None, :]
+        d[q0:q0 + step] = np.where(valid, _from_sq(np.einsum("qkd,qkd->qk", diff, diff), metric), np.inf)
+    key_i = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
     order = np.lexsort((key_i, d), axis=1)
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d, order, axis=1)
 
@@ -259,11 +266,8 @@ def pairs_within(X: np.ndarray, metric: str, threshold: float
             i, j = i[keep], j[keep]
             if not i.size:
                 continue
-            a, b = Qb[i - q0].astype(np.float64), B[j - x0].astype(np.float64)
-            if metric == "cosine":
-                d = np.maximum(1.0 - np.einsum("nd,nd->n", a, b), 0.0)
-            else:
-                d = np.sqrt(np.einsum("nd,nd->n", a - b, a - b)) * scale
+            diff = Qb[i - q0].astype(np.float64) - B[j - x0].astype(np.float64)
+            d = _from_sq(np.einsum("nd,nd->n", diff, diff), metric)
             ok = d <= threshold
             if ok.any():
                 yield i[ok], j[ok], d[ok]

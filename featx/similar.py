@@ -18,10 +18,12 @@ from .neighbors import check_metric, default_metric, nearest
 from .output.sinkbase import csv_line, key_text, to_bytes
 from .vectors import Vectors
 
-#: Above this many rows (searched), ``--approximate`` is the default: the exact search of
-#: every row against every other grows as rows^2 (measured in benchmarks/bench_similar.py:
-#: 10^5 rows of 1,280 values take minutes on one core, the index seconds per 10^4 rows).
-APPROX_ROWS = 50_000
+#: Above this many rows, ``--approximate`` is the default.  The exact search of every row
+#: against every other grows as rows^2: 13 s for 10^4 rows of 1,280 values on one core of
+#: the development machine, so ~5 min at 5 x 10^4 and ~22 min at 10^5; building the HNSW
+#: index and searching it costs ~3 ms a row there (bench_ann.py: 205 s to build 10^5 rows,
+#: 0.9 ms a query).  They cross near 2 x 10^4 rows; once built, the index is only grown.
+APPROX_ROWS = 20_000
 
 #: How many queries the approximate search's recall is measured on.
 RECALL_SAMPLE = 200
@@ -96,25 +98,28 @@ def header(vec: Vectors, query_columns: tuple[str, ...]) -> list[str]:
 
 def write_csv(write: Callable[[bytes], object], vec: Vectors, ans: Answer, query_columns: tuple[str, ...]) -> int:
     """Write the answer as CSV lines through ``write`` (bytes); returns the rows written.
-    Columns: the query's keys (``path`` or ``row``, then ``frame``... as the output has
-    them), ``neighbor`` and the neighbour's other keys as ``neighbor_frame``..., ``rank``
-    (1 = nearest), ``distance`` (``%.6g``).  Missing neighbours (fewer rows than k) are
-    not written."""
-    cols = header(vec, query_columns)
-    write(to_bytes(csv_line(cols)))
+    Columns: see :func:`header`; ``rank`` 1 is the nearest, ``distance`` is ``%.6g``.
+    Missing neighbours (fewer rows than k) are not written."""
+    write(to_bytes(csv_line(header(vec, query_columns))))
+    named: dict[int, str] = {}
+
+    def text(key: dict, cols) -> str:   # the key's fields, CSV-quoted where a name needs it
+        return csv_line(key_text(key, cols))[:-1]
+
     n = 0
     lines: list[str] = []
     for q, key in enumerate(ans.query_keys):
-        qtext = key_text(key, query_columns)
+        qtext = text(key, query_columns)
         for rank in range(ans.indices.shape[1]):
             j = int(ans.indices[q, rank])
             if j < 0:
                 break
-            nk = vec.key(j)
-            fields = qtext + key_text(nk, vec.key_columns) + [str(rank + 1), "%.6g" % float(ans.distances[q, rank])]
-            lines.append(csv_line(fields))
+            nt = named.get(j)
+            if nt is None:
+                nt = named[j] = text(vec.key(j), vec.key_columns)
+            lines.append(f"{qtext},{nt},{rank + 1},{float(ans.distances[q, rank]):.6g}\n")
             n += 1
-        if len(lines) >= 4096:
+        if len(lines) >= 8192:
             write(to_bytes("".join(lines)))
             lines = []
     if lines:

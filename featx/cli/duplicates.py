@@ -15,7 +15,7 @@ from .report import _fail, _say
 @click.argument("output")
 @click.option("--threshold", type=click.FloatRange(0), default=None, metavar="T",
               help="Largest distance between two duplicates (default measured on edited photos for the "
-                   "built-in extractors' own metrics: cnn 0.25, hog 0.2, gradients 0.04; others need one).")
+                   "built-in extractors' own metrics: cnn 0.3, hog 0.2, gradients 0.04; others need one).")
 @click.option("--metric", default=None, metavar="METRIC",
               help="cosine, l2 or hellinger (default: the extractor's own, as featx similar).")
 @click.option("--exact", "same_bytes", is_flag=True,

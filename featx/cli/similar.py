@@ -25,7 +25,7 @@ from .report import _fail, _say
               help="Write the CSV there (written whole, then renamed) instead of stdout.")
 @click.option("--exact/--approximate", "exact", default=None,
               help="Force the exact search or the approximate index (featx[ann]); default: exact up to "
-                   "50,000 rows, approximate above.")
+                   "20,000 rows, approximate above.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr but errors.")
 @click.pass_context
 def similar_cmd(ctx: click.Context, output: str, k: int, metric: str | None, queries: tuple[str, ...],
@@ -36,7 +36,7 @@ def similar_cmd(ctx: click.Context, output: str, k: int, metric: str | None, que
 
     OUTPUT is any featx output (.npy with its index, .csv, npy-dir folder, .parquet) or a
     plain (N, D) .npy matrix (rows named by number: `row,neighbor,...`).  The search is
-    exact, in blocks, up to 50,000 rows; above, an approximate index (HNSW, `pip install
+    exact, in blocks, up to 20,000 rows; above, an approximate index (HNSW, `pip install
     'featx[ann]'`) kept beside the output as .NAME.featx-ann and grown with the output;
     its recall@K, measured against the exact search on a sample, is printed.
 
@@ -67,9 +67,9 @@ def similar_cmd(ctx: click.Context, output: str, k: int, metric: str | None, que
         else:
             from ..output.atomic import write_atomic
 
-            chunks: list[bytes] = []
-            n = write_csv(chunks.append, vec, ans, qcols)
-            write_atomic(dest, b"".join(chunks))
+            written: list[int] = []
+            write_atomic(dest, lambda fh: written.append(write_csv(fh.write, vec, ans, qcols)))
+            n = written[0]
     except FeatxError as exc:
         _fail(exc, ctx)
     if ans.approximate and ans.recall is not None:
