@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable
+from typing import Any
 
 _UNDERLINE = re.compile(r"^\s*([-=~^\"'`#*+])\1{2,}\s*$")
 _LITERAL = re.compile(r"``(.+?)``", re.S)
@@ -82,3 +83,16 @@ def plain(doc: str | None, params: Iterable[str] = (), values: Iterable[str] = (
         out.append(line.rstrip())
         i += 1
     return _inline("\n".join(out), names).strip("\n")
+
+
+def value_text(v: Any) -> str:
+    """A parameter or option value as a user writes it: ``4x4``, ``on``/``off``, ``not set``."""
+    if v is None:
+        return "not set"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, (list, tuple)):
+        return "x".join(map(str, v))
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={value_text(x)}" for k, x in v.items()) or "none"
+    return str(v)

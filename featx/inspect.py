@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .doctext import value_text
 from .output import reader as rd
 from .output.convert import check_files, value_columns
 
@@ -169,18 +170,6 @@ def _inspect(r: rd.OutputReader, path: str) -> dict[str, Any]:
 # text
 
 
-def _value_text(v: Any) -> str:
-    if v is None:
-        return "not set"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, (list, tuple)):
-        return "x".join(map(str, v))
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_value_text(x)}" for k, x in v.items()) or "none"
-    return str(v)
-
-
 def _columns_text(cols: list[str]) -> str:
     if len(cols) <= 6:
         return ", ".join(cols)
@@ -222,14 +211,14 @@ def render(info: dict[str, Any]) -> str:
         if params:
             w = max(len(k) for k in params)
             for k, v in params.items():
-                L.append(f"    --{k.replace('_', '-'):<{w}}  {_value_text(v)}")
+                L.append(f"    --{k.replace('_', '-'):<{w}}  {value_text(v)}")
     opts = info.get("options") or {}
     shown = {k: v for k, v in opts.items() if v not in (None, False, {}, [])
              and not (k == "resize_mode" and not opts.get("resize"))}
     if opts and "resize" in opts:
         shown = {"resize": opts.get("resize"), **shown}
     if shown:
-        L.append("  options:      " + "; ".join(f"{k.replace('_', '-')} {_value_text(v)}" for k, v in shown.items()))
+        L.append("  options:      " + "; ".join(f"{k.replace('_', '-')} {value_text(v)}" for k, v in shown.items()))
     inp = info.get("inputs") or {}
     if "in_output" in inp:
         L.append(f"  inputs:       {inp['in_output']} in the output" +

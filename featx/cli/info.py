@@ -2,11 +2,11 @@
 its settings as a config file (``--as-config``)."""
 from __future__ import annotations
 
-from typing import Any
 
 import click
 
 from ..errors import FeatxError
+from ..doctext import value_text
 from .options import CONTEXT, SIZE, ExtractorGroup, _Described, _resize_options, _split_params, _with_extractor_options
 from .report import _fail
 
@@ -45,17 +45,6 @@ def _build_info(cls) -> click.Command:
     return cmd
 
 
-def _value_text(v: Any) -> str:
-    """A parameter value as a user writes it: ``4x4``, ``on``/``off``, ``not set``."""
-    if v is None:
-        return "not set"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, (tuple, list)):
-        return "x".join(str(x) for x in v)
-    return str(v)
-
-
 def _info_text(cls, ext, size, resize, ctx) -> str:
     import shutil
     import textwrap
@@ -77,9 +66,9 @@ def _info_text(cls, ext, size, resize, ctx) -> str:
     for p in infos:
         kind = p.pair_form if p.type is tuple else ("choice" if p.choices else kinds[p.type])
         value = getattr(ext.params, p.name)
-        shown = _value_text(value)
+        shown = value_text(value)
         if value != p.default:
-            shown += f" (default {_value_text(p.default)})"
+            shown += f" (default {value_text(p.default)})"
         rng = "" if p.choices and len(", ".join(map(str, p.choices))) > 40 else p.describe_range()
         help_text = p.help + (" (used by `featx show` only)" if p.show_only and "featx show" not in p.help
                               else "")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..names import printable, quote_name, utf8_text
+from ..doctext import value_text
 
 #: What marks a file as a featx report (the first line), so that ``-o`` replaces its own
 #: reports and nothing else without ``--overwrite``.
@@ -69,18 +70,6 @@ def _figure(row: int, thumb: int, caption: str, cls: str = "", title: str | None
             f"</figcaption></figure>")
 
 
-def _value(v: Any) -> str:
-    if v is None:
-        return "not set"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, (list, tuple)):
-        return "x".join(map(str, v))
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_value(x)}" for k, x in v.items()) or "none"
-    return str(v)
-
-
 def run_section(info: dict[str, Any]) -> str:
     """The run: extractor and parameters, options, status, timing, command, versions, agreement."""
     rows = []
@@ -90,10 +79,10 @@ def run_section(info: dict[str, Any]) -> str:
     rows.append(("key columns", ", ".join(info.get("key_columns") or []) or "none"))
     rows.append(("extractor", ext.get("name") or "unknown (no featx record beside the output)"))
     for k, v in (ext.get("params") or {}).items():
-        rows.append(("  --" + str(k).replace("_", "-"), _value(v)))
+        rows.append(("  --" + str(k).replace("_", "-"), value_text(v)))
     opts = {k: v for k, v in (info.get("options") or {}).items() if v not in (None, False, {}, [])}
     if opts:
-        rows.append(("options", "; ".join(f"{k.replace('_', '-')} {_value(v)}" for k, v in opts.items())))
+        rows.append(("options", "; ".join(f"{k.replace('_', '-')} {value_text(v)}" for k, v in opts.items())))
     run = info.get("last_run") or {}
     if run:
         rows.append(("status", f"{run.get('status')}" + (f" — {run['note']}" if run.get("note") else "")))
