@@ -139,14 +139,11 @@ def check_show_output(output: str, images, overwrite: bool) -> None:
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):  # (it was a traceback after all the work)
         raise UsageError(f"output folder {folder} does not exist", "create it first")
-    for arg in images:
-        try:
-            if os.path.samefile(arg, output):
-                raise UsageError(f"{output} is an input of this command; featx show will not replace it",
-                                 "name the picture apart")
-        except OSError:
-            continue
-    from .output.atomic import check_replaceable
+    from .output.atomic import check_replaceable, same_file
+
+    if same_file(output, images) is not None:
+        raise UsageError(f"{output} is an input of this command; featx show will not replace it",
+                         "name the picture apart")
 
     check_replaceable(output, "picture", overwrite=overwrite, ours=_marked, own="name a picture of its own")
 

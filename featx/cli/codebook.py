@@ -77,21 +77,16 @@ def _do_codebook(cls, params, *, inputs, output, k, sample, seed, gmm, resize, r
         raise UsageError(f"a codebook is an .npz archive, not {output!r}",
                          "end the name with .npz (e.g. -o sift-k256.codebook.npz)")
     from ..output.sinkbase import not_regular
+    from ..output.atomic import same_file
 
     not_regular(output)   # a device, FIFO or socket is never replaced, even with --overwrite
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):  # (it was a traceback after all the learning)
         raise UsageError(f"output folder {folder} does not exist", "create it first")
-    if os.path.exists(output):
-        out_id = (os.stat(output).st_dev, os.stat(output).st_ino)
-        for a in [*inputs, *files_from]:
-            try:
-                st = os.stat(a)
-            except OSError:
-                continue
-            if a != "-" and (st.st_dev, st.st_ino) == out_id:
-                raise UsageError(f"the codebook {output} is a file this run reads ({a})",
-                                 "name the codebook apart from its inputs; nothing was written")
+    read = same_file(output, [a for a in [*inputs, *files_from] if a != "-"])
+    if read is not None:
+        raise UsageError(f"the codebook {output} is a file this run reads ({read})",
+                         "name the codebook apart from its inputs; nothing was written")
     if os.path.exists(output) and not overwrite:
         raise UsageError(f"{output} already exists", "pass --overwrite to replace it")
     plan = Plan(outputs=(OutputPlan(cls.name, None, params=params, resize=resize, resize_mode=resize_mode),),

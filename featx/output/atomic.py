@@ -261,6 +261,24 @@ def sweep_tmp(folder: str, recursive: bool = False, names: list[str] | None = No
     return removed
 
 
+def same_file(path: str, others) -> str | None:
+    """The first of ``others`` that is the file ``path`` (device and inode, links followed),
+    or None — also when ``path`` does not exist.  For side files that must never be written
+    over a file the command reads or an output's own files."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    for other in others:
+        try:
+            so = os.stat(other)
+        except (OSError, TypeError, ValueError):
+            continue
+        if (so.st_dev, so.st_ino) == (st.st_dev, st.st_ino):
+            return other
+    return None
+
+
 def check_replaceable(path: str, what: str, *, overwrite: bool, ours: Callable[[str], bool],
                       own: str = "name a file of its own") -> None:
     """May featx write the side file ``path`` (a sidecar, a summary, a picture)?  Yes where

@@ -50,7 +50,7 @@ def check_report_path(dest: str, output: str, *, overwrite: bool) -> None:
     index, sidecar, state), nor anything that is not a regular file, and replaces no file
     featx did not write without ``overwrite`` (a report featx wrote is replaced)."""
     from ..output import reader as rd
-    from ..output.atomic import check_replaceable
+    from ..output.atomic import check_replaceable, same_file
 
     folder = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(folder):
@@ -65,34 +65,20 @@ def check_report_path(dest: str, output: str, *, overwrite: bool) -> None:
                     own.append(r.index_path)
         except Exception:  # noqa: BLE001 - the output itself is checked (and reported) later
             pass
-        for f in own:
-            try:
-                if os.path.samefile(f, dest):
-                    raise UsageError(f"{dest} is a file of the output {output}; featx report will not replace it",
-                                     "name the page apart (-o report.html); nothing was written")
-            except OSError:
-                continue
+        if same_file(dest, own) is not None:
+            raise UsageError(f"{dest} is a file of the output {output}; featx report will not replace it",
+                             "name the page apart (-o report.html); nothing was written")
     check_replaceable(dest, "report", overwrite=overwrite, ours=_is_report, own="name a page of its own (-o)")
 
 
 def _not_an_input(dest: str, keys: list[dict]) -> None:
     """With --overwrite too: the page is never written over an input of the output."""
-    try:
-        st = os.stat(dest)
-    except OSError:
-        return
-    base = os.path.basename(dest)
-    for key in keys:
-        p = str(key.get("path"))
-        if os.path.basename(p) != base:
-            continue
-        try:
-            same = os.path.samefile(p, dest)
-        except OSError:
-            same = False
-        if same or (os.path.abspath(p) == os.path.abspath(dest) and st is not None):
-            raise UsageError(f"{dest} is an input of the output; featx report will not replace it",
-                             "name the page apart (-o report.html); nothing was written")
+    from ..output.atomic import same_file
+
+    base = os.path.basename(dest)   # (only inputs of the same name can be it: no stat per row)
+    if same_file(dest, [str(k.get("path")) for k in keys if os.path.basename(str(k.get("path"))) == base]):
+        raise UsageError(f"{dest} is an input of the output; featx report will not replace it",
+                         "name the page apart (-o report.html); nothing was written")
 
 
 def build_report(output: str, dest: str | None = None, *, overwrite: bool = False, max_points: int = MAX_POINTS,
