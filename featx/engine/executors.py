@@ -77,9 +77,9 @@ class ProcessPool:
     A worker that dies (a decoder crash, the OOM killer) or an input that runs
     past ``timeout`` breaks the pool: it is restarted and what was in flight
     is redone one input at a time, so only the guilty input fails.  The
-    timeout is the input's own: each worker says in shared memory when it
-    started which input of its chunk (see :func:`featx.engine.worker.run_chunk`),
-    so a hang is seen ``timeout`` after that input started, whatever the chunk's
+    timeout is the input's own: each worker notes in shared memory when it
+    started its current input (see :func:`featx.engine.worker.run_chunk`), so a
+    hang is seen ``timeout`` after that input started, whatever the chunk's
     length or the workers' start-up time.
     """
 
