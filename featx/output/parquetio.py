@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from . import keys as keycols
 
 KEYPOINT_FIELDS = ("x", "y", "size", "angle", "response", "octave")
 META_KEY = b"featx"
@@ -45,11 +46,8 @@ def part_name(n: int) -> str:
 
 
 def key_type(pa, column: str):
-    if column == "path":
-        return pa.string()
-    if column == "time":
-        return pa.float64()
-    return pa.int64()
+    t = keycols.key_type(column)
+    return pa.int64() if t == "int" else pa.float64() if t == "float" else pa.string()
 
 
 def schema(key_columns: Sequence[str], kind: str, width: int | None, meta: bytes | None):
@@ -63,13 +61,13 @@ def schema(key_columns: Sequence[str], kind: str, width: int | None, meta: bytes
     return pa.schema(fields, metadata={META_KEY: meta} if meta else None)
 
 
-def key_arrays(pa, keys: list[dict[str, Any]], key_columns: Sequence[str]) -> list:
+def key_arrays(pa, rows: list[dict[str, Any]], key_columns: Sequence[str]) -> list:
     from ..names import escape_name
 
     out = []
     for c in key_columns:
-        vals = [k.get(c) for k in keys]
-        if c == "path":
+        vals = [k.get(c) for k in rows]
+        if keycols.key_type(c) == "name":
             vals = [None if v is None else escape_name(v) for v in vals]
         out.append(pa.array(vals, type=key_type(pa, c)))
     return out

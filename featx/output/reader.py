@@ -28,11 +28,9 @@ import numpy as np
 from ..errors import OutputError
 from ..names import unescape_name
 from . import layout
+from .keys import KEY_COLUMNS, key_type, parse_key
 from .sinkbase import csv_records
 
-#: Every key column featx writes, in the order it writes them.
-KEY_COLUMNS = ("path", "frame", "time", "x", "y", "w", "h")
-_INT_KEYS = ("frame", "x", "y", "w", "h")
 
 READ_FORMATS = ("csv", "npy", "npy-dir", "parquet")
 
@@ -115,19 +113,6 @@ def open_output(path: str) -> "OutputReader":
     fmt = guess_format(path, sidecar)
     cls = {"csv": CsvReader, "npy": NpyReader, "npy-dir": NpyDirReader, "parquet": ParquetOutput}[fmt]
     return cls(path, sidecar)
-
-
-def parse_key(name: str, text: str) -> Any:
-    """A key column's value as featx writes it in text, back to what the run had."""
-    if text == "":
-        return None
-    if name == "path":
-        return unescape_name(text)
-    if name in _INT_KEYS:
-        return int(text)
-    if name == "time":
-        return float(text)
-    return text
 
 
 def _fields(record: bytes) -> list[str]:
@@ -531,9 +516,11 @@ class ParquetOutput(OutputReader):
         """As the parquet reader gives them, names turned back from featx's escape (the
         ``path`` column holds them as every text file of featx does)."""
         for keys, values in self.inner.batches(rows):
+            names = [c for c in self.key_columns if key_type(c) == "name"]
             for k in keys:
-                if isinstance(k.get("path"), str):
-                    k["path"] = unescape_name(k["path"])
+                for c in names:
+                    if isinstance(k.get(c), str):
+                        k[c] = unescape_name(k[c])
             yield keys, values
 
     def close(self):
