@@ -66,6 +66,7 @@ class Input:
     mirror: str = ""    # set by the engine for inputs it processes (see mirror_path)
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the engine
     boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h) or (frame, time, x, y, w, h)
+    segments: tuple[tuple, ...] | None = None  # stretches of time to keep (--segments): (start, end, label)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames), "sequence" (image files in
     #                      order) or "error" (an entry met while walking a folder that fails with ``error``)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
@@ -393,6 +394,11 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 # ---------------------------------------------------------------------------
 # Frame sampling
 
+# A frame whose timestamp is this close below a time it is compared with (a sampling
+# target, --start, --end, a segment's bounds) still meets it: FFmpeg's times are
+# rationals turned into floats, targets are k / fps.
+TIME_EPS = 1e-6
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -571,3 +577,117 @@ def _region_input(path: str, boxes: list[tuple]) -> Input:
     return Input(path, boxes=tuple(boxes), kind=kind)
 
 
+
+
+# ---------------------------------------------------------------------------
+# Segments lists (--segments): the time counterpart of regions
+
+
+#: Key columns of the frames of time segments (``--segments``).
+SEGMENT_KEYS = ("path", "segment", "label", "frame", "time")
+#: The columns a segments file must have (``label`` may follow).
+SEGMENT_COLUMNS = ("path", "start", "end")
+#: The longest label a segment may have, %-encoded as it is in an npy-dir file name.
+LABEL_MAX = 200
+
+
+def _open_segments(path: str):
+    """(file, csv reader, has label column) of a segments file; UsageError if unusable."""
+    import csv as _csv
+
+    try:
+        fh = open(path, newline="", encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise UsageError(f"--segments {path}: cannot read: {exc.strerror or exc}") from None
+    reader = _csv.DictReader(fh)
+    try:
+        names = reader.fieldnames or []
+    except (UnicodeDecodeError, _csv.Error) as exc:
+        fh.close()
+        raise UsageError(f"--segments {path}: not a CSV file ({exc})") from None
+    missing = [c for c in SEGMENT_COLUMNS if c not in names]
+    if missing:
+        fh.close()
+        raise UsageError(f"--segments {path}: no column {', '.join(missing)} "
+                         f"(found: {', '.join(names) or 'nothing'})",
+                         "a segments file has a header path,start,end or path,start,end,label "
+                         "(seconds), as featx segments writes")
+    return fh, reader, "label" in names
+
+
+def read_segments(path: str) -> Iterator[Input]:
+    """Inputs from a CSV of time segments (``path,start,end[,label]``, seconds, e.g.
+    from ``featx segments``).
+
+    The rows of one video (or frame folder) — on any lines, however its path is
+    spelled — become one input, decoded once; its segments are kept in file order
+    (a row's ``segment`` key is its 0-based place among that path's segments) and
+    keep the frames with ``start <= time < end`` (see :func:`in_segment`).  Paths
+    are relative to the file's folder, as in a regions file.  A path named like a
+    video is a video; a folder is a frame folder (its times need ``--frame-rate``);
+    anything else is refused, as are rows without a path, times that are not finite
+    numbers (all such lines are named), a negative start, and ``start >= end``.
+    An empty ``label`` (or no ``label`` column) is None.
+    """
+    import urllib.parse
+
+    fh, reader, has_label = _open_segments(path)
+    folder = os.path.dirname(path) if path != "-" else ""
+    if folder and os.path.realpath(folder) == os.path.realpath(os.curdir):
+        folder = ""   # a list in the working folder: its paths are kept as written
+    canonical = Canonical()
+    groups: dict[str, tuple[str, str, list[tuple]]] = {}   # canonical path -> (path as written, kind, segments)
+    bad: list[str] = []
+    with fh:
+        for n, row in enumerate(reader, start=2):
+            where = f"--segments {path}, line {n}"
+            try:
+                start, end = float(row["start"]), float(row["end"])
+                if not (math.isfinite(start) and math.isfinite(end)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                bad.append(f"line {n} ({row.get('start')},{row.get('end')})")
+                continue
+            p = unescape_name(row["path"] or "")
+            if not p:
+                raise UsageError(f"{where}: no path")
+            if folder and not os.path.isabs(p):  # relative to the list's folder, as a recipe's
+                p = os.path.normpath(os.path.join(folder, p))
+            if start < 0:
+                raise UsageError(f"{where}: start {start:g} is negative", "times are seconds from the video's start")
+            if start >= end:
+                raise UsageError(f"{where}: start {start:g} is not before end {end:g}",
+                                 "a segment keeps the frames with start <= time < end")
+            label = unescape_name(row.get("label") or "") if has_label else ""
+            if len(urllib.parse.quote(label, safe="", errors="surrogateescape")) > LABEL_MAX:
+                raise UsageError(f"{where}: the label is too long ({len(label)} characters)",
+                                 f"a label is a short name: at most {LABEL_MAX} ASCII characters "
+                                 "(it names files of an npy-dir output)")
+            key = canonical(p)
+            if key not in groups:
+                if is_video_name(p):
+                    kind = "video"
+                elif os.path.isdir(p):
+                    kind = "frames"
+                else:
+                    raise UsageError(f"{where}: {p} is not a video or a frame folder",
+                                     "segments cut videos (and frame folders, with --frame-rate); "
+                                     "for still images use --regions or name them as INPUTS")
+                groups[key] = (p, kind, [])
+            groups[key][2].append((start, end, label or None))
+    if bad:
+        listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UsageError(f"--segments {path}: start and end must be finite numbers of seconds: "
+                         f"{len(bad)} bad segment(s), on {listed}")
+    for p, kind, segs in groups.values():
+        yield Input(p, segments=tuple(segs), kind=kind)
+
+
+def segments_holding(segments: Sequence[tuple], time: float | None) -> list[int]:
+    """The indices of ``segments`` ((start, end, label) each) that hold a frame shown at
+    ``time``: ``start <= time < end``, with the tolerance of the sampling's ``--start``
+    and ``--end`` (a time within 1e-6 s below a bound counts as on it, as FFmpeg's times
+    are rationals turned into floats).  None (a frame without a time) is in none."""
+    if time is None:
+        return []
+    return [j for j, (a, b, _) in enumerate(segments) if a - TIME_EPS <= time < b - TIME_EPS]

@@ -418,17 +418,24 @@ class NpyDirReader(OutputReader):
             for n in names:
                 found.append((os.path.join(folder, n), self._key_of(path, n[len(stem):-4])))
         found.sort(key=lambda t: tuple(t[1].get(k) if t[1].get(k) is not None else -1
-                                       for k in ("frame", "x", "y", "w", "h")))
+                                       for k in ("frame", "segment", "x", "y", "w", "h")))
         return found
 
     def _key_of(self, path: str, rel: str) -> dict:
         """The key of the file ``rel`` (no suffix) of the input ``path``: a video's
-        ``frame000012``, a region's ``.region-X-Y-W-H``, a frame folder's frame file."""
+        ``frame000012``, a region's ``.region-X-Y-W-H``, a frame folder's frame file,
+        each under ``segment0003-LABEL/`` in an output of segments (``--segments``)."""
         key: dict[str, Any] = {"path": path}
         m = _REGION.search(rel)
         if m:
             key.update(zip(("x", "y", "w", "h"), map(int, m.groups())))
             rel = rel[:m.start()]
+        if "segment" in self.key_columns and rel:
+            head, _, rest = rel.partition(os.sep)
+            seg = layout.parse_segment(head)
+            if seg is not None:
+                key["segment"], key["label"] = seg
+                rel = rest
         head = rel.split(os.sep)[0] if rel else ""
         fm = _FRAME.match(head)
         if fm:
