@@ -118,6 +118,22 @@ def test_segments_compose_with_sampling(clip, tmp_path, sampling):
     assert got == expected(sampled, segs) and len(got) > 3
 
 
+def test_one_video_spelled_two_ways_is_one_input(clip, tmp_path):
+    """The segments of one video on any lines, however its path is spelled, are one input
+    (decoded once), numbered in the file's order."""
+    d, _ = clip
+    write_segments(d / "two.csv", [("clip.mp4", "0", "0.1", "a"), ("other.mp4", "0", "1", "x"),
+                                   ("./sub/../clip.mp4", "0.04", "0.1", "b")])
+    r = featx("extract", "gradients", "--segments", d / "two.csv", "-o", tmp_path / "o.csv", "-q",
+              "--summary-json", tmp_path / "s.json")
+    assert r.returncode == 1 and b"other.mp4" in r.stderr   # (a missing video fails alone)
+    got = [(x["segment"], x["label"], x["frame"]) for x in rows(tmp_path / "o.csv")]
+    assert got == [("0", "a", "0"), ("0", "a", "1"), ("1", "b", "1"), ("0", "a", "2"), ("1", "b", "2")]
+    doc = json.loads((tmp_path / "s.json").read_text())
+    s = doc["outputs"][0] if "outputs" in doc else doc
+    assert (s["processed"], s["failed"]) == (1, 1)
+
+
 def test_max_frames_counts_the_frames_kept(clip, tmp_path):
     d, per_frame = clip
     write_segments(tmp_path / "s.csv", [(str(d / "clip.mp4"), "1.0", "2.0", "x")])
