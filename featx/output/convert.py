@@ -391,6 +391,8 @@ def extractor_columns(config: dict | None, sidecar: dict | None, width: int | No
 
 def _item_mirror(key: dict, inp_mirror: str, inp_path: str, base: str) -> str:
     """The mirror (under an npy-dir output) of the item ``key`` of the input ``inp_path``."""
+    if "frames" in key or "regions" in key:   # a pooled row (featx.pooling)
+        return layout.pooled_mirror(inp_mirror, key)
     mirror = inp_mirror
     frame = key.get("frame")
     if frame is not None:
