@@ -446,7 +446,7 @@ def _sidecar(reader: OutputReader, src: str, sink: sinks.Sink, spec: PoolSpec, s
     output = {k: v for k, v in info.items() if k in ("path", "format", "shape", "files", "index")}
     return {
         "featx_sidecar": 1,
-        "status": "complete" if not failures else "complete_with_failures",
+        "status": "complete" if not failures else "complete-with-failures",
         "complete": True,
         "command": command,
         "extractor": orig.get("extractor") or {"name": ((reader.config or {}).get("extractor") or {}).get("name")},

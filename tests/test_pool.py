@@ -103,20 +103,23 @@ def test_every_statistic_equals_numpy_over_the_frames(clip, tmp_path):
     for s in stats:
         ok(featx("pool", d / "g.npy", "-o", tmp_path / f"{s}.npy", "--stats", s))
         assert_pooled(_read(tmp_path / f"{s}.npy")[1][0], x, (s,))
+    # named after the extractor's columns, stat first, in CSV (and when converted)
+    ok(featx("convert", tmp_path / "p.npy", tmp_path / "p.csv"))
+    header = (tmp_path / "p.csv").read_text().split("\n", 1)[0].split(",")
+    assert header[:5] == ["path", "start", "end", "frames", "mean.cell0_0_bin0"]
+    assert header[4 + 128] == "std.cell0_0_bin0" and header[-1] == "diff.cell3_3_bin7"
     side = json.loads((tmp_path / "p.npy.featx.json").read_text())
     assert side["pool"]["stats"] == list(stats) and side["pool"]["over"] == "video"
     assert side["source"]["path"] == str(d / "g.npy") and side["extractor"]["name"] == "gradients"
     with open_output(str(tmp_path / "p.npy")) as r:
-        cols = r.sidecar and [c for c in (r.key_columns)]
-    assert cols == ["path", "start", "end", "frames"]
+        assert r.key_columns == ("path", "start", "end", "frames")
 
 
 @pytest.mark.parametrize("window,stride", [(10, None), (7, 3), (5, 8), (62, None), (100, 30)])
 def test_windows_in_rows_at_the_ends_of_the_video(clip, tmp_path, window, stride):
     d, keys, x = clip
     args = ["--window", f"{window}f"] + (["--stride", f"{stride}f"] if stride else [])
-    ok(featx("pool", d / "g.csv" if False else d / "g.npy", "-o", tmp_path / "w.npy", "--stats", "mean,max,diff",
-             *args))
+    ok(featx("pool", d / "g.npy", "-o", tmp_path / "w.npy", "--stats", "mean,max,diff", *args))
     pk, pv = _read(tmp_path / "w.npy")
     step = stride or window
     starts = list(range(0, 62, step))          # every k with k*stride < n
