@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import provenance
-from .errors import FeatxError, OutputError, UsageError
+from .errors import OutputError, UsageError
 from .names import escape_name, utf8_text
 from .output import layout, sinks
 from .output.atomic import tmp_name
