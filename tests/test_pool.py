@@ -300,6 +300,13 @@ def test_segments_pool_the_rows_with_start_le_time_lt_end(clip, tmp_path):
         assert k["frames"] == m.sum() and k["start"] == t[m][0] and k["end"] == t[m][-1]
         assert_pooled(v, x[m], ("mean", "max"))
     assert (np.array([k["frames"] for k in pk[:3]]).sum()) == (t < 2.2).sum()
+    # incremental: the same file, nothing to do; a path's segments changed, that path again
+    assert b"0 processed, 1 up to date" in ok(featx("pool", d / "g.npy", "-o", tmp_path / "s.csv", "--segments",
+                                                    segs, "--stats", "mean,max")).stderr
+    segs.write_text(f"{path},0.4,1.0,walk\n{path},0,0.4,\n{path},1.0,2.2,run\n")
+    assert b"1 processed" in ok(featx("pool", d / "g.npy", "-o", tmp_path / "s.csv", "--segments", segs,
+                                      "--stats", "mean,max")).stderr
+    assert len(_read(tmp_path / "s.csv")[0]) == 3
     # a segment with no frame in it is listed, the others are written; windows inside segments
     segs.write_text(f"{path},0,1.0,a\n{path},5,6,late\n")
     r = featx("pool", d / "g.npy", "-o", tmp_path / "s2.csv", "--segments", segs, "--window", "10f")
@@ -455,3 +462,18 @@ def test_refusals(clip, tmp_path):
     assert r.returncode == 2 and b"does not record" in r.stderr
     with pytest.raises(UsageError):
         PoolSpec.parse("video", "mean,sum")
+
+
+def test_a_pyramid_keeps_an_open_units_rows_in_a_file_not_in_memory():
+    spec = PoolSpec.parse("video", "mean", None, None, True)
+    x = np.random.default_rng(1).standard_normal((100, 32)).astype(F32)
+    p = Pooler(spec, ("path", "frame", "time"), 32)
+    for i in range(100):
+        assert p.feed({"path": "v", "frame": i, "time": None}, x[i]) == []
+    (unit,) = p.units.values()
+    g = unit.groups[None]
+    assert g.acc is None and g.file.tell() == 100 * 32 * 4    # the rows, float32, in the file
+    (out,) = p.finish()
+    assert g.file is None and out.key == {"path": "v", "start": None, "end": None, "frames": 100}
+    for i, (_, j, k) in enumerate(PARTS):
+        assert_pooled(out.vector[i * 32:(i + 1) * 32], x[j * 100 // k:(j + 1) * 100 // k], ("mean",))
