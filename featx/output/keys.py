@@ -3,7 +3,8 @@
 A row's key says what the row covers: an image (``path``), a frame of a video
 (``frame``, ``time``), a box (``x``, ``y``, ``w``, ``h``), a time segment
 (``segment``, ``label``), a track (``track``), and, for pooled rows, the
-stretch pooled (``window``, ``start``, ``end``, ``frames``).  Sinks write the
+stretch pooled (``window``, ``start``, ``end``, ``frames``; ``regions``: the boxes pooled into
+one row per picture).  Sinks write the
 key columns a run gives them in that run's order; readers, the Parquet schema
 and the CSV header parser take the types from here.
 """
@@ -30,6 +31,7 @@ KEY_TYPES: dict[str, str] = {
     "start": "float",
     "end": "float",
     "frames": "int",
+    "regions": "int",
 }
 
 #: The key columns in the order featx writes them where several apply.

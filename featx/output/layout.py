@@ -90,6 +90,26 @@ def frame_file(mirror: str, path: str) -> str:
     return os.path.join(mirror, os.path.basename(path))
 
 
+def pooled_mirror(mirror: str, key: dict) -> str:
+    """The mirror of a pooled row (:mod:`featx.pooling`) of the input whose mirror is
+    ``mirror``: a folder per level of its key, the last one its file: a video's
+    ``pooled``, its ``window000003``, ``segment0002``, ``track0003``,
+    ``segment0002/window000003``, a video frame's boxes ``frame000012/pooled``."""
+    parts = []
+    for col, fmt in POOLED_PARTS:
+        if key.get(col) is not None:
+            parts.append(fmt % int(key[col]))
+    return os.path.join(mirror, *(parts or [POOLED_LEAF]))
+
+
+#: The levels of a pooled row's name under its input's mirror (key column, name), in order.
+POOLED_PARTS = (("frame", "frame%06d"), ("segment", "segment%04d"), ("track", "track%04d"),
+                ("window", "window%06d"))
+
+#: The file of a unit's one pooled row (no window, segment, track or frame in its key).
+POOLED_LEAF = "pooled"
+
+
 def file_name(mirror: str, keypoints: bool = False) -> str:
     """The file (relative to the output folder) of the item ``mirror``."""
     return mirror + (".npz" if keypoints else ".npy")

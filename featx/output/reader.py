@@ -343,6 +343,11 @@ class CsvReader(_Stacked):
 
 
 _FRAME = re.compile(r"^frame(\d+)$")
+_POOLED = re.compile(r"^(frame|segment|track|window)(\d+)$")
+
+#: Key columns only pooled rows have: an npy-dir output with them names its files
+#: by :func:`~featx.output.layout.pooled_mirror`.
+_POOLED_KEYS = ("frames", "regions")
 _REGION = re.compile(r"\.region-(\d+)-(\d+)-(\d+)-(\d+)$")
 
 
@@ -418,7 +423,7 @@ class NpyDirReader(OutputReader):
             for n in names:
                 found.append((os.path.join(folder, n), self._key_of(path, n[len(stem):-4])))
         found.sort(key=lambda t: tuple(t[1].get(k) if t[1].get(k) is not None else -1
-                                       for k in ("frame", "segment", "x", "y", "w", "h")))
+                                       for k in ("frame", "segment", "track", "window", "x", "y", "w", "h")))
         return found
 
     def _key_of(self, path: str, rel: str) -> dict:
@@ -426,6 +431,8 @@ class NpyDirReader(OutputReader):
         ``frame000012``, a region's ``.region-X-Y-W-H``, a frame folder's frame file,
         each under ``segment0003-LABEL/`` in an output of segments (``--segments``)."""
         key: dict[str, Any] = {"path": path}
+        if any(c in self.key_columns for c in _POOLED_KEYS):
+            return self._pooled_key_of(key, rel)
         m = _REGION.search(rel)
         if m:
             key.update(zip(("x", "y", "w", "h"), map(int, m.groups())))
@@ -444,6 +451,17 @@ class NpyDirReader(OutputReader):
         elif head:  # a frame folder's frame file
             key["path"] = os.path.join(path, head)
             key["frame"] = None
+            key["time"] = None
+        return key
+
+    def _pooled_key_of(self, key: dict, rel: str) -> dict:
+        """A pooled row's key from its file's name (``segment0002/window000003``): the
+        levels the name holds; the times, the label and the counts are not in names."""
+        for part in rel.split(os.sep):
+            m = _POOLED.match(part)
+            if m:
+                key[m.group(1)] = int(m.group(2))
+        if "time" in self.key_columns and "frame" in key:
             key["time"] = None
         return key
 
