@@ -493,3 +493,23 @@ def test_featx_segments_refusals_and_failures(shots_video, tmp_path):
     r = featx("segments", tmp_path / "junk.mp4", path, "-o", tmp_path / "s.csv")
     assert r.returncode == 1 and b"junk.mp4" in r.stderr
     assert {x["path"] for x in rows(tmp_path / "s.csv")} == {str(path)}
+
+
+def test_one_reader_for_extract_and_pool(clip, tmp_path):
+    """``featx pool --segments FILE`` reads a segments file as ``extract --segments`` does
+    (one reader: paths relative to the file's folder, the same refusals): pooling the
+    per-frame rows by the file gives the rows of pooling an extraction restricted to it,
+    whatever the working folder (pool read paths against it: 0 rows, exit 0)."""
+    d, _ = clip
+    ok(featx("extract", "gradients", "clip.mp4", "-o", "all.npy", "-q", cwd=d))
+    write_segments(d / "p2.csv", [("clip.mp4", "0.5", "1.2", "intro"), ("clip.mp4", "1", "2.5", "")])
+    ok(featx("extract", "gradients", "--segments", d / "p2.csv", "-o", tmp_path / "seg.npy", "-q"))
+    ok(featx("pool", tmp_path / "seg.npy", "-o", tmp_path / "a.csv", "--over", "segment", "--stats", "mean,max"))
+    ok(featx("pool", d / "all.npy", "-o", tmp_path / "b.csv", "--segments", d / "p2.csv", "--stats", "mean,max",
+             cwd=tmp_path))
+    a, b = rows(tmp_path / "a.csv"), rows(tmp_path / "b.csv")
+    assert [(r["segment"], r["label"], r["frames"]) for r in a] == [("0", "intro", "17"), ("1", "", "37")]
+    assert a == b
+    (d / "bad2.csv").write_text("path,start,end\nclip.mp4,2,1\n")
+    r = featx("pool", d / "all.npy", "-o", tmp_path / "c.csv", "--segments", d / "bad2.csv")
+    assert r.returncode == 2 and b"line 2: start 2 is not before end 1" in r.stderr
