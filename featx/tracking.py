@@ -50,7 +50,7 @@ import numpy as np
 
 #: Defaults of :class:`IouTracker` (and of ``featx detect --track-iou/--track-gap``).
 DEFAULT_MIN_IOU = 0.3
-DEFAULT_MAX_GAP = 5
+DEFAULT_MAX_GAP = 10
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
