@@ -344,6 +344,7 @@ class CsvReader(_Stacked):
 
 _FRAME = re.compile(r"^frame(\d+)$")
 _REGION = re.compile(r"\.region-(\d+)-(\d+)-(\d+)-(\d+)$")
+_TRACK = re.compile(r"\.track-(-?\d+)$")
 
 
 class NpyDirReader(OutputReader):
@@ -418,13 +419,18 @@ class NpyDirReader(OutputReader):
             for n in names:
                 found.append((os.path.join(folder, n), self._key_of(path, n[len(stem):-4])))
         found.sort(key=lambda t: tuple(t[1].get(k) if t[1].get(k) is not None else -1
-                                       for k in ("frame", "x", "y", "w", "h")))
+                                       for k in ("frame", "x", "y", "w", "h", "track")))
         return found
 
     def _key_of(self, path: str, rel: str) -> dict:
         """The key of the file ``rel`` (no suffix) of the input ``path``: a video's
-        ``frame000012``, a region's ``.region-X-Y-W-H``, a frame folder's frame file."""
+        ``frame000012``, a region's ``.region-X-Y-W-H`` (``.region-X-Y-W-H.track-N`` in
+        a track), a frame folder's frame file."""
         key: dict[str, Any] = {"path": path}
+        t = _TRACK.search(rel) if "track" in self.key_columns else None
+        if t:
+            key["track"] = int(t.group(1))
+            rel = rel[:t.start()]
         m = _REGION.search(rel)
         if m:
             key.update(zip(("x", "y", "w", "h"), map(int, m.groups())))
