@@ -8,10 +8,11 @@
   one mirrored, on the coffee photo) that cross, the front one hiding the other for a few
   frames: two tracks, no ID switch; with a gap allowance shorter than the hiding, the
   hidden face comes back as a new track (one switch) -- the measure can fail;
-* the closest thing to a real video that can be made here (no video with faces ships and
-  nothing may be downloaded): a slow camera pan and zoom over samples/astronaut.png, the
-  way benchmarks/bench_flow.py makes samples/clip.mp4 from the rocket: the one face is one
-  track over every frame it is found in;
+* the closest thing to a real video that can be made here (no camera video with faces
+  ships and nothing may be downloaded): a slow camera pan and zoom over
+  samples/astronaut.png, the way benchmarks/bench_flow.py makes samples/clip.mp4 from the
+  rocket, and samples/scenes.mp4 (made the same way): the one face is one track over every
+  frame it is found in;
 * ``--regions`` with a tracked file keeps the track in the keys (npy, csv, npy-dir).
 """
 from __future__ import annotations
@@ -294,6 +295,19 @@ def test_one_face_of_a_panning_camera_is_one_track(tmp_path):
         keys = [k for ks, _ in r.batches() for k in ks]
     assert [(k["track"], k["frame"], k["x"]) for k in keys] == \
         [(int(r["track"]), int(r["frame"]), int(r["x"])) for r in found]
+
+
+@pytest.mark.slow
+def test_the_sample_videos_face_is_one_track(tmp_path):
+    """samples/scenes.mp4: three shots, the astronaut's face in view through the first
+    (40 frames): one track, found in (almost) every frame of that shot, nothing after it."""
+    out = tmp_path / "scenes.csv"
+    ok(featx("detect", SAMPLES / "scenes.mp4", "--track", "-o", out, "-q"))
+    found = rows(out)
+    face = [r for r in found if int(r["frame"]) < 40]
+    assert len({r["frame"] for r in face}) >= 36
+    assert {r["track"] for r in face} == {"0"}
+    assert len(found) - len(face) <= 2   # chelsea and the coffee cup: no face to speak of
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def _build_detect() -> click.Command:
                 "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
     cmd.params_title = "detect options"
     cmd.examples = ["featx detect photos/ -o faces.csv",
-                    "featx detect samples/clip.mp4 --track -o tracks.csv      # video: a track id per face",
+                    "featx detect samples/scenes.mp4 --track -o tracks.csv    # video: a track id per face",
                     "featx extract cnn --regions faces.csv -o faces.npy      # one embedding per face"]
     # detect looks at whole images (boxes found inside --regions crops would be in the crops'
     # pixels) and writes CSV only: the options for other inputs and formats are not offered
