@@ -437,6 +437,13 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
             raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
         raise UsageError("--regions names its images and video frames itself",
                          "drop --video, --frames and the sampling options (--every, --fps, ...)")
+    tracker = next((e for e in extractors if e.row_keys), None)
+    if tracker is not None and (plan.regions or not video_mode):
+        what = "--regions boxes" if plan.regions else "still images"
+        raise UsageError(f"{tracker.name} --track links the boxes of consecutive video frames; it cannot "
+                         f"run on {what}",
+                         "give a video file, --video for the videos inside folders, or --frames for "
+                         "folders of frames")
     keys = inputs.region_keys(plan.regions) if plan.regions else \
         (inputs.VIDEO_KEYS if video_mode else ("path",))
     max_pixels = plan.max_pixels
@@ -444,7 +451,9 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
         max_pixels = loop.DEFAULT_MAX_PIXELS
     max_memory = memory.resolve(plan.max_memory, jobs)  # bytes per worker, None: no limit
     built_sinks = []
+    base_keys = keys
     for ext, o in zip(extractors, plan.outputs):
+        keys = keys_with(base_keys, ext.row_keys)
         spec = None
         try:
             spec = ext.output_spec(*(o.resize[::-1] if o.resize else (480, 640)))
@@ -471,6 +480,17 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
+
+
+def keys_with(keys: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The key columns ``keys`` with ``extra`` ones (an extractor's ``row_keys``), in
+    :data:`featx.output.keys.KEY_COLUMNS` order."""
+    if not extra:
+        return keys
+    from .output.keys import KEY_COLUMNS
+
+    have = set(keys) | set(extra)
+    return tuple(c for c in KEY_COLUMNS if c in have) + tuple(c for c in keys if c not in KEY_COLUMNS)
 
 
 def _fixed_width(ext, spec, resize) -> int | None:
