@@ -447,6 +447,13 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     if plan.segments:
         _check_segments(plan, extractors)
         video_mode = True
+    tracker = next((e for e in extractors if e.row_keys), None)
+    if tracker is not None and (plan.regions or not video_mode):
+        what = "--regions boxes" if plan.regions else "still images"
+        raise UsageError(f"{tracker.name} --track links the boxes of consecutive video frames; it cannot "
+                         f"run on {what}",
+                         "give a video file, --video for the videos inside folders, or --frames for "
+                         "folders of frames")
     keys = inputs.region_keys(plan.regions) if plan.regions else inputs.SEGMENT_KEYS if plan.segments else \
         (inputs.VIDEO_KEYS if video_mode else ("path",))
     max_pixels = plan.max_pixels
@@ -454,7 +461,9 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
         max_pixels = loop.DEFAULT_MAX_PIXELS
     max_memory = memory.resolve(plan.max_memory, jobs)  # bytes per worker, None: no limit
     built_sinks = []
+    base_keys = keys
     for ext, o in zip(extractors, plan.outputs):
+        keys = keys_with(base_keys, ext.row_keys)
         spec = None
         try:
             spec = ext.output_spec(*(o.resize[::-1] if o.resize else (480, 640)))
@@ -483,6 +492,17 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
 
 
+def keys_with(keys: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The key columns ``keys`` with ``extra`` ones (an extractor's ``row_keys``), in
+    :data:`featx.output.keys.KEY_COLUMNS` order."""
+    if not extra:
+        return keys
+    from .output.keys import KEY_COLUMNS
+
+    have = set(keys) | set(extra)
+    return tuple(c for c in KEY_COLUMNS if c in have) + tuple(c for c in keys if c not in KEY_COLUMNS)
+
+
 def _check_segments(plan: Plan, extractors: list) -> None:
     """A segments file is usable before any work: readable, every row valid (see
     :func:`~featx.inputs.read_segments`), a frame folder only with ``--frame-rate``, and
@@ -493,6 +513,10 @@ def _check_segments(plan: Plan, extractors: list) -> None:
     if temporal:
         raise UsageError(f"{temporal} needs consecutive frames; it cannot run on --segments",
                          "extract it over the whole video, then pool by segment (featx pool --segments)")
+    tracker = next((e.name for e in extractors if e.row_keys), None)
+    if tracker:  # segments skip frames, and a frame of two segments comes twice
+        raise UsageError(f"{tracker} --track links the boxes of consecutive video frames; it cannot run on "
+                         "--segments", "track over the whole video (featx detect VIDEO --track)")
     if plan.frames:
         raise UsageError("--segments names its videos and frame folders itself", "drop --frames")
     for inp in inputs.read_segments(plan.segments):

@@ -513,3 +513,15 @@ def test_one_reader_for_extract_and_pool(clip, tmp_path):
     (d / "bad2.csv").write_text("path,start,end\nclip.mp4,2,1\n")
     r = featx("pool", d / "all.npy", "-o", tmp_path / "c.csv", "--segments", d / "bad2.csv")
     assert r.returncode == 2 and b"line 2: start 2 is not before end 1" in r.stderr
+
+
+def test_detect_track_is_refused_on_segments(clip, tmp_path):
+    """A tracker links consecutive frames: segments skip frames and give a frame of two
+    segments twice, so --track on --segments is refused before any work."""
+    d, _ = clip
+    write_segments(d / "t.csv", [("clip.mp4", "0", "1", "a")])
+    r = featx("detect", "--segments", d / "t.csv", "--track", "-o", tmp_path / "t.csv")
+    assert r.returncode == 2 and b"--track links the boxes of consecutive video frames; it cannot run on " \
+        b"--segments" in r.stderr
+    ok(featx("detect", "--segments", d / "t.csv", "-o", tmp_path / "f.csv", "-q"))
+    assert (tmp_path / "f.csv").read_text().startswith("path,segment,label,frame,time,x,y,w,h\n")
