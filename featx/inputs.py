@@ -731,3 +731,35 @@ def segments_holding(segments: Sequence[tuple], time: float | None) -> list[int]
     if time is None:
         return []
     return [j for j, (a, b, _) in enumerate(segments) if a - TIME_EPS <= time < b - TIME_EPS]
+
+
+class SegmentIndex:
+    """:func:`segments_holding` for the frames of one video in time order, without
+    looking at every segment for every frame: a sweep over the segments sorted by start
+    keeps those that have begun and not ended.  A time earlier than the one before
+    (damaged timestamps) starts the sweep again, so the answer is always the same as
+    :func:`segments_holding`'s."""
+
+    def __init__(self, segments: Sequence[tuple]):
+        self.segments = tuple(segments)
+        self._order = sorted(range(len(self.segments)), key=lambda j: self.segments[j][0])
+        self._reset()
+
+    def _reset(self) -> None:
+        self._next = 0                 # the next segment (in start order) not yet begun
+        self._active: list[int] = []   # begun, not known to have ended
+        self._last: float | None = None
+
+    def holding(self, time: float | None) -> list[int]:
+        """The indices (in file order) of the segments with ``start <= time < end``."""
+        if time is None:
+            return []
+        if self._last is not None and time < self._last:
+            self._reset()
+        self._last = time
+        segs, order = self.segments, self._order
+        while self._next < len(order) and segs[order[self._next]][0] - TIME_EPS <= time:
+            self._active.append(order[self._next])
+            self._next += 1
+        self._active = [j for j in self._active if time < segs[j][1] - TIME_EPS]
+        return sorted(self._active)

@@ -17,7 +17,7 @@ import numpy as np
 from . import video
 from .decode import check_memory, decode_image
 from .errors import InputError
-from .inputs import Input, sampling_of, segments_holding
+from .inputs import Input, SegmentIndex, sampling_of
 from .memory import MemoryBudget
 from .output import layout
 
@@ -103,14 +103,15 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
     not retrieved; decoding stops at the end of the last segment)."""
     segs = inp.segments or ()
     sampling = sampling_of(options)
+    sweep = SegmentIndex(segs)   # frames come in time order: a sweep, not every segment per frame
 
     def keep(t) -> bool:
-        return bool(segments_holding(segs, t))
+        return bool(sweep.holding(t))
 
-    def items(index: int, time, image, path: str, mirror_of) -> Iterator[Item]:
-        for j in segments_holding(segs, time):
+    def items(frame: int, time, image, path: str, mirror_of) -> Iterator[Item]:
+        for j in sweep.holding(time):
             label = segs[j][2]
-            key = {"path": path, "segment": j, "label": label, "frame": index, "time": time}
+            key = {"path": path, "segment": j, "label": label, "frame": frame, "time": time}
             yield Item(key, image, mirror_of(layout.segment_mirror(inp.mirror, j, label)))
 
     if inp.kind == "video":
@@ -124,7 +125,7 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
                                frame_rate=options.get("frame_rate"), keep=keep)
     for ref, img, why in video.decode_frames(refs, max_pixels, memory, min_size, lenient=lenient):
         if why is not None:
-            for j in segments_holding(segs, ref.time):
+            for j in sweep.holding(ref.time):
                 yield Item({"path": ref.path, "segment": j, "label": segs[j][2], "frame": ref.index,
                             "time": ref.time}, None, error=why)
             continue

@@ -35,6 +35,7 @@ from .output.keys import KEY_COLUMNS
 from .output.lock import OutputLock
 from .output.reader import OutputReader, load_sidecar, open_output
 from .output.state import Entry, State, same
+from .inputs import SegmentIndex
 from .pooling import PoolSpec, Pooler
 
 #: Commit the pooled rows every this many rows (at an input's end).
@@ -272,15 +273,15 @@ def _old_rows(old: OutputReader, keep: set[str]) -> dict[str, list[tuple[dict, n
     return out
 
 
-def _assign(key: dict, segs) -> list[dict]:
-    """The keys of a row in each of its path's segments holding its time."""
+def _assign(key: dict, segs, sweep=None) -> list[dict]:
+    """The keys of a row in each of its path's segments holding its time (``start <= time <
+    end``, with featx's time tolerance); ``sweep``: a :class:`~featx.inputs.SegmentIndex` of
+    ``segs`` (rows come in time order: not every segment is looked at for every row)."""
     t = key.get("time")
     if t is None or segs is None:
         return []
-    from .inputs import segments_holding
-
-    held = segments_holding([(start, end, label) for _, start, end, label in segs], t)  # start <= t < end
-    return [dict(key, segment=segs[j][0], label=segs[j][3]) for j in held]
+    sweep = sweep or SegmentIndex([(start, end, label) for _, start, end, label in segs])
+    return [dict(key, segment=segs[j][0], label=segs[j][3]) for j in sweep.holding(t)]
 
 
 def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, columns, config: dict,
@@ -343,6 +344,7 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
                     totals["processed"] += 1
                     pooler = Pooler(spec, src_keys_of(reader, seg_table), width)
                     segs = (seg_table or {}).get(_norm(path)) if seg_table is not None else None
+                    sweep = SegmentIndex([(a, b, lab) for _, a, b, lab in segs]) if segs else None
                     seen: set[int] = set()
                     try:
                         def write(pooled):
@@ -357,7 +359,7 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
                             if seg_table is None:
                                 write(pooler.feed(key, vec))
                                 continue
-                            for k in _assign(key, segs):
+                            for k in _assign(key, segs, sweep):
                                 seen.add(k["segment"])
                                 write(pooler.feed(k, vec))
                         write(pooler.finish())

@@ -525,3 +525,19 @@ def test_detect_track_is_refused_on_segments(clip, tmp_path):
         b"--segments" in r.stderr
     ok(featx("detect", "--segments", d / "t.csv", "-o", tmp_path / "f.csv", "-q"))
     assert (tmp_path / "f.csv").read_text().startswith("path,segment,label,frame,time,x,y,w,h\n")
+
+
+def test_segment_index_is_segments_holding():
+    """The sweep that finds a frame's segments gives what looking at every segment gives,
+    for times in order, repeated, and going backwards (damaged timestamps)."""
+    from featx.inputs import SegmentIndex, segments_holding
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        starts = rng.integers(0, 40, 12) / 4
+        segs = [(float(a), float(a + rng.integers(1, 12) / 4), None) for a in starts]
+        times = np.round(np.sort(rng.uniform(0, 14, 60)), 2).tolist()
+        times += times[:5] + [times[3]] * 3 + [0.0, 2.0, 2.0 - 1e-7, 2.0 - 1e-5]   # backwards, ties, bounds
+        times += [s[0] for s in segs] + [s[1] for s in segs]
+        sweep = SegmentIndex(segs)
+        assert [sweep.holding(t) for t in times] == [segments_holding(segs, t) for t in times]
