@@ -324,15 +324,28 @@ class _Group:
             if n < PYRAMID_MIN_ROWS:
                 return None, (f"{n} row{'s' if n != 1 else ''}: a pyramid splits at least "
                               f"{PYRAMID_MIN_ROWS} rows into quarters")
+            # read back in blocks (never mapped whole: a mapping's pages count as the
+            # process's memory), each row fed to its three parts (all, a half, a quarter)
+            accs = [(j * n // k, (j + 1) * n // k, _Acc(self.spec.stats)) for _, j, k in PARTS]
             self.file.flush()
-            rows = np.memmap(self.file, dtype=np.float32, mode="r", shape=(n, self.width))
+            self.file.seek(0)
+            block = max(1, (4 << 20) // (4 * self.width))
+            i = 0
+            while i < n:
+                m = min(block, n - i)
+                buf = self.file.read(m * 4 * self.width)
+                if len(buf) != m * 4 * self.width:
+                    raise OSError(f"the temporary file of a pyramid's rows ended early ({i + len(buf) // (4 * self.width)} of {n} rows)")
+                rows = np.frombuffer(buf, dtype=np.float32).reshape(m, self.width)
+                for r in range(m):
+                    x = rows[r].astype(np.float64)
+                    for lo, hi, acc in accs:
+                        if lo <= i + r < hi:
+                            acc.add(x)
+                i += m
             parts = []
-            for _, j, k in PARTS:
-                acc = _Acc(self.spec.stats)
-                for i in range(j * n // k, (j + 1) * n // k):
-                    acc.add(rows[i].astype(np.float64))
+            for _, _, acc in accs:
                 parts.extend(acc.values())
-            del rows
             return np.concatenate(parts), None
         finally:
             self.close()
