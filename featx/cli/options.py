@@ -103,6 +103,25 @@ class MemoryType(click.ParamType):
             self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
 
 
+class DeclaredType(click.ParamType):
+    """A run option's value as :func:`featx.runopts.convert` reads it (a window ``2.5s`` or
+    ``30f``, statistics ``mean,max``): one reader for the flag, the recipe key and Python."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.name = opt.metavar or opt.kind.upper()
+
+    def convert(self, value, param, ctx):
+        from ..runopts import Invalid, convert
+
+        if value is None:
+            return value
+        try:
+            return convert(self.opt, value)
+        except Invalid as exc:
+            self.fail(f"{value!r}: expected {exc}", param, ctx)
+
+
 SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT of at least 1x1, e.g. 640x480 (one number: a square)",
                 positive=True)
 PAIR = PairType()
@@ -307,7 +326,8 @@ def run_option(opt) -> click.Parameter:
             "str": lambda: None,
             "path": lambda: click.Path(dir_okay=False) if opt.file else None,
             "paths": lambda: click.Path(dir_okay=False, allow_dash=True),
-            "size": lambda: SIZE, "shard": lambda: SHARD, "memory": lambda: MEMORY}[opt.kind]()
+            "size": lambda: SIZE, "shard": lambda: SHARD, "memory": lambda: MEMORY,
+            "length": lambda: DeclaredType(opt), "stats": lambda: DeclaredType(opt)}[opt.kind]()
     p = click.Option([*opt.flags, opt.name], **kw)
     p.featx_section = opt.section
     return p

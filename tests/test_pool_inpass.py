@@ -1,0 +1,383 @@
+"""Pooling during extraction (issue 24: ``--pool-over``, ``--pool-stats``, ``--pool-window``,
+``--pool-stride``, ``--pool-pyramid``): the worker feeds each input's rows to a
+:class:`featx.pooling.Pooler` and writes only the pooled rows.
+
+The reference everywhere is the per-frame extraction of the same inputs pooled afterwards by
+the same pooling core: in-pass pooling must give the same bytes (.npy and its index, .csv),
+whatever the number of workers, after a kill -9, in a recipe."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import SAMPLES, featx_inprocess as featx, plugin_env
+
+CLIP = SAMPLES / "clip.mp4"
+
+
+# ---------------------------------------------------------------------------
+# the reference: rows extracted per frame, pooled afterwards with the pooling core
+
+
+def per_frame(inputs, name="gradients", **run):
+    """(vectors, keys) of a per-frame extraction, kept in memory (exact times)."""
+    import featx as fx
+
+    values, keys, failures = fx.extract_files([str(p) for p in inputs], name, **run)
+    assert failures == []
+    return values, keys
+
+
+def pooled_reference(values, keys, spec, source_keys=("path", "frame", "time"), path_of=None):
+    """The pooled rows (keys, float32 matrix) of per-frame ``values``/``keys``, pooled by
+    the core.  ``path_of``: the input a row belongs to (a frame folder for its frames)."""
+    from featx.pooling import Pooler
+
+    pooler, out = None, []
+    for v, k in zip(values, keys):
+        k = dict(k)
+        if path_of is not None:
+            k["path"] = path_of(k["path"])
+        if pooler is None:
+            pooler = Pooler(spec, source_keys, len(v))
+        out.extend(pooler.feed(k, v))
+    out.extend(pooler.finish())
+    assert all(p.error is None for p in out)
+    return [p.key for p in out], np.stack([p.vector for p in out]).astype(np.float32), pooler.key_columns
+
+
+def npy_bytes(m: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.save(b, m)
+    return b.getvalue()
+
+
+def index_text(keys, columns) -> bytes:
+    from featx.output.sinkbase import csv_line, key_text
+
+    lines = [csv_line(["row", *columns])] + [csv_line([str(i), *key_text(k, columns)]) for i, k in enumerate(keys)]
+    return "".join(lines).encode()
+
+
+def csv_text(keys, m, columns, names) -> bytes:
+    from featx.output.sinkbase import csv_line, format_floats, key_text
+
+    lines = [csv_line([*columns, *names])]
+    lines += [csv_line(key_text(k, columns))[:-1] + "," + format_floats(v) + "\n" for k, v in zip(keys, m)]
+    return "".join(lines).encode()
+
+
+SETTINGS = [
+    ("mean", [], False),
+    ("mean,max", [], False),
+    ("diff,min,std,max,mean", [], False),            # any order asked: canonical order written
+    ("mean,std", ["--pool-window", "0.5s", "--pool-stride", "0.25s"], False),
+    ("max,diff", ["--pool-window", "1"], False),      # seconds, stride = window; a short last window
+    ("mean,min", ["--pool-window", "16f", "--pool-stride", "5f"], False),
+    ("mean,diff", [], True),
+    ("std", ["--pool-window", "20f", "--pool-stride", "14f"], True),   # the last window holds 6 rows
+]
+
+
+@pytest.mark.parametrize("stats,window,pyramid", SETTINGS, ids=[f"{s}{''.join(w)}{'-pyr' if p else ''}"
+                                                                 for s, w, p in SETTINGS])
+def test_in_pass_is_per_frame_extraction_pooled_afterwards_byte_for_byte(tmp_path, stats, window, pyramid):
+    from featx.pooling import PoolSpec
+    from featx import registry
+
+    args = ["--pool-over", "video", "--pool-stats", stats, *window, *(["--pool-pyramid"] if pyramid else [])]
+    for fmt in ("npy", "csv"):
+        r = featx("extract", "gradients", CLIP, "-o", tmp_path / f"p.{fmt}", "-j", "1", "-q", *args)
+        assert r.returncode == 0, r.stderr
+    values, keys = per_frame([CLIP])
+    w = dict(zip(window[::2], window[1::2]))
+    spec = PoolSpec.parse("video", stats, w.get("--pool-window"), w.get("--pool-stride"), pyramid)
+    pkeys, m, columns = pooled_reference(values, keys, spec)
+    assert len(pkeys) > (1 if window else 0)
+    assert (tmp_path / "p.npy").read_bytes() == npy_bytes(m)
+    assert (tmp_path / "p.index.csv").read_bytes() == index_text(pkeys, columns)
+    names = spec.columns(registry.get("gradients").create().output_spec(480, 640).columns, values.shape[1])
+    assert (tmp_path / "p.csv").read_bytes() == csv_text(pkeys, m, columns, names)
+    # the keys say what each row covers
+    assert pkeys[0]["path"] == str(CLIP.resolve()) and pkeys[0]["start"] == 0.0
+    if not window:
+        assert pkeys[0]["frames"] == len(keys) and pkeys[0]["end"] == keys[-1]["time"]
+    side = json.loads((tmp_path / "p.npy.featx.json").read_text())
+    assert side["options"]["pool"] == spec.record()
+
+
+def make_frames(folder: Path, n: int = 12) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True)
+    cap = cv2.VideoCapture(str(CLIP))
+    for i in range(n):
+        ok, img = cap.read()
+        assert ok
+        cv2.imwrite(str(folder / f"frame{i}.png"), img[::2, ::2])
+    cap.release()
+    return folder
+
+
+def test_frame_folders_are_pooled_as_one_input_each(tmp_path):
+    from featx.pooling import PoolSpec
+
+    a, b = make_frames(tmp_path / "in" / "a", 12), make_frames(tmp_path / "in" / "b", 9)
+    args = ["--frames", "--frame-rate", "25", "--pool-over", "video", "--pool-stats", "mean,std,diff",
+            "--pool-window", "0.2", "--pool-stride", "0.12"]
+    r = featx("extract", "hog", tmp_path / "in", "-o", tmp_path / "f.npy", "-j", "1", "-q", *args)
+    assert r.returncode == 0, r.stderr
+    values, keys = per_frame([tmp_path / "in"], "hog", frames=True, frame_rate=25.0)
+    spec = PoolSpec.parse("video", "mean,std,diff", "0.2", "0.12", False)
+    pkeys, m, columns = pooled_reference(values, keys, spec, path_of=lambda p: os.path.dirname(p))
+    assert {k["path"] for k in pkeys} == {str(a.resolve()), str(b.resolve())}
+    assert (tmp_path / "f.npy").read_bytes() == npy_bytes(m)
+    assert (tmp_path / "f.index.csv").read_bytes() == index_text(pkeys, columns)
+    # hog's length depends on the frame size: the CSV names its pooled values from the first row
+    r = featx("extract", "hog", tmp_path / "in", "-o", tmp_path / "f.csv", "-j", "1", "-q", *args)
+    assert r.returncode == 0, r.stderr
+    names = spec.columns(None, values.shape[1])
+    assert (tmp_path / "f.csv").read_bytes() == csv_text(pkeys, m, columns, names)
+
+
+def test_two_workers_write_what_one_writes_and_a_rerun_is_up_to_date(tmp_path):
+    make_frames(tmp_path / "in" / "a", 10)
+    make_frames(tmp_path / "in" / "b", 7)
+    inputs = [CLIP, tmp_path / "in" / "a", tmp_path / "in" / "b"]
+    args = ["--frames", "--frame-rate", "25", "--pool-over", "video", "--pool-stats", "mean,max",
+            "--pool-window", "4f", "--max-frames", "16", "-q"]
+    outs = {}
+    for j in ("1", "2"):
+        for fmt in ("npy", "csv", "npy-dir"):
+            (tmp_path / f"o{j}").mkdir(exist_ok=True)
+            out = f"{tmp_path}/o{j}/o/" if fmt == "npy-dir" else tmp_path / f"o{j}" / f"o.{fmt}"
+            r = featx("extract", "gradients", *inputs, "-o", out, "-j", j, *args)
+            assert r.returncode == 0, r.stderr
+            outs[j, fmt] = output_files(Path(out))
+    for fmt in ("npy", "csv", "npy-dir"):
+        assert outs["1", fmt] == outs["2", fmt], fmt
+    assert any(k.endswith("a/window000001.npy") for k in outs["1", "npy-dir"]), sorted(outs["1", "npy-dir"])
+    # a second run finds every input up to date (npy-dir: the pooled files are counted)
+    for fmt in ("npy", "npy-dir"):
+        out = f"{tmp_path}/o1/o/" if fmt == "npy-dir" else tmp_path / "o1" / "o.npy"
+        r = featx("extract", "gradients", *inputs, "-o", out, "-j", "1", *args[:-1], "--summary-json", "-", "-q")
+        assert r.returncode == 0, r.stderr
+        s = json.loads(r.stderr.decode().strip().splitlines()[-1])
+        assert (s["processed"], s["up_to_date"]) == (0, 3), (fmt, s)
+    # other pooling settings are another output: refused, as changed parameters are
+    other = [a if a != "4f" else "5f" for a in args]
+    r = featx("extract", "gradients", *inputs, "-o", tmp_path / "o1" / "o.npy", "-j", "1", *other)
+    assert r.returncode == 2 and b"pool" in r.stderr and b"--overwrite" in r.stderr, r.stderr
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    from helpers import output_files as files
+
+    return files(out)
+
+
+def test_a_failed_frame_is_listed_and_the_pooled_row_covers_the_others(tmp_path):
+    folder = make_frames(tmp_path / "in" / "a", 8)
+    (folder / "frame3.png").write_bytes(b"not a picture")
+    out = tmp_path / "o.npy"
+    r = featx("extract", "gradients", folder, "--frames", "-o", out, "-j", "1", "--pool-over", "video")
+    assert r.returncode == 1
+    assert b"/in/a: partial: cannot decode" in r.stderr   # as a per-frame run says it
+    idx = (tmp_path / "o.index.csv").read_text().splitlines()
+    assert idx[0] == "row,path,start,end,frames" and idx[1].endswith(",,,7")
+    values, keys = per_frame([f for f in sorted(folder.iterdir()) if f.name != "frame3.png"])
+    assert np.array_equal(np.load(out)[0], values.astype(np.float64).sum(axis=0).__truediv__(7).astype(np.float32))
+    side = json.loads((tmp_path / "o.npy.featx.json").read_text())
+    assert side["partial"][0]["reason"].startswith("partial: cannot decode")
+
+
+def test_a_pyramid_of_too_few_frames_fails_that_input_alone(tmp_path):
+    make_frames(tmp_path / "in" / "a", 3)
+    make_frames(tmp_path / "in" / "b", 6)
+    out = tmp_path / "o.csv"
+    r = featx("extract", "gradients", tmp_path / "in", "--frames", "-o", out, "-j", "1", "--pool-over", "video",
+              "--pool-pyramid")
+    assert r.returncode == 1 and b"a pyramid splits at least 4 rows" in r.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and "/in/b," in lines[1]
+
+
+def test_regions_pooled_per_picture(tmp_path):
+    from featx.pooling import PoolSpec
+
+    regions = tmp_path / "r.csv"
+    photos = [SAMPLES / "chelsea.png", SAMPLES / "coffee.jpg"]
+    regions.write_text("path,x,y,w,h\n" + "".join(f"{p},{x},{y},64,48\n" for p in photos
+                                                  for x, y in ((0, 0), (30, 20), (100, 60))))
+    out = tmp_path / "o.npy"
+    r = featx("extract", "gradients", "--regions", regions, "-o", out, "-j", "1", "-q",
+              "--pool-over", "image", "--pool-stats", "mean,max")
+    assert r.returncode == 0, r.stderr
+    import featx as fx
+
+    plan = fx.run(outputs=[{"extractor": "gradients", "path": None}], regions=str(regions), jobs=1)
+    sink = plan.outputs[0].sink
+    spec = PoolSpec.parse("image", "mean,max")
+    pkeys, m, columns = pooled_reference(np.stack(sink.values), sink.keys, spec, source_keys=("path", "x", "y", "w", "h"))
+    assert columns == ("path", "regions") and [k["regions"] for k in pkeys] == [3, 3]
+    assert out.read_bytes() == npy_bytes(m)
+    assert (tmp_path / "o.index.csv").read_bytes() == index_text(pkeys, columns)
+
+
+def test_a_recipe_pools_one_output_and_not_the_other(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'inputs = ["{CLIP}"]\njobs = 1\n'
+                      '[[output]]\nextractor = "gradients"\npath = "frames.npy"\n'
+                      '[[output]]\nextractor = "gradients"\npath = "clip.npy"\npool-over = "video"\n'
+                      'pool-stats = ["max", "mean"]\npool-window = 1\npool-stride = "0.5s"\n'
+                      '[[output]]\nextractor = "cnn"\npath = "cnn.npy"\npool = "max"\npool-over = "video"\n')
+    r = featx("run", recipe, "-q", "--max-frames", "30")
+    assert r.returncode == 0, r.stderr
+    r2 = featx("extract", "gradients", CLIP, "-o", tmp_path / "cli.npy", "-j", "1", "-q", "--max-frames", "30",
+               "--pool-over", "video", "--pool-stats", "mean,max", "--pool-window", "1s", "--pool-stride", "0.5")
+    assert r2.returncode == 0, r2.stderr
+    assert (tmp_path / "clip.npy").read_bytes() == (tmp_path / "cli.npy").read_bytes()
+    assert np.load(tmp_path / "frames.npy").shape[0] == 30
+    assert np.load(tmp_path / "cnn.npy").shape == (1, 1280)   # the network's own --pool max, pooled over the video
+    r = featx("run", recipe, "--print-recipe")
+    text = r.stdout.decode()
+    assert 'pool-over = "video"\npool-stats = [\n    "mean",\n    "max",\n]\npool-window = "1s"\npool-stride = "0.5s"\n' \
+        'pool-pyramid = false\n' in text, text
+    assert text.split("[[output]]")[1].count("pool-") == 0   # an output that does not pool: no pooling keys
+    side = json.loads((tmp_path / "clip.npy.featx.json").read_text())
+    assert side["options"]["pool"] == {"over": "video", "stats": ["mean", "max"], "window": "1s", "stride": "0.5s",
+                                       "pyramid": False}
+    assert "pool" not in json.loads((tmp_path / "frames.npy.featx.json").read_text())["options"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["extract", "sift", CLIP, "--pool-over", "video"], b"sift gives a set of keypoints per image"),
+    (["extract", "detect", CLIP, "--pool-over", "video"], b"--pool-over pools vectors"),
+    (["extract", "gradients", SAMPLES / "chelsea.png", "--pool-over", "video"], b"one row per image already"),
+    (["extract", "gradients", CLIP, "--pool-over", "image"], b"it needs --regions"),
+    (["extract", "gradients", CLIP, "--pool-over", "segment"], b"--pool-over segment: these rows have no segment"),
+    (["extract", "gradients", CLIP, "--pool-over", "track"], b"--pool-over track: these rows have no track"),
+    (["extract", "gradients", CLIP, "--pool-stats", "mean"], b"--pool-stats needs --pool-over"),
+    (["extract", "gradients", CLIP, "--pool-over", "video", "--pool-stats", "mean,avg"], b"--pool-stats"),
+    (["extract", "gradients", CLIP, "--pool-over", "video", "--pool-stats", "mean,mean"], b"--pool-stats"),
+    (["extract", "gradients", CLIP, "--pool-over", "video", "--pool-window", "0"], b"--pool-window"),
+    (["extract", "gradients", CLIP, "--pool-over", "video", "--pool-stride", "1"], b"--pool-stride needs --pool-window"),
+    (["extract", "gradients", CLIP, "--pool-over", "video", "--pool-window", "2s", "--pool-stride", "3f"],
+     b"both in seconds or both in rows"),
+    (["extract", "gradients", SAMPLES, "--frames", "--pool-over", "video", "--pool-window", "2"],
+     b"in seconds needs the frames' times"),
+])
+def test_what_cannot_be_pooled_is_a_usage_error_before_any_work(tmp_path, args, words):
+    out = tmp_path / "o.npy"
+    r = featx(*args, "-o", out)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_regions_refusals(tmp_path):
+    regions = tmp_path / "r.csv"
+    regions.write_text(f"path,x,y,w,h\n{SAMPLES / 'chelsea.png'},0,0,20,20\n")
+    r = featx("extract", "gradients", "--regions", regions, "-o", tmp_path / "o.npy", "--pool-over", "video")
+    assert r.returncode == 2 and b"--pool-over image" in r.stderr
+    for extra, words in ((["--pool-stats", "diff"], b"--pool-stats diff needs rows in time order"),
+                         (["--pool-pyramid"], b"--pool-pyramid splits rows in time order"),
+                         (["--pool-window", "3f"], b"--pool-window slides over time")):
+        r = featx("extract", "gradients", "--regions", regions, "-o", tmp_path / "o.npy", "--pool-over", "image",
+                  *extra)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
+
+
+def test_python_and_recipe_values_are_checked_as_flags_are(tmp_path):
+    import featx as fx
+    from featx.errors import UsageError
+
+    for bad in ({"pool_over": "frame"}, {"pool_over": "video", "pool_stats": "mean,nope"},
+                {"pool_over": "video", "pool_window": "-2"}, {"pool_over": "video", "pool_window": True}):
+        with pytest.raises(UsageError):
+            fx.run(outputs=[{"extractor": "gradients", "path": str(tmp_path / "g.npy"), **bad}], inputs=[str(CLIP)])
+    assert not (tmp_path / "g.npy").exists()
+
+
+# ---------------------------------------------------------------------------
+# kill -9 of the main process mid-run, then the same command again
+
+
+def small_videos(root: Path, n: int, frames: int) -> list[Path]:
+    import cv2
+
+    root.mkdir(parents=True)
+    cap = cv2.VideoCapture(str(CLIP))
+    imgs = []
+    for _ in range(frames + n):
+        ok, img = cap.read()
+        if not ok:
+            cap.release()
+            cap = cv2.VideoCapture(str(CLIP))
+            ok, img = cap.read()
+        imgs.append(cv2.resize(img, (80, 60)))
+    cap.release()
+    out = []
+    for v in range(n):
+        p = root / f"v{v:02d}.avi"
+        w = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 60))
+        for img in imgs[v:v + frames]:
+            w.write(img)
+        w.release()
+        out.append(p)
+    return out
+
+
+@pytest.mark.slow
+def test_kill9_of_the_main_process_mid_run_then_rerun_is_identical(tmp_path):
+    from test_faults_workers import marked, wait_gone
+
+    src = tmp_path / "videos"
+    small_videos(src, 16, 12)
+    env = {**os.environ, **plugin_env(tmp_path)}
+    env.pop("FEATX_CACHE_DIR", None)
+    args = ["--video", "--pool-over", "video", "--pool-stats", "mean,std,diff", "--pool-window", "5f",
+            "-q", "-j", "2", "--commit-every", "0.1"]
+    ref = tmp_path / "ref" / "s.npy"
+    ref.parent.mkdir()
+    r = subprocess.run([sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(ref), *args],
+                       env=dict(env, SLOW_MS="1"), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    expected = output_files(ref)
+    assert np.load(ref).shape[0] == 16 * 3
+    out = tmp_path / "run" / "s.npy"
+    out.parent.mkdir()
+    progress = tmp_path / "progress"
+    cmd = [sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(out), *args]
+    mark = "inpass-" + os.urandom(6).hex()
+    p = subprocess.Popen(cmd, env=dict(env, SLOW_MS="15", SLOW_PROGRESS=str(progress), FEATX_TEST_RUN=mark),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # a known point: some pooled rows committed, the workers busy with later videos
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline and not (
+                out.exists() and np.load(out, mmap_mode="r").shape[0] >= 3
+                and progress.exists() and progress.stat().st_size < 16 * 12 - 24):
+            time.sleep(0.01)
+        assert p.poll() is None, "the run ended before it could be killed mid-run"
+        os.kill(p.pid, signal.SIGKILL)   # the main process only: its workers must go with it
+        p.wait()
+        wait_gone(mark)
+        done = np.load(out).shape[0]
+        assert 0 < done < 16 * 3 and done % 3 == 0   # whole videos committed, never part of one
+    finally:
+        for pid in marked(mark):
+            os.kill(pid, signal.SIGKILL)
+    r = subprocess.run(cmd, env=dict(env, SLOW_MS="1"), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert output_files(out) == expected
+    assert [q.name for q in out.parent.iterdir() if "tmp" in q.name or "spool" in q.name] == []
