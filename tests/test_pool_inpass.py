@@ -339,13 +339,17 @@ def small_videos(root: Path, n: int, frames: int) -> list[Path]:
 
 @pytest.mark.slow
 def test_kill9_of_the_main_process_mid_run_then_rerun_is_identical(tmp_path):
+    """kill -9 of the main process alone while its two workers pool videos: no process of the
+    run is left, what was committed is whole videos' pooled rows, and the same command then
+    ends byte-identical to an uninterrupted run."""
     from test_faults_workers import marked, wait_gone
 
+    videos, frames, per_video = 24, 8, 2      # --pool-window 4f: two pooled rows per video
     src = tmp_path / "videos"
-    small_videos(src, 16, 12)
+    small_videos(src, videos, frames)
     env = {**os.environ, **plugin_env(tmp_path)}
     env.pop("FEATX_CACHE_DIR", None)
-    args = ["--video", "--pool-over", "video", "--pool-stats", "mean,std,diff", "--pool-window", "5f",
+    args = ["--video", "--pool-over", "video", "--pool-stats", "mean,std,diff", "--pool-window", "4f",
             "-q", "-j", "2", "--commit-every", "0.1"]
     ref = tmp_path / "ref" / "s.npy"
     ref.parent.mkdir()
@@ -353,27 +357,29 @@ def test_kill9_of_the_main_process_mid_run_then_rerun_is_identical(tmp_path):
                        env=dict(env, SLOW_MS="1"), capture_output=True)
     assert r.returncode == 0, r.stderr
     expected = output_files(ref)
-    assert np.load(ref).shape[0] == 16 * 3
+    assert np.load(ref).shape[0] == videos * per_video
     out = tmp_path / "run" / "s.npy"
     out.parent.mkdir()
-    progress = tmp_path / "progress"
+    progress, gate = tmp_path / "progress", tmp_path / "gate"
     cmd = [sys.executable, "-m", "featx", "extract", "slow", str(src), "-o", str(out), *args]
     mark = "inpass-" + os.urandom(6).hex()
-    p = subprocess.Popen(cmd, env=dict(env, SLOW_MS="15", SLOW_PROGRESS=str(progress), FEATX_TEST_RUN=mark),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a known point: the workers hold after 160 frames (the gate file is never made): five chunks
+    # of 4 videos (32 frames) came back, 5 ms a frame, so commits were started and recorded
+    p = subprocess.Popen(cmd, env=dict(env, SLOW_MS="5", SLOW_PROGRESS=str(progress), SLOW_GATE=f"160:{gate}",
+                                       FEATX_TEST_RUN=mark), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # a known point: some pooled rows committed, the workers busy with later videos
         deadline = time.monotonic() + 60
         while p.poll() is None and time.monotonic() < deadline and not (
-                out.exists() and np.load(out, mmap_mode="r").shape[0] >= 3
-                and progress.exists() and progress.stat().st_size < 16 * 12 - 24):
+                out.exists() and np.load(out, mmap_mode="r").shape[0] > 0
+                and progress.exists() and progress.stat().st_size >= 160):
             time.sleep(0.01)
         assert p.poll() is None, "the run ended before it could be killed mid-run"
+        assert out.exists(), "nothing committed at the known point"
         os.kill(p.pid, signal.SIGKILL)   # the main process only: its workers must go with it
         p.wait()
         wait_gone(mark)
         done = np.load(out).shape[0]
-        assert 0 < done < 16 * 3 and done % 3 == 0   # whole videos committed, never part of one
+        assert 0 < done < videos * per_video and done % per_video == 0   # whole videos, never part of one
     finally:
         for pid in marked(mark):
             os.kill(pid, signal.SIGKILL)
