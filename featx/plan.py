@@ -598,6 +598,7 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
         total, weights = count(built)
         unit = "regions" if plan.regions else ("frames" if built.video_mode else "images")
         feed = Feed(progress(total, unit), weights)
+        feed.pooled = {k for k, pool in enumerate(built.pools) if pool is not None}
     stream = input_stream(built, stdin)
     targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors, pool=pool,
                            source_keys=built.keys)
