@@ -176,7 +176,9 @@ def test_two_workers_write_what_one_writes_and_a_rerun_is_up_to_date(tmp_path):
     # other pooling settings are another output: refused, as changed parameters are
     other = [a if a != "4f" else "5f" for a in args]
     r = featx("extract", "gradients", *inputs, "-o", tmp_path / "o1" / "o.npy", "-j", "1", *other)
-    assert r.returncode == 2 and b"pool" in r.stderr and b"--overwrite" in r.stderr, r.stderr
+    assert r.returncode == 2 and b"--overwrite" in r.stderr, r.stderr
+    assert b"pooling: --pool-over video --pool-stats mean,max --pool-window 4f --pool-stride 4f -> " \
+           b"--pool-over video --pool-stats mean,max --pool-window 5f --pool-stride 5f" in r.stderr, r.stderr
 
 
 def output_files(out: Path) -> dict[str, bytes]:
@@ -387,3 +389,54 @@ def test_kill9_of_the_main_process_mid_run_then_rerun_is_identical(tmp_path):
     assert r.returncode == 0, r.stderr
     assert output_files(out) == expected
     assert [q.name for q in out.parent.iterdir() if "tmp" in q.name or "spool" in q.name] == []
+
+
+# ---------------------------------------------------------------------------
+# every way of running and reading an output
+
+
+def test_every_format_and_the_python_api_hold_the_same_pooled_rows(tmp_path):
+    import featx as fx
+    from featx.output.reader import open_output
+
+    args = ["--pool-over", "video", "--pool-stats", "mean,max", "--pool-window", "1", "--max-frames", "40", "-j", "1"]
+    values, keys, failures = fx.extract_files(str(CLIP), "gradients", pool_over="video", pool_stats="max,mean",
+                                              pool_window="1s", max_frames=40)
+    assert failures == [] and values.shape == (2, 256) and [k["frames"] for k in keys] == [25, 15]
+    r = featx("extract", "gradients", CLIP, "-o", "-", *args)   # CSV on stdout
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "direct.csv").write_bytes(r.stdout)
+    for fmt in ("npy", "parquet", "npy-dir"):
+        out = f"{tmp_path}/o/" if fmt == "npy-dir" else str(tmp_path / f"o.{fmt}")
+        r = featx("extract", "gradients", CLIP, "-o", out, "-q", *args)
+        assert r.returncode == 0, r.stderr
+        got_keys, got = [], []
+        for ks, vs in open_output(out).batches():
+            got_keys += ks
+            got += [np.asarray(v, dtype=np.float32).reshape(-1) for v in vs]
+        assert np.array_equal(np.stack(got), values), fmt
+        assert [k.get("window") for k in got_keys] == [0, 1], fmt
+        # converted to CSV: what the direct CSV holds (names of the pooled values included)
+        if fmt != "npy-dir":   # (an npy-dir does not keep the times: start and end are empty)
+            r = featx("convert", out, tmp_path / f"c-{fmt}.csv")
+            assert r.returncode == 0, r.stderr
+            assert (tmp_path / f"c-{fmt}.csv").read_bytes() == (tmp_path / "direct.csv").read_bytes(), fmt
+    assert (tmp_path / "direct.csv").read_text().splitlines()[0].startswith(
+        "path,window,start,end,frames,mean.cell0_0_bin0,")
+    r = featx("inspect", tmp_path / "o.npy")
+    assert b"pooled --pool-over video --pool-stats mean,max --pool-window 1s --pool-stride 1s" in r.stdout
+    assert b"mean.cell0_0_bin0" in r.stdout
+
+
+def test_several_extractors_in_one_pass_each_pooled(tmp_path):
+    out = f"{tmp_path}/feats/"
+    r = featx("extract", "gradients+hog", CLIP, "-o", out, "-j", "1", "-q", "--resize", "64x64",
+              "--max-frames", "10", "--pool-over", "video", "--pool-stats", "mean,max")
+    assert r.returncode == 0, r.stderr
+    for name in ("gradients", "hog"):
+        one = tmp_path / f"{name}.npy"
+        r = featx("extract", name, CLIP, "-o", one, "-j", "1", "-q", "--resize", "64x64", "--max-frames", "10",
+                  "--pool-over", "video", "--pool-stats", "mean,max")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "feats" / f"{name}.npy").read_bytes() == one.read_bytes()
+        assert np.load(one).shape[0] == 1

@@ -350,7 +350,33 @@ def value_columns(reader: OutputReader) -> list[str] | None:
     cols = getattr(reader, "columns", None)
     if cols:
         return list(cols)
-    return extractor_columns(reader.config, reader.sidecar, reader.width)
+    pool = pool_record(reader.config, reader.sidecar)
+    if pool is None:
+        return extractor_columns(reader.config, reader.sidecar, reader.width)
+    # pooled rows (featx.pooling): {stat}.{col} of the extractor's D values, as a CSV written
+    # directly names them
+    from ..errors import UsageError
+    from ..pooling import PoolSpec
+
+    try:
+        spec = PoolSpec.from_record(pool)
+    except UsageError:
+        return None
+    per = len(spec.parts) * len(spec.stats)
+    if not reader.width or reader.width % per:
+        return None
+    d = reader.width // per
+    return spec.columns(extractor_columns(reader.config, reader.sidecar, d), d)
+
+
+def pool_record(config: dict | None, sidecar: dict | None) -> dict | None:
+    """The pooling an output's rows were made with (``PoolSpec.record()``, as its state's
+    config or its sidecar records it), or None for rows that were not pooled."""
+    for doc in (config, sidecar):
+        rec = ((doc or {}).get("options") or {}).get("pool") if isinstance((doc or {}).get("options"), dict) else None
+        if isinstance(rec, dict):
+            return rec
+    return None
 
 
 def extractor_columns(config: dict | None, sidecar: dict | None, width: int | None) -> list[str] | None:
