@@ -120,10 +120,6 @@ def _inspect(r: rd.OutputReader, path: str) -> dict[str, Any]:
         keep = ("resize", "resize_mode", "decode", "lenient_decode", "hash", "shard", "sampling", "video",
                 "frames", "regions", "every", "fps", "start", "end", "max_frames")
         info["options"] = {k: opts[k] for k in keep if k in opts}
-        if isinstance(opts.get("pool"), dict):   # rows pooled during extraction: as its flags say it
-            from .output.state import pool_text
-
-            info["options"]["pooled"] = pool_text(opts["pool"])
     else:
         info["options"] = None
     # inputs

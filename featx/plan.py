@@ -650,6 +650,9 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
     options["decode"] = loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize, o.resize_mode), built.run)
     details = getattr(r.extractor, "provenance", None)
     extra = {"run": plan.to_dict()}
+    pool = runopts.pool_spec(o)
+    if pool is not None:   # pooled during extraction: recorded as featx pool records it (only then)
+        extra["pool"] = pool.record()
     if isinstance(details, dict):
         extra["extractor_details"] = details
     return provenance.record(extractor=r.extractor.name, params=params_to_dict(r.extractor.params),

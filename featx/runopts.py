@@ -41,8 +41,8 @@ class RunOption:
     cannot set it).  ``in_run``: ``featx run`` offers it to override the recipe's value.
     ``sidecar``: the sidecar records it among the output's options; ``sampling``: one of
     the video/frame sampling options (recorded together, as ``sampling``); ``pooling``: one
-    of the options of pooling during extraction (recorded together, as ``pool``, by an
-    output that pools).  ``flags``
+    of the options of pooling during extraction (recorded together, as the sidecar's
+    ``pool``, as ``featx pool`` records it, by an output that pools).  ``flags``
     empty: the command line's INPUTS arguments.
     """
 
@@ -65,7 +65,7 @@ class RunOption:
     in_run: bool = True
     sidecar: bool = False
     sampling: bool = False
-    pooling: bool = False         # one of the in-pass pooling options (recorded together, as ``pool``)
+    pooling: bool = False         # one of the in-pass pooling options (recorded together: the sidecar's ``pool``)
     field: str | None = None      # the Plan/OutputPlan field, when not ``name``
 
     @property
@@ -376,9 +376,6 @@ def sidecar_options(plan: Any, output: Any) -> dict[str, Any]:
         v = getattr(output if o.scope == "output" else plan, o.attr)
         out[o.name] = list(v) if isinstance(v, tuple) else v
     out["sampling"] = {n: getattr(plan, n) for n in SAMPLING if getattr(plan, n) is not None}
-    spec = pool_spec(output)
-    if spec is not None:  # (only an output that pools records it: the others' sidecars are as they were)
-        out["pool"] = spec.record()
     return out
 
 

@@ -112,7 +112,7 @@ def test_in_pass_is_per_frame_extraction_pooled_afterwards_byte_for_byte(tmp_pat
     if not window:
         assert pkeys[0]["frames"] == len(keys) and pkeys[0]["end"] == keys[-1]["time"]
     side = json.loads((tmp_path / "p.npy.featx.json").read_text())
-    assert side["options"]["pool"] == spec.record()
+    assert side["pool"] == spec.record() and "pool" not in side["options"]   # where featx pool records it
 
 
 def make_frames(folder: Path, n: int = 12) -> Path:
@@ -256,9 +256,9 @@ def test_a_recipe_pools_one_output_and_not_the_other(tmp_path):
         'pool-pyramid = false\n' in text, text
     assert text.split("[[output]]")[1].count("pool-") == 0   # an output that does not pool: no pooling keys
     side = json.loads((tmp_path / "clip.npy.featx.json").read_text())
-    assert side["options"]["pool"] == {"over": "video", "stats": ["mean", "max"], "window": "1s", "stride": "0.5s",
-                                       "pyramid": False}
-    assert "pool" not in json.loads((tmp_path / "frames.npy.featx.json").read_text())["options"]
+    assert side["pool"] == {"over": "video", "stats": ["mean", "max"], "window": "1s", "stride": "0.5s",
+                            "pyramid": False}
+    assert "pool" not in json.loads((tmp_path / "frames.npy.featx.json").read_text())
 
 
 @pytest.mark.parametrize("args,words", [
@@ -424,7 +424,7 @@ def test_every_format_and_the_python_api_hold_the_same_pooled_rows(tmp_path):
     assert (tmp_path / "direct.csv").read_text().splitlines()[0].startswith(
         "path,window,start,end,frames,mean.cell0_0_bin0,")
     r = featx("inspect", tmp_path / "o.npy")
-    assert b"pooled --pool-over video --pool-stats mean,max --pool-window 1s --pool-stride 1s" in r.stdout
+    assert b"pooled:       one row per video window: mean, max; windows of 1s every 1s" in r.stdout, r.stdout
     assert b"mean.cell0_0_bin0" in r.stdout
 
 

@@ -370,12 +370,16 @@ def value_columns(reader: OutputReader) -> list[str] | None:
 
 
 def pool_record(config: dict | None, sidecar: dict | None) -> dict | None:
-    """The pooling an output's rows were made with (``PoolSpec.record()``, as its state's
-    config or its sidecar records it), or None for rows that were not pooled."""
-    for doc in (config, sidecar):
-        rec = ((doc or {}).get("options") or {}).get("pool") if isinstance((doc or {}).get("options"), dict) else None
-        if isinstance(rec, dict):
-            return rec
+    """How an output's rows were pooled during extraction (``--pool-over``: a
+    ``PoolSpec.record()`` in its state's config options, or its sidecar's ``pool``), or None
+    for rows that were not pooled so (a ``featx pool`` output, whose sidecar names its
+    ``source``, is named by :func:`extractor_columns`)."""
+    opts = (config or {}).get("options")
+    if isinstance(opts, dict) and isinstance(opts.get("pool"), dict):
+        return opts["pool"]
+    if config is None and isinstance(sidecar, dict) and isinstance(sidecar.get("pool"), dict) \
+            and "source" not in sidecar:
+        return sidecar["pool"]
     return None
 
 
