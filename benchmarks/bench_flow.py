@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_flow.py                 # all benchmarks (several minutes)
     python benchmarks/bench_flow.py speed memory    # a selection: speed, memory, parallel
     python benchmarks/bench_flow.py --make-clip     # (re)write samples/clip.mp4
+    python benchmarks/bench_flow.py --make-scenes   # (re)write samples/scenes.mp4
 
 Every number is a ratio against the raw library doing the same work in the
 same run, or a peak RSS measured in a fresh process.  Videos are synthetic
@@ -72,6 +73,38 @@ def write_pan_video(path: Path, seconds: float, fps: float = 25.0, size=(640, 48
         raise RuntimeError(f"cannot write {path} with {fourcc}")
     for frame in pan_zoom_frames(seconds, fps, size):
         out.write(frame)
+    out.release()
+    return path
+
+
+#: The shots of samples/scenes.mp4: photo, centre of the view (fraction of the photo), zoom
+#: (output pixels per photo pixel) and the pan's amplitude (photo pixels).
+SCENES = (("astronaut.png", (0.44, 0.27), 1.0, 18.0),   # the face (177,66,95,95) stays in view
+          ("chelsea.png", (0.5, 0.5), 1.1, 25.0),
+          ("coffee.jpg", (0.5, 0.5), 0.9, 30.0))
+
+
+def make_scenes(seconds: float = 1.6, fps: float = 25.0, size=(320, 240)) -> Path:
+    """samples/scenes.mp4: three shots (slow pans over astronaut.png, chelsea.png and
+    coffee.jpg), each ``seconds`` long, mp4v: a video with cuts and a face to track."""
+    import cv2
+
+    path = SAMPLES / "scenes.mp4"
+    w, h = size
+    out = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not out.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    for photo, (fx, fy), zoom, amp in SCENES:
+        base = cv2.imread(str(SAMPLES / photo), cv2.IMREAD_COLOR)
+        h0, w0 = base.shape[:2]
+        n = int(round(seconds * fps))
+        for i in range(n):
+            u = i / max(1, n - 1)
+            cx = fx * w0 + amp * math.sin(math.pi * (u - 0.5))
+            cy = fy * h0 + 0.5 * amp * math.sin(2 * math.pi * u)
+            z = zoom * (1.0 + 0.08 * u)
+            m = np.array([[z, 0, w / 2 - z * cx], [0, z, h / 2 - z * cy]])
+            out.write(cv2.warpAffine(base, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
     out.release()
     return path
 
@@ -251,6 +284,7 @@ def main(argv=None) -> None:
                     help="length of the long memory video (minutes)")
     ap.add_argument("--cli", action="store_true", help="also time the featx command line")
     ap.add_argument("--make-clip", action="store_true", help="write samples/clip.mp4 and exit")
+    ap.add_argument("--make-scenes", action="store_true", help="write samples/scenes.mp4 and exit")
     ap.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.which = args.which or ["speed", "memory", "parallel"]
@@ -260,8 +294,8 @@ def main(argv=None) -> None:
     if args.child_memory:
         _child_memory(args.child_memory)
         return
-    if args.make_clip:
-        p = make_clip()
+    if args.make_clip or args.make_scenes:
+        p = make_clip() if args.make_clip else make_scenes()
         print(f"wrote {p} ({p.stat().st_size / 1024:.0f} KB)")
         return
     with tempfile.TemporaryDirectory(prefix="featx-bench-") as d:

@@ -287,3 +287,20 @@ def convert(src: str, dst: str, format: str | None = None, *, overwrite: bool = 
     from .output.convert import convert as _convert
 
     return _convert(src, dst, format, overwrite=overwrite, argv=["featx.convert", src, dst])
+
+
+def pool(src: str, dst: str, format: str | None = None, *, over: str | None = None, stats: Any = "mean",
+         window: Any = None, stride: Any = None, pyramid: bool = False, segments: str | None = None,
+         overwrite: bool = False) -> dict[str, Any]:
+    """Pool the rows of the output ``src`` into ``dst``, as ``featx pool`` does (see
+    :func:`featx.poolrun.pool`): ``over`` ``"video"`` (default), ``"image"``,
+    ``"segment"`` or ``"track"``; ``stats`` ``"mean,max"`` or a list of ``mean``, ``std``,
+    ``min``, ``max``, ``diff``; ``window``/``stride`` in seconds (``2``, ``"2.5s"``) or rows
+    (``"30f"``); ``pyramid``; ``segments`` a CSV ``path,start,end[,label]``.  Returns the
+    new output's info (``path``, ``format``, ``shape``, ``rows``, ``processed``,
+    ``up_to_date``, ``dropped``, ``failures``); units that could not be pooled are in
+    ``failures``, the rest is written."""
+    from .poolrun import pool as _pool
+
+    return _pool(src, dst, format, over=over, stats=stats, window=window, stride=stride, pyramid=pyramid,
+                 segments=segments, overwrite=overwrite, argv=["featx.pool", src, dst])

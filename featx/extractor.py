@@ -344,6 +344,12 @@ class Extractor:
     #: decoded and the run's ``--resize``, and what they return stays in the
     #: decoded image's pixels whatever the working size.
     handles_resize: ClassVar[bool] = False
+    #: Key columns that a regions extractor gives per box, ahead of the run's own
+    #: (``detect --track``: ``("track",)``): each row of its value then starts with
+    #: them, before ``x, y, w, h``, and the output's key columns gain them in
+    #: :data:`featx.output.keys.KEY_COLUMNS` order.  Such an extractor links the
+    #: frames of one input (:meth:`reset` starts the next), so it needs video frames.
+    row_keys: tuple[str, ...] = ()
 
     #: Optional capabilities.  Each is declared here with its default ("not offered");
     #: an extractor that offers one sets the flag and overrides the method(s).
@@ -465,7 +471,8 @@ class Extractor:
         return int(getattr(self.params, "batch_size", 1) or 1)
 
     def reset(self) -> None:
-        """Forget any state carried between frames (temporal extractors)."""
+        """Forget any state carried between frames (temporal extractors, trackers); the
+        engine calls it as each input (a video, a frame folder, an image) starts."""
 
     #: Working memory of ``extract`` per pixel, for extractors that do not declare it:
     #: above every built-in one but SIFT's keypoints (measured 235).

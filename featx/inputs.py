@@ -65,7 +65,8 @@ class Input:
     path: str
     mirror: str = ""    # set by the engine for inputs it processes (see mirror_path)
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the engine
-    boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h) or (frame, time, x, y, w, h)
+    boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h), (frame, time, x, y, w, h)
+    #                                          or, from a file with a track column, (track, frame, time, x, y, w, h)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames), "sequence" (image files in
     #                      order) or "error" (an entry met while walking a folder that fails with ``error``)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
@@ -468,10 +469,13 @@ REGION_KEYS = ("path", "x", "y", "w", "h")
 #: Key columns of regions of video frames (what ``featx detect`` writes for a
 #: video or a frame folder, and what ``--regions`` writes back for such a file).
 VIDEO_REGION_KEYS = ("path", "frame", "time", "x", "y", "w", "h")
+#: ... and of tracked regions (``featx detect --track``).
+TRACK_REGION_KEYS = ("path", "track", "frame", "time", "x", "y", "w", "h")
 
 
 def _open_regions(path: str):
-    """(file, csv reader, has frame column) of a regions file; UsageError if unusable."""
+    """(file, csv reader, has frame column, has track column) of a regions file; UsageError
+    if unusable."""
     import csv as _csv
 
     try:
@@ -493,15 +497,19 @@ def _open_regions(path: str):
                          f"(found: {', '.join(names) or 'nothing'})",
                          "a regions file has a header path,x,y,w,h (path,frame,time,x,y,w,h for video "
                          "frames), as featx detect writes")
-    return fh, reader, "frame" in names
+    return fh, reader, "frame" in names, "track" in names
 
 
 def region_keys(path: str) -> tuple[str, ...]:
     """The key columns of an output made from the regions file ``path``:
-    :data:`VIDEO_REGION_KEYS` when it has a ``frame`` column (boxes of video
-    frames), else :data:`REGION_KEYS`.  Raises UsageError as :func:`read_regions`."""
-    fh, _, has_frames = _open_regions(path)
+    :data:`TRACK_REGION_KEYS` when it has a ``track`` column (``featx detect
+    --track``), :data:`VIDEO_REGION_KEYS` when it has a ``frame`` column (boxes
+    of video frames), else :data:`REGION_KEYS`.  Raises UsageError as
+    :func:`read_regions`."""
+    fh, _, has_frames, has_track = _open_regions(path)
     fh.close()
+    if has_track:
+        return TRACK_REGION_KEYS
     return VIDEO_REGION_KEYS if has_frames else REGION_KEYS
 
 
@@ -521,8 +529,12 @@ def read_regions(path: str) -> Iterator[Input]:
     once, up to the last frame named; on an image path (a frame of a frame
     folder) the image is read and ``frame``/``time`` are carried into the key.
     A row with an empty ``frame`` is a still image.
+
+    A file with a ``track`` column (``path,track,frame,time,x,y,w,h``, what
+    ``featx detect --track`` writes) gives boxes ``(track, frame, time, x, y,
+    w, h)``: the track id is carried into the key (empty: None).
     """
-    fh, reader, has_frames = _open_regions(path)
+    fh, reader, has_frames, has_track = _open_regions(path)
     folder = os.path.dirname(path) if path != "-" else ""
     if folder and os.path.realpath(folder) == os.path.realpath(os.curdir):
         folder = ""   # a list in the working folder: its paths are kept as written
@@ -543,7 +555,7 @@ def read_regions(path: str) -> Iterator[Input]:
                 raise UsageError(f"{where}: no path")
             if folder and not os.path.isabs(p):  # relative to the list's folder, as a recipe's
                 p = os.path.normpath(os.path.join(folder, p))
-            if has_frames:
+            if has_frames or has_track:
                 ftext, ttext = (row.get("frame") or "").strip(), (row.get("time") or "").strip()
                 try:
                     frame = int(ftext) if ftext else None
@@ -557,6 +569,13 @@ def read_regions(path: str) -> Iterator[Input]:
                     raise UsageError(f"{where}: a box in a video needs its frame number",
                                      "featx detect VIDEO writes path,frame,time,x,y,w,h")
                 box = (frame, time, *box)
+            if has_track:
+                ktext = (row.get("track") or "").strip()
+                try:
+                    track = int(ktext) if ktext else None
+                except ValueError:
+                    raise UsageError(f"{where}: track must be a whole number (found {ktext!r})") from None
+                box = (track, *box)
             groups.setdefault(canonical(p), (p, []))[1].append(box)
     if bad:
         listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
@@ -567,7 +586,7 @@ def read_regions(path: str) -> Iterator[Input]:
 
 
 def _region_input(path: str, boxes: list[tuple]) -> Input:
-    kind = "video" if len(boxes[0]) == 6 and is_video_name(path) else "image"
+    kind = "video" if len(boxes[0]) >= 6 and is_video_name(path) else "image"
     return Input(path, boxes=tuple(boxes), kind=kind)
 
 

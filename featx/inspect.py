@@ -158,6 +158,11 @@ def _inspect(r: rd.OutputReader, path: str) -> dict[str, Any]:
                                                                "versions")}
         if doc.get("merged_from"):
             info["merged_from"] = doc.get("merged_from")
+        if isinstance(doc.get("pool"), dict):
+            info["pool"] = doc["pool"]
+            src = doc.get("source")
+            if isinstance(src, dict):
+                info["pooled_from"] = {k: src.get(k) for k in ("path", "format", "rows")}
     else:
         info["last_run"] = None
         info["versions"] = None
@@ -174,6 +179,22 @@ def _columns_text(cols: list[str]) -> str:
     if len(cols) <= 6:
         return ", ".join(cols)
     return ", ".join(cols[:4]) + ", ..., " + ", ".join(cols[-2:])
+
+
+def pool_text(rec: dict[str, Any]) -> str:
+    """A pooled output's settings in words: ``one row per video window: mean, max; windows
+    of 1s every 0.5s`` (lengths as the sidecar writes them: ``2s``, ``30f``)."""
+    over = rec.get("over") or "video"
+    parts = [f"one row per {over}" + (" window" if rec.get("window") is not None else "")
+             + ": " + ", ".join(rec.get("stats") or ["mean"])]
+    if rec.get("window") is not None:
+        stride = rec.get("stride") if rec.get("stride") is not None else rec.get("window")
+        parts.append(f"windows of {rec['window']} every {stride}")
+    if rec.get("pyramid"):
+        parts.append("temporal pyramid (whole, halves, quarters)")
+    if rec.get("segments"):
+        parts.append(f"segments from {quote_name(str(rec['segments']))}")
+    return "; ".join(parts)
 
 
 def render(info: dict[str, Any]) -> str:
@@ -212,6 +233,11 @@ def render(info: dict[str, Any]) -> str:
             w = max(len(k) for k in params)
             for k, v in params.items():
                 L.append(f"    --{k.replace('_', '-'):<{w}}  {value_text(v)}")
+    if isinstance(info.get("pool"), dict):
+        L.append(f"  pooled:       {pool_text(info['pool'])}")
+        src = info.get("pooled_from")
+        if src:
+            L.append(f"    from {quote_name(str(src.get('path')))} ({src.get('format')}, {src.get('rows')} rows)")
     opts = info.get("options") or {}
     shown = {k: v for k, v in opts.items() if v not in (None, False, {}, [])
              and not (k == "resize_mode" and not opts.get("resize"))}

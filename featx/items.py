@@ -53,33 +53,44 @@ def _crop_box(img: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarr
     return np.ascontiguousarray(img[y:y + h, x:x + w]), None
 
 
+def _box_key(path: str, b: tuple) -> dict[str, Any]:
+    """The key of the box ``b`` of an input with boxes (see :attr:`Input.boxes`):
+    ``x, y, w, h``, led by ``frame, time`` and ``track`` where the regions file has them."""
+    key: dict[str, Any] = {"path": path}
+    if len(b) == 7:
+        key["track"] = b[0]
+    if len(b) >= 6:
+        key["frame"], key["time"] = b[-6], b[-5]
+    key.update(zip(("x", "y", "w", "h"), b[-4:]))
+    return key
+
+
 def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | None = None,
                   threads: int | None = None, lenient: bool = False) -> Iterator[Item]:
     """Items of an input with boxes: one per box (see :func:`~featx.inputs.read_regions`)."""
     if inp.kind == "video":
         by_frame: dict[int, list[tuple]] = {}
         for b in inp.boxes:
-            by_frame.setdefault(b[0], []).append(b)
+            by_frame.setdefault(b[-6], []).append(b)
         for fr in video.read_frames(inp.path, by_frame, threads=threads):
-            for _, _, x, y, w, h in by_frame.pop(fr.index):
+            for b in by_frame.pop(fr.index):
+                x, y, w, h = b[-4:]
                 crop, why = _crop_box(fr.image, x, y, w, h)
-                key = {"path": inp.path, "frame": fr.index, "time": fr.time, "x": x, "y": y, "w": w, "h": h}
-                mirror = layout.region_mirror(layout.frame_mirror(inp.mirror, fr.index), x, y, w, h)
+                key = {**_box_key(inp.path, b), "time": fr.time}
+                mirror = layout.region_mirror(layout.frame_mirror(inp.mirror, fr.index), x, y, w, h,
+                                              key.get("track"))
                 yield Item(key, crop, mirror, error=why)
         for frame in sorted(by_frame):  # named, but the video ends before them
-            for _, t, x, y, w, h in by_frame[frame]:
-                key = {"path": inp.path, "frame": frame, "time": t, "x": x, "y": y, "w": w, "h": h}
-                yield Item(key, None, error=f"no frame {frame}: the video ends before it")
+            for b in by_frame[frame]:
+                yield Item(_box_key(inp.path, b), None, error=f"no frame {frame}: the video ends before it")
         return
     img = decode_image(inp.path, max_pixels, memory, lenient=lenient)
     check_memory(memory, img)
     for b in inp.boxes:
         x, y, w, h = b[-4:]
-        key = {"path": inp.path, "x": x, "y": y, "w": w, "h": h}
-        if len(b) == 6:  # a frame of a frame folder: frame and time as the regions file says
-            key = {"path": inp.path, "frame": b[0], "time": b[1], **key}
+        key = _box_key(inp.path, b)  # a frame of a frame folder: frame and time as the regions file says
         crop, why = _crop_box(img, x, y, w, h)
-        yield Item(key, crop, layout.region_mirror(inp.mirror, x, y, w, h), error=why)
+        yield Item(key, crop, layout.region_mirror(inp.mirror, x, y, w, h, key.get("track")), error=why)
 
 
 def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None = None,

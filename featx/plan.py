@@ -194,7 +194,7 @@ class _Built:
     max_memory: int | None
     stats: Any = None
     pools: list = field(default_factory=list)   # each output's PoolSpec (None: it does not pool)
-    keys: tuple = ("path",)                     # the key columns of the rows extracted (before pooling)
+    keys: list = field(default_factory=list)    # each output's key columns as extracted (before pooling)
 
 
 def extractor_class(name: str) -> type:
@@ -439,15 +439,27 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
             raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
         raise UsageError("--regions names its images and video frames itself",
                          "drop --video, --frames and the sampling options (--every, --fps, ...)")
+    tracker = next((e for e in extractors if e.row_keys), None)
+    if tracker is not None and (plan.regions or not video_mode):
+        what = "--regions boxes" if plan.regions else "still images"
+        raise UsageError(f"{tracker.name} --track links the boxes of consecutive video frames; it cannot "
+                         f"run on {what}",
+                         "give a video file, --video for the videos inside folders, or --frames for "
+                         "folders of frames")
     keys = inputs.region_keys(plan.regions) if plan.regions else \
         (inputs.VIDEO_KEYS if video_mode else ("path",))
-    pools = [_pool_spec(plan, ext, o, keys, video_mode) for ext, o in zip(extractors, plan.outputs)]
+    pools = [_pool_spec(plan, ext, o, keys_with(keys, ext.row_keys), video_mode)
+             for ext, o in zip(extractors, plan.outputs)]
     max_pixels = plan.max_pixels
     if max_pixels is None:
         max_pixels = loop.DEFAULT_MAX_PIXELS
     max_memory = memory.resolve(plan.max_memory, jobs)  # bytes per worker, None: no limit
     built_sinks = []
+    base_keys = keys
+    source_keys = []   # each output's key columns as extracted (before any pooling)
     for ext, o, pool in zip(extractors, plan.outputs, pools):
+        keys = keys_with(base_keys, ext.row_keys)
+        source_keys.append(keys)
         spec = None
         try:
             spec = ext.output_spec(*(o.resize[::-1] if o.resize else (480, 640)))
@@ -482,7 +494,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory,
-                  pools=pools, keys=keys)
+                  pools=pools, keys=source_keys)
 
 
 def _pooled_names(pool, width: int) -> list[str]:
@@ -524,6 +536,17 @@ def _pool_spec(plan: Plan, ext, o: OutputPlan, keys: tuple[str, ...], video_mode
     except UsageError as exc:
         raise runopts.pool_words(exc) from None
     return spec
+
+
+def keys_with(keys: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The key columns ``keys`` with ``extra`` ones (an extractor's ``row_keys``), in
+    :data:`featx.output.keys.KEY_COLUMNS` order."""
+    if not extra:
+        return keys
+    from .output.keys import KEY_COLUMNS
+
+    have = set(keys) | set(extra)
+    return tuple(c for c in KEY_COLUMNS if c in have) + tuple(c for c in keys if c not in KEY_COLUMNS)
 
 
 def _fixed_width(ext, spec, resize) -> int | None:
@@ -600,9 +623,9 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
         feed = Feed(progress(total, unit), weights)
         feed.pooled = {k for k, pool in enumerate(built.pools) if pool is not None}
     stream = input_stream(built, stdin)
-    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors, pool=pool,
-                           source_keys=built.keys)
-               for ext, sink, o, pool in zip(built.extractors, built.sinks, plan.outputs, built.pools)]
+    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors, pool=pool, source_keys=keys)
+               for ext, sink, o, pool, keys in zip(built.extractors, built.sinks, plan.outputs, built.pools,
+                                                   built.keys)]
     started = provenance.now()
     results = [OutputResult(o, None, None if o.path is None else (o.sidecar or sink.sidecar_path), ext, sink) for o, ext, sink in zip(plan.outputs, built.extractors, built.sinks)]
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import UsageError
 from .extractor import param
+from .tracking import DEFAULT_MAX_GAP, DEFAULT_MIN_IOU
 
 #: Default cascade: OpenCV's frontal face detector (Lienhart's Haar cascade).
 DEFAULT_CASCADE = "frontalface_default"
@@ -82,6 +83,16 @@ class DetectParams:
                              "pixels (after --resize); boxes are mapped back to the image's own "
                              "pixels (0: full size, slower and more false detections on big photos)",
                              min=0, max=100000, metavar="PIXELS")
+    track: bool = param(False, "link the boxes of consecutive frames of each video (or frame folder) "
+                               "into tracks and write a track column (path,track,frame,time,x,y,w,h): "
+                               "greedy IoU matching against each track's constant-velocity prediction "
+                               "(featx.tracking)")
+    track_iou: float = param(DEFAULT_MIN_IOU, "with --track: smallest IoU between a track's predicted "
+                                              "box and a box for the box to continue the track",
+                             min=0.01, max=1.0)
+    track_gap: int = param(DEFAULT_MAX_GAP, "with --track: sampled frames a track may go undetected and "
+                                            "still continue (0: it ends at its first miss)",
+                           min=0, max=100000, metavar="FRAMES")
 
     def validate(self) -> None:
         from .errors import ParamError
@@ -95,6 +106,12 @@ class DetectParams:
                              "for a cascade to find anything",
                              f"valid: 0 (full size) or {MIN_DETECT_SIZE} to 100000")
         resolve_cascade(self.cascade)
+        if not self.track:
+            for name, default in (("track_iou", DEFAULT_MIN_IOU), ("track_gap", DEFAULT_MAX_GAP)):
+                if getattr(self, name) != default:
+                    flag = "--" + name.replace("_", "-")
+                    raise ParamError(f"{flag} {getattr(self, name)} is a setting of --track, which is off",
+                                     f"add --track, or drop {flag}")
 
 
 # ---------------------------------------------------------------------------
@@ -464,12 +481,40 @@ class RegionDetector(Extractor):
     def __init__(self, params: DetectParams | None = None):
         super().__init__(params)
         self._detector = Detector(self.params)
+        self._tracker = None
+        if self.params.track:
+            from .tracking import IouTracker
+
+            self._tracker = IouTracker(self.params.track_iou, self.params.track_gap)
+            #: each box's row starts with its track id (see ``Extractor.row_keys``)
+            self.row_keys = ("track",)
+        else:
+            # without --track its settings change nothing: an output made before they
+            # existed (or with other values of them) is continued as it is
+            self.runtime_params = _TRACK_PARAMS
 
     def output_spec(self, height: int, width: int) -> OutputSpec:
+        if self._tracker is not None:
+            return OutputSpec("regions", (None, 5), columns=("track",) + REGION_COLUMNS)
         return OutputSpec("regions", (None, 4), columns=REGION_COLUMNS)
 
+    def reset(self) -> None:
+        """A new video (or frame folder): its tracks are numbered from 0."""
+        if self._tracker is not None:
+            self._tracker.reset()
+
+    def _tracked(self, boxes: np.ndarray) -> np.ndarray:
+        """``boxes`` (N, 4) as float32 rows, led by their track ids with ``--track``."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        if self._tracker is None:
+            return boxes.astype(np.float32)
+        ids = self._tracker.update(boxes)
+        return np.column_stack([ids, boxes]).astype(np.float32).reshape(-1, 5)
+
     def extract(self, image: np.ndarray) -> np.ndarray:
-        return self._detector.detect(image).astype(np.float32).reshape(-1, 4)
+        """Boxes ``x, y, w, h`` (N, 4); with ``track``, ``track, x, y, w, h`` (N, 5), the
+        track linking this image to the ones before it since the last :meth:`reset`."""
+        return self._tracked(self._detector.detect(image))
 
     def extract_resized(self, image: np.ndarray, size: tuple[int, int] | None,
                         mode: str = "stretch") -> np.ndarray:
@@ -480,7 +525,7 @@ class RegionDetector(Extractor):
 
         sx, sy, _, _ = _resize_geometry(image.shape[0], image.shape[1], size, mode)
         boxes = self._detector.detect_float(resize(image, size[0], size[1], mode), (sx, sy))
-        return boxes_to_original(boxes, image.shape, size, mode).astype(np.float32).reshape(-1, 4)
+        return self._tracked(boxes_to_original(boxes, image.shape, size, mode))
 
     def bytes_per_pixel(self) -> float:
         """The luma, and OpenCV's image pyramid with its integral images (measured 60 bytes
@@ -492,6 +537,8 @@ class RegionDetector(Extractor):
 
 
 _DetectParamsOwner = RegionDetector
+#: The parameters of ``--track``.
+_TRACK_PARAMS = ("track", "track_iou", "track_gap")
 
 
 def build_detect_params(values: dict | None = None) -> DetectParams:

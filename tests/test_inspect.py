@@ -154,3 +154,16 @@ def test_a_bare_csv(tmp_path):
     with open_output(str(tmp_path / "t.csv")) as r:
         ((keys, vals),) = list(r.batches())
     assert keys == [{"path": "x\ny.png", "frame": 3, "time": 0.12}] and vals.tolist() == [[1.5, 2.0]]
+
+
+def test_a_pooled_output_says_how_it_was_pooled_and_from_what(tmp_path):
+    frames = tmp_path / "frames.npy"
+    assert featx("extract", "gradients", SAMPLES / "clip.mp4", "-o", frames, "-q").returncode == 0
+    out = tmp_path / "win.csv"
+    r = featx("pool", frames, "-o", out, "--window", "1s", "--stride", "0.5s", "--stats", "diff,mean", "--pyramid")
+    assert r.returncode == 0, r.stderr
+    text = featx("inspect", out).stdout.decode()
+    assert "pooled:       one row per video window: mean, diff; windows of 1s every 0.5s; temporal pyramid" in text
+    assert f"from {frames} (npy, 62 rows)" in text
+    doc = json.loads(featx("inspect", out, "--json").stdout)
+    assert doc["pool"]["stats"] == ["mean", "diff"] and doc["pooled_from"]["rows"] == 62

@@ -102,7 +102,7 @@ def test_missing_and_unreadable_cascade_files(tmp_path):
 def test_params_declared_once_and_validated():
     infos = {i.name: i for i in param_infos(DetectParams)}
     assert set(infos) == {"cascade", "scale_factor", "min_neighbors", "min_size", "max_size",
-                          "equalize", "detect_size"}
+                          "equalize", "detect_size", "track", "track_iou", "track_gap"}
     assert all(i.help for i in infos.values())
     p = build_detect_params({"scale-factor": "1.2", "min_neighbors": "4"})
     assert (p.scale_factor, p.min_neighbors) == (1.2, 4)

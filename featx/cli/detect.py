@@ -14,12 +14,14 @@ def _build_detect() -> click.Command:
     cmd.name = "detect"
     cmd.help = ("Find regions (faces, eyes, any Haar cascade) and write one CSV row per region: "
                 "path,x,y,w,h (path,frame,time,x,y,w,h for videos and frame folders), in the pixels of "
-                "the image as decoded, also with --resize (which only sets the size the cascade works at)."
+                "the image as decoded, also with --resize (which only sets the size the cascade works at). "
+                "With --track, the boxes of consecutive frames of each video are linked into tracks: "
+                "path,track,frame,time,x,y,w,h."
                 "\n\nINPUTS are image files, folders, videos or - for paths on stdin. "
                 "Bundled cascades: " + ", ".join(sorted(available_cascades())) + ".")
     cmd.params_title = "detect options"
     cmd.examples = ["featx detect photos/ -o faces.csv",
-                    "featx detect photos/ --cascade eye -o eyes.csv",
+                    "featx detect samples/scenes.mp4 --track -o tracks.csv    # video: a track id per face",
                     "featx extract cnn --regions faces.csv -o faces.npy      # one embedding per face"]
     # detect looks at whole images (boxes found inside --regions crops would be in the crops'
     # pixels) and writes CSV only: the options for other inputs and formats are not offered

@@ -11,8 +11,8 @@ import click
 
 from .. import __version__
 from ..errors import ExitCode
-from . import (codebook, convert, detect, duplicates, extract, htmlreport, info, inspect, list, merge, models, show,
-               similar)
+from . import (codebook, convert, detect, duplicates, extract, htmlreport, info, inspect, list, merge, models, pool,
+               show, similar)
 from .options import CONTEXT
 from .report import _pipe_closed, _say
 
@@ -33,6 +33,7 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     featx show hog photo.jpg -o hog.png        a picture of what it computes
     featx inspect hog.npy                      what an output holds
     featx convert hog.npy hog.csv              an output in another format
+    featx pool clip.npy -o clip-mean.npy       one row per video (segment, track...)
     featx similar cnn.npy --k 5                nearest rows of every row
     featx duplicates cnn.npy --keep largest    near duplicates: what to remove
     featx report hog.npy                       one HTML page to look at it
@@ -47,7 +48,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 for _cmd in (list.list_cmd, info.info_cmd, extract.extract_cmd, extract.run_cmd, show.show_cmd, detect.detect_cmd,
              codebook.codebook_cmd, merge.merge_cmd, inspect.inspect_cmd, convert.convert_cmd, models.models_cmd,
-             similar.similar_cmd, duplicates.duplicates_cmd, htmlreport.report_cmd):
+             similar.similar_cmd, duplicates.duplicates_cmd, htmlreport.report_cmd,
+             pool.pool_cmd):
     cli.add_command(_cmd)
 
 

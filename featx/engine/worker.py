@@ -314,9 +314,8 @@ class Worker:
             for i, inp in enumerate(inputs):
                 self.starting(i)
                 wants = range(n) if inp.wants is None else inp.wants
-                for k in wants:
-                    if self.extractors[k].temporal:
-                        self.extractors[k].reset()
+                for k in wants:  # each input is a sequence of its own (flow, a tracker)
+                    self.extractors[k].reset()
                 for g, (min_size, ks) in enumerate(groups(inp, wants)):
                     loaded = 0
                     try:

@@ -389,6 +389,20 @@ def extractor_columns(config: dict | None, sidecar: dict | None, width: int | No
     that depends on the image size, a plugin not installed here)."""
     if not width:
         return None
+    pool = (config or {}).get("pool")
+    if isinstance(pool, dict):   # a featx pool output: the pooled names of the source's columns
+        from ..pooling import PoolSpec
+
+        try:
+            spec = PoolSpec.from_record(pool)
+        except FeatxError:
+            return None
+        per = spec.width(1)
+        if width % per:
+            return None
+        src = {"extractor": config.get("extractor"), "options": (config.get("source") or {}).get("options") or {}}
+        cols = extractor_columns(src, None, width // per)
+        return spec.columns(cols, width // per) if cols else None
     ext = (config or {}).get("extractor") if isinstance((config or {}).get("extractor"), dict) else None
     params = None
     if ext:

@@ -113,13 +113,28 @@ class CsvSink(_StackedSink):
         return _compact_lines(self, state, self.output, header_lines=1, also_data=None)
 
 
+#: Key columns that a box carries itself (``detect --track``): a box's row of the
+#: extractor's value starts with them, and they go into its line's key.
+BOX_KEYS = ("track",)
+
+
 class RegionsEncoder(Encoder):
-    """One CSV line per box: key columns, then x, y, w, h as integers."""
+    """One CSV line per box: key columns, then x, y, w, h as integers.
+
+    Key columns in :data:`BOX_KEYS` come from each box's row (its first values),
+    the others from the item's key."""
 
     def __init__(self, key_columns: Sequence[str]):
         self.key_columns = tuple(key_columns)
+        self.box_keys = tuple(c for c in self.key_columns if c in BOX_KEYS)
 
     def encode(self, key, mirror, value):
+        if self.box_keys:
+            n = len(self.box_keys)
+            rows = np.asarray(value).reshape(-1, n + 4).astype(np.int64).tolist()
+            return to_bytes("".join(
+                csv_line(key_text({**key, **dict(zip(self.box_keys, r[:n]))}, self.key_columns))[:-1]
+                + ",%d,%d,%d,%d\n" % tuple(r[n:]) for r in rows))
         head = csv_line(key_text(key, self.key_columns))[:-1]
         boxes = np.asarray(value).reshape(-1, 4).astype(np.int64)
         return to_bytes("".join(f"{head},{x},{y},{w},{h}\n" for x, y, w, h in boxes.tolist()))

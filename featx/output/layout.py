@@ -3,7 +3,8 @@ that makes those names.
 
 An item's *mirror* is its relative path under the output folder without the
 suffix: the input's path (:func:`mirror_path`), plus ``/frame000012`` for a
-video frame and ``.region-X-Y-W-H`` for a region; its file is the mirror with
+video frame and ``.region-X-Y-W-H`` for a region (``.region-X-Y-W-H.track-N``
+for a region of a track); its file is the mirror with
 ``.npy`` (``.npz`` for keypoints).
 """
 from __future__ import annotations
@@ -53,8 +54,11 @@ def frame_mirror(mirror: str, index: int) -> str:
     return os.path.join(mirror, "frame%06d" % index)
 
 
-def region_mirror(mirror: str, x: int, y: int, w: int, h: int) -> str:
-    """The mirror of the region ``x, y, w, h`` of the image (or frame) ``mirror``."""
+def region_mirror(mirror: str, x: int, y: int, w: int, h: int, track: int | None = None) -> str:
+    """The mirror of the region ``x, y, w, h`` of the image (or frame) ``mirror``; a box of
+    a track (``--regions`` with a file of ``featx detect --track``) ends in ``.track-N``."""
+    if track is not None:
+        return "%s.region-%d-%d-%d-%d.track-%d" % (mirror, x, y, w, h, track)
     return "%s.region-%d-%d-%d-%d" % (mirror, x, y, w, h)
 
 
@@ -101,9 +105,11 @@ def expected_mirrors(inp) -> list[str] | None:
     they are known before decoding (images, regions, sequences); None for videos and
     frame folders, whose frames are only known once read."""
     if inp.boxes is not None:
+        def track(b):
+            return b[0] if len(b) == 7 else None
         if inp.kind == "video":
-            return [region_mirror(frame_mirror(inp.mirror, b[0]), *b[-4:]) for b in inp.boxes]
-        return [region_mirror(inp.mirror, *b[-4:]) for b in inp.boxes]
+            return [region_mirror(frame_mirror(inp.mirror, b[-6]), *b[-4:], track(b)) for b in inp.boxes]
+        return [region_mirror(inp.mirror, *b[-4:], track(b)) for b in inp.boxes]
     if inp.kind == "sequence":
         return list(inp.mirrors or ())
     if inp.kind == "image":

@@ -349,6 +349,7 @@ _POOLED = re.compile(r"^(frame|segment|track|window)(\d+)$")
 #: by :func:`~featx.output.layout.pooled_mirror`.
 _POOLED_KEYS = ("frames", "regions")
 _REGION = re.compile(r"\.region-(\d+)-(\d+)-(\d+)-(\d+)$")
+_TRACK = re.compile(r"\.track-(-?\d+)$")
 
 
 class NpyDirReader(OutputReader):
@@ -428,10 +429,15 @@ class NpyDirReader(OutputReader):
 
     def _key_of(self, path: str, rel: str) -> dict:
         """The key of the file ``rel`` (no suffix) of the input ``path``: a video's
-        ``frame000012``, a region's ``.region-X-Y-W-H``, a frame folder's frame file."""
+        ``frame000012``, a region's ``.region-X-Y-W-H`` (``.region-X-Y-W-H.track-N`` in
+        a track), a frame folder's frame file."""
         key: dict[str, Any] = {"path": path}
         if any(c in self.key_columns for c in _POOLED_KEYS):
             return self._pooled_key_of(key, rel)
+        t = _TRACK.search(rel) if "track" in self.key_columns else None
+        if t:
+            key["track"] = int(t.group(1))
+            rel = rel[:t.start()]
         m = _REGION.search(rel)
         if m:
             key.update(zip(("x", "y", "w", "h"), map(int, m.groups())))
