@@ -440,3 +440,60 @@ def test_several_extractors_in_one_pass_each_pooled(tmp_path):
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "feats" / f"{name}.npy").read_bytes() == one.read_bytes()
         assert np.load(one).shape[0] == 1
+
+
+# ---------------------------------------------------------------------------
+# the same bytes as `featx pool` over the per-frame (per-box) output
+
+
+POOL_ARGS = [
+    (["--stats", "mean,max"], "csv", 0),
+    (["--stats", "std,diff", "--window", "0.5s", "--stride", "0.3s"], "npy", 0),
+    # 62 frames: the last window of 10 holds 2, too few to split: that window fails in both, alone
+    (["--stats", "min", "--window", "10f", "--pyramid"], "npy", 1),
+]
+
+
+@pytest.mark.parametrize("pool_args,fmt,code", POOL_ARGS, ids=["mean-max-csv", "windows-s-npy", "windows-f-pyramid"])
+def test_in_pass_writes_what_featx_pool_writes_from_the_per_frame_output(tmp_path, pool_args, fmt, code):
+    per = tmp_path / f"frames.{fmt}"
+    assert featx("extract", "gradients", CLIP, "-o", per, "-j", "1", "-q").returncode == 0
+    r = featx("pool", per, "-o", tmp_path / f"after.{fmt}", "--over", "video", *pool_args)
+    assert r.returncode == code, r.stderr
+    flags = [f"--pool-{a[2:]}" if a.startswith("--") else a for a in pool_args]
+    r = featx("extract", "gradients", CLIP, "-o", tmp_path / f"inpass.{fmt}", "-j", "1", "-q", "--pool-over", "video",
+              *flags)
+    assert r.returncode == code, r.stderr
+    if code:
+        assert b"window 6: 2 rows: a pyramid splits at least 4 rows" in r.stderr, r.stderr
+    for name in ((f"{{}}.{fmt}",) if fmt == "csv" else ("{}.npy", "{}.index.csv")):
+        assert (tmp_path / name.format("inpass")).read_bytes() == (tmp_path / name.format("after")).read_bytes(), name
+
+
+def test_tracks_and_frame_folders_as_featx_pool_pools_them(tmp_path):
+    """--regions with a track column (featx detect --track's file, written here by hand for
+    two boxes moving over clip.mp4), pooled per track; and a frame folder, pooled as the
+    folder: in-pass and featx pool agree byte for byte."""
+    tracks = tmp_path / "tracks.csv"
+    lines = ["path,track,frame,time,x,y,w,h"]
+    for f in range(0, 30, 2):
+        lines.append(f"{CLIP},0,{f},{f * 0.04:.6f},{10 + f},20,48,40")
+        if f >= 6:
+            lines.append(f"{CLIP},1,{f},{f * 0.04:.6f},100,{60 - f},40,40")
+    tracks.write_text("\n".join(lines) + "\n")
+    folder = make_frames(tmp_path / "in" / "a", 9)
+    for name, src, over, extra in (("t", ["--regions", tracks], "track", ["--stats", "mean,diff", "--window", "4f"]),
+                                   ("f", [folder, "--frames"], "video", ["--stats", "max", "--window", "3f"])):
+        per = tmp_path / f"{name}-rows.npy"
+        assert featx("extract", "gradients", *src, "-o", per, "-j", "1", "-q").returncode == 0
+        r = featx("pool", per, "-o", tmp_path / f"{name}-after.npy", "--over", over, *extra)
+        assert r.returncode == 0, r.stderr
+        flags = [f"--pool-{a[2:]}" if a.startswith("--") else a for a in extra]
+        r = featx("extract", "gradients", *src, "-o", tmp_path / f"{name}-inpass.npy", "-j", "1", "-q",
+                  "--pool-over", over, *flags)
+        assert r.returncode == 0, r.stderr
+        for suffix in (".npy", ".index.csv"):
+            a, b = (tmp_path / f"{name}-inpass{suffix}").read_bytes(), (tmp_path / f"{name}-after{suffix}").read_bytes()
+            assert a == b, (name, suffix)
+    idx = (tmp_path / "t-inpass.index.csv").read_text().splitlines()
+    assert idx[0] == "row,path,track,window,start,end,frames" and len(idx) == 1 + 4 + 3

@@ -235,8 +235,8 @@ class Worker:
         if base is not None and base != self.job.ref_base and mirror:
             mirror = layout.rebase_mirror(mirror, self.job.ref_base, base)
         for p in pooled:
-            if p.error is not None:
-                out[k][i].append(Record(p.key, error=p.error))
+            if p.error is not None:   # (named as featx pool names it: "window 6: 2 rows: ...")
+                out[k][i].append(Record(p.key, error=_unit_text(p.key) + p.error))
                 continue
             try:
                 data = task.encoder.encode(p.key, layout.pooled_mirror(mirror, p.key) if base is not None else "",
@@ -434,6 +434,12 @@ class Worker:
         parts: list[list[bytes]] = [[] for _ in self.extractors]
         recs = self.run(inputs, [p.append for p in parts])
         return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
+
+
+def _unit_text(key: dict) -> str:
+    """``segment 2, window 6: `` for a pooled row's key (nothing for a whole video's)."""
+    parts = [f"{c} {key[c]}" for c in ("segment", "track", "frame", "window") if key.get(c) is not None]
+    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _nothing() -> None:
