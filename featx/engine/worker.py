@@ -4,6 +4,12 @@ A worker is built once per process (or once in-process for ``-j 1``) from a
 frozen, picklable :class:`Job`; it gets inputs (paths), not pixels, writes
 the encoded rows through a ``write`` callable (a spool file per chunk) and
 hands back only small :class:`Record` s.
+
+An output that pools during extraction (its task's ``pool``: ``--pool-over``) feeds
+each row to a :class:`~featx.pooling.Pooler` of its input instead of encoding it
+(every row of an input passes through one worker, in order), and encodes the pooled
+rows as their units and windows close or the input ends: its records are the pooled
+rows (and the rows that failed), never a row per frame.
 """
 from __future__ import annotations
 
