@@ -497,3 +497,29 @@ def test_tracks_and_frame_folders_as_featx_pool_pools_them(tmp_path):
             assert a == b, (name, suffix)
     idx = (tmp_path / "t-inpass.index.csv").read_text().splitlines()
     assert idx[0] == "row,path,track,window,start,end,frames" and len(idx) == 1 + 4 + 3
+
+
+@pytest.mark.parametrize("name,values", [
+    ("pool_window", ["2", "2.5s", "30f", "0", "-1", "1.5f", "abc", "2x", "inf"]),
+    ("pool_stride", ["1", "0.5s", "15f", "0f", "s"]),
+    ("pool_stats", ["mean", "max,mean", "diff,min,std", "mean,mean", "avg", ",", ""]),
+])
+def test_pooling_values_are_refused_alike_by_flag_recipe_and_python(tmp_path, name, values):
+    """The new kinds of run option (a length, a list of statistics) are read by one function
+    (runopts.convert) for the flag, the recipe key and a Python value."""
+    from featx import runopts
+    from test_runopts import _by_flag, _by_python, _by_recipe
+
+    o = runopts.BY_NAME[name]
+    for v in values:
+        flag, recipe, python = _by_flag(o, v), _by_recipe(o, v, tmp_path), _by_python(o, v)
+        try:
+            runopts.convert(o, v)
+            declared = True
+        except runopts.Invalid:
+            declared = False
+        assert flag == recipe == python == declared, (name, v, flag, recipe, python, declared)
+    # a recipe may write a length as a number of seconds, and statistics as a list
+    assert runopts.convert(runopts.BY_NAME["pool_window"], 2) == "2s"
+    assert runopts.convert(runopts.BY_NAME["pool_window"], 0.5) == "0.5s"
+    assert runopts.convert(runopts.BY_NAME["pool_stats"], ["max", "mean"]) == ("mean", "max")
