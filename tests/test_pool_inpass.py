@@ -523,3 +523,18 @@ def test_pooling_values_are_refused_alike_by_flag_recipe_and_python(tmp_path, na
     assert runopts.convert(runopts.BY_NAME["pool_window"], 2) == "2s"
     assert runopts.convert(runopts.BY_NAME["pool_window"], 0.5) == "0.5s"
     assert runopts.convert(runopts.BY_NAME["pool_stats"], ["max", "mean"]) == ("mean", "max")
+
+
+def test_a_config_file_sets_pooling_as_a_recipe_writes_it(tmp_path):
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text('pool-over = "video"\npool-stats = ["max", "mean"]\npool-window = 1\n')
+    r = featx("extract", "gradients", CLIP, "--config", cfg, "-o", tmp_path / "c.npy", "-j", "1", "-q",
+              "--max-frames", "30")
+    assert r.returncode == 0, r.stderr
+    r = featx("extract", "gradients", CLIP, "-o", tmp_path / "f.npy", "-j", "1", "-q", "--max-frames", "30",
+              "--pool-over", "video", "--pool-stats", "mean,max", "--pool-window", "1s")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c.npy").read_bytes() == (tmp_path / "f.npy").read_bytes()
+    cfg.write_text('pool-over = "video"\npool-stats = ["max", "nope"]\n')
+    r = featx("extract", "gradients", CLIP, "--config", cfg, "-o", tmp_path / "x.npy")
+    assert r.returncode == 2 and b"pool-stats" in r.stderr, r.stderr

@@ -269,6 +269,9 @@ def _config_text(opt: click.Option, v: Any):
         if isinstance(x, (list, tuple)):
             if isinstance(opt.type, PairType) and len(x) == 2 and all(type(e) is int for e in x):
                 return f"{x[0]}x{x[1]}"  # grid = [4, 4]
+            if isinstance(opt.type, DeclaredType) and opt.type.opt.kind == "stats" and x \
+                    and all(isinstance(e, str) for e in x):
+                return ",".join(x)  # pool-stats = ["mean", "max"], as in a recipe
             raise click.BadParameter("expected a single value, got a list"
                                      + (" (a pair is [A, B] of two integers)" if isinstance(opt.type, PairType)
                                         else ""))
