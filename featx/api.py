@@ -128,7 +128,8 @@ def read_image(path: str, name: str | Extractor | None = None, *, resize: tuple[
 #: output file to overwrite, prune, hash, lock or commit).
 _MEMORY_RUN_OPTIONS = frozenset(
     o.attr for o in runopts.RUN
-    if o.attr not in ("inputs", "jobs", "overwrite", "hash", "prune", "wait", "commit_every", "regions"))
+    if o.attr not in ("inputs", "jobs", "overwrite", "hash", "prune", "wait", "commit_every", "regions",
+                      "segments"))
 
 
 #: Pooling during extraction, by output (``pool_over="video"``, ``pool_stats="mean,max"``, ...).

@@ -67,6 +67,7 @@ class Input:
     ident: Any = None   # the input's identity when enumerated (size, mtime[, hash]); set by the engine
     boxes: tuple[tuple, ...] | None = None   # regions to crop (--regions): (x, y, w, h), (frame, time, x, y, w, h)
     #                                          or, from a file with a track column, (track, frame, time, x, y, w, h)
+    segments: tuple[tuple, ...] | None = None  # stretches of time to keep (--segments): (start, end, label)
     kind: str = "image"  # "image", "video", "frames" (a folder of frames), "sequence" (image files in
     #                      order) or "error" (an entry met while walking a folder that fails with ``error``)
     paths: tuple[str, ...] | None = None   # the images of a "sequence"
@@ -394,6 +395,11 @@ def enumerate_inputs(args: Iterable[str], *, files_from: Iterable[str] = (), nul
 # ---------------------------------------------------------------------------
 # Frame sampling
 
+# A frame whose timestamp is this close below a time it is compared with (a sampling
+# target, --start, --end, a segment's bounds) still meets it: FFmpeg's times are
+# rationals turned into floats, targets are k / fps.
+TIME_EPS = 1e-6
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -590,3 +596,170 @@ def _region_input(path: str, boxes: list[tuple]) -> Input:
     return Input(path, boxes=tuple(boxes), kind=kind)
 
 
+
+
+# ---------------------------------------------------------------------------
+# Segments lists (--segments): the time counterpart of regions
+
+
+#: Key columns of the frames of time segments (``--segments``).
+SEGMENT_KEYS = ("path", "segment", "label", "frame", "time")
+#: The columns a segments file must have (``label`` may follow).
+SEGMENT_COLUMNS = ("path", "start", "end")
+#: The longest label a segment may have, %-encoded as it is in an npy-dir file name.
+LABEL_MAX = 200
+
+
+def _segment_lines(path: str) -> list[tuple[int, str, float, float, str | None]]:
+    """``(line, path, start, end, label)`` of every row of the segments file ``path``, in
+    file order, each checked (see :func:`read_segments`); paths relative to the file's
+    folder are joined to it.  Raises UsageError, naming the line."""
+    import csv as _csv
+    import urllib.parse
+
+    try:
+        # UTF-8 (with featx's escape of names, featx.names), as a regions file
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            table = list(_csv.reader(fh))
+    except OSError as exc:
+        raise UsageError(f"--segments {path}: cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, _csv.Error) as exc:
+        raise UsageError(f"--segments {path}: not a CSV file ({exc})") from None
+    hint = "a segments file has a header path,start,end or path,start,end,label (seconds), as featx segments writes"
+    cols = {"path": 0, "start": 1, "end": 2, "label": 3}   # a file without a header: in this order
+    first = 1
+    if table and table[0] and table[0][0].strip().lower() == "path":
+        names = [c.strip().lower() for c in table[0]]
+        missing = [c for c in SEGMENT_COLUMNS if c not in names]
+        if missing:
+            raise UsageError(f"--segments {path}: no column {', '.join(missing)} "
+                             f"(found: {', '.join(table[0]) or 'nothing'})", hint)
+        cols = {c: names.index(c) for c in ("path", "start", "end", "label") if c in names}
+        first = 2
+    folder = os.path.dirname(path) if path != "-" else ""
+    if folder and os.path.realpath(folder) == os.path.realpath(os.curdir):
+        folder = ""   # a list in the working folder: its paths are kept as written
+    out: list[tuple[int, str, float, float, str | None]] = []
+    bad: list[str] = []   # lines whose times are not numbers: all are reported (the first few named)
+    for n, row in enumerate(table[first - 1:], start=first):
+        if not any(f.strip() for f in row):
+            continue   # a blank line
+        where = f"--segments {path}, line {n}"
+        if (len(row) not in (3, 4)) if first == 1 else len(row) <= max(cols["path"], cols["start"], cols["end"]):
+            raise UsageError(f"{where}: {len(row)} fields", hint)
+        field = {c: (row[i] if i < len(row) else "") for c, i in cols.items()}
+        try:
+            start, end = float(field["start"]), float(field["end"])
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise ValueError
+        except ValueError:
+            bad.append(f"line {n} ({field['start']},{field['end']})")
+            continue
+        p = unescape_name(field["path"])
+        if not p:
+            raise UsageError(f"{where}: no path")
+        if folder and not os.path.isabs(p):  # relative to the list's folder, as a recipe's
+            p = os.path.normpath(os.path.join(folder, p))
+        if start < 0:
+            raise UsageError(f"{where}: start {start:g} is negative", "times are seconds from the video's start")
+        if start >= end:
+            raise UsageError(f"{where}: start {start:g} is not before end {end:g}",
+                             "a segment keeps the frames with start <= time < end")
+        label = unescape_name(field.get("label") or "")
+        if len(urllib.parse.quote(label, safe="", errors="surrogateescape")) > LABEL_MAX:
+            raise UsageError(f"{where}: the label is too long ({len(label)} characters)",
+                             f"a label is a short name: at most {LABEL_MAX} ASCII characters "
+                             "(it names files of an npy-dir output)")
+        out.append((n, p, start, end, label or None))
+    if bad:
+        listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UsageError(f"--segments {path}: start and end must be finite numbers of seconds: "
+                         f"{len(bad)} bad segment(s), on {listed}")
+    return out
+
+
+def read_segments(path: str) -> Iterator[Input]:
+    """Inputs from a CSV of time segments (``path,start,end[,label]``, seconds, e.g.
+    from ``featx segments``; a file without a header line has these columns in this order).
+
+    The rows of one video (or frame folder) — on any lines, however its path is
+    spelled — become one input, decoded once; its segments are kept in file order
+    (a row's ``segment`` key is its 0-based place among that path's segments) and
+    keep the frames with ``start <= time < end`` (see :func:`segments_holding`).  Paths
+    are relative to the file's folder, as in a regions file.  A path named like a
+    video is a video; a folder is a frame folder (its times need ``--frame-rate``);
+    anything else is refused, as are rows without a path, times that are not finite
+    numbers (all such lines are named), a negative start, and ``start >= end``.
+    An empty ``label`` (or no ``label`` column) is None.
+    """
+    canonical = Canonical()
+    groups: dict[str, tuple[str, str, list[tuple]]] = {}   # canonical path -> (path as written, kind, segments)
+    for n, p, start, end, label in _segment_lines(path):
+        key = canonical(p)
+        if key not in groups:
+            if is_video_name(p):
+                kind = "video"
+            elif os.path.isdir(p):
+                kind = "frames"
+            else:
+                raise UsageError(f"--segments {path}, line {n}: {p} is not a video or a frame folder",
+                                 "segments cut videos (and frame folders, with --frame-rate); "
+                                 "for still images use --regions or name them as INPUTS")
+            groups[key] = (p, kind, [])
+        groups[key][2].append((start, end, label))
+    for p, kind, segs in groups.values():
+        yield Input(p, segments=tuple(segs), kind=kind)
+
+
+def segment_table(path: str) -> dict[str, tuple[tuple[float, float, str | None], ...]]:
+    """The segments of the file ``path`` by canonical path (:class:`Canonical`), each
+    path's ``(start, end, label)`` in file order — read and checked as
+    :func:`read_segments` reads them, for rows that exist already (``featx pool
+    --segments``): the paths are not looked at (a video may be gone since)."""
+    canonical = Canonical()
+    out: dict[str, list[tuple]] = {}
+    for _, p, start, end, label in _segment_lines(path):
+        out.setdefault(canonical(p), []).append((start, end, label))
+    return {p: tuple(v) for p, v in out.items()}
+
+
+def segments_holding(segments: Sequence[tuple], time: float | None) -> list[int]:
+    """The indices of ``segments`` ((start, end, label) each) that hold a frame shown at
+    ``time``: ``start <= time < end``, with the tolerance of the sampling's ``--start``
+    and ``--end`` (a time within 1e-6 s below a bound counts as on it, as FFmpeg's times
+    are rationals turned into floats).  None (a frame without a time) is in none."""
+    if time is None:
+        return []
+    return [j for j, (a, b, _) in enumerate(segments) if a - TIME_EPS <= time < b - TIME_EPS]
+
+
+class SegmentIndex:
+    """:func:`segments_holding` for the frames of one video in time order, without
+    looking at every segment for every frame: a sweep over the segments sorted by start
+    keeps those that have begun and not ended.  A time earlier than the one before
+    (damaged timestamps) starts the sweep again, so the answer is always the same as
+    :func:`segments_holding`'s."""
+
+    def __init__(self, segments: Sequence[tuple]):
+        self.segments = tuple(segments)
+        self._order = sorted(range(len(self.segments)), key=lambda j: self.segments[j][0])
+        self._reset()
+
+    def _reset(self) -> None:
+        self._next = 0                 # the next segment (in start order) not yet begun
+        self._active: list[int] = []   # begun, not known to have ended
+        self._last: float | None = None
+
+    def holding(self, time: float | None) -> list[int]:
+        """The indices (in file order) of the segments with ``start <= time < end``."""
+        if time is None:
+            return []
+        if self._last is not None and time < self._last:
+            self._reset()
+        self._last = time
+        segs, order = self.segments, self._order
+        while self._next < len(order) and segs[order[self._next]][0] - TIME_EPS <= time:
+            self._active.append(order[self._next])
+            self._next += 1
+        self._active = [j for j in self._active if time < segs[j][1] - TIME_EPS]
+        return sorted(self._active)

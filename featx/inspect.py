@@ -118,7 +118,7 @@ def _inspect(r: rd.OutputReader, path: str) -> dict[str, Any]:
     opts = (doc or {}).get("options") if isinstance((doc or {}).get("options"), dict) else cfg.get("options")
     if isinstance(opts, dict):
         keep = ("resize", "resize_mode", "decode", "lenient_decode", "hash", "shard", "sampling", "video",
-                "frames", "regions", "every", "fps", "start", "end", "max_frames")
+                "frames", "regions", "segments", "every", "fps", "start", "end", "max_frames")
         info["options"] = {k: opts[k] for k in keep if k in opts}
     else:
         info["options"] = None

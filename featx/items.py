@@ -1,7 +1,8 @@
 """The dispatcher: an :class:`~featx.inputs.Input` decoded into :class:`Item` records.
 
 An image file gives one item; an input with boxes (``--regions``) one per
-box; a video one per sampled frame (:mod:`featx.video`); a frame folder or a
+box; a video or frame folder with segments (``--segments``) one per sampled
+frame and segment holding it; a video one per sampled frame (:mod:`featx.video`); a frame folder or a
 sequence one per frame (decoded by :mod:`featx.decode`).  Runs in the worker
 that extracts.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from . import video
 from .decode import check_memory, decode_image
 from .errors import InputError
-from .inputs import Input, sampling_of
+from .inputs import Input, SegmentIndex, sampling_of
 from .memory import MemoryBudget
 from .output import layout
 
@@ -93,6 +94,44 @@ def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | Non
         yield Item(key, crop, layout.region_mirror(inp.mirror, x, y, w, h, key.get("track")), error=why)
 
 
+def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | None, min_size, threads,
+                   lenient: bool, options: dict) -> Iterator[Item]:
+    """Items of a video or frame folder with segments (``--segments``): the frames the
+    sampling picks that lie in a segment (``start <= time < end``), one item per
+    (frame, segment holding it), in frame order and, for one frame, in the file's
+    order of segments.  The other frames are never converted (a video's are grabbed,
+    not retrieved; decoding stops at the end of the last segment)."""
+    segs = inp.segments or ()
+    sampling = sampling_of(options)
+    sweep = SegmentIndex(segs)   # frames come in time order: a sweep, not every segment per frame
+
+    def keep(t) -> bool:
+        return bool(sweep.holding(t))
+
+    def items(frame: int, time, image, path: str, mirror_of) -> Iterator[Item]:
+        for j in sweep.holding(time):
+            label = segs[j][2]
+            key = {"path": path, "segment": j, "label": label, "frame": frame, "time": time}
+            yield Item(key, image, mirror_of(layout.segment_mirror(inp.mirror, j, label)))
+
+    if inp.kind == "video":
+        until = max(b for _, b, _ in segs)
+        for fr in video.iter_video(inp.path, sampling=sampling, threads=threads, keep=keep, until=until):
+            check_memory(memory, fr.image)
+            yield from items(fr.index, fr.time, fr.image, inp.path,
+                             lambda m, i=fr.index: layout.frame_mirror(m, i))
+        return
+    refs = video.select_frames(video.list_frames(inp.path), sampling=sampling,
+                               frame_rate=options.get("frame_rate"), keep=keep)
+    for ref, img, why in video.decode_frames(refs, max_pixels, memory, min_size, lenient=lenient):
+        if why is not None:
+            for j in sweep.holding(ref.time):
+                yield Item({"path": ref.path, "segment": j, "label": segs[j][2], "frame": ref.index,
+                            "time": ref.time}, None, error=why)
+            continue
+        yield from items(ref.index, ref.time, img, ref.path, lambda m, p=ref.path: layout.frame_file(m, p))
+
+
 def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None = None,
          min_size: tuple[int, int] | None = None, *, threads: int | None = None,
          **options: Any) -> Iterator[Item]:
@@ -119,6 +158,9 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
         raise InputError(inp.error)
     if inp.boxes is not None:
         yield from _load_regions(inp, max_pixels, memory, threads, lenient)
+        return
+    if inp.segments is not None:
+        yield from _load_segments(inp, max_pixels, memory, min_size, threads, lenient, options)
         return
     if inp.kind == "video":
         for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads):

@@ -225,7 +225,12 @@ def _check_inputs(plan: Plan) -> None:
         raise UsageError("no outputs", "name at least one output")
     if plan.regions and (plan.inputs or plan.files_from):
         raise UsageError("--regions names the inputs itself", "drop the INPUTS arguments, or drop --regions")
-    if not plan.inputs and not plan.files_from and not plan.regions:
+    if plan.segments and plan.regions:
+        raise UsageError("--segments and --regions cannot be combined",
+                         "--regions names boxes of frames, --segments stretches of time: use one of them")
+    if plan.segments and (plan.inputs or plan.files_from):
+        raise UsageError("--segments names the inputs itself", "drop the INPUTS arguments, or drop --segments")
+    if not plan.inputs and not plan.files_from and not plan.regions and not plan.segments:
         raise UsageError("no inputs given", "name image files or folders, or - to read paths from stdin")
     if sum(1 for a in plan.inputs if a == "-") + sum(1 for a in plan.files_from if a == "-") > 1:
         raise UsageError("stdin (-) can be read only once")
@@ -371,6 +376,8 @@ def _check_not_an_input(plan: Plan, owner: dict[str, str], summary_json: str | N
     named = [a for a in plan.inputs if a != "-"] + [lf for lf in plan.files_from if lf != "-"]
     if plan.regions:
         named.append(plan.regions)
+    if plan.segments:
+        named.append(plan.segments)
     ids: dict[tuple[int, int], str] = {}
     for a in named:
         try:
@@ -439,6 +446,9 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
             raise UsageError(f"{name} needs consecutive frames; it cannot run on --regions boxes")
         raise UsageError("--regions names its images and video frames itself",
                          "drop --video, --frames and the sampling options (--every, --fps, ...)")
+    if plan.segments:
+        _check_segments(plan, extractors)
+        video_mode = True
     tracker = next((e for e in extractors if e.row_keys), None)
     if tracker is not None and (plan.regions or not video_mode):
         what = "--regions boxes" if plan.regions else "still images"
@@ -446,7 +456,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                          f"run on {what}",
                          "give a video file, --video for the videos inside folders, or --frames for "
                          "folders of frames")
-    keys = inputs.region_keys(plan.regions) if plan.regions else \
+    keys = inputs.region_keys(plan.regions) if plan.regions else inputs.SEGMENT_KEYS if plan.segments else \
         (inputs.VIDEO_KEYS if video_mode else ("path",))
     pools = [_pool_spec(plan, ext, o, keys_with(keys, ext.row_keys), video_mode)
              for ext, o in zip(extractors, plan.outputs)]
@@ -549,6 +559,28 @@ def keys_with(keys: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for c in KEY_COLUMNS if c in have) + tuple(c for c in keys if c not in KEY_COLUMNS)
 
 
+def _check_segments(plan: Plan, extractors: list) -> None:
+    """A segments file is usable before any work: readable, every row valid (see
+    :func:`~featx.inputs.read_segments`), a frame folder only with ``--frame-rate``, and
+    no extractor that needs consecutive frames (a segment's sampled frames are not)."""
+    from . import inputs
+
+    temporal = next((e.name for e in extractors if e.temporal), None)
+    if temporal:
+        raise UsageError(f"{temporal} needs consecutive frames; it cannot run on --segments",
+                         "extract it over the whole video, then pool by segment (featx pool --segments)")
+    tracker = next((e.name for e in extractors if e.row_keys), None)
+    if tracker:  # segments skip frames, and a frame of two segments comes twice
+        raise UsageError(f"{tracker} --track links the boxes of consecutive video frames; it cannot run on "
+                         "--segments", "track over the whole video (featx detect VIDEO --track)")
+    if plan.frames:
+        raise UsageError("--segments names its videos and frame folders itself", "drop --frames")
+    for inp in inputs.read_segments(plan.segments):
+        if inp.kind == "frames" and plan.frame_rate is None:
+            raise UsageError(f"--segments {plan.segments}: {inp.path} is a frame folder, whose frames have "
+                             "no time without --frame-rate", "give the folder's frame rate (--frame-rate)")
+
+
 def _fixed_width(ext, spec, resize) -> int | None:
     """D of every row of a vector output, when the extractor fixes it before any image
     (with ``resize``, or whatever the image size), else None."""
@@ -573,6 +605,8 @@ def input_stream(built: _Built, stdin=None) -> Iterator:
     built.stats = inputs.Enumeration()
     if plan.regions:
         return inputs.read_regions(plan.regions)
+    if plan.segments:
+        return inputs.read_segments(plan.segments)
     return inputs.enumerate_inputs(plan.inputs, files_from=plan.files_from, null=plan.null, stats=built.stats,
                                    stdin=stdin, videos=built.video_mode, frames=plan.frames or built.temporal,
                                    sequence=built.temporal)
@@ -684,7 +718,7 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
 
 def nothing_found(plan: Plan, stats, video_mode: bool) -> str:
     """``no images in photos/ (3 videos skipped: --video takes them)``"""
-    where = plan.regions or ", ".join([a for a in plan.inputs if a != "-"] + (["stdin"] if "-" in plan.inputs
+    where = plan.regions or plan.segments or ", ".join([a for a in plan.inputs if a != "-"] + (["stdin"] if "-" in plan.inputs
                                                                              else []) + list(plan.files_from)) \
         or "the inputs"
     what = "videos or images" if video_mode else "images"

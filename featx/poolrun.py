@@ -15,10 +15,7 @@ gone from the source.  Other settings than the existing output's are refused.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import math
 import os
 import shutil
 import sys
@@ -38,6 +35,7 @@ from .output.keys import KEY_COLUMNS
 from .output.lock import OutputLock
 from .output.reader import OutputReader, load_sidecar, open_output
 from .output.state import Entry, State, same
+from .inputs import SegmentIndex
 from .pooling import PoolSpec, Pooler
 
 #: Commit the pooled rows every this many rows (at an input's end).
@@ -74,34 +72,15 @@ def pool(src: str, dst: str, fmt: str | None = None, *, over: str | None = None,
 # -- segments ------------------------------------------------------------------
 
 def read_segments(path: str) -> dict[str, list[tuple[int, float, float, str | None]]]:
-    """The segments of a CSV ``path,start,end[,label]`` (seconds; a header line is
-    allowed): per path (absolute), ``(index, start, end, label)`` with ``index`` the
-    segment's place among that path's segments in the file (0-based)."""
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8", "surrogateescape")
-    except OSError as exc:
-        raise UsageError(f"--segments {path}: cannot be read ({exc.strerror or exc})") from None
-    out: dict[str, list[tuple[int, float, float, str | None]]] = {}
-    hint = "one segment per line: path,start,end[,label] with start < end in seconds"
-    for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
-        if not row or all(not f.strip() for f in row):
-            continue
-        if n == 1 and len(row) >= 3 and row[1].strip().lower() == "start":
-            continue
-        if len(row) not in (3, 4):
-            raise UsageError(f"--segments {path} line {n}: {len(row)} fields", hint)
-        try:
-            start, end = float(row[1]), float(row[2])
-        except ValueError:
-            raise UsageError(f"--segments {path} line {n}: {row[1]!r}, {row[2]!r} are not seconds", hint) from None
-        if not (math.isfinite(start) and math.isfinite(end)) or not start < end:
-            raise UsageError(f"--segments {path} line {n}: start {row[1]} is not before end {row[2]}", hint)
-        label = row[3] if len(row) == 4 and row[3] != "" else None
-        p = _norm(row[0])
-        segs = out.setdefault(p, [])
-        segs.append((len(segs), start, end, label))
-    return out
+    """The segments of a CSV ``path,start,end[,label]`` (seconds), read and checked by the one
+    reader of segments files (:func:`featx.inputs.segment_table`: what ``featx extract
+    --segments`` reads, paths relative to the file's folder): per canonical path,
+    ``(index, start, end, label)`` with ``index`` the segment's place among that path's
+    segments in the file (0-based)."""
+    from .inputs import segment_table
+
+    return {p: [(i, start, end, label) for i, (start, end, label) in enumerate(segs)]
+            for p, segs in segment_table(path).items()}
 
 
 def _norm(path: str) -> str:
@@ -294,12 +273,15 @@ def _old_rows(old: OutputReader, keep: set[str]) -> dict[str, list[tuple[dict, n
     return out
 
 
-def _assign(key: dict, segs) -> list[dict]:
-    """The keys of a row in each of its path's segments holding its time."""
+def _assign(key: dict, segs, sweep=None) -> list[dict]:
+    """The keys of a row in each of its path's segments holding its time (``start <= time <
+    end``, with featx's time tolerance); ``sweep``: a :class:`~featx.inputs.SegmentIndex` of
+    ``segs`` (rows come in time order: not every segment is looked at for every row)."""
     t = key.get("time")
     if t is None or segs is None:
         return []
-    return [dict(key, segment=i, label=label) for i, start, end, label in segs if start <= t < end]
+    sweep = sweep or SegmentIndex([(start, end, label) for _, start, end, label in segs])
+    return [dict(key, segment=segs[j][0], label=segs[j][3]) for j in sweep.holding(t)]
 
 
 def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, columns, config: dict,
@@ -362,6 +344,7 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
                     totals["processed"] += 1
                     pooler = Pooler(spec, src_keys_of(reader, seg_table), width)
                     segs = (seg_table or {}).get(_norm(path)) if seg_table is not None else None
+                    sweep = SegmentIndex([(a, b, lab) for _, a, b, lab in segs]) if segs else None
                     seen: set[int] = set()
                     try:
                         def write(pooled):
@@ -376,7 +359,7 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
                             if seg_table is None:
                                 write(pooler.feed(key, vec))
                                 continue
-                            for k in _assign(key, segs):
+                            for k in _assign(key, segs, sweep):
                                 seen.add(k["segment"])
                                 write(pooler.feed(k, vec))
                         write(pooler.finish())

@@ -35,6 +35,8 @@ def count(built: Any) -> tuple[int | None, dict[str, int]]:
     canonical = inputs.Canonical()
     sampling = inputs.sampling_of(plan.sampling) if plan.sampling else None
     try:
+        if plan.segments:  # how many frames fall in the segments is known only once decoded
+            return None, {}
         if plan.regions:
             for inp in inputs.read_regions(plan.regions):
                 total += len(inp.boxes or ())

@@ -164,7 +164,7 @@ def to_toml(plan: Plan) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        bad = next(p for p in list(plan.inputs) + list(plan.files_from) + [plan.regions or ""]
+        bad = next(p for p in list(plan.inputs) + list(plan.files_from) + [plan.regions or "", plan.segments or ""]
                    + [x for o in plan.outputs for x in (o.path or "", o.sidecar or "")] if not _utf8(p))
         raise UsageError(f"{os.fsencode(bad)!r} is not UTF-8 text, which a TOML recipe cannot hold",
                          "rename it, or name it on the command line (featx run RECIPE INPUTS)") from None

@@ -189,6 +189,10 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "Extract from each box of a regions file (path,x,y,w,h, e.g. from featx detect) "
               "instead of whole images: one row per region.", _I, metavar="CSV", recipe="regions", file=True, in_run=False,
               sidecar=True),
+    RunOption("segments", ("--segments",), "path",
+              "Extract only the stretches of time a segments file names (path,start,end[,label] in "
+              "seconds, e.g. from featx segments): one row per frame of each segment, keyed by segment.", _V,
+              metavar="CSV", recipe="segments", file=True, in_run=False, sidecar=True),
     RunOption("sidecar", ("--sidecar",), "path",
               "Where to write the provenance record (default: OUTPUT.featx.json).", _O, scope="output",
               metavar="PATH", recipe="sidecar", in_run=False),

@@ -57,16 +57,13 @@ import numpy as np
 
 from .decode import check_memory, decode_image, special_kind
 from .errors import InputError, UsageError
-from .inputs import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, Sampling
+from .inputs import FRAME_EXTENSIONS, TIME_EPS as _TIME_EPS, VIDEO_EXTENSIONS, Sampling
 from .memory import MemoryBudget
 
 __all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "Frame", "FrameRef", "Sampling", "VideoError", "VideoInfo",
            "decode_frames", "estimate_frames", "find_videos", "is_video", "iter_frame_folder", "iter_video",
            "list_frames", "load_frame", "natural_key", "probe_video", "read_frames", "select_frames"]
 
-# A frame whose timestamp is this close below a sampling target still meets
-# it (FFmpeg's times are rationals turned into floats; targets are k / fps).
-_TIME_EPS = 1e-6
 # How far short of its declared end a video may stop and still count as
 # complete (see iter_video).
 _SLACK_S = 0.5
@@ -164,10 +161,16 @@ _SKIP, _KEEP, _STOP = 0, 1, 2
 
 
 class _Selector:
-    """Stateful frame selection for one source (see :class:`Sampling`)."""
+    """Stateful frame selection for one source (see :class:`Sampling`).
 
-    def __init__(self, s: Sampling):
+    ``keep(time)``: a further test of the frames the sampling picks (``--segments``):
+    a frame it refuses is skipped (and not counted by ``max_frames``); ``until``:
+    no frame at or after this time is wanted (decoding stops there)."""
+
+    def __init__(self, s: Sampling, keep: Callable[[float | None], bool] | None = None,
+                 until: float | None = None):
         self.s = s
+        self.keep, self.until = keep, until
         self.seen = 0          # frames at or after start
         self.kept = 0
         self.origin: float | None = s.start
@@ -178,6 +181,8 @@ class _Selector:
         if s.max_frames is not None and self.kept >= s.max_frames:
             return _STOP
         if s.end is not None and time >= s.end - _TIME_EPS:
+            return _STOP
+        if self.until is not None and time is not None and time >= self.until - _TIME_EPS:
             return _STOP
         if s.start is not None and time < s.start - _TIME_EPS:
             return _SKIP
@@ -198,6 +203,8 @@ class _Selector:
             else:  # a rate finer than any timestamp (--fps 1e308: inf here): every frame is kept
                 self.next_target = time
         elif n % s.every:
+            return _SKIP
+        if self.keep is not None and not self.keep(time):
             return _SKIP
         self.kept += 1
         return _KEEP
@@ -416,7 +423,8 @@ def estimate_frames(path: str | os.PathLike, sampling: Sampling | None = None) -
 def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None,
                start: float | None = None, end: float | None = None,
                max_frames: int | None = None, *, sampling: Sampling | None = None,
-               threads: int | None = None) -> Iterator[Frame]:
+               threads: int | None = None, keep: Callable[[float | None], bool] | None = None,
+               until: float | None = None) -> Iterator[Frame]:
     """Decode a video one frame at a time and yield the sampled frames.
 
     Parameters
@@ -431,6 +439,14 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         FFmpeg decoding threads (``CAP_PROP_N_THREADS``); None keeps
         OpenCV's default (one per core).  Use 1 when several videos are
         decoded in parallel processes.
+    keep : callable, optional
+        ``keep(time)``: of the frames the sampling picks, only those it
+        accepts are converted and yielded (``--segments``: the frames inside
+        a segment); the others are grabbed, not converted, and not counted by
+        ``max_frames``.
+    until : float, optional
+        Stop decoding at the first frame at or after this time (the end of
+        the last segment): like ``end``, nothing after it is checked.
 
     Yields
     ------
@@ -474,7 +490,7 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
     cap = _open_capture(path, threads)
     try:
         info = _info(cap, path)
-        sel = _Selector(s)
+        sel = _Selector(s, keep, until)
         nominal = 1.0 / info.fps if info.fps else 0.0
         read = yielded = 0
         last_t = prev_t = None
@@ -620,12 +636,15 @@ def load_frame(path: str | os.PathLike) -> np.ndarray:
 def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float | None = None,
                   start: float | None = None, end: float | None = None,
                   max_frames: int | None = None, *, sampling: Sampling | None = None,
-                  frame_rate: float | None = None) -> list[FrameRef]:
+                  frame_rate: float | None = None,
+                  keep: Callable[[float | None], bool] | None = None) -> list[FrameRef]:
     """Apply sampling to an ordered list of frame files (nothing is read).
 
     ``index`` is the position in ``paths``; ``time`` is ``index /
     frame_rate``, or None without a frame rate, in which case ``fps``,
     ``start`` and ``end`` are a :class:`~featx.errors.UsageError`.
+    ``keep(time)``: a further test of the frames sampling picks, as in
+    :func:`iter_video`.
     """
     s = _as_sampling(sampling, every, fps, start, end, max_frames)
     if frame_rate is not None and not (frame_rate > 0 and math.isfinite(frame_rate)):
@@ -633,7 +652,7 @@ def select_frames(paths: Iterable[str | os.PathLike], every: int = 1, fps: float
     if s.needs_time and frame_rate is None:
         raise UsageError("sampling a frame folder by time (fps, start, end) needs its frame rate",
                          "give the folder's frame rate (--frame-rate)")
-    sel = _Selector(s)
+    sel = _Selector(s, keep)
     out = []
     for i, p in enumerate(paths):
         t = i / frame_rate if frame_rate is not None else None

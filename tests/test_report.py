@@ -17,6 +17,7 @@ import pytest
 
 from helpers import SAMPLES, copy_samples, featx, ok
 
+from featx import shots
 from featx.report import build_report, gather as ga, timeline as tl
 from featx.report.page import MARK, csp, json_block
 from featx.report.project import pca2, unit_square
@@ -128,10 +129,10 @@ def test_boundaries_robust_z():
     d[0] = np.nan                          # the first frame has no previous one
     d[100] = 0.4                           # a cut
     d[200:203] = [0.2, 0.3, 0.25]          # a change over three frames: marked once
-    assert tl.boundaries(d).tolist() == [100, 201]
-    assert tl.boundaries(np.full(10, 0.1)).tolist() == []        # nothing changes
-    assert tl.boundaries(np.array([np.nan])).tolist() == []
-    svg = tl.svg(d, np.arange(300), tl.boundaries(d))
+    assert shots.boundaries(d).tolist() == [100, 201]
+    assert shots.boundaries(np.full(10, 0.1)).tolist() == []        # nothing changes
+    assert shots.boundaries(np.array([np.nan])).tolist() == []
+    svg = tl.svg(d, np.arange(300), shots.boundaries(d))
     assert svg.count('class="cut"') == 2 and "frame 299" in svg
 
 

@@ -12,7 +12,7 @@ import click
 from .. import __version__
 from ..errors import ExitCode
 from . import (codebook, convert, detect, duplicates, extract, htmlreport, info, inspect, list, merge, models, pool,
-               show, similar)
+               segments, show, similar)
 from .options import CONTEXT
 from .report import _pipe_closed, _say
 
@@ -37,6 +37,7 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     featx similar cnn.npy --k 5                nearest rows of every row
     featx duplicates cnn.npy --keep largest    near duplicates: what to remove
     featx report hog.npy                       one HTML page to look at it
+    featx segments clip.mp4 -o shots.csv       segments at shot boundaries
 
     Exit codes: 0 all good; 1 some inputs failed (the rest written);
     2 usage or configuration error; 74 the output could not be written
@@ -49,7 +50,7 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 for _cmd in (list.list_cmd, info.info_cmd, extract.extract_cmd, extract.run_cmd, show.show_cmd, detect.detect_cmd,
              codebook.codebook_cmd, merge.merge_cmd, inspect.inspect_cmd, convert.convert_cmd, models.models_cmd,
              similar.similar_cmd, duplicates.duplicates_cmd, htmlreport.report_cmd,
-             pool.pool_cmd):
+             pool.pool_cmd, segments.segments_cmd):
     cli.add_command(_cmd)
 
 

@@ -157,7 +157,8 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
     # a regions run (--regions): its boxes file lists every input.  An empty one is a day with
     # nothing detected (zero rows, not an error), and an image it no longer lists is gone from
     # the output (--prune removes its rows) even though the file is still there
-    regions = bool(plan.regions)
+    # (a segments file, --segments, lists its videos the same way)
+    regions = bool(plan.regions) or bool(getattr(plan, "segments", None))
     if regions:
         for o in outs:
             o.unlisted_gone = lambda p: in_shard(p, plan.shard)
@@ -269,6 +270,8 @@ def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[Input]:
                      else identify(inp.path, plan.hash))
             if ident is not None and inp.boxes is not None:
                 ident = ident._replace(boxes="%08x" % zlib.crc32(repr(inp.boxes).encode()))
+            elif ident is not None and inp.segments is not None:  # new segments of an unchanged video: redone
+                ident = ident._replace(boxes="s%08x" % zlib.crc32(repr(inp.segments).encode()))
             wants = tuple(o.index for o, kn in zip(stateful, known)
                           if not o.current(inp, ident, kn.get(inp.path), plan.hash))
             if streams:

@@ -439,6 +439,8 @@ def _item_mirror(key: dict, inp_mirror: str, inp_path: str, base: str) -> str:
         return layout.pooled_mirror(inp_mirror, key)
     mirror = inp_mirror
     frame = key.get("frame")
+    if key.get("segment") is not None:  # a frame of a segment (--segments): under the segment's folder
+        inp_mirror = layout.segment_mirror(inp_mirror, int(key["segment"]), key.get("label"))
     if frame is not None:
         p = key.get("path")
         if p == inp_path or p is None:

@@ -3,7 +3,8 @@ that makes those names.
 
 An item's *mirror* is its relative path under the output folder without the
 suffix: the input's path (:func:`mirror_path`), plus ``/frame000012`` for a
-video frame and ``.region-X-Y-W-H`` for a region (``.region-X-Y-W-H.track-N``
+video frame, ``/segment0003-LABEL/frame000012`` for a frame of a segment
+(``--segments``) and ``.region-X-Y-W-H`` for a region (``.region-X-Y-W-H.track-N``
 for a region of a track); its file is the mirror with
 ``.npy`` (``.npz`` for keypoints).
 """
@@ -60,6 +61,32 @@ def region_mirror(mirror: str, x: int, y: int, w: int, h: int, track: int | None
     if track is not None:
         return "%s.region-%d-%d-%d-%d.track-%d" % (mirror, x, y, w, h, track)
     return "%s.region-%d-%d-%d-%d" % (mirror, x, y, w, h)
+
+
+def segment_mirror(mirror: str, segment: int, label: str | None = None) -> str:
+    """The folder of segment ``segment`` (0-based, ``--segments``) of the video or frame
+    folder ``mirror``: ``segment0003``, or ``segment0003-LABEL`` with the label
+    %-encoded (every byte but letters, digits and ``_.-~``), so that any label makes
+    one safe file name that reads back (:func:`parse_segment`).  Its frames go inside
+    it as they would go inside ``mirror``."""
+    import urllib.parse
+
+    name = "segment%04d" % segment
+    if label:
+        name += "-" + urllib.parse.quote(label, safe="", errors="surrogateescape")
+    return os.path.join(mirror, name)
+
+
+def parse_segment(name: str) -> tuple[int, str | None] | None:
+    """``(segment, label)`` of a folder name :func:`segment_mirror` made, else None."""
+    import re
+    import urllib.parse
+
+    m = re.match(r"^segment(\d+)(?:-(.*))?$", name)
+    if m is None:
+        return None
+    label = m.group(2)
+    return int(m.group(1)), (urllib.parse.unquote(label, errors="surrogateescape") if label else None)
 
 
 def frame_file(mirror: str, path: str) -> str:

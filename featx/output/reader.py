@@ -430,7 +430,8 @@ class NpyDirReader(OutputReader):
     def _key_of(self, path: str, rel: str) -> dict:
         """The key of the file ``rel`` (no suffix) of the input ``path``: a video's
         ``frame000012``, a region's ``.region-X-Y-W-H`` (``.region-X-Y-W-H.track-N`` in
-        a track), a frame folder's frame file."""
+        a track), a frame folder's frame file, each under ``segment0003-LABEL/`` in an
+        output of segments (``--segments``)."""
         key: dict[str, Any] = {"path": path}
         if any(c in self.key_columns for c in _POOLED_KEYS):
             return self._pooled_key_of(key, rel)
@@ -442,6 +443,12 @@ class NpyDirReader(OutputReader):
         if m:
             key.update(zip(("x", "y", "w", "h"), map(int, m.groups())))
             rel = rel[:m.start()]
+        if "segment" in self.key_columns and rel:
+            head, _, rest = rel.partition(os.sep)
+            seg = layout.parse_segment(head)
+            if seg is not None:
+                key["segment"], key["label"] = seg
+                rel = rest
         head = rel.split(os.sep)[0] if rel else ""
         fm = _FRAME.match(head)
         if fm:

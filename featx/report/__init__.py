@@ -94,6 +94,7 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
     from ..output.atomic import write_atomic
     from . import gather as ga
     from . import thumbs as th
+    from .. import shots
     from . import timeline as tl
     from .project import project
 
@@ -102,7 +103,7 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
         raise UsageError(f"--max-points must be at least 1, not {max_points}")
     if k < 1:
         raise UsageError(f"-k must be at least 1, not {k}")
-    z_cut = tl.Z_THRESHOLD if cut_z is None else float(cut_z)
+    z_cut = shots.Z_THRESHOLD if cut_z is None else float(cut_z)
     dest = dest or default_report_path(output)
     to_stdout = dest == "-"
     if not to_stdout:
@@ -136,7 +137,7 @@ def build_report(output: str, dest: str | None = None, *, overwrite: bool = Fals
     shown_videos = videos[:tl.MAX_TIMELINES]
     strips = []
     for name, (rows, frames, d) in shown_videos:
-        cuts = tl.boundaries(d, z_cut)
+        cuts = shots.boundaries(d, z_cut)
         strips.append((name, rows, frames, d, cuts, tl.thumb_positions(len(rows), cuts)))
     want_rows = list(drawn.tolist())
     for _, rows, _, _, _, pos in strips:

@@ -3,17 +3,14 @@
 For every video (or frame sequence) of an output, the distance between consecutive frame
 vectors, by the report's metric, is a signal that stays low while the picture changes
 little and jumps where it cuts to something else.  A frame is marked as a **shot
-boundary** where its distance is an outlier of its video's distances by a robust z-score:
+boundary** by the rule of :mod:`featx.shots` (one implementation, also behind
+``featx segments``): its distance is an outlier of its video's distances by a robust
+z-score,
 
     z = (d - median(d)) / (1.4826 * MAD(d))       MAD = median(|d - median(d)|)
 
-and ``z > Z_THRESHOLD`` (6 by default, ``featx report --cut-z``), and it is the largest
-distance within ``MIN_SHOT`` frames on either side (a cut is one jump; a change that builds
-over several frames — a flash, a fast pan — is marked once, at its largest step).  The median and the MAD
-ignore the few large jumps themselves, so one cut does not hide another, and the scale is
-the video's own: a shaky hand-held clip needs a larger jump than a still tripod shot.
-(Where the MAD is 0 — half the frames or more identical — the mean absolute deviation
-stands in for it; where that is 0 too, nothing changes and nothing is marked.)
+above ``Z_THRESHOLD`` (6 by default, ``featx report --cut-z``), and the largest distance
+within ``MIN_SHOT`` frames on either side (see :func:`featx.shots.boundaries`).
 """
 from __future__ import annotations
 
@@ -21,48 +18,13 @@ import html
 
 import numpy as np
 
-#: A frame whose robust z-score is above this starts a new shot.
-Z_THRESHOLD = 6.0
-#: Frames on either side of a boundary that cannot be another boundary.
-MIN_SHOT = 4
+from ..shots import Z_THRESHOLD, robust_z
+
 #: Thumbnails shown under one timeline, and timelines drawn in one report.
 THUMBS_PER_VIDEO = 16
 MAX_TIMELINES = 50
 #: Points of one timeline's line (longer videos are binned, keeping each bin's maximum).
 MAX_POINTS = 1200
-
-
-def robust_z(d: np.ndarray) -> np.ndarray:
-    """The robust z-score of each distance (nan stays nan: the first frame has none)."""
-    d = np.asarray(d, dtype=np.float64)
-    ok = np.isfinite(d)
-    z = np.full(d.shape, np.nan)
-    if not ok.any():
-        return z
-    v = d[ok]
-    med = float(np.median(v))
-    scale = 1.4826 * float(np.median(np.abs(v - med)))
-    if scale <= 0:
-        scale = 1.2533 * float(np.mean(np.abs(v - med)))
-    if scale <= 0:
-        z[ok] = 0.0
-        return z
-    z[ok] = (v - med) / scale
-    return z
-
-
-def boundaries(d: np.ndarray, z_threshold: float = Z_THRESHOLD, min_shot: int = MIN_SHOT) -> np.ndarray:
-    """Positions (into ``d``) of the frames that start a new shot (see the module docstring)."""
-    z = np.nan_to_num(robust_z(d), nan=-np.inf)
-    over = np.flatnonzero(z > z_threshold)
-    keep = []
-    for i in over.tolist():
-        lo, hi = max(0, i - min_shot), min(len(z), i + min_shot + 1)
-        window = z[lo:hi]
-        # the largest in its window; on a tie, the first
-        if z[i] >= window.max() and not (window[:i - lo] == z[i]).any():
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
 
 
 def thumb_positions(n: int, cuts: np.ndarray, most: int = THUMBS_PER_VIDEO) -> list[int]:
