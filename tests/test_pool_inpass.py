@@ -47,6 +47,8 @@ def pooled_reference(values, keys, spec, source_keys=("path", "frame", "time"), 
         k = dict(k)
         if path_of is not None:
             k["path"] = path_of(k["path"])
+        if isinstance(k.get("time"), float):   # times as outputs record them (microseconds)
+            k["time"] = round(k["time"], 6)
         if pooler is None:
             pooler = Pooler(spec, source_keys, len(v))
         out.extend(pooler.feed(k, v))
@@ -538,3 +540,25 @@ def test_a_config_file_sets_pooling_as_a_recipe_writes_it(tmp_path):
     cfg.write_text('pool-over = "video"\npool-stats = ["max", "nope"]\n')
     r = featx("extract", "gradients", CLIP, "--config", cfg, "-o", tmp_path / "x.npy")
     assert r.returncode == 2 and b"pool-stats" in r.stderr, r.stderr
+
+
+def test_segments_pooled_during_extraction_as_featx_pool_pools_them(tmp_path):
+    """--segments rows (path, segment, label, frame, time; segments may overlap: a frame of
+    two segments is a row of each) pooled per segment, with windows inside them: in-pass and
+    featx pool agree byte for byte, labels kept."""
+    segs = tmp_path / "segs.csv"
+    segs.write_text(f"path,start,end,label\n{CLIP},0.0,1.0,intro\n{CLIP},0.6,2.0,\n{CLIP},1.9,2.4,end\n")
+    extra = ["--stats", "mean,diff", "--window", "0.4s", "--stride", "0.2s"]
+    per = tmp_path / "rows.npy"
+    assert featx("extract", "gradients", "--segments", segs, "-o", per, "-j", "1", "-q").returncode == 0
+    r = featx("pool", per, "-o", tmp_path / "after.csv", "--over", "segment", *extra)
+    assert r.returncode == 0, r.stderr
+    flags = [f"--pool-{a[2:]}" if a.startswith("--") else a for a in extra]
+    for j in ("1", "2"):
+        r = featx("extract", "gradients", "--segments", segs, "-o", tmp_path / f"inpass{j}.csv", "-j", j, "-q",
+                  "--pool-over", "segment", *flags)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"inpass{j}.csv").read_bytes() == (tmp_path / "after.csv").read_bytes(), j
+    lines = (tmp_path / "after.csv").read_text().splitlines()
+    assert lines[0].startswith("path,segment,label,window,start,end,frames,mean.")
+    assert {l.split(",")[2] for l in lines[1:]} == {"intro", "", "end"}

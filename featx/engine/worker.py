@@ -215,6 +215,11 @@ class Worker:
             return
         key = dict(item.key)
         key["path"] = self._inputs[i].path   # a frame folder's frames are pooled as the folder
+        t = key.get("time")
+        if isinstance(t, float):
+            # the time as outputs record it (microseconds, "%.6f"): a frame at 1.4 s is in the window
+            # [7 * 0.2, ...) or not alike here and in featx pool over the per-frame output
+            key["time"] = round(t, 6)
         try:
             pooled = pooler.feed(key, vec)
         except FeatxError as exc:   # (rows with no time for a window in seconds)
