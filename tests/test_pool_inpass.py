@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx_inprocess as featx, plugin_env
+from helpers import SAMPLES, featx_inprocess as featx, output_files, plugin_env
 
 CLIP = SAMPLES / "clip.mp4"
 
@@ -183,10 +183,23 @@ def test_two_workers_write_what_one_writes_and_a_rerun_is_up_to_date(tmp_path):
            b"--pool-over video --pool-stats mean,max --pool-window 5f --pool-stride 5f" in r.stderr, r.stderr
 
 
-def output_files(out: Path) -> dict[str, bytes]:
-    from helpers import output_files as files
+def test_a_changed_input_is_pooled_again_and_the_output_is_as_a_fresh_run(tmp_path):
+    import shutil
 
-    return files(out)
+    make_frames(tmp_path / "in" / "a", 6)
+    b = make_frames(tmp_path / "in" / "b", 5)
+    args = ["--frames", "--pool-over", "video", "--pool-stats", "mean,max", "-j", "1", "-q"]
+    out = tmp_path / "o.npy"
+    assert featx("extract", "gradients", tmp_path / "in", "-o", out, *args).returncode == 0
+    shutil.copyfile(b / "frame0.png", b / "frame5.png")   # a sixth frame
+    r = featx("extract", "gradients", tmp_path / "in", "-o", out, *args, "--summary-json", "-")
+    s = json.loads(r.stderr.decode().strip().splitlines()[-1])
+    assert (s["processed"], s["up_to_date"]) == (1, 1), s
+    fresh = tmp_path / "fresh" / "o.npy"
+    fresh.parent.mkdir()
+    assert featx("extract", "gradients", tmp_path / "in", "-o", fresh, *args).returncode == 0
+    assert np.array_equal(np.load(out), np.load(fresh))
+    assert (tmp_path / "o.index.csv").read_text().splitlines()[2].endswith(",6")
 
 
 def test_a_failed_frame_is_listed_and_the_pooled_row_covers_the_others(tmp_path):
