@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import UsageError
+from .inputs import TIME_EPS
 from .output.keys import KEY_COLUMNS
 
 #: The units rows can be pooled over.
@@ -415,6 +416,8 @@ class Pooler:
         if x32.shape[0] != self.width:
             raise ValueError(f"a row of {x32.shape[0]} values, not {self.width}")
         time = key.get("time")
+        if time is not None:   # as every output records it (CSV and the npy index: "%.6f"), so that
+            time = round(float(time), 6)   # a Parquet source, which keeps the float, windows alike
         if unit.failed is not None:
             return out
         x64 = x32.astype(np.float64)
@@ -447,7 +450,7 @@ class Pooler:
             step, w = float(spec.step), float(spec.window)
             # the windows that ended at or before this row's time can get no more rows
             for k in sorted(unit.groups):
-                if k * step + w <= time:
+                if k * step + w <= time + TIME_EPS:
                     out.extend(self._emit(unit, unit.groups.pop(k)))
             for k in self._windows_of(time, step, w):
                 if k < unit.next_window:
@@ -461,7 +464,10 @@ class Pooler:
 
     @staticmethod
     def _windows_of(t: float, step: float, w: float) -> range:
-        """The windows k >= 0 with k*step <= t < k*step + w (compared as written, in floats)."""
+        """The windows k >= 0 with k*step <= t < k*step + w, a time within 1e-6 s below a
+        bound counting as on it (as for segments, ``--start`` and ``--end``: 7 x 0.2 is
+        1.4000000000000001, and the frame at 1.4 s is in window 7)."""
+        t = t + TIME_EPS
         if t < 0:
             return range(0)
         hi = int(math.floor(t / step))
