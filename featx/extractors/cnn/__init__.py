@@ -98,7 +98,11 @@ class CNN(Extractor):
     name: ClassVar[str] = "cnn"
     #: embeddings: their direction carries the meaning
     neighbor_metric = "cosine"
-    fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
+    #: the engine starts threads when a session is built: an instance that has built none
+    #: (ONNX Runtime on the CPU builds it at the first batch) says so itself (``fork_safe``)
+    fork_safe: ClassVar[bool] = False
+    #: imported by the fork server before it forks workers (see engine.executors)
+    worker_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")
     #: A --resize shared by several outputs (``featx extract hog+cnn ... --resize``) is
