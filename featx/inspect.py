@@ -184,6 +184,8 @@ def _columns_text(cols: list[str]) -> str:
 def pool_text(rec: dict[str, Any]) -> str:
     """A pooled output's settings in words: ``one row per video window: mean, max; windows
     of 1s every 0.5s`` (lengths as the sidecar writes them: ``2s``, ``30f``)."""
+    from .names import quote_name
+
     over = rec.get("over") or "video"
     parts = [f"one row per {over}" + (" window" if rec.get("window") is not None else "")
              + ": " + ", ".join(rec.get("stats") or ["mean"])]

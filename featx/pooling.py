@@ -213,7 +213,7 @@ class PoolSpec:
                              "extract with --regions from a featx detect --track file")
         if self.window is not None and self.window_unit == "s" and "time" not in src:
             raise UsageError(f"--window {length_text(self.window, 's')}: these rows have no time (keys: {have})",
-                             f"give the window in rows, e.g. --window 30f")
+                             "give the window in rows, e.g. --window 30f")
         cols = set(self.unit_keys(src))
         if self.over == "image":
             cols.add("regions")

@@ -30,9 +30,9 @@ from .errors import OutputError, UsageError
 from .names import escape_name, utf8_text
 from .output import layout, sinks
 from .output.atomic import tmp_name
-from .output.convert import _check_absent, _check_source, _move_into_place, _sweep, check_files, value_columns
+from .output.convert import (check_absent, check_files, check_source, locked, move_into_place, output_folder,
+                              sweep, value_columns)
 from .output.keys import KEY_COLUMNS
-from .output.lock import OutputLock
 from .output.reader import OutputReader, load_sidecar, open_output
 from .output.state import Entry, State, same
 from .inputs import SegmentIndex
@@ -132,28 +132,11 @@ def _pool(reader: OutputReader, src: str, dst: str, fmt: str | None, spec: PoolS
             src_sink is not None and _files_of(dst_sink) & _files_of(src_sink)):
         raise UsageError(f"the output {dst} would write over the output it pools ({src})",
                          "pool into another name; nothing was written")
-    folder = os.path.dirname(os.path.abspath(dst_sink.output.rstrip("/" + os.sep)))
-    if not os.path.isdir(folder):
-        raise UsageError(f"output folder {folder} does not exist", "create it first")
-    dst_sink.preflight()
+    folder = output_folder(dst_sink)
     config = _config(reader, spec, fmt, key_cols, segments is not None)
-    src_lock = None
-    if src_sink is not None and src_sink.lock_path:
-        try:
-            src_lock = OutputLock(src_sink.lock_path)
-            src_lock.acquire(0.0)
-        except OSError:
-            src_lock = None
-    lock = OutputLock(dst_sink.lock_path)
-    try:
-        lock.acquire(0.0)
-    except BaseException:
-        if src_lock is not None:
-            src_lock.release()
-        raise
-    try:
-        _check_source(reader, src_sink, src)
-        _sweep(folder, dst_sink)
+    with locked(src_sink, dst_sink):
+        check_source(reader, src_sink, src)
+        sweep(folder, dst_sink)
         old = None if overwrite else _existing(dst_sink, dst, config)
         try:
             info = _run(reader, spec, seg_table, key_cols, width, columns, config, dst_sink, fmt, old, overwrite, dst)
@@ -164,10 +147,6 @@ def _pool(reader: OutputReader, src: str, dst: str, fmt: str | None, spec: PoolS
         doc = _sidecar(reader, src, dst_sink, spec, segments, info, argv, started)
         provenance.write(dst_sink.sidecar_path, doc)
         return info
-    finally:
-        lock.release()
-        if src_lock is not None:
-            src_lock.release()
 
 
 def _files_of(sink: sinks.Sink) -> set[str]:
@@ -387,8 +366,8 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
             info = tmp.info()
             state.recover_renames()
             if old is not None or overwrite:
-                _check_absent(dst_sink, dst, True)   # a folder's old featx files go now
-            _move_into_place(tmp, dst_sink, state)
+                check_absent(dst_sink, dst, True)   # a folder's old featx files go now
+            move_into_place(tmp, dst_sink, state)
         finally:
             state.close()
             tmp.close()

@@ -52,7 +52,7 @@ README = ROOT / "README.md"
 #: The pages whose examples run, in the order they run: a page may use what an earlier one
 #: made (faces.csv, the codebooks, hog.toml).  Every docs/*.md page is listed (tested).
 PAGES: list[Path] = [README] + [ROOT / "docs" / name for name in (
-    "index.md", "usage.md", "inputs.md", "outputs.md", "similar.md", "report.md", "recipes.md", "extractors.md", "production.md",
+    "index.md", "usage.md", "inputs.md", "outputs.md", "pooling.md", "similar.md", "report.md", "recipes.md", "extractors.md", "production.md",
     "python.md", "plugins.md", "performance.md", "development.md")]
 
 #: Fenced blocks in these languages hold shell commands.  Any other block that holds a

@@ -25,6 +25,7 @@ files no longer agree with its state is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -55,6 +56,43 @@ def convert(src: str, dst: str, fmt: str | None = None, *, overwrite: bool = Fal
     finally:
         reader.close()
 
+
+
+def output_folder(sink: sinks.Sink) -> str:
+    """The folder an output goes into (a usage error when it does not exist), after the
+    sink's own checks (:meth:`~featx.output.sinkbase.Sink.preflight`)."""
+    folder = os.path.dirname(os.path.abspath(sink.output.rstrip("/" + os.sep)))
+    if not os.path.isdir(folder):
+        raise UsageError(f"output folder {folder} does not exist", "create it first")
+    sink.preflight()
+    return folder
+
+
+@contextlib.contextmanager
+def locked(src_sink, dst_sink: sinks.Sink):
+    """Hold the lock of the output written and, where it has one, of the output read: a run
+    continuing the source meanwhile would move its rows under the reader (a source on a
+    read-only disk has no run to fear: it is read without its lock)."""
+    src_lock = None
+    if src_sink is not None and src_sink.lock_path:
+        try:
+            src_lock = OutputLock(src_sink.lock_path)
+            src_lock.acquire(0.0)
+        except OSError:
+            src_lock = None
+    lock = OutputLock(dst_sink.lock_path)
+    try:
+        lock.acquire(0.0)
+    except BaseException:
+        if src_lock is not None:
+            src_lock.release()
+        raise
+    try:
+        yield
+    finally:
+        lock.release()
+        if src_lock is not None:
+            src_lock.release()
 
 def _files_of(sink: sinks.Sink) -> set[str]:
     out = {p for p in sink.paths() + [sink.state_path, sink.sidecar_path] if p}
@@ -91,30 +129,11 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
                           f"featx extract into {dst}")
     if hasattr(type(dst_sink), "expected_width") and reader.width:
         dst_sink.expected_width = reader.width
-    folder = os.path.dirname(os.path.abspath(dst_sink.output.rstrip("/" + os.sep)))
-    if not os.path.isdir(folder):
-        raise UsageError(f"output folder {folder} does not exist", "create it first")
-    dst_sink.preflight()
-    # the source's lock too: a run continuing it meanwhile would move its rows under the reader
-    # (a source on a read-only disk has no run to fear: it is read without)
-    src_lock = None
-    if src_sink is not None and src_sink.lock_path:
-        try:
-            src_lock = OutputLock(src_sink.lock_path)
-            src_lock.acquire(0.0)
-        except OSError:
-            src_lock = None
-    lock = OutputLock(dst_sink.lock_path)
-    try:
-        lock.acquire(0.0)
-    except BaseException:
-        if src_lock is not None:
-            src_lock.release()
-        raise
-    try:
-        _check_source(reader, src_sink, src)
-        _sweep(folder, dst_sink)
-        _check_absent(dst_sink, dst, overwrite)
+    folder = output_folder(dst_sink)
+    with locked(src_sink, dst_sink):
+        check_source(reader, src_sink, src)
+        sweep(folder, dst_sink)
+        check_absent(dst_sink, dst, overwrite)
         config = dict(reader.config)
         config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
         # the whole output is written as a featx output of its own in a hidden folder beside
@@ -134,7 +153,7 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
                 state.set_meta(config=config)
                 info = _write(reader, tmp, state, dst_sink.mirror_base)
                 state.recover_renames()   # (the first commit's own renames, done: forgotten)
-                _move_into_place(tmp, dst_sink, state)
+                move_into_place(tmp, dst_sink, state)
             finally:
                 state.close()
                 tmp.close()
@@ -146,13 +165,9 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         doc = _sidecar(reader, src, dst_sink, info, argv)
         provenance.write(dst_sink.sidecar_path, doc)
         return info
-    finally:
-        lock.release()
-        if src_lock is not None:
-            src_lock.release()
 
 
-def _sweep(folder: str, sink: sinks.Sink) -> None:
+def sweep(folder: str, sink: sinks.Sink) -> None:
     """Under the destination's lock: what a killed convert left beside it (its hidden work
     folder, temporary files of the destination's names, renames its state lists)."""
     if sink.format != "npy-dir" and sink.has_state():
@@ -170,7 +185,7 @@ def _sweep(folder: str, sink: sinks.Sink) -> None:
     sweep_tmp(folder, names=[os.path.basename(p) for p in sink.paths() + [sink.sidecar_path, sink.state_path]])
 
 
-def _check_absent(sink: sinks.Sink, dst: str, overwrite: bool) -> None:
+def check_absent(sink: sinks.Sink, dst: str, overwrite: bool) -> None:
     """The destination must not exist (a state with no commit, left by a run killed before its
     first commit, does not count); with ``overwrite``, an existing featx output is replaced:
     a file output when the new one moves into place, a folder's featx files now."""
@@ -198,7 +213,7 @@ def _check_absent(sink: sinks.Sink, dst: str, overwrite: bool) -> None:
                 pass
 
 
-def _move_into_place(tmp: sinks.Sink, dst: sinks.Sink, state: State) -> None:
+def move_into_place(tmp: sinks.Sink, dst: sinks.Sink, state: State) -> None:
     """The finished output ``tmp`` (in the work folder) becomes ``dst``.  A folder output
     with its state inside (npy-dir) moves in one rename.  Otherwise the renames of its files
     are recorded in its state, the state is renamed over ``dst``'s (the commit point: a kill
@@ -249,7 +264,7 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def _check_source(reader: OutputReader, src_sink, src: str) -> None:
+def check_source(reader: OutputReader, src_sink, src: str) -> None:
     """The source's files must be what its state says (the checks the sinks make before
     continuing an output), and no rename of a cut-short run may be pending."""
     # (a finished commit leaves its renames listed until the next run opens the output: only
