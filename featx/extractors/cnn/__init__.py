@@ -367,11 +367,17 @@ class CNN(Extractor):
 
     def _static_shape(self, info) -> tuple[int, ...] | None:
         """The fetched tensor's shape without its batch axis when the model file states it
-        (a graph output with fixed dimensions: the built-in model's ``embedding`` and
-        ``logits``) and the session can be left to the first batch (ONNX Runtime on the
-        CPU: on a GPU the provider actually used is only known from a session); else None."""
+        and can be trusted to (the built-in model, which featx writes itself and which takes
+        any input size: its ``embedding`` and ``logits``) and the session can be left to
+        the first batch (ONNX Runtime on the CPU: on a GPU the provider actually used is
+        only known from a session); else None.  Another model (``--model``) is run once
+        here, as before: its declared shapes may be wrong, and an input size it rejects
+        is an error before any image."""
+        from . import models
+
         p = self.params
-        if p.backend != "onnxruntime" or p.device != "cpu" or self._fixed_batch not in (None, 1):
+        if p.model not in (None, models.DEFAULT_MODEL) or p.backend != "onnxruntime" or p.device != "cpu" \
+                or self._fixed_batch not in (None, 1):
             return None
         out = next((o for o in info.outputs if o.name == self._tensor), None)
         if out is None or not out.shape or len(out.shape) < 2:
