@@ -408,6 +408,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     :func:`execute`."""
     from . import host, inputs, memory
     from .engine import loop
+    from .extractor import build_params
     from .output import sinks
 
     plan.check()
@@ -420,16 +421,16 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     classes = [extractor_class(o.extractor) for o in plan.outputs]
     extractors = []
     for cls, o in zip(classes, plan.outputs):
-        params = dict(o.params)
-        ext = cls.create(**params)
+        # the parameters first, then one extractor (a cnn reads and checks its model file)
+        params = build_params(cls, dict(o.params))
         runtime = {}
-        if getattr(ext.params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
+        if getattr(params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
             runtime["threads"] = max(1, host.default_jobs() // jobs)
-        if plan.executor == "ray" and getattr(ext.params, "threads", None) == 0:
+        if plan.executor == "ray" and getattr(params, "threads", None) == 0:
             runtime["threads"] = 1  # one Ray worker per CPU
         if runtime:
-            ext = cls(dataclasses.replace(ext.params, **runtime))
-        extractors.append(ext)
+            params = dataclasses.replace(params, **runtime)
+        extractors.append(cls(params))
     sampling = plan.sampling
     if sampling:
         inputs.sampling_of(sampling)  # invalid combinations are usage errors, before any work

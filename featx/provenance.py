@@ -16,14 +16,22 @@ _LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "scikit-image"
               "onnxruntime", "onnxruntime-gpu")  # the CUDA build is a distribution of its own
 
 
+#: looked up once per process (each look-up scans the installed distributions: 15-45 ms,
+#: and a run writes its sidecars at its start and at its end)
+_VERSIONS: dict[str, str] | None = None
+
+
 def library_versions() -> dict[str, str]:
-    out = {"featx": __version__, "python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    global _VERSIONS
+    if _VERSIONS is None:
+        out = {"featx": __version__, "python": platform.python_version()}
+        for name in _LIBRARIES:
+            try:
+                out[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+        _VERSIONS = out
+    return dict(_VERSIONS)
 
 
 def now() -> str:

@@ -435,12 +435,28 @@ def extractor_columns(config: dict | None, sidecar: dict | None, width: int | No
         from ..extractor import param_infos
         from .. import registry
 
+        from ..extractor import build_params
+
         cls = registry.get(name)
         known = {p.name for p in param_infos(cls.Params)}
-        e = cls.create(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in known})
+        values = build_params(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()
+                                    if k in known})
         sizes = [tuple(resize[::-1])] if resize else [(480, 640), (240, 320)]
+        # named from the parameters when the class can (cnn's built-in model: no network
+        # built to name the columns of a file); else from an extractor, built on the CPU
+        # (a column's name does not depend on the device a run used)
+        static = getattr(cls, "static_output_spec", None)
+        e = None
         for h, w in sizes:
-            spec = e.output_spec(h, w)
+            spec = static(values, h, w) if static is not None else None
+            if spec is None:
+                if e is None:
+                    if "device" in known and getattr(values, "device", "cpu") != "cpu":
+                        import dataclasses
+
+                        values = dataclasses.replace(values, device="cpu")
+                    e = cls(values)
+                spec = e.output_spec(h, w)
             if spec.kind == "vector" and spec.length == width and spec.columns and len(spec.columns) == width:
                 return list(spec.columns)
     except (FeatxError, ImportError, TypeError, ValueError, AttributeError):

