@@ -132,6 +132,10 @@ _MEMORY_RUN_OPTIONS = frozenset(
                       "segments"))
 
 
+#: Pooling during extraction, by output (``pool_over="video"``, ``pool_stats="mean,max"``, ...).
+_POOL_OPTIONS = frozenset(o.attr for o in runopts.PER_OUTPUT if o.pooling)
+
+
 def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: tuple[int, int] | None = None,
                   resize_mode: str = "stretch", **params: Any):
     """Run a batch, as ``featx extract``, and get the results back in memory.
@@ -149,7 +153,11 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
         its name with ``_`` for ``-`` (:data:`featx.runopts.RUN_OPTIONS`): ``fps``, ``every``,
         ``start``, ``end``, ``max_frames``, ``frame_rate``, ``video``, ``frames``,
         ``timeout``, ``max_pixels``, ``max_memory``, ``exact_decode``, ``executor``,
-        ``ray_address``, ``files_from``, ``null``, ``shard``.
+        ``ray_address``, ``files_from``, ``null``, ``shard``; and pooling during
+        extraction, ``pool_over`` (``"video"``: one row per video), ``pool_stats``
+        (``"mean,max"``), ``pool_window`` (``"2s"``, ``"30f"``), ``pool_stride``,
+        ``pool_pyramid``, whose keys then say what each pooled row covers
+        (``start``, ``end``, ``frames``...).
 
     Returns
     -------
@@ -164,7 +172,8 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
 
     paths = [inputs] if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__") else list(inputs)
     run = {k: params.pop(k) for k in list(params) if k in _MEMORY_RUN_OPTIONS}
-    plan = Plan(outputs=(OutputPlan(name, None, params=params, resize=resize, resize_mode=resize_mode),),
+    pool = {k: params.pop(k) for k in list(params) if k in _POOL_OPTIONS}
+    plan = Plan(outputs=(OutputPlan(name, None, params=params, resize=resize, resize_mode=resize_mode, **pool),),
                 inputs=tuple(str(p) for p in paths), jobs=jobs, **run)
     _check_script_guard(plan, "featx.extract_files()")
     result = execute(plan)
@@ -180,7 +189,9 @@ def extract_files(inputs: str | list[str], name: str, *, jobs: int = 1, resize: 
             spec = out.extractor.output_spec(*(r[::-1] if r else (480, 640)))
         except Exception:  # noqa: BLE001 - only the shape of an empty result depends on it
             pass
-        values = np.zeros((0, _fixed_width(out.extractor, spec, out.plan.resize) or 0), np.float32)
+        width = _fixed_width(out.extractor, spec, out.plan.resize) or 0
+        pooling = runopts.pool_spec(out.plan)
+        values = np.zeros((0, pooling.width(width) if pooling is not None else width), np.float32)
     return values, sink.keys, [(f.path, f.reason) for f in out.summary.failed]
 
 

@@ -193,6 +193,8 @@ class _Built:
     max_pixels: int | None
     max_memory: int | None
     stats: Any = None
+    pools: list = field(default_factory=list)   # each output's PoolSpec (None: it does not pool)
+    keys: list = field(default_factory=list)    # each output's key columns as extracted (before pooling)
 
 
 def extractor_class(name: str) -> type:
@@ -456,14 +458,18 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                          "folders of frames")
     keys = inputs.region_keys(plan.regions) if plan.regions else inputs.SEGMENT_KEYS if plan.segments else \
         (inputs.VIDEO_KEYS if video_mode else ("path",))
+    pools = [_pool_spec(plan, ext, o, keys_with(keys, ext.row_keys), video_mode)
+             for ext, o in zip(extractors, plan.outputs)]
     max_pixels = plan.max_pixels
     if max_pixels is None:
         max_pixels = loop.DEFAULT_MAX_PIXELS
     max_memory = memory.resolve(plan.max_memory, jobs)  # bytes per worker, None: no limit
     built_sinks = []
     base_keys = keys
-    for ext, o in zip(extractors, plan.outputs):
+    source_keys = []   # each output's key columns as extracted (before any pooling)
+    for ext, o, pool in zip(extractors, plan.outputs, pools):
         keys = keys_with(base_keys, ext.row_keys)
+        source_keys.append(keys)
         spec = None
         try:
             spec = ext.output_spec(*(o.resize[::-1] if o.resize else (480, 640)))
@@ -472,24 +478,74 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                 raise UsageError(f"{_which(plan, o)}--resize {o.resize[0]}x{o.resize[1]}: {exc.message}",
                                  exc.hint) from None
         memory.check_resize(o.resize, ext, max_memory, max_pixels)
+        out_keys = keys if pool is None else pool.key_columns(keys)
         if o.path is None:
             built_sinks.append(MemorySink(stacked=ext.output_kind() == "vector" and not descriptors,
-                                          key_columns=keys,
+                                          key_columns=out_keys,
                                           on_row=None if on_row is None else functools.partial(on_row, len(built_sinks))))
             continue
-        built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
-                                           columns=spec.columns if spec else None, kind=ext.output_kind(),
-                                           key_columns=keys, labels=spec.labels if spec else None,
-                                           label_columns=spec.label_columns if spec else ()))
-        built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
         width = _fixed_width(ext, spec, o.resize)
+        if pool is None:
+            columns, labels, label_columns = (spec.columns, spec.labels, spec.label_columns) if spec else (None, None, ())
+        else:  # pooled values: {stat}.{col}; class indices pooled are no class (no names written for them)
+            columns = pool.columns(spec.columns, width) if width else None
+            labels, label_columns = None, ()
+            width = pool.width(width) if width else None
+        built_sinks.append(sinks.make_sink(o.path, o.format, overwrite=plan.overwrite,
+                                           columns=columns, kind=ext.output_kind(),
+                                           key_columns=out_keys, labels=labels, label_columns=label_columns))
+        built_sinks[-1].check_kind(ext.output_kind(), ext.name)  # (keypoints in a csv...) before any work
+        if pool is not None and columns is None:   # D known at the first row: the CSV header's names then
+            built_sinks[-1].names_of = functools.partial(_pooled_names, pool)
         if width and hasattr(type(built_sinks[-1]), "expected_width"):
             built_sinks[-1].expected_width = width   # an output with no rows is (0, D)
     _check_files(plan, built_sinks, summary_json)
     # what the engine reads: this plan with its defaults resolved (0: no limit)
     run = plan.replace(jobs=jobs, max_pixels=max_pixels, max_memory=max_memory or 0,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
-    return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory)
+    return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory,
+                  pools=pools, keys=source_keys)
+
+
+def _pooled_names(pool, width: int) -> list[str]:
+    """The names of the pooled values of a row of ``width`` values (no names from the extractor)."""
+    d = width // max(1, len(pool.parts) * len(pool.stats))
+    return pool.columns(None, d)
+
+
+def _pool_spec(plan: Plan, ext, o: OutputPlan, keys: tuple[str, ...], video_mode: bool):
+    """Output ``o``'s pooling (:class:`featx.pooling.PoolSpec`), None when it does not pool;
+    a usage error, before any work, for pooling that cannot apply to this run's rows."""
+    spec = runopts.pool_spec(o)
+    if spec is None:
+        return None
+    where = _which(plan, o)
+    kind = ext.output_kind()
+    if kind != "vector":
+        what = {"keypoints": "a set of keypoints per image", "regions": "boxes (one row per region found)",
+                "dense": "a map per image"}.get(kind, f"{kind} rows")
+        hint = ("encode the keypoints into one vector per image first (--encode bovw, vlad or fisher "
+                "with --codebook FILE), or use a vector extractor") if kind == "keypoints" else \
+            "use an extractor that gives one vector per image (featx list)"
+        raise UsageError(f"{where}--pool-over pools vectors: {ext.name} gives {what}", hint)
+    if spec.over == "image" and not plan.regions:
+        raise UsageError(f"{where}--pool-over image pools the boxes of each picture: it needs --regions",
+                         "name the boxes with --regions FILE (from featx detect), or use --pool-over video")
+    if spec.over == "video" and not video_mode:
+        raise UsageError(f"{where}--pool-over video pools the frames of each video or frame folder: these "
+                         "inputs are images, one row per image already",
+                         "name videos (or --video, --frames), or use --pool-over image with --regions")
+    if spec.over == "video" and plan.regions and "frame" not in keys:
+        raise UsageError(f"{where}--pool-over video pools the frames of a video: the boxes of {plan.regions} "
+                         "are of still images", "use --pool-over image (one row per picture)")
+    if spec.window is not None and spec.window_unit == "s" and plan.frames and plan.frame_rate is None:
+        raise UsageError(f"{where}--pool-window in seconds needs the frames' times: frame folders have them "
+                         "with --frame-rate", "add --frame-rate RATE, or give the window in rows (30f)")
+    try:
+        spec.key_columns(keys)
+    except UsageError as exc:
+        raise runopts.pool_words(exc) from None
+    return spec
 
 
 def keys_with(keys: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -599,9 +655,11 @@ def execute(plan: Plan, *, on_failure: Callable[[Any, list[int]], None] | None =
         total, weights = count(built)
         unit = "regions" if plan.regions else ("frames" if built.video_mode else "images")
         feed = Feed(progress(total, unit), weights)
+        feed.pooled = {k for k, pool in enumerate(built.pools) if pool is not None}
     stream = input_stream(built, stdin)
-    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors)
-               for ext, sink, o in zip(built.extractors, built.sinks, plan.outputs)]
+    targets = [loop.Target(ext, sink, o.resize, o.resize_mode, describe=descriptors, pool=pool, source_keys=keys)
+               for ext, sink, o, pool, keys in zip(built.extractors, built.sinks, plan.outputs, built.pools,
+                                                   built.keys)]
     started = provenance.now()
     results = [OutputResult(o, None, None if o.path is None else (o.sidecar or sink.sidecar_path), ext, sink) for o, ext, sink in zip(plan.outputs, built.extractors, built.sinks)]
 
@@ -649,6 +707,9 @@ def sidecar_record(built: _Built, r: OutputResult, summary, started: str) -> dic
     options["decode"] = loop.decode_mode(loop.Target(r.extractor, r.sink, o.resize, o.resize_mode), built.run)
     details = getattr(r.extractor, "provenance", None)
     extra = {"run": plan.to_dict()}
+    pool = runopts.pool_spec(o)
+    if pool is not None:   # pooled during extraction: recorded as featx pool records it (only then)
+        extra["pool"] = pool.record()
     if isinstance(details, dict):
         extra["extractor_details"] = details
     return provenance.record(extractor=r.extractor.name, params=params_to_dict(r.extractor.params),

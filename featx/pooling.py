@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import UsageError
+from .inputs import TIME_EPS
 from .output.keys import KEY_COLUMNS
 
 #: The units rows can be pooled over.
@@ -324,15 +325,28 @@ class _Group:
             if n < PYRAMID_MIN_ROWS:
                 return None, (f"{n} row{'s' if n != 1 else ''}: a pyramid splits at least "
                               f"{PYRAMID_MIN_ROWS} rows into quarters")
+            # read back in blocks (never mapped whole: a mapping's pages count as the
+            # process's memory), each row fed to its three parts (all, a half, a quarter)
+            accs = [(j * n // k, (j + 1) * n // k, _Acc(self.spec.stats)) for _, j, k in PARTS]
             self.file.flush()
-            rows = np.memmap(self.file, dtype=np.float32, mode="r", shape=(n, self.width))
+            self.file.seek(0)
+            block = max(1, (4 << 20) // (4 * self.width))
+            i = 0
+            while i < n:
+                m = min(block, n - i)
+                buf = self.file.read(m * 4 * self.width)
+                if len(buf) != m * 4 * self.width:
+                    raise OSError(f"the temporary file of a pyramid's rows ended early ({i + len(buf) // (4 * self.width)} of {n} rows)")
+                rows = np.frombuffer(buf, dtype=np.float32).reshape(m, self.width)
+                for r in range(m):
+                    x = rows[r].astype(np.float64)
+                    for lo, hi, acc in accs:
+                        if lo <= i + r < hi:
+                            acc.add(x)
+                i += m
             parts = []
-            for _, j, k in PARTS:
-                acc = _Acc(self.spec.stats)
-                for i in range(j * n // k, (j + 1) * n // k):
-                    acc.add(rows[i].astype(np.float64))
+            for _, _, acc in accs:
                 parts.extend(acc.values())
-            del rows
             return np.concatenate(parts), None
         finally:
             self.close()
@@ -402,6 +416,8 @@ class Pooler:
         if x32.shape[0] != self.width:
             raise ValueError(f"a row of {x32.shape[0]} values, not {self.width}")
         time = key.get("time")
+        if time is not None:   # as every output records it (CSV and the npy index: "%.6f"), so that
+            time = round(float(time), 6)   # a Parquet source, which keeps the float, windows alike
         if unit.failed is not None:
             return out
         x64 = x32.astype(np.float64)
@@ -434,7 +450,7 @@ class Pooler:
             step, w = float(spec.step), float(spec.window)
             # the windows that ended at or before this row's time can get no more rows
             for k in sorted(unit.groups):
-                if k * step + w <= time:
+                if k * step + w <= time + TIME_EPS:
                     out.extend(self._emit(unit, unit.groups.pop(k)))
             for k in self._windows_of(time, step, w):
                 if k < unit.next_window:
@@ -448,7 +464,10 @@ class Pooler:
 
     @staticmethod
     def _windows_of(t: float, step: float, w: float) -> range:
-        """The windows k >= 0 with k*step <= t < k*step + w (compared as written, in floats)."""
+        """The windows k >= 0 with k*step <= t < k*step + w, a time within 1e-6 s below a
+        bound counting as on it (as for segments, ``--start`` and ``--end``: 7 x 0.2 is
+        1.4000000000000001, and the frame at 1.4 s is in window 7)."""
+        t = t + TIME_EPS
         if t < 0:
             return range(0)
         hi = int(math.floor(t / step))

@@ -76,6 +76,7 @@ class Feed:
         self.counter = _Counter()  # items loaded by workers (a shared value with a pool)
         self._seen = 0
         self.failed = 0
+        self.pooled: set[int] = set()   # outputs that pool: their records are pooled rows, not items
 
     def weight(self, inp) -> int:
         if inp.boxes is not None:
@@ -99,7 +100,10 @@ class Feed:
         """The records of a chunk came back: bring each input to its weight."""
         self.poll()
         for i, inp in enumerate(inputs):
-            n = max((len(out[i]) for out in records), default=0)
+            counted = [len(out[i]) for k, out in enumerate(records) if k not in self.pooled]
+            if not counted:   # every output pools: nothing says how many items there were
+                continue
+            n = max(counted)
             w = self.weight(inp)
             if n < w:
                 self.display.update(w - n)

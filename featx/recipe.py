@@ -152,6 +152,8 @@ def to_toml(plan: Plan) -> str:
         t: dict[str, Any] = {"extractor": out.extractor}
         for key, o in OUTPUT_KEYS.items():
             v = getattr(out, o.attr)
+            if o.pooling and out.pool_over is None:   # an output that does not pool: no pooling keys
+                continue
             if v is not None and not (o.name == "resize_mode" and out.resize is None):  # a mode needs a size
                 t[key] = _toml_value(o, v)
         for k, v in params_to_dict(build_params(cls, out.params)).items():

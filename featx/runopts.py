@@ -40,7 +40,9 @@ class RunOption:
     (``low_open``: ``low`` itself excluded).  ``recipe``: the recipe key (None: a recipe
     cannot set it).  ``in_run``: ``featx run`` offers it to override the recipe's value.
     ``sidecar``: the sidecar records it among the output's options; ``sampling``: one of
-    the video/frame sampling options (recorded together, as ``sampling``).  ``flags``
+    the video/frame sampling options (recorded together, as ``sampling``); ``pooling``: one
+    of the options of pooling during extraction (recorded together, as the sidecar's
+    ``pool``, as ``featx pool`` records it, by an output that pools).  ``flags``
     empty: the command line's INPUTS arguments.
     """
 
@@ -63,6 +65,7 @@ class RunOption:
     in_run: bool = True
     sidecar: bool = False
     sampling: bool = False
+    pooling: bool = False         # one of the in-pass pooling options (recorded together: the sidecar's ``pool``)
     field: str | None = None      # the Plan/OutputPlan field, when not ``name``
 
     @property
@@ -88,7 +91,9 @@ class RunOption:
         return {"str": "a string", "path": "a path", "paths": "a path or a list of paths",
                 "size": 'a size "WIDTHxHEIGHT" of at least 1x1, e.g. "256x256"',
                 "shard": 'a shard "I/N" with 1 <= I <= N, e.g. "2/8"',
-                "memory": 'a memory size such as "4G", "512M" or 0'}[k]
+                "memory": 'a memory size such as "4G", "512M" or 0',
+                "length": 'seconds ("2", "2.5s") or rows ("30f"), more than 0',
+                "stats": "statistics among mean, std, min, max, diff (\"mean,max\"), each at most once"}[k]
 
 
 def _num(x: float) -> str:
@@ -107,6 +112,26 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("format", ("-f", "--format"), "choice", "Output format (default: from the output name).", _O,
               scope="output", choices=("csv", "npy", "npy-dir", "parquet"), recipe="format", in_run=False,
               sidecar=True),
+    RunOption("pool_over", ("--pool-over",), "choice",
+              "Pool each input's rows while extracting, writing only the pooled rows (memory flat in a "
+              "video's length): one row per video or frame folder (video), per picture of a --regions run "
+              "(image), per segment or per track.", _O, scope="output", choices=("video", "image", "segment", "track"),
+              metavar="UNIT", recipe="pool-over", in_run=False, pooling=True),
+    RunOption("pool_stats", ("--pool-stats",), "stats",
+              "With --pool-over: the statistics, concatenated in the order mean, std, min, max, diff "
+              "(diff: mean absolute change between consecutive rows). Default: mean.", _O, scope="output",
+              metavar="LIST", recipe="pool-stats", in_run=False, pooling=True),
+    RunOption("pool_window", ("--pool-window",), "length",
+              "With --pool-over: pool sliding windows of this length inside each unit, in seconds (2, 2.5s) "
+              "or rows (30f); adds the key window.", _O, scope="output", metavar="LENGTH", recipe="pool-window",
+              in_run=False, pooling=True),
+    RunOption("pool_stride", ("--pool-stride",), "length",
+              "With --pool-window: how far each window starts after the last (default: the window's length).", _O,
+              scope="output", metavar="LENGTH", recipe="pool-stride", in_run=False, pooling=True),
+    RunOption("pool_pyramid", ("--pool-pyramid",), "flag",
+              "With --pool-over: also pool the halves and quarters of each unit (a temporal pyramid: "
+              "all, h1, h2, q1..q4).", _O, scope="output", default=False, recipe="pool-pyramid", in_run=False,
+              pooling=True),
     RunOption("overwrite", ("--overwrite",), "flag", "Replace an existing output.", _O, default=False),
     RunOption("jobs", ("-j", "--jobs"), "int", "Worker processes (0 = one per core).", _R, default=0, low=0,
               show_default=True, recipe="jobs", sidecar=True),
@@ -260,6 +285,26 @@ def convert(opt: RunOption, v: Any, base: str | None = None) -> Any:
         return parse_size_pair(v, bad)
     if k == "shard":
         return parse_shard(v, bad)
+    if k == "length":
+        from .pooling import length_text, parse_length
+        from .errors import UsageError
+
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise bad
+        try:
+            return length_text(*parse_length(v, opt.flags[0]))
+        except UsageError:
+            raise bad from None
+    if k == "stats":
+        from .pooling import STATS
+
+        items = [x.strip().lower() for x in v.split(",")] if isinstance(v, str) else v
+        if not isinstance(items, (list, tuple)) or not items or not all(isinstance(x, str) for x in items):
+            raise bad
+        items = [x.strip().lower() for x in items]
+        if any(x not in STATS for x in items) or len(set(items)) != len(items):
+            raise bad
+        return tuple(x for x in STATS if x in items)
     if k == "memory":
         from .memory import parse_size
 
@@ -336,6 +381,43 @@ def sidecar_options(plan: Any, output: Any) -> dict[str, Any]:
         out[o.name] = list(v) if isinstance(v, tuple) else v
     out["sampling"] = {n: getattr(plan, n) for n in SAMPLING if getattr(plan, n) is not None}
     return out
+
+
+def pool_spec(output: Any):
+    """The :class:`featx.pooling.PoolSpec` of an output's pooling options (``--pool-over``,
+    ``--pool-stats``, ``--pool-window``, ``--pool-stride``, ``--pool-pyramid``), or None when
+    it does not pool.  :class:`~featx.errors.UsageError` for a pooling option given without
+    ``--pool-over``, and for what the spec itself refuses (a stride without a window,
+    ``diff`` over an image's boxes), in the words of these flags."""
+    from .errors import UsageError
+
+    if getattr(output, "pool_over", None) is None:
+        given = [o.flags[0] for o in RUN_OPTIONS if o.pooling and o.name != "pool_over"
+                 and getattr(output, o.attr, o.default) not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --pool-over",
+                             "add --pool-over video (one row per video), or drop " + ", ".join(given))
+        return None
+    from .pooling import PoolSpec
+
+    try:
+        return PoolSpec.parse(output.pool_over, output.pool_stats, output.pool_window, output.pool_stride,
+                              output.pool_pyramid)
+    except UsageError as exc:
+        raise pool_words(exc) from None
+
+
+def pool_words(exc):
+    """A :class:`~featx.errors.UsageError` of :mod:`featx.pooling` (whose words are those
+    of ``featx pool``: ``--over``, ``--window``) in the words of extraction's flags
+    (``--pool-over``, ``--pool-window``)."""
+    import re
+
+    from .errors import UsageError
+
+    def say(text):
+        return re.sub(r"--(over|stats|window|stride|pyramid)\b", r"--pool-\1", text) if text else text
+    return UsageError(say(exc.message), say(exc.hint))
 
 
 def markdown_table() -> str:

@@ -148,8 +148,10 @@ def test_windows_in_seconds_follow_the_frame_times(clip, tmp_path):
 
 
 def _second_windows(t: np.ndarray, w: float, s: float):
-    """(k, rows) of every window k >= 0 whose [k*s, k*s + w) holds a row."""
+    """(k, rows) of every window k >= 0 whose [k*s, k*s + w) holds a row (a time within
+    1e-6 s below a bound counts as on it, as for segments)."""
     out = []
+    t = t + 1e-6
     for k in range(int(t.max() / s) + 2):
         m = (k * s <= t) & (t < k * s + w)
         if m.any():
@@ -477,3 +479,29 @@ def test_a_pyramid_keeps_an_open_units_rows_in_a_file_not_in_memory():
     assert g.file is None and out.key == {"path": "v", "start": None, "end": None, "frames": 100}
     for i, (_, j, k) in enumerate(PARTS):
         assert_pooled(out.vector[i * 32:(i + 1) * 32], x[j * 100 // k:(j + 1) * 100 // k], ("mean",))
+
+
+def test_windows_at_an_edge_are_the_same_from_every_source_format(tmp_path):
+    """A frame at 1.4 s and the window starting at 7 x 0.2 s (= 1.4000000000000001): text
+    formats record times to the microsecond, Parquet keeps the float; pooled windows must not
+    depend on which one the rows were read from."""
+    pytest.importorskip("pyarrow")
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(SAMPLES / "clip.mp4", clip)
+    segs = tmp_path / "s.csv"
+    segs.write_text("path,start,end\nclip.mp4,0.6,2.0\n")
+    pooled = {}
+    for fmt in ("npy", "parquet", "csv"):
+        rows = tmp_path / f"rows.{fmt}"
+        assert featx("extract", "gradients", "--segments", segs, "-o", rows, "-q").returncode == 0
+        out = tmp_path / f"pooled-{fmt}.csv"
+        r = featx("pool", rows, "-o", out, "--over", "segment", "--stats", "mean,diff",
+                  "--window", "0.4s", "--stride", "0.2s", "-q")
+        assert r.returncode == 0, r.stderr
+        pooled[fmt] = out.read_bytes()
+    assert pooled["parquet"] == pooled["npy"] == pooled["csv"]
+    # and the window at the edge holds the frame at 1.4 s (1.4 to 1.76 s: 10 frames)
+    lines = pooled["npy"].decode().splitlines()
+    cols = lines[0].split(",")
+    w7 = [l.split(",") for l in lines[1:] if l.split(",")[cols.index("window")] == "7"]
+    assert len(w7) == 1 and float(w7[0][cols.index("start")]) == 1.4 and w7[0][cols.index("frames")] == "10"

@@ -103,6 +103,25 @@ class MemoryType(click.ParamType):
             self.fail(f"{value!r} is not a memory size; write e.g. 4G, 512M or 0 (no limit)", param, ctx)
 
 
+class DeclaredType(click.ParamType):
+    """A run option's value as :func:`featx.runopts.convert` reads it (a window ``2.5s`` or
+    ``30f``, statistics ``mean,max``): one reader for the flag, the recipe key and Python."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.name = opt.metavar or opt.kind.upper()
+
+    def convert(self, value, param, ctx):
+        from ..runopts import Invalid, convert
+
+        if value is None:
+            return value
+        try:
+            return convert(self.opt, value)
+        except Invalid as exc:
+            self.fail(f"{value!r}: expected {exc}", param, ctx)
+
+
 SIZE = PairType("WxH", "a size; write WIDTHxHEIGHT of at least 1x1, e.g. 640x480 (one number: a square)",
                 positive=True)
 PAIR = PairType()
@@ -250,6 +269,9 @@ def _config_text(opt: click.Option, v: Any):
         if isinstance(x, (list, tuple)):
             if isinstance(opt.type, PairType) and len(x) == 2 and all(type(e) is int for e in x):
                 return f"{x[0]}x{x[1]}"  # grid = [4, 4]
+            if isinstance(opt.type, DeclaredType) and opt.type.opt.kind == "stats" and x \
+                    and all(isinstance(e, str) for e in x):
+                return ",".join(x)  # pool-stats = ["mean", "max"], as in a recipe
             raise click.BadParameter("expected a single value, got a list"
                                      + (" (a pair is [A, B] of two integers)" if isinstance(opt.type, PairType)
                                         else ""))
@@ -307,7 +329,8 @@ def run_option(opt) -> click.Parameter:
             "str": lambda: None,
             "path": lambda: click.Path(dir_okay=False) if opt.file else None,
             "paths": lambda: click.Path(dir_okay=False, allow_dash=True),
-            "size": lambda: SIZE, "shard": lambda: SHARD, "memory": lambda: MEMORY}[opt.kind]()
+            "size": lambda: SIZE, "shard": lambda: SHARD, "memory": lambda: MEMORY,
+            "length": lambda: DeclaredType(opt), "stats": lambda: DeclaredType(opt)}[opt.kind]()
     p = click.Option([*opt.flags, opt.name], **kw)
     p.featx_section = opt.section
     return p

@@ -59,6 +59,8 @@ class Target:
     resize: tuple[int, int] | None = None   # (width, height)
     resize_mode: str = "stretch"
     describe: bool = False                  # local descriptors (codebook learning), not the extractor's output
+    pool: Any = None                        # a featx.pooling.PoolSpec: rows pooled per input (None: rows as they are)
+    source_keys: tuple[str, ...] = ("path",)   # the key columns of the rows extracted (what pooling reads)
 
 
 def in_shard(path: str, shard: tuple[int, int] | None) -> bool:
@@ -106,7 +108,9 @@ def run_config(target: Target, plan) -> dict[str, Any]:
                         **{k: v for k, v in sorted(plan.sampling.items())},
                         **({"decode": "reduced"} if decode_mode(target, plan) == "reduced" else {}),
                         # rows of pictures taken as damaged must not pass for a strict output's
-                        **({"lenient_decode": True} if plan.lenient_decode else {})}}
+                        **({"lenient_decode": True} if plan.lenient_decode else {}),
+                        # pooled rows are other numbers (only an output that pools records it)
+                        **({"pool": target.pool.record()} if target.pool is not None else {})}}
 
 
 def run(targets: list[Target], inputs: Iterable[Input], plan, *,
@@ -230,7 +234,8 @@ def job_for(targets: list[Target], plan, ref_base: str | None = None) -> Job:
     tasks = tuple(Task(target=registry.target_of(type(t.extractor)), params=params_to_dict(t.extractor.params),
                        resize=t.resize, resize_mode=t.resize_mode, encoder=t.sink.encoder(),
                        mirror_base=t.sink.mirror_base if t.sink.format == "npy-dir" else None,
-                       min_size=decode_size(t, plan), describe=t.describe)
+                       min_size=decode_size(t, plan), describe=t.describe, pool=t.pool,
+                       source_keys=tuple(t.source_keys))
                   for t in targets)
     return Job(tasks=tasks, max_pixels=plan.max_pixels or None, source_options=plan.sampling,
                max_memory=memory.resolve(plan.max_memory, plan.jobs), ref_base=ref_base,

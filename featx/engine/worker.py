@@ -4,6 +4,12 @@ A worker is built once per process (or once in-process for ``-j 1``) from a
 frozen, picklable :class:`Job`; it gets inputs (paths), not pixels, writes
 the encoded rows through a ``write`` callable (a spool file per chunk) and
 hands back only small :class:`Record` s.
+
+An output that pools during extraction (its task's ``pool``: ``--pool-over``) feeds
+each row to a :class:`~featx.pooling.Pooler` of its input instead of encoding it
+(every row of an input passes through one worker, in order), and encodes the pooled
+rows as their units and windows close or the input ends: its records are the pooled
+rows (and the rows that failed), never a row per frame.
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ class Task:
     mirror_base: str | None = None    # an npy-dir output's folder for mirror paths (None: not npy-dir)
     min_size: tuple[int, int] | None = None  # fewest pixels it needs from a JPEG decoder (None: all)
     describe: bool = False            # compute the local descriptors codebooks are learnt from, not extract
+    pool: Any = None                  # a featx.pooling.PoolSpec: each input's rows pooled (None: written as they are)
+    source_keys: tuple[str, ...] = ("path",)   # the key columns of the rows extracted (what pooling reads)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class Worker:
         self.batched = [k for k, e in enumerate(self.extractors)
                         if e.batch_size > 1 and not e.temporal and not e.handles_resize and not job.tasks[k].describe]
         self.lead = next((k for k in self.batched if self.extractors[k].streams_batches), None)
+        self._inputs: list[Input] = []
+        self._pooling: dict[int, tuple[int, Any]] = {}
         self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
         self.starting: Callable[[int], None] = _starting   # called with i as input i of a chunk starts
 
@@ -145,20 +155,121 @@ class Worker:
             shape = tuple(value.shape)
         return Record(item.key, shape=shape, nbytes=len(data))
 
-    def _one(self, k: int, item: Item, write) -> Record | None:
-        """Output ``k``'s record of one item; its failure is this item's and output's alone."""
+    def _one(self, k: int, i: int, item: Item, write, out) -> None:
+        """Output ``k``'s row of one item (input ``i``); its failure is this item's and output's alone."""
         try:
             value = self.compute(k, item.image)
         except FeatxError as exc:
-            return Record(item.key, error=exc.message)
+            out[k][i].append(Record(item.key, error=exc.message))
+            return
         except Exception as exc:  # isolate the item, keep going
-            return Record(item.key, error=f"{type(exc).__name__}: {exc}")
+            out[k][i].append(Record(item.key, error=f"{type(exc).__name__}: {exc}"))
+            return
+        self._put(k, i, item, value, write, out)
+
+    def _put(self, k: int, i: int, item: Item, value: Any, write, out) -> None:
+        """One computed result of output ``k`` for input ``i``: encoded and written, or, for an
+        output that pools, fed to the input's :class:`~featx.pooling.Pooler` (whose rows are
+        written as their units close)."""
+        if self.job.tasks[k].pool is not None:
+            self._feed(k, i, item, value, write, out)
+            return
         try:
-            return self.emit(k, item, value, write)
+            rec = self.emit(k, item, value, write)
         except OutputWriteError:
             raise
         except FeatxError as exc:  # e.g. a link inside an npy-dir output: this input only
-            return Record(item.key, error=exc.message)
+            rec = Record(item.key, error=exc.message)
+        if rec is not None:
+            out[k][i].append(rec)
+
+    # -- pooling during extraction ------------------------------------------
+    def _feed(self, k: int, i: int, item: Item, value: Any, write, out) -> None:
+        """Pool one row of output ``k``: every row of an input goes to one Pooler (an input's
+        rows all pass through this worker, in order), made at its first row with that row's
+        length; the input's pooled rows are written when it ends (or as windows close)."""
+        from ..pooling import Pooler
+        from ..runopts import pool_words
+
+        if value is None:   # a temporal extractor's "no row"
+            return
+        open_ = self._pooling.get(k)
+        if open_ is not None and open_[0] != i:
+            self._close_pool(k, write, out)
+            open_ = None
+        if isinstance(value, Keypoints):
+            out[k][i].append(Record(item.key, error="keypoints cannot be pooled"))
+            return
+        vec = np.ascontiguousarray(value, dtype=np.float32)
+        if vec.ndim != 1:
+            out[k][i].append(Record(item.key, error=f"value of shape {vec.shape} is not a vector"))
+            return
+        task = self.job.tasks[k]
+        if open_ is None:
+            open_ = self._pooling[k] = (i, Pooler(task.pool, task.source_keys, vec.shape[0]))
+        pooler = open_[1]
+        if vec.shape[0] != pooler.width:
+            out[k][i].append(Record(item.key, error=f"a row of {vec.shape[0]} values, not {pooler.width} as the "
+                                                    "input's first: pass --resize WxH so every frame gives the "
+                                                    "same length"))
+            return
+        key = dict(item.key)
+        key["path"] = self._inputs[i].path   # a frame folder's frames are pooled as the folder
+        t = key.get("time")
+        if isinstance(t, float):
+            # the time as outputs record it (microseconds, "%.6f"): a frame at 1.4 s is in the window
+            # [7 * 0.2, ...) or not alike here and in featx pool over the per-frame output
+            key["time"] = round(t, 6)
+        try:
+            pooled = pooler.feed(key, vec)
+        except FeatxError as exc:   # (rows with no time for a window in seconds)
+            out[k][i].append(Record(item.key, error=pool_words(exc).message))
+            return
+        self._write_pooled(k, i, pooled, write, out)
+
+    def _close_pool(self, k: int, write, out) -> None:
+        """The end of output ``k``'s open input: its units still open, pooled and written."""
+        i, pooler = self._pooling.pop(k)
+        try:
+            pooled = pooler.finish()
+        finally:
+            pooler.close()
+        self._write_pooled(k, i, pooled, write, out)
+
+    def _write_pooled(self, k: int, i: int, pooled: list, write, out) -> None:
+        if not pooled:
+            return
+        task = self.job.tasks[k]
+        inp = self._inputs[i]
+        base = task.mirror_base
+        mirror = inp.mirror
+        if base is not None and base != self.job.ref_base and mirror:
+            mirror = layout.rebase_mirror(mirror, self.job.ref_base, base)
+        for p in pooled:
+            if p.error is not None:   # (named as featx pool names it: "window 6: 2 rows: ...")
+                out[k][i].append(Record(p.key, error=_unit_text(p.key) + p.error))
+                continue
+            try:
+                data = task.encoder.encode(p.key, layout.pooled_mirror(mirror, p.key) if base is not None else "",
+                                           p.vector)
+            except OutputWriteError:
+                raise
+            except FeatxError as exc:
+                out[k][i].append(Record(p.key, error=exc.message))
+                continue
+            if data:
+                write(data)
+            out[k][i].append(Record(p.key, shape=tuple(p.vector.shape), nbytes=len(data)))
+
+    def _end_pools(self, writers, out) -> None:
+        """Every input still open at the end of a chunk (its last one) pooled and written."""
+        for k in sorted(self._pooling):
+            self._close_pool(k, writers[k], out)
+
+    def _drop_pools(self) -> None:
+        for _, pooler in self._pooling.values():
+            pooler.close()
+        self._pooling.clear()
 
     @staticmethod
     def _bad_item(item: Item) -> Record | None:
@@ -175,6 +286,17 @@ class Worker:
         return Record({"path": inp.path}, error=f"{type(exc).__name__}: {exc}")
 
     def run(self, inputs: list[Input], writers: list[Callable[[bytes], None]]) -> list[list[list[Record]]]:
+        self._inputs = inputs
+        self._pooling: dict[int, tuple[int, Any]] = {}   # output -> (input, its Pooler), while pooling
+        try:
+            out = self._run(inputs, writers)
+            self._end_pools(writers, out)
+            return out
+        finally:
+            self._drop_pools()
+            self._inputs = []
+
+    def _run(self, inputs: list[Input], writers: list[Callable[[bytes], None]]) -> list[list[list[Record]]]:
         n = len(self.extractors)
         out: list[list[list[Record]]] = [[[] for _ in inputs] for _ in range(n)]
         queues: dict[int, list[tuple[int, Item]]] = {k: [] for k in self.batched if k != self.lead}
@@ -230,9 +352,7 @@ class Worker:
                                     if len(queues[k]) >= self.extractors[k].batch_size:
                                         self._flush(k, queues[k], out, writers[k])
                                 else:
-                                    rec = self._one(k, item, writers[k])
-                                    if rec is not None:
-                                        out[k][i].append(rec)
+                                    self._one(k, i, item, writers[k], out)
                     except OutputWriteError:
                         raise
                     except Exception as exc:  # the whole input fails (for a video: after its good frames)
@@ -257,9 +377,7 @@ class Worker:
             for values in ext.extract_stream(gen):
                 batch = queued.pop(0)
                 for (i, item), value in zip(batch, values):
-                    rec = self.emit(lead, item, value, writers[lead])
-                    if rec is not None:
-                        out[lead][i].append(rec)
+                    self._put(lead, i, item, value, writers[lead], out)
         except OutputWriteError:
             raise
         except Exception as exc:  # a batch failed: redo its items one by one to find the culprit,
@@ -280,22 +398,18 @@ class Worker:
             self._one_by_one(k, queue, out, write, exc)
         else:
             for (i, item), value in zip(queue, values):
-                rec = self.emit(k, item, value, write)
-                if rec is not None:
-                    out[k][i].append(rec)
+                self._put(k, i, item, value, write, out)
         queue.clear()
 
     def _one_by_one(self, k: int, batch, out, write, exc: Exception) -> None:
         for i, item in batch:
             try:
-                rec = self.emit(k, item, self.extractors[k].extract_batch([item.image])[0], write)
-            except OutputWriteError:
-                raise
+                value = self.extractors[k].extract_batch([item.image])[0]
             except Exception as e:
-                rec = Record(item.key, error=(e.message if isinstance(e, FeatxError)
-                                              else f"{type(e).__name__}: {e}") or str(exc))
-            if rec is not None:
-                out[k][i].append(rec)
+                out[k][i].append(Record(item.key, error=(e.message if isinstance(e, FeatxError)
+                                                         else f"{type(e).__name__}: {e}") or str(exc)))
+                continue
+            self._put(k, i, item, value, write, out)
 
     def run_to_spool(self, inputs: list[Input], spool: str) -> tuple[list, list[str]]:
         """Run ``inputs``, output ``k``'s rows going to the file ``spool.k``."""
@@ -331,6 +445,12 @@ class Worker:
         parts: list[list[bytes]] = [[] for _ in self.extractors]
         recs = self.run(inputs, [p.append for p in parts])
         return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
+
+
+def _unit_text(key: dict) -> str:
+    """``segment 2, window 6: `` for a pooled row's key (nothing for a whole video's)."""
+    parts = [f"{c} {key[c]}" for c in ("segment", "track", "frame", "window") if key.get(c) is not None]
+    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _nothing() -> None:

@@ -350,7 +350,37 @@ def value_columns(reader: OutputReader) -> list[str] | None:
     cols = getattr(reader, "columns", None)
     if cols:
         return list(cols)
-    return extractor_columns(reader.config, reader.sidecar, reader.width)
+    pool = pool_record(reader.config, reader.sidecar)
+    if pool is None:
+        return extractor_columns(reader.config, reader.sidecar, reader.width)
+    # pooled rows (featx.pooling): {stat}.{col} of the extractor's D values, as a CSV written
+    # directly names them
+    from ..errors import UsageError
+    from ..pooling import PoolSpec
+
+    try:
+        spec = PoolSpec.from_record(pool)
+    except UsageError:
+        return None
+    per = len(spec.parts) * len(spec.stats)
+    if not reader.width or reader.width % per:
+        return None
+    d = reader.width // per
+    return spec.columns(extractor_columns(reader.config, reader.sidecar, d), d)
+
+
+def pool_record(config: dict | None, sidecar: dict | None) -> dict | None:
+    """How an output's rows were pooled during extraction (``--pool-over``: a
+    ``PoolSpec.record()`` in its state's config options, or its sidecar's ``pool``), or None
+    for rows that were not pooled so (a ``featx pool`` output, whose sidecar names its
+    ``source``, is named by :func:`extractor_columns`)."""
+    opts = (config or {}).get("options")
+    if isinstance(opts, dict) and isinstance(opts.get("pool"), dict):
+        return opts["pool"]
+    if config is None and isinstance(sidecar, dict) and isinstance(sidecar.get("pool"), dict) \
+            and "source" not in sidecar:
+        return sidecar["pool"]
+    return None
 
 
 def extractor_columns(config: dict | None, sidecar: dict | None, width: int | None) -> list[str] | None:

@@ -55,9 +55,16 @@ class CsvSink(_StackedSink):
     def encoder(self):
         return CsvEncoder(self.key_columns, self.labels, self.label_columns)
 
+    #: The value columns' names for rows of a width known only at the first row (pooled rows
+    #: of an extractor whose length depends on the image): ``names_of(width)``; None: f0...
+    names_of = None
+
     def _header_line(self, width: int | None) -> bytes:
-        names = list(self.columns) if self.columns and width == len(self.columns) else \
-            [f"f{i}" for i in range(width or 0)]
+        if self.names_of is not None and not (self.columns and width == len(self.columns)):
+            names = list(self.names_of(width or 0))
+        else:
+            names = list(self.columns) if self.columns and width == len(self.columns) else \
+                [f"f{i}" for i in range(width or 0)]
         return to_bytes(csv_line(list(self.key_columns) + names))
 
     def _data_header(self):

@@ -3,6 +3,7 @@ tree that mirrors the inputs (names from :mod:`featx.output.layout`)."""
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 import numpy as np
@@ -115,12 +116,33 @@ class NpyDirSink(Sink):
             if not e.name.startswith(".featx-state"):
                 remove_under(self.output, e.name)
 
-    def present(self, out, nrows, names=None):
+    def present(self, out, nrows, names=None, deep=False):
         """Are a committed input's ``nrows`` files still there (not removed, not emptied)?
         ``names``: their mirror paths when known (images, regions, sequences); else the
-        files of the folder ``out`` (a video's or frame folder's frames) are counted."""
+        files of the folder ``out`` (a video's or frame folder's frames) are counted, with
+        ``deep`` those of its subfolders too (pooled rows: ``segment0002/window000003``)."""
         if nrows == 0:
             return True
+        if names is None and deep:
+            if not out:
+                return True
+            try:
+                fd = open_dir(self.output, out, create=False)
+            except (OSError, FeatxError):
+                return False
+            found = 0
+            try:
+                for _, _, files, dfd in os.fwalk(".", dir_fd=fd):
+                    for f in files:
+                        if f.endswith(layout.SUFFIXES):
+                            try:
+                                st = os.stat(f, dir_fd=dfd, follow_symlinks=False)
+                            except OSError:
+                                continue
+                            found += bool(st.st_size) and stat.S_ISREG(st.st_mode)
+            finally:
+                os.close(fd)
+            return found >= nrows
         if names is None:
             if not out:
                 return True

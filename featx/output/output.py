@@ -253,11 +253,14 @@ class Output:
         not, get ready to redo it (a changed video's old frame files go first)."""
         sink = self.sink
         npy_dir = sink.format == "npy-dir"
+        pooled = bool(self.config.get("options", {}).get("pool"))   # rows pooled during extraction
         if k is not None and same(k.ident, ident, use_hash) and k.status != "failed" and (
-                not npy_dir or sink.present(k.out, k.nrows, layout.expected_mirrors(self.view(inp)))):
+                not npy_dir or (sink.present(k.out, k.nrows, deep=True) if pooled else
+                                sink.present(k.out, k.nrows, layout.expected_mirrors(self.view(inp))))):
             self.summary.up_to_date += 1
             return True
-        if k is not None and npy_dir and k.nrows and (inp.kind in ("video", "frames") or inp.boxes is not None):
+        if k is not None and npy_dir and k.nrows and (inp.kind in ("video", "frames") or inp.boxes is not None
+                                                      or pooled):
             # a changed video, frame folder or set of boxes may give fewer or other files
             # than last time: its old ones go first (an image's one file is replaced anyway)
             sink.forget_outputs([k.out])

@@ -350,7 +350,7 @@ class Sink:
         return (f"gives {shape[0]} values per row, the output has {self.width}"
                 + (f" (from {first})" if first else ""))
 
-    def present(self, out: str | None, nrows: int, names: list[str] | None = None) -> bool:
+    def present(self, out: str | None, nrows: int, names: list[str] | None = None, deep: bool = False) -> bool:
         """Is a committed input's output still there?  (``npy-dir``: its files.)"""
         return True
 

@@ -449,13 +449,27 @@ def _setting_name(section: str, key: str) -> str:
         return "extractor"
     if key == "keys":
         return "key columns"
+    if key == "pool":
+        return "pooling"
     return "--" + key.replace("_", "-")
+
+
+def pool_text(v: dict) -> str:
+    """Pooling during extraction (a ``PoolSpec.record()``) as its flags say it."""
+    words = [f"--pool-over {v.get('over')}", f"--pool-stats {','.join(map(str, v.get('stats') or ()))}"]
+    if v.get("window"):
+        words.append(f"--pool-window {v['window']} --pool-stride {v.get('stride')}")
+    if v.get("pyramid"):
+        words.append("--pool-pyramid")
+    return " ".join(words)
 
 
 def _setting_text(key: str, v: Any) -> str:
     """A recorded setting as it is written on the command line."""
     if v is None:
         return "not set"
+    if key == "pool" and isinstance(v, dict):
+        return pool_text(v)
     if isinstance(v, bool):
         return "on" if v else "off"
     if isinstance(v, (list, tuple)):
