@@ -10,7 +10,7 @@ Runs ``featx extract`` as whole processes, ``-j 1`` and ``-j 2`` interleaved, on
 
 For each it prints the median of ``--repeats`` runs of the whole process (start-up
 included) and of the run's own time (the sidecar's ``timing.seconds``: first input to
-last commit), the speed-up of ``-j 2``, and, from the ``-j 2`` runs'
+last commit), the CPU seconds of the whole process tree, the speed-up of ``-j 2``, and, from the ``-j 2`` runs'
 ``FEATX_TRACE_CHUNKS`` log, what does not depend on how busy the machine is: the
 inputs and CPU seconds each worker had, the chunk sizes handed out, and how far apart
 the two workers finished (seconds, and in inputs' worth of time).  ``uptime``'s load
@@ -66,8 +66,9 @@ def load() -> str:
 
 
 def run(args: list[str], folder: Path, jobs: int, out: Path, n: int, src: Path | None = None,
-        trace: Path | None = None) -> tuple[float, float]:
-    """Whole-process wall seconds and the sidecar's run seconds of one featx run."""
+        trace: Path | None = None) -> tuple[float, float, float]:
+    """Whole-process wall seconds, the sidecar's run seconds and the CPU seconds of the
+    process tree (main process, workers, fork server) of one featx run."""
     env = dict(os.environ, PYTHONPATH=str(src or ROOT))
     env.pop("FEATX_TRACE_CHUNKS", None)
     if trace is not None:
@@ -76,13 +77,16 @@ def run(args: list[str], folder: Path, jobs: int, out: Path, n: int, src: Path |
     cmd = [sys.executable, "-m", "featx", "extract", *args, str(folder), "-o", str(out), "-j", str(jobs),
            "-q", "--overwrite"]
     t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)   # CPU of the run's whole process tree (workers reaped)
     wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:].decode(errors='replace')}")
     side = json.loads(Path(str(out) + ".featx.json").read_text())
     assert side["inputs"]["processed"] == n and side["inputs"]["failed"] == 0, side["inputs"]
-    return wall, side["timing"]["seconds"]
+    return wall, side["timing"]["seconds"], ru.ru_utime + ru.ru_stime
 
 
 def split(trace: Path) -> dict:
@@ -102,7 +106,7 @@ def split(trace: Path) -> dict:
 def case(name: str, folder: Path, n: int, tmp: Path, repeats: int, baseline: Path | None) -> None:
     args = CASES[name]
     print(f"\n## {name} on {n} photos in {folder.name}  (load before: {load()})")
-    times: dict[str, list[tuple[float, float]]] = {"-j 1": [], "-j 2": []}
+    times: dict[str, list[tuple[float, float, float]]] = {"-j 1": [], "-j 2": []}
     if baseline:
         times["-j 2 (baseline)"] = []
     splits = []
@@ -113,17 +117,18 @@ def case(name: str, folder: Path, n: int, tmp: Path, repeats: int, baseline: Pat
         splits.append(split(trace))
         if baseline:
             times["-j 2 (baseline)"].append(run(args, folder, 2, tmp / f"{name}b.npy", n, src=baseline))
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(s for _, s in v)) for k, v in times.items()}
-    for k, (w, s) in med.items():
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in times.items()}
+    for k, (w, s, c) in med.items():
         sp = "" if k == "-j 1" else f"   speed-up x{med['-j 1'][0] / w:.2f} (whole)  x{med['-j 1'][1] / s:.2f} (run)"
-        print(f"  {k:16s} whole {w:7.2f} s   run {s:7.2f} s   {n / s:6.1f} photos/s{sp}")
+        print(f"  {k:16s} whole {w:7.2f} s   run {s:7.2f} s   {n / s:6.1f} photos/s   CPU {c:6.2f} s{sp}")
     for i, sp in enumerate(splits):
         ws = sorted(sp["workers"].values(), key=lambda w: w["end"])
         per_input = sum(w["cpu"] for w in ws) / max(1, sum(w["inputs"] for w in ws))
         gap = ws[-1]["end"] - ws[0]["end"] if len(ws) > 1 else float("nan")
         desc = ", ".join(f"{w['inputs']} inputs / {w['cpu']:.2f} s CPU" for w in ws)
-        print(f"  -j 2 run {i + 1}: workers {desc}; finished {gap:.2f} s apart "
-              f"({gap / per_input:.1f} inputs' CPU)  chunks {sp['chunks']}")
+        rest = times["-j 2"][i][2] - sum(w["cpu"] for w in ws)
+        print(f"  -j 2 run {i + 1}: workers {desc} (in their chunks; the rest of the run {rest:.2f} s CPU); "
+              f"finished {gap:.2f} s apart ({gap / per_input:.1f} inputs' CPU)  chunks {sp['chunks']}")
     print(f"  (load after: {load()})")
 
 
