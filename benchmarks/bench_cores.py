@@ -10,7 +10,8 @@ Runs ``featx extract`` as whole processes, ``-j 1`` and ``-j 2`` interleaved, on
 
 For each it prints the median of ``--repeats`` runs of the whole process (start-up
 included) and of the run's own time (the sidecar's ``timing.seconds``: first input to
-last commit), the CPU seconds of the whole process tree, the speed-up of ``-j 2``, and, from the ``-j 2`` runs'
+last commit), the CPU seconds of the whole process tree (without the workers when a fork
+server started them: ``cnn``), the speed-up of ``-j 2``, and, from the ``-j 2`` runs'
 ``FEATX_TRACE_CHUNKS`` log, what does not depend on how busy the machine is: the
 inputs and CPU seconds each worker had, the chunk sizes handed out, and how far apart
 the two workers finished (seconds, and in inputs' worth of time).  ``uptime``'s load
@@ -77,7 +78,9 @@ def run(args: list[str], folder: Path, jobs: int, out: Path, n: int, src: Path |
     cmd = [sys.executable, "-m", "featx", "extract", *args, str(folder), "-o", str(out), "-j", str(jobs),
            "-q", "--overwrite"]
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # (run from the output's folder: `python -m` puts the working folder first on sys.path,
+    # which would shadow PYTHONPATH's tree when run from a featx checkout)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=out.parent)
     err = p.stderr.read()
     _, status, ru = os.wait4(p.pid, 0)   # CPU of the run's whole process tree (workers reaped)
     wall = time.perf_counter() - t
@@ -127,6 +130,9 @@ def case(name: str, folder: Path, n: int, tmp: Path, repeats: int, baseline: Pat
         gap = ws[-1]["end"] - ws[0]["end"] if len(ws) > 1 else float("nan")
         desc = ", ".join(f"{w['inputs']} inputs / {w['cpu']:.2f} s CPU" for w in ws)
         rest = times["-j 2"][i][2] - sum(w["cpu"] for w in ws)
+        # workers forked by the main process are in its tree's CPU; those of a fork server
+        # (extractors that are not fork-safe: cnn) are not, and then the tree is the rest
+        rest = rest if rest > 0 else times["-j 2"][i][2]
         print(f"  -j 2 run {i + 1}: workers {desc} (in their chunks; the rest of the run {rest:.2f} s CPU); "
               f"finished {gap:.2f} s apart ({gap / per_input:.1f} inputs' CPU)  chunks {sp['chunks']}")
     print(f"  (load after: {load()})")
