@@ -115,9 +115,10 @@ class _Hung(Exception):
 class ProcessPool:
     """``-j N``: N worker processes; a bounded window of chunks in flight.
 
-    Chunks are cut by :func:`guided_chunks`: ``chunk`` inputs (the largest batch an
-    extractor asked for, or more) while much work is left, smaller and smaller ones at
-    the end, so the workers finish together; a worker batches what its chunk holds.
+    Chunks are cut by :func:`guided_chunks`: ``chunk`` inputs (the engine passes
+    ``CHUNK`` or the largest batch an extractor asks for) while much work is left, smaller
+    and smaller ones at the end, so the workers finish together; a worker batches what its
+    chunk holds.
     Free workers take the next chunk in order from a shared queue.
 
     A worker that dies (a decoder crash, the OOM killer) or an input that runs
