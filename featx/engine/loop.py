@@ -44,7 +44,9 @@ class NoInputs(UsageError):
     """The inputs named hold nothing to process (and no output exists yet)."""
 
 
-#: Inputs per worker task (at least; an extractor's own batch may ask for more).
+#: Inputs per worker task while much work is left (at least; an extractor's own batch may
+#: ask for more); the last tasks of a run are smaller (see
+#: :func:`featx.engine.executors.guided_chunks`).
 CHUNK = 4
 
 
@@ -126,7 +128,7 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
     :class:`featx.plan.Plan` as :func:`featx.plan.build` resolves it (``jobs``,
     ``max_pixels`` and ``max_memory`` given, 0 meaning no limit; ``exact_decode``
     also for ``regions``); the engine reads its run options and nothing else.
-    ``chunk``: inputs per worker task.  What was done is committed every
+    ``chunk``: inputs per worker task while much work is left.  What was done is committed every
     ``plan.commit_every`` seconds, at the end, and on ``KeyboardInterrupt``
     (the summaries are then marked interrupted).  An input is known by its
     canonical path (:class:`~featx.inputs.Canonical`), however it was

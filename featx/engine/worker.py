@@ -507,4 +507,16 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
         _WORKER.starting = starting
     else:
         _WORKER.starting = _starting
-    return _WORKER.run_to_spool(inputs, spool)
+    trace = os.environ.get("FEATX_TRACE_CHUNKS")
+    if not trace:
+        return _WORKER.run_to_spool(inputs, spool)
+    # how the work was split (benchmarks, tests): one line per chunk, "pid inputs cpu_s
+    # start end" (process CPU seconds of the chunk; CLOCK_MONOTONIC, one clock for every
+    # process), appended in one write
+    t0, c0 = time.monotonic(), time.process_time()
+    try:
+        return _WORKER.run_to_spool(inputs, spool)
+    finally:
+        line = f"{os.getpid()} {len(inputs)} {time.process_time() - c0:.6f} {t0:.6f} {time.monotonic():.6f}\n"
+        with open(trace, "a") as fh:
+            fh.write(line)
