@@ -547,13 +547,14 @@ def _bgr_to_rgb_in_place(img: np.ndarray) -> np.ndarray:
 
 
 #: The optional JPEG decoder (``pip install 'featx[fast-jpeg]'``: simplejpeg, libjpeg-turbo's
-#: TurboJPEG API in a wheel).  Where it is installed, an 8-bit gray or colour JPEG is decoded
-#: by it (the same libjpeg-turbo algorithms as OpenCV's: identical pixels, measured in
-#: benchmarks/bench_decode.py, 1.1-1.25x faster); anything it refuses or warns about (damaged
-#: data, a bad ICC marker, a truncated file), CMYK, 12-bit, an EXIF orientation featx cannot
-#: read for certain, or any other surprise goes to OpenCV as before, so what featx reports
-#: and returns does not change.  ``FEATX_FAST_JPEG=0`` in the environment, or this set to
-#: False, always decodes with OpenCV.
+#: TurboJPEG API in a wheel).  Where it is installed, an 8-bit sequential (baseline) colour
+#: JPEG -- what cameras write -- is decoded by it: the same libjpeg-turbo algorithms as
+#: OpenCV's, identical pixels, about 1.1-1.2x faster (benchmarks/bench_decode.py).  Where it
+#: was measured no faster (progressive, grayscale) and where featx must match OpenCV's own
+#: handling (CMYK, 12-bit, an EXIF orientation featx cannot read for certain), and for
+#: anything it refuses or warns about (damaged data, a bad ICC marker, a truncated file),
+#: OpenCV decodes as before, so what featx reports and returns does not change.
+#: ``FEATX_FAST_JPEG=0`` in the environment, or this set to False, always decodes with OpenCV.
 FAST_JPEG = os.environ.get("FEATX_FAST_JPEG", "1").strip().lower() not in ("0", "false", "no", "off")
 _SIMPLEJPEG: Any = None     # the module once imported; False: not installed
 
@@ -584,21 +585,18 @@ def _exif_transform(img: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _fast_jpeg(sj: Any, data: np.ndarray, header: ImageHeader, scale: int, orientation: int) -> np.ndarray | None:
-    """The JPEG ``data`` decoded by simplejpeg at 1/``scale``, upright and in RGB (or gray),
-    or None whenever OpenCV should decode it instead.  simplejpeg is strict: a warning of
+    """The colour JPEG ``data`` decoded by simplejpeg at 1/``scale``, upright and in RGB, or
+    None whenever OpenCV should decode it instead.  simplejpeg is strict: a warning of
     libjpeg (damaged data, a premature end, a bad ICC marker) raises, and OpenCV then decodes
     the file as featx always did (its stderr read, the input refused or kept as before)."""
     w, h = -(-header.width // scale), -(-header.height // scale)
-    gray = header.channels == 1
-    dst = np.empty((h, w, 1) if gray else (h, w, 3), np.uint8)
+    dst = np.empty((h, w, 3), np.uint8)   # decoded into: no copy
     try:
-        img = sj.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", min_factor=scale,
-                             min_width=w, min_height=h, buffer=dst)
+        img = sj.decode_jpeg(data, colorspace="RGB", min_factor=scale, min_width=w, min_height=h, buffer=dst)
     except Exception:  # noqa: BLE001 - any refusal: OpenCV decides
         return None
     if img.shape != dst.shape:  # a header read unlike simplejpeg's
         return None
-    img = img[:, :, 0] if gray else img
     return _exif_transform(img, orientation) if orientation != 1 else img
 
 
@@ -698,7 +696,7 @@ def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBu
                          scale=scale, progressive=header.progressive)
     sj = fast_jpeg_decoder()
     if (sj is not None and header is not None and header.format == "JPEG" and header.sample_bytes == 1
-            and header.channels in (1, 3) and orientation is not None
+            and header.channels == 3 and not header.progressive and orientation is not None
             and jpeg_orientation(data[:65536].tobytes(), strict=True) is not None):
         if data.size < size:
             data = _read_fd(fd)
