@@ -206,6 +206,7 @@ class ImageHeader:
     channels: int       # samples per pixel as stored (a palette counts as 3)
     sample_bytes: int   # bytes per sample once decoded (1 for 8-bit, 2 for 16-bit)
     progressive: bool = False   # a progressive JPEG (its decoder holds every DCT coefficient)
+    sof: int = 0                # a JPEG's start-of-frame marker (0xC0 baseline, 0xC1 extended...)
 
 
 def read_header(data: np.ndarray) -> ImageHeader | None:
@@ -246,7 +247,7 @@ def _jpeg_header(b: bytes) -> ImageHeader | None:
             h = int.from_bytes(b[i + 5:i + 7], "big")
             w = int.from_bytes(b[i + 7:i + 9], "big")
             return ImageHeader("JPEG", w, h, max(1, b[i + 9]), 2 if precision > 8 else 1,
-                               progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE))
+                               progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE), sof=marker)
         if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
             i += 1 if marker == 0xFF else 2
             continue
@@ -547,14 +548,15 @@ def _bgr_to_rgb_in_place(img: np.ndarray) -> np.ndarray:
 
 
 #: The optional JPEG decoder (``pip install 'featx[fast-jpeg]'``: simplejpeg, libjpeg-turbo's
-#: TurboJPEG API in a wheel).  Where it is installed, an 8-bit sequential (baseline) colour
-#: JPEG -- what cameras write -- is decoded by it: the same libjpeg-turbo algorithms as
-#: OpenCV's, identical pixels, about 1.1-1.2x faster (benchmarks/bench_decode.py).  Where it
-#: was measured no faster (progressive, grayscale) and where featx must match OpenCV's own
-#: handling (CMYK, 12-bit, an EXIF orientation featx cannot read for certain), and for
-#: anything it refuses or warns about (damaged data, a bad ICC marker, a truncated file),
-#: OpenCV decodes as before, so what featx reports and returns does not change.
-#: ``FEATX_FAST_JPEG=0`` in the environment, or this set to False, always decodes with OpenCV.
+#: TurboJPEG API in a wheel).  Where it is installed, an 8-bit sequential Huffman-coded
+#: (baseline or extended: SOF0, SOF1) colour JPEG -- what cameras write -- is decoded by it:
+#: the same libjpeg-turbo algorithms as OpenCV's, identical pixels, about 1.1-1.2x faster
+#: (benchmarks/bench_decode.py).  Where it was measured no faster (progressive, grayscale),
+#: where featx must match OpenCV's own handling (CMYK, 12-bit, arithmetic coding, lossless,
+#: an EXIF orientation featx cannot read for certain), and for anything it refuses or warns
+#: about (damaged data, a bad ICC marker, a truncated file), OpenCV decodes as before, so
+#: what featx reports and returns does not change.  ``FEATX_FAST_JPEG=0`` in the
+#: environment, or this set to False, always decodes with OpenCV.
 FAST_JPEG = os.environ.get("FEATX_FAST_JPEG", "1").strip().lower() not in ("0", "false", "no", "off")
 _SIMPLEJPEG: Any = None     # the module once imported; False: not installed
 
@@ -696,7 +698,7 @@ def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBu
                          scale=scale, progressive=header.progressive)
     sj = fast_jpeg_decoder()
     if (sj is not None and header is not None and header.format == "JPEG" and header.sample_bytes == 1
-            and header.channels == 3 and not header.progressive and orientation is not None
+            and header.channels == 3 and header.sof in (0xC0, 0xC1) and orientation is not None
             and jpeg_orientation(data[:65536].tobytes(), strict=True) is not None):
         if data.size < size:
             data = _read_fd(fd)
