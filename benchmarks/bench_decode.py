@@ -24,11 +24,17 @@ and prints the ratio cv2 / decoder (> 1: the other decoder is faster) and the
 largest absolute difference of their pixels from cv2's.  Then what each decoder does
 with what featx must get right: the EXIF orientation, CMYK, grayscale, progressive,
 and damaged data (bytes zeroed mid-stream: libjpeg warns "Corrupt JPEG data" and
-fills the rest; featx refuses it).
+fills the rest; featx refuses it).  Last, featx's own ``decode_image`` with simplejpeg
+(``featx[fast-jpeg]``) against its OpenCV path, each photo decoded both ways back to
+back (``--featx-only``: this table alone): the figure that decided which files go to
+simplejpeg (sequential colour JPEGs; see ``featx.decode.FAST_JPEG``).
+
+PyTurboJPEG 2.x needs libjpeg-turbo >= 3.0 as a system library; where the system has
+2.x (Debian 12: ``apt-get install libturbojpeg0`` gives 2.1.5) use ``PyTurboJPEG<2``.
 
 Usage::
 
-    python benchmarks/bench_decode.py [--n 4] [--repeats 5] [--noise 6]
+    python benchmarks/bench_decode.py [--n 4] [--repeats 5] [--noise 6] [--featx-only]
 """
 from __future__ import annotations
 
