@@ -360,6 +360,7 @@ def main() -> None:
     ap.add_argument("--extractors", default="cnn,hog,flow", help="of cnn, hog, flow, gradients")
     ap.add_argument("--quick", action="store_true", help="12-s videos, every frame for 4 s, 1 repeat")
     ap.add_argument("--decode-only", action="store_true", help="only the decode-only table")
+    ap.add_argument("--no-decoders", action="store_true", help="leave out the decode-only table")
     ap.add_argument("--sampling", default="0,1", help="of 0 (every frame) and 1 (--fps 1)")
     ap.add_argument("--video", type=Path, help="use this video instead of making one")
     ap.add_argument("--default-allocator", action="store_true",
@@ -400,10 +401,11 @@ def main() -> None:
                   f"{video.stat().st_size / 1e6:.1f} MB\n")
             n = info.frame_count
             every_end = min(args.every_seconds, info.duration) if args.every_seconds else 0.0
-            print("Decode only, ms per source frame (frame loop in one process; kept frames converted to RGB):\n")
-            print("| sampling | cv2, 1 thread | cv2, a thread per CPU | PyAV, 1 thread | PyAV, threaded (AUTO) |")
-            print("|---|---|---|---|---|")
-            for fps in (0, 1):
+            if not args.no_decoders:
+                print("Decode only, ms per source frame (frame loop in one process; kept frames converted to RGB):\n")
+                print("| sampling | cv2, 1 thread | cv2, a thread per CPU | PyAV, 1 thread | PyAV, threaded (AUTO) |")
+                print("|---|---|---|---|---|")
+            for fps in () if args.no_decoders else samplings:
                 end = 0.0 if fps else every_end
                 m = round(end * info.fps) if end else n
                 d = decoders(video, fps, end, args.repeats)
