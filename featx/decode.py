@@ -206,6 +206,7 @@ class ImageHeader:
     channels: int       # samples per pixel as stored (a palette counts as 3)
     sample_bytes: int   # bytes per sample once decoded (1 for 8-bit, 2 for 16-bit)
     progressive: bool = False   # a progressive JPEG (its decoder holds every DCT coefficient)
+    sof: int = 0                # a JPEG's start-of-frame marker (0xC0 baseline, 0xC1 extended...)
 
 
 def read_header(data: np.ndarray) -> ImageHeader | None:
@@ -246,7 +247,7 @@ def _jpeg_header(b: bytes) -> ImageHeader | None:
             h = int.from_bytes(b[i + 5:i + 7], "big")
             w = int.from_bytes(b[i + 7:i + 9], "big")
             return ImageHeader("JPEG", w, h, max(1, b[i + 9]), 2 if precision > 8 else 1,
-                               progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE))
+                               progressive=marker in (0xC2, 0xC6, 0xCA, 0xCE), sof=marker)
         if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
             i += 1 if marker == 0xFF else 2
             continue
@@ -470,10 +471,11 @@ def _cv2():
 _REDUCTIONS = ((8, 64), (4, 32), (2, 16))
 
 
-def jpeg_orientation(head: bytes) -> int | None:
+def jpeg_orientation(head: bytes, strict: bool = False) -> int | None:
     """The EXIF orientation (1-8) of a JPEG from its first bytes: 1 when it has none (or
     a value outside 1-8, which decoders ignore), None when it cannot be told (the EXIF
-    segment is cut off or malformed)."""
+    segment is cut off or malformed).  ``strict``: None also for an orientation tag
+    that is not a SHORT (read as 1 otherwise), where another reader might differ."""
     import struct
 
     i = 2
@@ -501,6 +503,8 @@ def jpeg_orientation(head: bytes) -> int | None:
                 for k in range(count):
                     tag, typ, _, value = struct.unpack(e + "HHI4s", tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k])
                     if tag == 0x0112:
+                        if strict and typ != 3:
+                            return None
                         v = struct.unpack(e + "H", value[:2])[0] if typ == 3 else 1
                         return v if 1 <= v <= 8 else 1
             except (KeyError, struct.error, IndexError):
@@ -541,6 +545,61 @@ def _bgr_to_rgb_in_place(img: np.ndarray) -> np.ndarray:
         band = img[y:y + rows]
         cv2.cvtColor(band, cv2.COLOR_BGR2RGB, dst=band)
     return img
+
+
+#: The optional JPEG decoder (``pip install 'featx[fast-jpeg]'``: simplejpeg, libjpeg-turbo's
+#: TurboJPEG API in a wheel).  Where it is installed, an 8-bit sequential Huffman-coded
+#: (baseline or extended: SOF0, SOF1) colour JPEG -- what cameras write -- is decoded by it:
+#: the same libjpeg-turbo algorithms as OpenCV's, identical pixels, about 1.1-1.2x faster
+#: (benchmarks/bench_decode.py).  Where it was measured no faster (progressive, grayscale),
+#: where featx must match OpenCV's own handling (CMYK, 12-bit, arithmetic coding, lossless,
+#: an EXIF orientation featx cannot read for certain), and for anything it refuses or warns
+#: about (damaged data, a bad ICC marker, a truncated file), OpenCV decodes as before, so
+#: what featx reports and returns does not change.  ``FEATX_FAST_JPEG=0`` in the
+#: environment, or this set to False, always decodes with OpenCV.
+FAST_JPEG = os.environ.get("FEATX_FAST_JPEG", "1").strip().lower() not in ("0", "false", "no", "off")
+_SIMPLEJPEG: Any = None     # the module once imported; False: not installed
+
+
+def fast_jpeg_decoder() -> Any:
+    """The simplejpeg module if it is installed and :data:`FAST_JPEG` is on, else None."""
+    global _SIMPLEJPEG
+    if not FAST_JPEG:
+        return None
+    if _SIMPLEJPEG is None:
+        try:
+            import simplejpeg
+
+            _SIMPLEJPEG = simplejpeg if hasattr(simplejpeg, "decode_jpeg") else False
+        except ImportError:
+            _SIMPLEJPEG = False
+    return _SIMPLEJPEG or None
+
+
+def _exif_transform(img: np.ndarray, orientation: int) -> np.ndarray:
+    """``img`` turned upright as OpenCV turns a JPEG with this EXIF orientation (2-8)."""
+    import cv2
+
+    if orientation in (5, 6, 7, 8):
+        img = cv2.transpose(img)
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    return img if flip is None else cv2.flip(img, flip)
+
+
+def _fast_jpeg(sj: Any, data: np.ndarray, header: ImageHeader, scale: int, orientation: int) -> np.ndarray | None:
+    """The colour JPEG ``data`` decoded by simplejpeg at 1/``scale``, upright and in RGB, or
+    None whenever OpenCV should decode it instead.  simplejpeg is strict: a warning of
+    libjpeg (damaged data, a premature end, a bad ICC marker) raises, and OpenCV then decodes
+    the file as featx always did (its stderr read, the input refused or kept as before)."""
+    w, h = -(-header.width // scale), -(-header.height // scale)
+    dst = np.empty((h, w, 3), np.uint8)   # decoded into: no copy
+    try:
+        img = sj.decode_jpeg(data, colorspace="RGB", min_factor=scale, min_width=w, min_height=h, buffer=dst)
+    except Exception:  # noqa: BLE001 - any refusal: OpenCV decides
+        return None
+    if img.shape != dst.shape:  # a header read unlike simplejpeg's
+        return None
+    return _exif_transform(img, orientation) if orientation != 1 else img
 
 
 #: Where a process sees its open files by name (Linux): there, JPEGs are decoded by
@@ -637,6 +696,18 @@ def _decode_fd(cv2, path: str, fd: int, max_pixels: int | None, memory: MemoryBu
         if memory is not None:
             memory.check(header.width, header.height, header.channels, header.sample_bytes, size,
                          scale=scale, progressive=header.progressive)
+    sj = fast_jpeg_decoder()
+    if (sj is not None and header is not None and header.format == "JPEG" and header.sample_bytes == 1
+            and header.channels == 3 and header.sof in (0xC0, 0xC1) and orientation is not None
+            and jpeg_orientation(data[:65536].tobytes(), strict=True) is not None):
+        if data.size < size:
+            data = _read_fd(fd)
+        with _NativeStderr() as err:
+            img = _fast_jpeg(sj, data, header, scale, orientation)
+            if img is not None and err.peek():  # it printed something: OpenCV decides
+                img = None
+        if img is not None:
+            return img   # (max_pixels and the budget were checked on the header above)
     flags = _DECODE_FLAGS | dict(_REDUCTIONS).get(scale, 0)
     with _NativeStderr() as err:
         img = None
