@@ -214,6 +214,14 @@ def ok(r: subprocess.CompletedProcess, codes=(0,)) -> subprocess.CompletedProces
     return r
 
 
+def csv_dicts(path: Path) -> list[dict]:
+    """The records of a CSV file with a header line, as dicts (text values)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def write_rgb(path: Path, rgb: np.ndarray, **params) -> Path:
     """Write an RGB (or gray) uint8/uint16 array with OpenCV."""
     import cv2

@@ -20,7 +20,7 @@ from featx.errors import UsageError
 from featx.output.layout import mirror_path
 from featx.output.reader import open_output
 from featx.pooling import PARTS, PoolSpec, Pooler
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, featx, ok
 
 F32 = np.float32
 
@@ -32,11 +32,6 @@ def _read(path) -> tuple[list[dict], np.ndarray]:
             keys += k
             vals.append(v)
     return keys, np.concatenate(vals) if vals else np.zeros((0, 0), F32)
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    return r
 
 
 # -- the reference: numpy over the per-frame rows, written independently of featx.pooling --

@@ -24,19 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, csv_dicts as rows, featx, ok
 
 KEYS = ["path", "segment", "label", "frame", "time"]
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr.decode()
-    return r
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def values(r: dict, keys) -> np.ndarray:

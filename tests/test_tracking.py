@@ -26,19 +26,9 @@ import numpy as np
 import pytest
 
 from featx.tracking import IouTracker, id_switches, iou_matrix, track_boxes
-from helpers import SAMPLES, featx
+from helpers import SAMPLES, csv_dicts as rows, featx, ok
 
 TRACK_KEYS = ["path", "track", "frame", "time", "x", "y", "w", "h"]
-
-
-def ok(r):
-    assert r.returncode == 0, r.stderr.decode()
-    return r
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 # ---------------------------------------------------------------------------
