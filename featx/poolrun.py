@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import time as _time
 from collections.abc import Iterator
@@ -29,9 +28,8 @@ from . import provenance
 from .errors import OutputError, UsageError
 from .names import escape_name, utf8_text
 from .output import layout, sinks
-from .output.atomic import tmp_name
 from .output.convert import (check_absent, check_files, check_source, locked, move_into_place, output_folder,
-                              sweep, value_columns)
+                              staged, sweep, value_columns)
 from .output.keys import KEY_COLUMNS
 from .output.reader import OutputReader, load_sidecar, open_output
 from .output.state import Entry, State, same
@@ -288,91 +286,76 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
     kept = _old_rows(old, fresh) if old is not None else {}
     npy_dir = fmt == "npy-dir"
     base = dst_sink.mirror_base
-    work = tmp_name(dst_sink.output.rstrip("/" + os.sep))
-    os.mkdir(work)
     failures: list[dict] = []
     totals = {"processed": 0, "up_to_date": 0, "rows": 0, "inputs": 0, "failed": 0}
-    try:
-        name = os.path.join(work, os.path.basename(dst_sink.output.rstrip("/" + os.sep)))
-        tmp = sinks.make_sink(name + ("/" if npy_dir else ""), fmt, key_columns=key_cols, columns=columns)
-        if hasattr(type(tmp), "expected_width"):
-            tmp.expected_width = spec.width(width)
-        tmp.prepare()
-        state = State(tmp.state_path)
-        try:
-            state.set_meta(config=config)
-            tmp.open(state)
-            enc = tmp.encoder()
-            pending: list[Entry] = []
-            inputs_meta: dict[str, dict] = {}
-            since = 0
-            src_rows = _Rows(reader)
-            for path, ident, row0, nrows, _, status in sorted(entries, key=lambda e: (e[2], e[3] > 0)):
-                if status == "failed" and nrows == 0:
-                    continue     # failed in the source: nothing to pool
-                out = layout.mirror_path(path, base) if npy_dir else ""
-                first = tmp.rows
-                bad: list[str] = []
-                if path in fresh:
-                    totals["up_to_date"] += 1
-                    for key, vec in kept.get(path, ()):
-                        mirror = layout.pooled_mirror(out, key) if npy_dir else ""
-                        tmp.append(key, enc.encode(key, mirror, vec), vec.shape)
-                    bad = []
-                else:
-                    totals["processed"] += 1
-                    pooler = Pooler(spec, src_keys_of(reader, seg_table), width)
-                    segs = (seg_table or {}).get(_norm(path)) if seg_table is not None else None
-                    sweep = SegmentIndex([(a, b, lab) for _, a, b, lab in segs]) if segs else None
-                    seen: set[int] = set()
-                    try:
-                        def write(pooled):
-                            for p in pooled:
-                                if p.error is not None:
-                                    bad.append(_unit_text(p.key) + p.error)
-                                    continue
-                                mirror = layout.pooled_mirror(out, p.key) if npy_dir else ""
-                                tmp.append(p.key, enc.encode(p.key, mirror, p.vector), p.vector.shape)
-                        for key, vec in src_rows.take(row0, nrows):
-                            key = dict(key, path=path)
-                            if seg_table is None:
-                                write(pooler.feed(key, vec))
+    with staged(dst_sink, fmt, config, spec.width(width), key_columns=key_cols, columns=columns) as (tmp, state):
+        tmp.open(state)
+        enc = tmp.encoder()
+        pending: list[Entry] = []
+        inputs_meta: dict[str, dict] = {}
+        since = 0
+        src_rows = _Rows(reader)
+        for path, ident, row0, nrows, _, status in sorted(entries, key=lambda e: (e[2], e[3] > 0)):
+            if status == "failed" and nrows == 0:
+                continue     # failed in the source: nothing to pool
+            out = layout.mirror_path(path, base) if npy_dir else ""
+            first = tmp.rows
+            bad: list[str] = []
+            if path in fresh:
+                totals["up_to_date"] += 1
+                for key, vec in kept.get(path, ()):
+                    mirror = layout.pooled_mirror(out, key) if npy_dir else ""
+                    tmp.append(key, enc.encode(key, mirror, vec), vec.shape)
+                bad = []
+            else:
+                totals["processed"] += 1
+                pooler = Pooler(spec, src_keys_of(reader, seg_table), width)
+                segs = (seg_table or {}).get(_norm(path)) if seg_table is not None else None
+                sweep = SegmentIndex([(a, b, lab) for _, a, b, lab in segs]) if segs else None
+                seen: set[int] = set()
+                try:
+                    def write(pooled):
+                        for p in pooled:
+                            if p.error is not None:
+                                bad.append(_unit_text(p.key) + p.error)
                                 continue
-                            for k in _assign(key, segs, sweep):
-                                seen.add(k["segment"])
-                                write(pooler.feed(k, vec))
-                        write(pooler.finish())
-                    finally:
-                        pooler.close()
-                    for i, start, end, _ in segs or ():
-                        if i not in seen:
-                            bad.append(f"segment {i} ({start:g}-{end:g} s): no rows of the source in it")
-                n = tmp.rows - first
-                st = "ok" if not bad else ("partial" if n else "failed")
-                if bad:
-                    totals["failed"] += 1
-                    failures.extend({"path": path, "reason": b} for b in bad)
-                pending.append(Entry(path, ident, first, n, out if n else None, st))
-                inputs_meta[escape_name(path)] = {"rows": nrows, "segments": seg_digest.get(path)}
-                totals["rows"] += n
-                totals["inputs"] += 1
-                since += n
-                if since >= COMMIT_ROWS:
-                    tmp.commit(state, pending)
-                    pending.clear()
-                    since = 0
-            state.set_meta(pool_inputs=inputs_meta)
-            tmp.commit(state, pending)
-            info = tmp.info()
-            state.recover_renames()
-            if old is not None or overwrite:
-                check_absent(dst_sink, dst, True)   # a folder's old featx files go now
-            move_into_place(tmp, dst_sink, state)
-        finally:
-            state.close()
-            tmp.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                            mirror = layout.pooled_mirror(out, p.key) if npy_dir else ""
+                            tmp.append(p.key, enc.encode(p.key, mirror, p.vector), p.vector.shape)
+                    for key, vec in src_rows.take(row0, nrows):
+                        key = dict(key, path=path)
+                        if seg_table is None:
+                            write(pooler.feed(key, vec))
+                            continue
+                        for k in _assign(key, segs, sweep):
+                            seen.add(k["segment"])
+                            write(pooler.feed(k, vec))
+                    write(pooler.finish())
+                finally:
+                    pooler.close()
+                for i, start, end, _ in segs or ():
+                    if i not in seen:
+                        bad.append(f"segment {i} ({start:g}-{end:g} s): no rows of the source in it")
+            n = tmp.rows - first
+            st = "ok" if not bad else ("partial" if n else "failed")
+            if bad:
+                totals["failed"] += 1
+                failures.extend({"path": path, "reason": b} for b in bad)
+            pending.append(Entry(path, ident, first, n, out if n else None, st))
+            inputs_meta[escape_name(path)] = {"rows": nrows, "segments": seg_digest.get(path)}
+            totals["rows"] += n
+            totals["inputs"] += 1
+            since += n
+            if since >= COMMIT_ROWS:
+                tmp.commit(state, pending)
+                pending.clear()
+                since = 0
+        state.set_meta(pool_inputs=inputs_meta)
+        tmp.commit(state, pending)
+        info = tmp.info()
+        state.recover_renames()
+        if old is not None or overwrite:
+            check_absent(dst_sink, dst, True)   # a folder's old featx files go now
+        move_into_place(tmp, dst_sink, state)
     info = dict(info, path=dst_sink.output, rows=totals["rows"], inputs=totals["inputs"],
                 processed=totals["processed"], up_to_date=totals["up_to_date"], dropped=dropped,
                 failed=totals["failed"], failures=failures)

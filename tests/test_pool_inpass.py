@@ -575,3 +575,23 @@ def test_segments_pooled_during_extraction_as_featx_pool_pools_them(tmp_path):
     lines = (tmp_path / "after.csv").read_text().splitlines()
     assert lines[0].startswith("path,segment,label,window,start,end,frames,mean.")
     assert {l.split(",")[2] for l in lines[1:]} == {"intro", "", "end"}
+
+
+def test_an_npy_dir_of_segment_windows_counts_its_nested_files(tmp_path):
+    """Pooled windows of segments are files two folders down (segment0000-a/window000001.npy):
+    a second run finds them all and the input up to date; one of them deleted, the input is
+    done again and the file is back."""
+    segs = tmp_path / "s.csv"
+    segs.write_text(f"path,start,end,label\n{CLIP},0,1.2,a\n{CLIP},1.2,2.5,b\n")
+    out = f"{tmp_path}/o/"
+    args = ["extract", "gradients", "--segments", segs, "-o", out, "--pool-over", "segment", "--pool-window", "0.5s"]
+    r = featx(*args)
+    assert r.returncode == 0, r.stderr
+    nested = sorted(p for p in (tmp_path / "o").rglob("window*.npy"))
+    assert len(nested) >= 4 and all(p.parent.name.startswith("segment") for p in nested), nested
+    r = featx(*args)
+    assert r.returncode == 0 and b"0 processed, 1 up to date" in r.stderr, r.stderr
+    nested[-1].unlink()
+    r = featx(*args)
+    assert r.returncode == 0 and b"1 processed" in r.stderr, r.stderr
+    assert nested[-1].is_file()

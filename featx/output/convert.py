@@ -94,6 +94,35 @@ def locked(src_sink, dst_sink: sinks.Sink):
         if src_lock is not None:
             src_lock.release()
 
+
+@contextlib.contextmanager
+def staged(dst_sink: sinks.Sink, fmt: str, config: dict, width: int | None, kind_of: tuple | None = None,
+           **sink_options):
+    """The whole output written as a featx output of its own, with periodic commits (memory
+    stays flat), in a hidden folder beside the destination ``dst_sink``: yields ``(sink,
+    state)``, the state's config set to ``config``, for the caller to fill and then
+    :func:`move_into_place`; the folder goes whatever happens.  ``kind_of``: ``(kind,
+    extractor)`` the sink must be able to hold (checked before any file is made)."""
+    work = tmp_name(dst_sink.output.rstrip("/" + os.sep))
+    os.mkdir(work)
+    try:
+        name = os.path.join(work, os.path.basename(dst_sink.output.rstrip("/" + os.sep)))
+        tmp = sinks.make_sink(name + ("/" if fmt == "npy-dir" else ""), fmt, **sink_options)
+        if kind_of is not None:
+            tmp.check_kind(*kind_of)
+        if hasattr(type(tmp), "expected_width") and width:
+            tmp.expected_width = width
+        tmp.prepare()
+        state = State(tmp.state_path)
+        try:
+            state.set_meta(config=config)
+            yield tmp, state
+        finally:
+            state.close()
+            tmp.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
 def _files_of(sink: sinks.Sink) -> set[str]:
     out = {p for p in sink.paths() + [sink.state_path, sink.sidecar_path] if p}
     out.add(sink.output.rstrip("/" + os.sep))
@@ -136,29 +165,11 @@ def _convert(reader: OutputReader, src: str, dst: str, fmt: str | None, overwrit
         check_absent(dst_sink, dst, overwrite)
         config = dict(reader.config)
         config["options"] = dict(config.get("options") or {}, format=dst_sink.format)
-        # the whole output is written as a featx output of its own in a hidden folder beside
-        # the destination, with periodic commits (memory stays flat), then moved into place
-        work = tmp_name(dst_sink.output.rstrip("/" + os.sep))
-        os.mkdir(work)
-        try:
-            name = os.path.join(work, os.path.basename(dst_sink.output.rstrip("/" + os.sep)))
-            tmp = sinks.make_sink(name + ("/" if fmt == "npy-dir" else ""), fmt, key_columns=reader.key_columns,
-                                  columns=columns, kind=reader.kind)
-            tmp.check_kind(reader.kind, extractor)
-            if hasattr(type(tmp), "expected_width") and reader.width:
-                tmp.expected_width = reader.width
-            tmp.prepare()
-            state = State(tmp.state_path)
-            try:
-                state.set_meta(config=config)
-                info = _write(reader, tmp, state, dst_sink.mirror_base)
-                state.recover_renames()   # (the first commit's own renames, done: forgotten)
-                move_into_place(tmp, dst_sink, state)
-            finally:
-                state.close()
-                tmp.close()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with staged(dst_sink, fmt, config, reader.width, (reader.kind, extractor), key_columns=reader.key_columns,
+                    columns=columns, kind=reader.kind) as (tmp, state):
+            info = _write(reader, tmp, state, dst_sink.mirror_base)
+            state.recover_renames()   # (the first commit's own renames, done: forgotten)
+            move_into_place(tmp, dst_sink, state)
         info = dict(info, path=dst_sink.output)
         if dst_sink.format == "npy":
             info["index"] = dst_sink.index_path

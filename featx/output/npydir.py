@@ -123,7 +123,7 @@ class NpyDirSink(Sink):
         ``deep`` those of its subfolders too (pooled rows: ``segment0002/window000003``)."""
         if nrows == 0:
             return True
-        if names is None and deep:
+        if names is None:
             if not out:
                 return True
             try:
@@ -132,7 +132,9 @@ class NpyDirSink(Sink):
                 return False
             found = 0
             try:
-                for _, _, files, dfd in os.fwalk(".", dir_fd=fd):
+                for _, dirs, files, dfd in os.fwalk(".", dir_fd=fd):
+                    if not deep:
+                        dirs.clear()   # a video's frames: this folder's files alone
                     for f in files:
                         if f.endswith(layout.SUFFIXES):
                             try:
@@ -140,20 +142,6 @@ class NpyDirSink(Sink):
                             except OSError:
                                 continue
                             found += bool(st.st_size) and stat.S_ISREG(st.st_mode)
-            finally:
-                os.close(fd)
-            return found >= nrows
-        if names is None:
-            if not out:
-                return True
-            try:
-                fd = open_dir(self.output, out, create=False)
-            except (OSError, FeatxError):
-                return False
-            try:
-                with os.scandir(fd) as it:
-                    found = sum(1 for e in it if e.name.endswith(layout.SUFFIXES)
-                                and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size)
             finally:
                 os.close(fd)
             return found >= nrows
