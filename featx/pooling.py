@@ -541,3 +541,10 @@ class Pooler:
             out.extend(p for *_, p in self.done)
             self.done.clear()
         return out
+
+
+def unit_text(key: dict) -> str:
+    """``segment 2, window 6: `` for a pooled row's key (nothing for a whole video's): how
+    `featx pool` and pooling during extraction name a unit that could not be pooled."""
+    parts = [f"{c} {key[c]}" for c in ("segment", "track", "frame", "window") if key.get(c) is not None]
+    return (", ".join(parts) + ": ") if parts else ""

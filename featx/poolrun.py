@@ -34,7 +34,7 @@ from .output.keys import KEY_COLUMNS
 from .output.reader import OutputReader, load_sidecar, open_output
 from .output.state import Entry, State, same
 from .inputs import SegmentIndex
-from .pooling import PoolSpec, Pooler
+from .pooling import PoolSpec, Pooler, unit_text
 
 #: Commit the pooled rows every this many rows (at an input's end).
 COMMIT_ROWS = 100_000
@@ -317,7 +317,7 @@ def _run(reader: OutputReader, spec: PoolSpec, seg_table, key_cols, width: int, 
                     def write(pooled):
                         for p in pooled:
                             if p.error is not None:
-                                bad.append(_unit_text(p.key) + p.error)
+                                bad.append(unit_text(p.key) + p.error)
                                 continue
                             mirror = layout.pooled_mirror(out, p.key) if npy_dir else ""
                             tmp.append(p.key, enc.encode(p.key, mirror, p.vector), p.vector.shape)
@@ -370,14 +370,6 @@ def src_keys_of(reader: OutputReader, seg_table) -> tuple[str, ...]:
         return keys
     return tuple(c for c in KEY_COLUMNS if c in set(keys) | {"segment", "label"}) + \
         tuple(c for c in keys if c not in KEY_COLUMNS)
-
-
-def _unit_text(key: dict) -> str:
-    parts = []
-    for c in ("segment", "track", "frame", "window"):
-        if key.get(c) is not None:
-            parts.append(f"{c} {key[c]}")
-    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _sidecar(reader: OutputReader, src: str, sink: sinks.Sink, spec: PoolSpec, segments: str | None, info: dict,

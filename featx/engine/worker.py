@@ -188,7 +188,7 @@ class Worker:
         """Pool one row of output ``k``: every row of an input goes to one Pooler (an input's
         rows all pass through this worker, in order), made at its first row with that row's
         length; the input's pooled rows are written when it ends (or as windows close)."""
-        from ..pooling import Pooler
+        from ..pooling import Pooler   # (not at start-up: only runs that pool need it)
         from ..runopts import pool_words
 
         if value is None:   # a temporal extractor's "no row"
@@ -215,11 +215,6 @@ class Worker:
             return
         key = dict(item.key)
         key["path"] = self._inputs[i].path   # a frame folder's frames are pooled as the folder
-        t = key.get("time")
-        if isinstance(t, float):
-            # the time as outputs record it (microseconds, "%.6f"): a frame at 1.4 s is in the window
-            # [7 * 0.2, ...) or not alike here and in featx pool over the per-frame output
-            key["time"] = round(t, 6)
         try:
             pooled = pooler.feed(key, vec)
         except FeatxError as exc:   # (rows with no time for a window in seconds)
@@ -239,6 +234,8 @@ class Worker:
     def _write_pooled(self, k: int, i: int, pooled: list, write, out) -> None:
         if not pooled:
             return
+        from ..pooling import unit_text
+
         task = self.job.tasks[k]
         inp = self._inputs[i]
         base = task.mirror_base
@@ -247,7 +244,7 @@ class Worker:
             mirror = layout.rebase_mirror(mirror, self.job.ref_base, base)
         for p in pooled:
             if p.error is not None:   # (named as featx pool names it: "window 6: 2 rows: ...")
-                out[k][i].append(Record(p.key, error=_unit_text(p.key) + p.error))
+                out[k][i].append(Record(p.key, error=unit_text(p.key) + p.error))
                 continue
             try:
                 data = task.encoder.encode(p.key, layout.pooled_mirror(mirror, p.key) if base is not None else "",
@@ -445,12 +442,6 @@ class Worker:
         parts: list[list[bytes]] = [[] for _ in self.extractors]
         recs = self.run(inputs, [p.append for p in parts])
         return recs, [p[0] if len(p) == 1 else b"".join(p) for p in parts]
-
-
-def _unit_text(key: dict) -> str:
-    """``segment 2, window 6: `` for a pooled row's key (nothing for a whole video's)."""
-    parts = [f"{c} {key[c]}" for c in ("segment", "track", "frame", "window") if key.get(c) is not None]
-    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _nothing() -> None:
