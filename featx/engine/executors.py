@@ -134,6 +134,10 @@ class InProcess:
         pass
 
 
+def _ready() -> None:
+    """A worker's first task when the pool is started early (:meth:`ProcessPool.launch`)."""
+
+
 class _Hung(Exception):
     """An input in flight ran past ``--timeout``."""
 
@@ -190,6 +194,12 @@ class ProcessPool:
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
                                    initargs=(self.job, identity(), self.counter, self.beats))
+
+    def launch(self) -> None:
+        """Start the worker processes now (they import and build their extractors while
+        the caller does other things), not at the first chunk."""
+        for _ in range(self.jobs):   # (forked workers all start at the first; the others one each)
+            self.pool.submit(_ready)
 
     def _spool(self) -> str:
         self._seq += 1
