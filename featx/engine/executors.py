@@ -167,6 +167,9 @@ class ProcessPool:
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
         # started (0: not started)
         self.beats = mp.Array("d", self.limit + 1, lock=False) if timeout is not None else None
+        # chunks handed out and not finished: fewer than the cores means a core idles, and a
+        # worker's video then decodes on a thread of its own (Worker.ahead)
+        self.inflight = mp.Value("i", 0)
         self.pool = self._make()
         self._seq = 0
 
@@ -186,10 +189,11 @@ class ProcessPool:
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
             # 0.2-0.9 s per worker)
             ctx.set_forkserver_preload(worker_preload(self.job))
-        from ..host import identity
+        from ..host import default_jobs, identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, identity(), self.counter, self.beats))
+                                   initargs=(self.job, identity(), self.counter, self.beats,
+                                             (self.inflight, min(self.jobs, default_jobs()))))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -197,10 +201,13 @@ class ProcessPool:
 
     def _restart(self) -> None:
         self.close(cancel=True)
+        self.inflight.value = 0   # what was in flight is redone (or failed) one input at a time
         self.pool = self._make()
 
     def _submit(self, inputs: list[Input], slot: int):
         spool = self._spool()
+        with self.inflight.get_lock():
+            self.inflight.value += 1
         if self.beats is not None:
             self.beats[slot] = 0.0   # not started
             return spool, self.pool.submit(run_chunk, inputs, spool, slot)

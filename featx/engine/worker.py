@@ -105,6 +105,9 @@ class Worker:
         self._inputs: list[Input] = []
         self._pooling: dict[int, tuple[int, Any]] = {}
         self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
+        # asked between a video's frames: may it decode on a thread of its own, a few frames
+        # ahead (a core would idle otherwise)?  See featx.video.iter_video.
+        self.ahead: bool | Callable[[], bool] = False
         self.starting: Callable[[int], None] = _starting   # called with i as input i of a chunk starts
 
     @property
@@ -328,7 +331,7 @@ class Worker:
                     loaded = 0
                     try:
                         for item in load(inp, self.job.max_pixels, self.memory, min_size, threads=self.job.decode_threads,
-                                         lenient_decode=self.job.lenient_decode, **self.job.source_options):
+                                         ahead=self.ahead, lenient_decode=self.job.lenient_decode, **self.job.source_options):
                             if g == 0:
                                 self.tick()
                             loaded += 1
@@ -455,11 +458,16 @@ def _starting(i: int) -> None:
 _WORKER: Worker | None = None
 
 
-def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None) -> None:
+def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None,
+                inflight=None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
-    ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`)."""
+    ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`);
+    ``inflight``: ``(value, cores)``, a shared count of the chunks handed out and not
+    finished (each worker takes one off as it ends a chunk) and the cores the pool may
+    use: while fewer chunks than cores are in flight a core idles, and a video decodes on
+    a thread of its own, a few frames ahead of its extraction."""
     import signal
 
     from ..output import lock
@@ -477,11 +485,21 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
             with counter.get_lock():
                 counter.value += 1
         _WORKER.tick = tick
-    global _BEATS
+    global _BEATS, _INFLIGHT
     _BEATS = beats
+    if inflight is not None:
+        _INFLIGHT = inflight[0]
+        value, cores = inflight
+
+        def ahead() -> bool:
+            return value.value < cores
+        # (an output that streams its batches, cnn, already decodes on a thread of its own
+        # while its network runs: a third thread would only take turns with them)
+        _WORKER.ahead = ahead if _WORKER.lead is None else False
 
 
 _BEATS = None
+_INFLIGHT = None
 
 
 def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple[list, list[str]]:
@@ -498,6 +516,15 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
         _WORKER.starting = starting
     else:
         _WORKER.starting = _starting
+    try:
+        return _run_chunk(inputs, spool)
+    finally:
+        if _INFLIGHT is not None:
+            with _INFLIGHT.get_lock():
+                _INFLIGHT.value -= 1
+
+
+def _run_chunk(inputs: list[Input], spool: str) -> tuple[list, list[str]]:
     trace = os.environ.get("FEATX_TRACE_CHUNKS")
     if not trace:
         return _WORKER.run_to_spool(inputs, spool)
