@@ -167,9 +167,10 @@ class ProcessPool:
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
         # started (0: not started)
         self.beats = mp.Array("d", self.limit + 1, lock=False) if timeout is not None else None
-        # chunks handed out and not finished: fewer than the cores means a core idles, and a
-        # worker's video then decodes on a thread of its own (Worker.ahead)
-        self.inflight = mp.Value("i", 0)
+        # per slot: 1 while its chunk is handed out and not finished (set here, cleared by the
+        # worker); fewer than the cores means a core idles, and a worker's video then decodes
+        # on a thread of its own (Worker.ahead).  Plain stores, one writer at a time per slot.
+        self.busy = mp.Array("b", self.limit + 1, lock=False)
         self.pool = self._make()
         self._seq = 0
 
@@ -193,7 +194,7 @@ class ProcessPool:
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
                                    initargs=(self.job, identity(), self.counter, self.beats,
-                                             (self.inflight, min(self.jobs, default_jobs()))))
+                                             (self.busy, min(self.jobs, default_jobs()))))
 
     def _spool(self) -> str:
         self._seq += 1
@@ -201,17 +202,15 @@ class ProcessPool:
 
     def _restart(self) -> None:
         self.close(cancel=True)
-        self.inflight.value = 0   # what was in flight is redone (or failed) one input at a time
+        self.busy[:] = bytes(len(self.busy))   # what was in flight is redone (or failed) one at a time
         self.pool = self._make()
 
     def _submit(self, inputs: list[Input], slot: int):
         spool = self._spool()
-        with self.inflight.get_lock():
-            self.inflight.value += 1
+        self.busy[slot] = 1
         if self.beats is not None:
             self.beats[slot] = 0.0   # not started
-            return spool, self.pool.submit(run_chunk, inputs, spool, slot)
-        return spool, self.pool.submit(run_chunk, inputs, spool)
+        return spool, self.pool.submit(run_chunk, inputs, spool, slot)
 
     def results(self, inputs):
         from concurrent.futures.process import BrokenProcessPool

@@ -464,10 +464,11 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
     ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`);
-    ``inflight``: ``(value, cores)``, a shared count of the chunks handed out and not
-    finished (each worker takes one off as it ends a chunk) and the cores the pool may
-    use: while fewer chunks than cores are in flight a core idles, and a video decodes on
-    a thread of its own, a few frames ahead of its extraction."""
+    ``inflight``: ``(busy, cores)``, a shared array of bytes, one per chunk slot, 1 while
+    the slot's chunk is handed out and not finished (the worker clears it as it ends the
+    chunk), and the cores the pool may use: while fewer chunks than cores are in flight a
+    core idles, and a video decodes on a thread of its own, a few frames ahead of its
+    extraction."""
     import signal
 
     from ..output import lock
@@ -485,21 +486,21 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
             with counter.get_lock():
                 counter.value += 1
         _WORKER.tick = tick
-    global _BEATS, _INFLIGHT
+    global _BEATS, _BUSY
     _BEATS = beats
     if inflight is not None:
-        _INFLIGHT = inflight[0]
-        value, cores = inflight
+        _BUSY = busy = inflight[0]
+        cores = inflight[1]
 
         def ahead() -> bool:
-            return value.value < cores
+            return sum(busy) < cores
         # (an output that streams its batches, cnn, already decodes on a thread of its own
         # while its network runs: a third thread would only take turns with them)
         _WORKER.ahead = ahead if _WORKER.lead is None else False
 
 
 _BEATS = None
-_INFLIGHT = None
+_BUSY = None
 
 
 def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple[list, list[str]]:
@@ -507,7 +508,7 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
     ``beats[slot]`` when each input starts (``CLOCK_MONOTONIC``, one clock for every
     process), so the main process times out an input, not the chunk, whose length has
     nothing to do with ``--timeout`` (a batched extractor's batch counts against the input
-    that completed it)."""
+    that completed it), and clears ``busy[slot]`` as the chunk ends (see :func:`init_worker`)."""
     if slot is not None and _BEATS is not None:
         beats = _BEATS
 
@@ -519,9 +520,8 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
     try:
         return _run_chunk(inputs, spool)
     finally:
-        if _INFLIGHT is not None:
-            with _INFLIGHT.get_lock():
-                _INFLIGHT.value -= 1
+        if _BUSY is not None and slot is not None:
+            _BUSY[slot] = 0
 
 
 def _run_chunk(inputs: list[Input], spool: str) -> tuple[list, list[str]]:
