@@ -425,7 +425,7 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
                max_frames: int | None = None, *, sampling: Sampling | None = None,
                threads: int | None = None, keep: Callable[[float | None], bool] | None = None,
                until: float | None = None,
-               ahead: bool | Callable[[], bool] = False) -> Iterator[Frame]:
+               ahead: bool | Callable[[Frame | None], bool] = False) -> Iterator[Frame]:
     """Decode a video one frame at a time and yield the sampled frames.
 
     Parameters
@@ -452,10 +452,12 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         Decode on a thread of its own, up to :data:`AHEAD` frames ahead of
         the caller, so that decoding overlaps with what the caller does with
         each frame (a core that would otherwise idle).  True: from the first
-        frame; a callable: asked between frames, decoding moves to the thread
-        from the first frame after it said True twice, ``AHEAD_AFTER``
-        seconds apart (featx's workers: when there are fewer inputs in
-        flight than cores).  The frames, their order, the
+        frame; a callable: asked between frames with the frame last yielded
+        (None before the first), decoding moves to the thread from the first
+        frame after it said True twice, ``AHEAD_AFTER`` seconds apart
+        (featx's workers: when there are fewer inputs in flight than cores,
+        and ``AHEAD + 1`` more frames fit the memory budget).  The frames,
+        their order, the
         error and when it is raised are the same either way; the thread
         ends with the iteration (closing the iterator stops it).
 
@@ -511,7 +513,7 @@ AHEAD = 2
 AHEAD_AFTER = 0.02
 
 
-def _decoded_ahead(frames: Iterator[Frame], ahead: bool | Callable[[], bool]) -> Iterator[Frame]:
+def _decoded_ahead(frames: Iterator[Frame], ahead: bool | Callable[[Frame | None], bool]) -> Iterator[Frame]:
     """``frames``, decoded on a thread ``AHEAD`` frames ahead once ``ahead`` says so.
 
     One generator, resumed by one thread at a time: by the caller's until the switch, by
@@ -527,9 +529,9 @@ def _decoded_ahead(frames: Iterator[Frame], ahead: bool | Callable[[], bool]) ->
     it = iter(frames)
     try:
         if ahead is not True:
-            since = None
+            since = frame = None
             while True:
-                if ahead():
+                if ahead(frame):
                     now = time.monotonic()
                     if since is None:
                         since = now

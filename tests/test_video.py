@@ -482,7 +482,7 @@ def test_decoding_ahead_gives_the_same_frames(ffv1, vfr, kw, monkeypatch):
         def keep(t):
             where.append(threading.current_thread().name)
             return True
-        _same_frames(list(iter_video(path, ahead=lambda: next(answers), keep=keep, **kw)), plain)
+        _same_frames(list(iter_video(path, ahead=lambda last: next(answers), keep=keep, **kw)), plain)
         assert where[0] == threading.current_thread().name
         if len(plain) > 5:
             assert where[-1] == "featx-video-decode"
@@ -502,7 +502,7 @@ def test_decoding_ahead_waits_for_a_lasting_answer(ffv1, monkeypatch):
     def keep(t):
         where.append(threading.current_thread().name)
         return True
-    list(iter_video(ffv1, ahead=lambda: True, keep=keep))
+    list(iter_video(ffv1, ahead=lambda last: True, keep=keep))
     assert set(where) == {threading.current_thread().name}
 
 

@@ -54,3 +54,24 @@ def test_a_lone_video_in_a_pool_gives_the_rows_of_one_process_and_frees_its_slot
         pool.close()
     assert got == want
     assert "video ends early" in got[1][0][-1][2]
+
+
+def test_a_worker_decodes_ahead_only_while_a_core_idles_and_the_frames_fit_its_budget():
+    from featx.engine.worker import _ahead
+    from featx.memory import MemoryBudget
+    from featx.video import AHEAD, Frame
+
+    frame = Frame(0, 0.0, np.zeros((720, 1280, 3), np.uint8), "v.mp4")
+    busy = bytearray(7)
+    ask = _ahead(busy, 2, None)
+    busy[0] = 1
+    assert ask(frame) and not ask(None)          # one chunk in flight, two cores
+    busy[3] = 1
+    assert not ask(frame)                        # both cores have work
+    busy[3] = 0
+    memory = MemoryBudget.for_extractor(0, HOG.create(), (64, 64))
+    need = memory.cost(1280, 720)
+    tight = MemoryBudget.for_extractor(need + AHEAD * frame.image.nbytes, HOG.create(), (64, 64))
+    roomy = MemoryBudget.for_extractor(need + (AHEAD + 1) * frame.image.nbytes, HOG.create(), (64, 64))
+    assert not _ahead(busy, 2, tight)(frame)
+    assert _ahead(busy, 2, roomy)(frame)

@@ -490,17 +490,37 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     _BEATS = beats
     if inflight is not None:
         _BUSY = busy = inflight[0]
-        cores = inflight[1]
-
-        def ahead() -> bool:
-            return sum(busy) < cores
         # (an output that streams its batches, cnn, already decodes on a thread of its own
         # while its network runs: a third thread would only take turns with them)
-        _WORKER.ahead = ahead if _WORKER.lead is None else False
+        _WORKER.ahead = _ahead(busy, inflight[1], _WORKER.memory) if _WORKER.lead is None else False
 
 
 _BEATS = None
 _BUSY = None
+
+
+def _ahead(busy, cores: int, memory: MemoryBudget | None) -> Callable:
+    """A worker's answer to :func:`featx.video.iter_video`'s ``ahead``: decode its video on
+    a thread of its own when fewer chunks than ``cores`` are in flight (a core idles) and
+    the frames that thread holds (``AHEAD + 1``) fit the memory budget of an input beside
+    what the frame costs anyway."""
+    from ..video import AHEAD
+
+    fits: dict[tuple, bool] = {}
+
+    def ahead(last) -> bool:
+        if sum(busy) >= cores or last is None:
+            return False
+        if memory is None:
+            return True
+        img = last.image
+        key = (img.shape, img.itemsize)
+        if key not in fits:
+            c = img.shape[2] if img.ndim == 3 else 1
+            fits[key] = memory.cost(img.shape[1], img.shape[0], c, img.itemsize) + (AHEAD + 1) * img.nbytes \
+                <= memory.limit
+        return fits[key]
+    return ahead
 
 
 def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple[list, list[str]]:
