@@ -171,6 +171,10 @@ class ProcessPool:
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
         # started (0: not started)
         self.beats = mp.Array("d", self.limit + 1, lock=False) if timeout is not None else None
+        # per slot: 1 while its chunk is handed out and not finished (set here, cleared by the
+        # worker); fewer than the cores means a core idles, and a worker's video then decodes
+        # on a thread of its own (Worker.ahead).  Plain stores, one writer at a time per slot.
+        self.busy = mp.Array("b", self.limit + 1, lock=False)
         self.pool = self._make()
         self._seq = 0
 
@@ -190,10 +194,11 @@ class ProcessPool:
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
             # 0.2-0.9 s per worker)
             ctx.set_forkserver_preload(worker_preload(self.job))
-        from ..host import identity
+        from ..host import default_jobs, identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, identity(), self.counter, self.beats))
+                                   initargs=(self.job, identity(), self.counter, self.beats,
+                                             (self.busy, min(self.jobs, default_jobs()))))
 
     def launch(self) -> None:
         """Start the worker processes now (they import and build their extractors while
@@ -207,14 +212,15 @@ class ProcessPool:
 
     def _restart(self) -> None:
         self.close(cancel=True)
+        self.busy[:] = bytes(len(self.busy))   # what was in flight is redone (or failed) one at a time
         self.pool = self._make()
 
     def _submit(self, inputs: list[Input], slot: int):
         spool = self._spool()
+        self.busy[slot] = 1
         if self.beats is not None:
             self.beats[slot] = 0.0   # not started
-            return spool, self.pool.submit(run_chunk, inputs, spool, slot)
-        return spool, self.pool.submit(run_chunk, inputs, spool)
+        return spool, self.pool.submit(run_chunk, inputs, spool, slot)
 
     def results(self, inputs):
         from concurrent.futures.process import BrokenProcessPool
