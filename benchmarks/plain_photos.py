@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""The reference loop of bench_photos: what ``featx extract hog+cnn FOLDER -o OUT/ --resize
+256x256`` computes, by hand, with no featx run machinery (no plan, engine, sinks, state).
+
+Each JPEG is decoded once at the largest DCT reduction (1/8, 1/4, 1/2) that leaves at least
+256x256 pixels (hog's --resize and cnn's 224/0.875), by simplejpeg when it is installed (as
+featx does for sequential colour JPEGs; FEATX_FAST_JPEG=0: cv2.imread reduced, as featx then).
+hog: that image resized to 256x256 (area), then featx's HOG computation (the numbers of
+skimage.feature.hog, vectorised; skimage's own is 15x slower).  cnn: the central square of
+0.875 of the shorter side, float32, bicubic to 224x224, (x - 127) / 128, NCHW, in batches of
+16 through ONNX Runtime on featx's model cut to its embedding (--model; default: built from
+featx's cache as featx runs it).  Writes OUT/hog.npy and OUT/cnn.npy, rows in sorted order.
+``-j 2``: two processes on the two halves of the list (one inference thread each).
+
+    python benchmarks/plain_photos.py FOLDER OUT/ [--model embedding.onnx] [-j 2]
+"""
+import argparse, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+
+SIDE, NET, CROP, BATCH = 256, 224, 0.875, 16
+
+
+def decode(path):
+    import cv2
+    data = np.fromfile(path, np.uint8)
+    sj = None
+    if os.environ.get("FEATX_FAST_JPEG", "1").lower() not in ("0", "false", "no", "off"):
+        import simplejpeg as sj
+    if sj is not None:
+        h, w = sj.decode_jpeg_header(data)[:2]
+    else:
+        from PIL import Image
+        with Image.open(path) as im:
+            w, h = im.size
+    k = next((k for k in (8, 4, 2) if -(-w // k) >= SIDE and -(-h // k) >= SIDE), 1)
+    if sj is not None:
+        return sj.decode_jpeg(data, colorspace="RGB", min_factor=k, min_width=-(-w // k), min_height=-(-h // k))
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[k]
+    return cv2.cvtColor(cv2.imread(str(path), flag), cv2.COLOR_BGR2RGB)
+
+
+def hog_input(img):
+    import cv2
+    h, w = img.shape[:2]
+    return cv2.resize(img, (SIDE, SIDE), interpolation=cv2.INTER_AREA if w >= SIDE and h >= SIDE else cv2.INTER_LINEAR)
+
+
+def cnn_input(img):
+    import cv2
+    h, w = img.shape[:2]
+    c = max(1, int(round(NET * min(h / NET, w / NET) * CROP)))
+    y, x = (h - c + 1) // 2, (w - c + 1) // 2
+    f = img[y:y + c, x:x + c].astype(np.float32)
+    if c != NET:
+        f = cv2.resize(f, (NET, NET), interpolation=cv2.INTER_AREA if c / NET > 2 else cv2.INTER_CUBIC)
+    chw = np.ascontiguousarray(f.transpose(2, 0, 1))
+    chw -= np.float32(127.0)
+    chw /= np.float32(128.0)
+    return chw
+
+
+def session(model, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level, so.execution_mode = 3, ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:  # several processes share the cores: one thread each, sleeping when idle
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def featx_model():
+    """The bytes featx's cnn runs by default: its built model, cut to the embedding."""
+    from featx.extractors.cnn import models, onnxproto
+    return onnxproto.prune(models.default_model_bytes()[0], ["embedding"])
+
+
+def run(paths, out, model, threads, suffix=""):
+    import cv2
+    from featx.extractors.hog import HOG
+    cv2.setNumThreads(1)
+    hog, sess = HOG().extract, session(model, threads)
+    hogs, embs, batch = [], [], []
+    for i, p in enumerate(paths):
+        img = decode(p)
+        hogs.append(hog(hog_input(img)))
+        batch.append(cnn_input(img))
+        if len(batch) == BATCH or i == len(paths) - 1:
+            embs.append(sess.run(["embedding"], {sess.get_inputs()[0].name: np.stack(batch)})[0])
+            batch = []
+    np.save(out / f"hog{suffix}.npy", np.stack(hogs))
+    np.save(out / f"cnn{suffix}.npy", np.concatenate(embs).astype(np.float32))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--model", help="ONNX file of featx's model cut to its embedding")
+    ap.add_argument("-j", "--jobs", type=int, default=1)
+    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)  # one half, as a child process
+    a = ap.parse_args()
+    paths = sorted(p for p in a.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    a.out.mkdir(parents=True, exist_ok=True)
+    model = a.model or featx_model()  # a path or the bytes
+    if a.jobs == 1:
+        return run(paths, a.out, model, 0)
+    if a.part is not None:
+        n = -(-len(paths) // a.jobs)
+        return run(paths[a.part * n:(a.part + 1) * n], a.out, model, max(1, len(os.sched_getaffinity(0)) // a.jobs), f".{a.part}")
+    if a.model is None:  # written once for the children
+        model = a.out / "embedding.onnx"
+        model.write_bytes(featx_model())
+    kids = [subprocess.Popen([sys.executable, __file__, str(a.folder), str(a.out), "--model", str(model),
+                              "-j", str(a.jobs), "--part", str(i)]) for i in range(a.jobs)]
+    if any(k.wait() for k in kids):
+        sys.exit(1)
+    for name in ("hog", "cnn"):
+        parts = [a.out / f"{name}.{i}.npy" for i in range(a.jobs) if (a.out / f"{name}.{i}.npy").exists()]
+        np.save(a.out / f"{name}.npy", np.concatenate([np.load(p) for p in parts]))
+        for p in parts:
+            p.unlink()
+    if a.model is None:
+        model.unlink()
+
+
+if __name__ == "__main__":
+    main()
