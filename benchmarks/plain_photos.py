@@ -25,9 +25,12 @@ SIDE, NET, CROP, BATCH = 256, 224, 0.875, 16
 def decode(path):
     import cv2
     data = np.fromfile(path, np.uint8)
-    sj = None
-    if os.environ.get("FEATX_FAST_JPEG", "1").lower() not in ("0", "false", "no", "off"):
+    try:
         import simplejpeg as sj
+    except ImportError:
+        sj = None
+    if os.environ.get("FEATX_FAST_JPEG", "1").strip().lower() in ("0", "false", "no", "off"):
+        sj = None
     if sj is not None:
         h, w = sj.decode_jpeg_header(data)[:2]
     else:
