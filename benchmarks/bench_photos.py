@@ -35,10 +35,38 @@ full-decode path on 12-MP photos and within 1.3x of the reduced plain loop;
 peak RSS of ``cnn`` and ``hog`` <= 300 MB at 12 and 48 MP (the 48-MP figure within
 10 % of the 12-MP one); ``gradients`` on 12 MP <= 3x the decoded photo (108 MB).
 
+``--overnight`` (issue 25: a folder of camera photos overnight): ``featx extract hog+cnn
+FOLDER -o OUT/ --resize 256x256`` (one pass, two outputs: hog at 256x256, cnn at its own
+224x224 input) against ``benchmarks/plain_photos.py``, the same work in a plain loop (the
+decode featx picks, its crop and normalisation, its model cut to the embedding at batch 16,
+its HOG; byte-identical outputs, checked here on every configuration and in
+tests/test_plain_photos.py), on 40 and 400 12-MP photos and 8 of 48 MP (``--sets``), at
+``-j 1`` and ``-j 2`` (``--jobs``; the plain loop as two processes on the halves of the
+list).  The photos are :func:`common.camera_photos`, made once into ``--photos-dir`` and
+kept there for the next run.  Every variant is a whole process (start-up included),
+featx and plain interleaved, the order reversed every round, medians of ``--repeats``
+(default 3).  Printed:
+
+* the per-stage limit: each stage timed in one process on the photos (the first
+  ``--stage-photos``): decode (as featx decodes: simplejpeg where installed; OpenCV's
+  reduced ``imread`` beside it), crop + normalise, hog resize, hog, the network per photo
+  at batch 16 with one inference thread; limit = cores / their sum, photos/s;
+* per photo set and ``-j``: photos/s of featx and of the plain loop (photos / whole wall
+  time), featx / plain time, the fraction of the stage-sum limit, peak RSS of the largest
+  process of the tree (exact, ``wait4``) and of the largest worker (sampled every 50 ms);
+* whether featx's two .npy files equal the plain loop's;
+* PASS/FAIL: >= 35 photos/s on the 40-photo run at ``-j 2``, >= 0.9 of the stage-sum limit
+  on the 400-photo run at ``-j 2`` (both meant for a quiet 2-core machine), peak memory per
+  worker <= 300 MB.
+
+``--overnight --quick``: 40 and 100 12-MP photos, 4 of 48 MP, one round (about 2 minutes).
+
 Usage::
 
     python benchmarks/bench_photos.py [--n12 8] [--n48 8] [--noise 6] [--repeats 1] [--quick]
                                       [--only hog,cnn,gradients,detect] [--sizes 12,48]
+    python benchmarks/bench_photos.py --overnight [--sets 12x40,12x400,48x8] [--jobs 1,2]
+                                      [--repeats 3] [--photos-dir DIR] [--stage-photos 40] [--quick]
 """
 from __future__ import annotations
 
