@@ -416,22 +416,36 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
+#: Runs one command and reports its wall time and the peak RSS of the largest process of its
+#: tree (``wait4``).  A small process of its own: a child's ``ru_maxrss`` counts the memory of
+#: the process it was forked from (Linux keeps it across ``execve``), which must not be this
+#: benchmark's, holding the outputs it compares.
+LAUNCH = r"""
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t
+print(json.dumps({"wall": wall, "code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss}))
+"""
+
+
 def whole_run(cmd: list[str], env: dict) -> dict:
     """Run ``cmd`` as a whole process: its wall seconds (start-up included), the peak RSS
-    of the largest process of its tree (``wait4``: exact), and the peaks of its child
-    processes (the workers; ``VmHWM`` read from ``/proc`` every 50 ms, so growth in a
-    worker's last 50 ms may be missed)."""
+    of the largest process of its tree (``wait4``: exact), and the peak of its largest child
+    process (a worker; ``VmHWM`` read from ``/proc`` every 50 ms, so growth in a worker's
+    last 50 ms may be missed)."""
     import threading
 
     peaks: dict[int, float] = {}
     done = threading.Event()
-    t = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCH, json.dumps(cmd)], env=env,
+                                stdout=subprocess.PIPE, stderr=err)
 
         def watch() -> None:
             while not done.is_set():
-                for p in _tree(proc.pid)[1:]:
+                for p in _tree(proc.pid)[2:]:   # not the launcher, not the command's own process
                     v = _hwm_mb(p)
                     if v is not None:
                         peaks[p] = max(peaks.get(p, 0.0), v)
@@ -439,16 +453,15 @@ def whole_run(cmd: list[str], env: dict) -> dict:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        out = proc.communicate()[0]
         done.set()
         watcher.join()
-        if proc.returncode != 0:
+        doc = json.loads(out) if proc.returncode == 0 else {"code": proc.returncode}
+        if doc["code"] != 0:
             err.seek(0)
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.read().decode()[-3000:]}")
-    largest = usage.ru_maxrss / 1024
-    return {"wall": wall, "largest": largest, "worker": max(peaks.values()) if peaks else largest,
+            raise SystemExit(f"failed ({doc['code']}): {' '.join(cmd)}\n{err.read().decode()[-3000:]}")
+    largest = doc["maxrss"] / 1024
+    return {"wall": doc["wall"], "largest": largest, "worker": max(peaks.values()) if peaks else largest,
             "workers": len(peaks)}
 
 
