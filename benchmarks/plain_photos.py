@@ -107,14 +107,15 @@ def main():
     a = ap.parse_args()
     paths = sorted(p for p in a.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     a.out.mkdir(parents=True, exist_ok=True)
-    model = a.model or featx_model()  # a path or the bytes
-    if a.jobs == 1:
-        return run(paths, a.out, model, 0)
-    if a.part is not None:
-        n = -(-len(paths) // a.jobs)
-        return run(paths[a.part * n:(a.part + 1) * n], a.out, model, max(1, len(os.sched_getaffinity(0)) // a.jobs), f".{a.part}")
-    if a.model is None:  # written once for the children
-        model = a.out / "embedding.onnx"
+    if a.jobs == 1 or a.part is not None:  # one process: all the photos, or its share (1/jobs of them, in order)
+        share = -(-len(paths) // a.jobs)
+        mine = paths if a.part is None else paths[a.part * share:(a.part + 1) * share]
+        threads = 0 if a.jobs == 1 else max(1, len(os.sched_getaffinity(0)) // a.jobs)  # 0: ONNX Runtime's default
+        if mine:
+            run(mine, a.out, a.model or featx_model(), threads, "" if a.part is None else f".{a.part}")
+        return
+    model = Path(a.model) if a.model else a.out / "embedding.onnx"
+    if not a.model:  # written once for the children
         model.write_bytes(featx_model())
     kids = [subprocess.Popen([sys.executable, __file__, str(a.folder), str(a.out), "--model", str(model),
                               "-j", str(a.jobs), "--part", str(i)]) for i in range(a.jobs)]
@@ -125,9 +126,8 @@ def main():
         np.save(a.out / f"{name}.npy", np.concatenate([np.load(p) for p in parts]))
         for p in parts:
             p.unlink()
-    if a.model is None:
+    if not a.model:
         model.unlink()
-
 
 if __name__ == "__main__":
     main()
