@@ -9,8 +9,9 @@ hog: that image resized to 256x256 (area), then featx's HOG computation (the num
 skimage.feature.hog, vectorised; skimage's own is 15x slower).  cnn: the central square of
 0.875 of the shorter side, float32, bicubic to 224x224, (x - 127) / 128, NCHW, in batches of
 16 through ONNX Runtime on featx's model cut to its embedding (--model; default: built from
-featx's cache as featx runs it).  Writes OUT/hog.npy and OUT/cnn.npy, rows in sorted order.
-``-j 2``: two processes on the two halves of the list (one inference thread each).
+featx's cache as featx runs it).  Writes OUT/hog.npy and OUT/cnn.npy, rows in sorted order,
+each row as it is computed.  ``-j 2``: two processes on the two halves of the list (one
+inference thread each), each writing its rows in place.
 
     python benchmarks/plain_photos.py FOLDER OUT/ [--model embedding.onnx] [-j 2]
 """
@@ -20,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 SIDE, NET, CROP, BATCH = 256, 224, 0.875, 16
+#: the lengths of a row: featx's hog defaults (8-pixel cells, blocks of 3x3 cells, 9 bins) at
+#: 256x256, and the network's embedding
+COLS = {"hog": (SIDE // 8 - 3 + 1) ** 2 * 3 * 3 * 9, "cnn": 1280}
 
 
 def decode(path):
@@ -80,21 +84,39 @@ def featx_model():
     return onnxproto.prune(models.default_model_bytes()[0], ["embedding"])
 
 
-def run(paths, out, model, threads, suffix=""):
+def blank(out, rows):
+    """OUT/hog.npy and OUT/cnn.npy of ``rows`` float32 rows each, written later in place: the
+    processes write their rows as they go, nothing is held or concatenated."""
+    for name, cols in COLS.items():
+        with open(out / f"{name}.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
+            f.truncate(f.tell() + rows * cols * 4)
+
+
+def rows_from(out, name, first):
+    """OUT/NAME.npy open for writing from row ``first`` on."""
+    f = open(out / f"{name}.npy", "r+b")
+    np.lib.format.read_magic(f)
+    np.lib.format.read_array_header_1_0(f)
+    f.seek(f.tell() + first * COLS[name] * 4)
+    return f
+
+
+def run(paths, out, first, model, threads):
     import cv2
     from featx.extractors.hog import HOG
     cv2.setNumThreads(1)
     hog, sess = HOG().extract, session(model, threads)
-    hogs, embs, batch = [], [], []
+    hogs, embs, batch = rows_from(out, "hog", first), rows_from(out, "cnn", first), []
     for i, p in enumerate(paths):
         img = decode(p)
-        hogs.append(hog(hog_input(img)))
+        hogs.write(hog(hog_input(img)).astype("<f4").tobytes())
         batch.append(cnn_input(img))
         if len(batch) == BATCH or i == len(paths) - 1:
-            embs.append(sess.run(["embedding"], {sess.get_inputs()[0].name: np.stack(batch)})[0])
+            embs.write(sess.run(["embedding"], {sess.get_inputs()[0].name: np.stack(batch)})[0].astype("<f4").tobytes())
             batch = []
-    np.save(out / f"hog{suffix}.npy", np.stack(hogs))
-    np.save(out / f"cnn{suffix}.npy", np.concatenate(embs).astype(np.float32))
+    hogs.close()
+    embs.close()
 
 
 def main():
@@ -103,17 +125,17 @@ def main():
     ap.add_argument("out", type=Path)
     ap.add_argument("--model", help="ONNX file of featx's model cut to its embedding")
     ap.add_argument("-j", "--jobs", type=int, default=1)
-    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)  # one half, as a child process
+    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)  # a child process: its share
     a = ap.parse_args()
     paths = sorted(p for p in a.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    share = -(-len(paths) // a.jobs)
+    if a.part is not None:  # photos part*share.. of the list, into the files the parent made
+        mine = paths[a.part * share:(a.part + 1) * share]
+        return mine and run(mine, a.out, a.part * share, a.model, max(1, len(os.sched_getaffinity(0)) // a.jobs))
     a.out.mkdir(parents=True, exist_ok=True)
-    if a.jobs == 1 or a.part is not None:  # one process: all the photos, or its share (1/jobs of them, in order)
-        share = -(-len(paths) // a.jobs)
-        mine = paths if a.part is None else paths[a.part * share:(a.part + 1) * share]
-        threads = 0 if a.jobs == 1 else max(1, len(os.sched_getaffinity(0)) // a.jobs)  # 0: ONNX Runtime's default
-        if mine:
-            run(mine, a.out, a.model or featx_model(), threads, "" if a.part is None else f".{a.part}")
-        return
+    blank(a.out, len(paths))
+    if a.jobs == 1:
+        return run(paths, a.out, 0, a.model or featx_model(), 0)   # 0 threads: ONNX Runtime's default
     model = Path(a.model) if a.model else a.out / "embedding.onnx"
     if not a.model:  # written once for the children
         model.write_bytes(featx_model())
@@ -121,11 +143,6 @@ def main():
                               "-j", str(a.jobs), "--part", str(i)]) for i in range(a.jobs)]
     if any(k.wait() for k in kids):
         sys.exit(1)
-    for name in ("hog", "cnn"):
-        parts = [a.out / f"{name}.{i}.npy" for i in range(a.jobs) if (a.out / f"{name}.{i}.npy").exists()]
-        np.save(a.out / f"{name}.npy", np.concatenate([np.load(p) for p in parts]))
-        for p in parts:
-            p.unlink()
     if not a.model:
         model.unlink()
 
