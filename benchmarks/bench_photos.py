@@ -35,10 +35,38 @@ full-decode path on 12-MP photos and within 1.3x of the reduced plain loop;
 peak RSS of ``cnn`` and ``hog`` <= 300 MB at 12 and 48 MP (the 48-MP figure within
 10 % of the 12-MP one); ``gradients`` on 12 MP <= 3x the decoded photo (108 MB).
 
+``--overnight`` (issue 25: a folder of camera photos overnight): ``featx extract hog+cnn
+FOLDER -o OUT/ --resize 256x256`` (one pass, two outputs: hog at 256x256, cnn at its own
+224x224 input) against ``benchmarks/plain_photos.py``, the same work in a plain loop (the
+decode featx picks, its crop and normalisation, its model cut to the embedding at batch 16,
+its HOG; byte-identical outputs, checked here on every configuration and in
+tests/test_plain_photos.py), on 40 and 400 12-MP photos and 8 of 48 MP (``--sets``), at
+``-j 1`` and ``-j 2`` (``--jobs``; the plain loop as two processes on the halves of the
+list).  The photos are :func:`common.camera_photos`, made once into ``--photos-dir`` and
+kept there for the next run.  Every variant is a whole process (start-up included),
+featx and plain interleaved, the order reversed every round, medians of ``--repeats``
+(default 3).  Printed:
+
+* the per-stage limit: each stage timed in one process on the photos (the first
+  ``--stage-photos``): decode (as featx decodes: simplejpeg where installed; OpenCV's
+  reduced ``imread`` beside it), crop + normalise, hog resize, hog, the network per photo
+  at batch 16 with one inference thread; limit = cores / their sum, photos/s;
+* per photo set and ``-j``: photos/s of featx and of the plain loop (photos / whole wall
+  time), featx / plain time, the fraction of the stage-sum limit, peak RSS of the largest
+  process of the tree (exact, ``wait4``) and of the largest worker (sampled every 50 ms);
+* whether featx's two .npy files equal the plain loop's;
+* PASS/FAIL: >= 35 photos/s on the 40-photo run at ``-j 2``, >= 0.9 of the stage-sum limit
+  on the 400-photo run at ``-j 2`` (both meant for a quiet 2-core machine), peak memory per
+  worker <= 300 MB.
+
+``--overnight --quick``: 40 and 100 12-MP photos, 4 of 48 MP, one round (about 2 minutes).
+
 Usage::
 
     python benchmarks/bench_photos.py [--n12 8] [--n48 8] [--noise 6] [--repeats 1] [--quick]
                                       [--only hog,cnn,gradients,detect] [--sizes 12,48]
+    python benchmarks/bench_photos.py --overnight [--sets 12x40,12x400,48x8] [--jobs 1,2]
+                                      [--repeats 3] [--photos-dir DIR] [--stage-photos 40] [--quick]
 """
 from __future__ import annotations
 
@@ -289,6 +317,298 @@ def run_size(mp: int, n: int, noise: float, names: list[str], tmp: Path, repeats
     print(flush=True)
 
 
+
+# ---------------------------------------------------------------------------
+# --overnight (issue 25): featx extract hog+cnn against the plain reference loop
+
+#: featx's one pass, two outputs; benchmarks/plain_photos.py does the same work by hand
+OVERNIGHT = ["extract", "hog+cnn", "--resize", "256x256"]
+STAGES = ("decode", "crop", "hog_resize", "hog", "network")
+
+STAGE_SCRIPT = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import plain_photos as pp
+import cv2
+cv2.setNumThreads(1)
+from featx.extractors.hog import HOG
+hog = HOG().extract
+model, paths = sys.argv[2], sys.argv[3:]
+t = dict.fromkeys(("decode", "decode_cv2", "crop", "hog_resize", "hog", "network"), 0.0)
+inputs = []
+clock = time.perf_counter
+for p in paths:
+    a = clock(); img = pp.decode(p); b = clock(); x = pp.cnn_input(img); c = clock()
+    r = pp.hog_input(img); d = clock(); hog(r); e = clock()
+    t["decode"] += b - a; t["crop"] += c - b; t["hog_resize"] += d - c; t["hog"] += e - d
+    inputs.append(x)
+os.environ["FEATX_FAST_JPEG"] = "0"   # the same decode by cv2.imread(IMREAD_REDUCED_COLOR_k) + RGB
+for p in paths:
+    a = clock(); pp.decode(p); t["decode_cv2"] += clock() - a
+sess = pp.session(model, 1)   # one inference thread: one core's worth
+name = sess.get_inputs()[0].name
+nb = max(2, -(-len(inputs) // pp.BATCH))
+batches = [np.stack([inputs[(i * pp.BATCH + j) % len(inputs)] for j in range(pp.BATCH)]) for i in range(nb)]
+sess.run(["embedding"], {name: batches[0]})   # warm-up, not timed
+a = clock()
+for b in batches:
+    sess.run(["embedding"], {name: b})
+t["network"] = (clock() - a) / (nb * pp.BATCH) * len(paths)
+print(json.dumps({k: v / len(paths) * 1e3 for k, v in t.items()}))
+"""
+
+
+def photo_set(photos_dir: Path, mp: int, n: int) -> Path:
+    """A folder of the first ``n`` of the ``mp``-megapixel camera photos of ``photos_dir``:
+    hard links into ``photos_dir/{mp}mp``, which holds as many as were ever asked for
+    (:func:`common.camera_photos`: photo ``i`` is the same whatever the count)."""
+    from common import camera_photos
+
+    store = photos_dir / f"{mp}mp"
+    marker = store / "made.json"
+    made = json.loads(marker.read_text())["n"] if marker.exists() else 0
+    if made < n:
+        t = time.perf_counter()
+        print(f"  making {n} JPEGs of {mp} MP in {store} ...", file=sys.stderr, flush=True)
+        camera_photos(store, n, megapixels=mp)
+        marker.write_text(json.dumps({"n": n, "megapixels": mp}))
+        print(f"  made in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    folder = photos_dir / f"{mp}mp-{n}"
+    names = [f"photo{i:03d}.jpg" for i in range(n)]
+    if not folder.is_dir() or sorted(p.name for p in folder.iterdir()) != names:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in names:
+            try:
+                os.link(store / name, folder / name)
+            except OSError:
+                shutil.copyfile(store / name, folder / name)
+    return folder
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc/PID/task/TID/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _hwm_mb(pid: int) -> float | None:
+    """Peak resident memory of a live process so far (``VmHWM``), MB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+#: Runs one command and reports its wall time and the peak RSS of the largest process of its
+#: tree (``wait4``).  A small process of its own: a child's ``ru_maxrss`` counts the memory of
+#: the process it was forked from (Linux keeps it across ``execve``), which must not be this
+#: benchmark's, holding the outputs it compares.
+LAUNCH = r"""
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t
+print(json.dumps({"wall": wall, "code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss}))
+"""
+
+
+def whole_run(cmd: list[str], env: dict) -> dict:
+    """Run ``cmd`` as a whole process: its wall seconds (start-up included), the peak RSS
+    of the largest process of its tree (``wait4``: exact), and the peak of its largest child
+    process (a worker; ``VmHWM`` read from ``/proc`` every 50 ms, so growth in a worker's
+    last 50 ms may be missed)."""
+    import threading
+
+    peaks: dict[int, float] = {}
+    done = threading.Event()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCH, json.dumps(cmd)], env=env,
+                                stdout=subprocess.PIPE, stderr=err)
+
+        def watch() -> None:
+            while not done.is_set():
+                for p in _tree(proc.pid)[2:]:   # not the launcher, not the command's own process
+                    v = _hwm_mb(p)
+                    if v is not None:
+                        peaks[p] = max(peaks.get(p, 0.0), v)
+                done.wait(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        out = proc.communicate()[0]
+        done.set()
+        watcher.join()
+        doc = json.loads(out) if proc.returncode == 0 else {"code": proc.returncode}
+        if doc["code"] != 0:
+            err.seek(0)
+            raise SystemExit(f"failed ({doc['code']}): {' '.join(cmd)}\n{err.read().decode()[-3000:]}")
+    largest = doc["maxrss"] / 1024
+    return {"wall": doc["wall"], "largest": largest, "worker": max(peaks.values()) if peaks else largest,
+            "workers": len(peaks)}
+
+
+def _compare(a: Path, b: Path) -> str:
+    """How featx's output and the plain loop's differ: 'identical' or the max difference."""
+    parts = []
+    for name in ("hog", "cnn"):
+        x, y = np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy")
+        if x.shape != y.shape:
+            parts.append(f"{name} shapes {x.shape} vs {y.shape}")
+        elif np.array_equal(x, y):
+            parts.append(f"{name} identical")
+        else:
+            parts.append(f"{name} max |diff| {np.abs(x.astype(np.float64) - y).max():.2e}")
+    return ", ".join(parts)
+
+
+def overnight(args) -> None:
+    """featx extract hog+cnn against benchmarks/plain_photos.py, and the stage-sum limit."""
+    import statistics
+
+    sets = [tuple(int(v) for v in s.lower().split("x")) for s in args.sets.split(",") if s]
+    jobs = [int(j) for j in args.jobs.split(",") if j]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    repeats = args.repeats or 3
+    photos_dir = Path(args.photos_dir) if args.photos_dir else Path(tempfile.gettempdir()) / "featx-bench-photos"
+    bench = Path(__file__).resolve().parent
+    # user installs have their bytecode cached: no recompiling featx in every timed process
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    import cv2
+    import onnxruntime
+
+    print(f"# bench_photos --overnight: {platform.node() or '?'}, {cores} cores, {platform.machine()}, "
+          f"Python {platform.python_version()}, OpenCV {cv2.__version__}, ONNX Runtime "
+          f"{onnxruntime.__version__}, numpy {np.__version__}; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+          f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(f"# `featx {' '.join(OVERNIGHT[:2])} FOLDER -o OUT/ {' '.join(OVERNIGHT[2:])} -j J -q` against "
+          f"`python benchmarks/plain_photos.py FOLDER OUT/ --model embedding.onnx -j J`, whole processes "
+          f"(start-up included), interleaved, medians of {repeats}\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="featx-overnight-") as tmp:
+        work = Path(tmp)
+        sys.path.insert(0, str(bench))
+        import plain_photos
+
+        model = work / "embedding.onnx"
+        model.write_bytes(plain_photos.featx_model())   # the graph featx runs, for the plain loop
+        folders = {(mp, n): photo_set(photos_dir, mp, n) for mp, n in sets}
+        # once untimed: bytecode written, featx's model cache built, the photos in the page cache
+        warm = folders[sets[0]]
+        for cmd in ([sys.executable, "-m", "featx", *OVERNIGHT[:2], str(warm), "-o", f"{work / 'warm-f'}/", *OVERNIGHT[2:],
+                     "-j", "2", "-q"],
+                    [sys.executable, str(bench / "plain_photos.py"), str(warm), str(work / "warm-p"), "--model",
+                     str(model), "-j", "2"]):
+            whole_run(cmd, env)
+        for d in sets:
+            for p in folders[d].iterdir():
+                p.read_bytes()
+        rows, stage_rows, checks, targets = [], [], [], []
+        limits: dict[int, float] = {}
+        stage_ms: dict[int, dict] = {}
+        for mp, n in sets:
+            folder = folders[(mp, n)]
+            load0 = os.getloadavg()[0]
+            runs = [("featx", j) for j in jobs] + [("plain", j) for j in jobs]
+            order = [x for j in jobs for x in (("featx", j), ("plain", j))]
+            if mp not in stage_ms:
+                order.append(("stages", 0))
+            res: dict[tuple, list] = {x: [] for x in order}
+            for r in range(repeats):
+                for tool, j in (order if r % 2 == 0 else order[::-1]):
+                    out = work / f"{tool}-{mp}-{n}-j{j}-r{r}"
+                    if tool == "featx":
+                        cmd = [sys.executable, "-m", "featx", *OVERNIGHT[:2], str(folder), "-o", f"{out}/",
+                               *OVERNIGHT[2:], "-j", str(j), "-q"]
+                    elif tool == "plain":
+                        cmd = [sys.executable, str(bench / "plain_photos.py"), str(folder), str(out), "--model",
+                               str(model), "-j", str(j)]
+                    else:
+                        paths = sorted(folder.iterdir())[:args.stage_photos]
+                        p = subprocess.run([sys.executable, "-c", STAGE_SCRIPT, str(bench), str(model),
+                                            *map(str, paths)], env=env, capture_output=True, text=True)
+                        if p.returncode != 0:
+                            raise SystemExit(f"stage timing failed:\n{p.stderr[-3000:]}")
+                        res[(tool, j)].append(json.loads(p.stdout))
+                        continue
+                    res[(tool, j)].append(whole_run(cmd, env))
+                    if r < repeats - 1:
+                        import shutil
+
+                        shutil.rmtree(out, ignore_errors=True)
+                print(f"  {mp} MP x {n}: round {r + 1} of {repeats} done", file=sys.stderr, flush=True)
+            if ("stages", 0) in res:
+                stage_ms[mp] = {k: statistics.median(d[k] for d in res[("stages", 0)]) for k in res[("stages", 0)][0]}
+                s = stage_ms[mp]
+                total = sum(s[k] for k in STAGES)
+                limits[mp] = cores / total * 1e3
+                stage_rows.append(
+                    f"| {mp} MP (first {min(n, args.stage_photos)} photos) | {s['decode']:.1f} ({s['decode_cv2']:.1f}) | "
+                    f"{s['crop']:.2f} | {s['hog_resize']:.2f} | {s['hog']:.2f} | {s['network']:.2f} | "
+                    f"**{total:.1f}** | **{limits[mp]:.1f}** |")
+            limit = limits[mp]
+            for j in jobs:
+                f = {k: statistics.median(d[k] for d in res[("featx", j)]) for k in ("wall", "largest", "worker")}
+                p = {k: statistics.median(d[k] for d in res[("plain", j)]) for k in ("wall", "largest", "worker")}
+                fmax = max(d["worker"] for d in res[("featx", j)])
+                spread = (min(d["wall"] for d in res[("featx", j)]), max(d["wall"] for d in res[("featx", j)]))
+                rows.append(f"| {mp} MP x {n} | {j} | **{n / f['wall']:.1f}** ({n / spread[1]:.1f}–{n / spread[0]:.1f}) | "
+                            f"{n / p['wall']:.1f} | {f['wall']:.2f} / {p['wall']:.2f} | **{f['wall'] / p['wall']:.2f}** | "
+                            f"{n / f['wall'] / limit:.2f} / {n / p['wall'] / limit:.2f} | "
+                            f"{f['largest']:.0f} / {f['worker']:.0f} | {p['largest']:.0f} / {p['worker']:.0f} |")
+                checks.append(f"{mp} MP x {n} -j {j}: {_compare(work / f'featx-{mp}-{n}-j{j}-r{repeats - 1}', work / f'plain-{mp}-{n}-j{j}-r{repeats - 1}')}")
+                targets.append((mp, n, j, n / f["wall"], n / f["wall"] / limit, fmax))
+            print(f"  {mp} MP x {n}: load {load0:.2f} before, {os.getloadavg()[0]:.2f} after", file=sys.stderr, flush=True)
+            for x in res:
+                import shutil
+
+                shutil.rmtree(work / f"{x[0]}-{mp}-{n}-j{x[1]}-r{repeats - 1}", ignore_errors=True)
+    print("Per-stage limit (one process, ms per photo, mean over the photos; network: batches of 16, one "
+          "inference thread, after a warm-up batch; decode as featx decodes, simplejpeg where installed, in "
+          f"brackets `cv2.imread(IMREAD_REDUCED_COLOR_k)` + RGB); limit = {cores} cores / the sum:\n")
+    print("| photos | decode (cv2) | crop + normalise | hog resize | hog | network | sum | limit, photos/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(stage_rows))
+    print(f"\nWhole runs (medians of {repeats}; photos/s = photos / whole-process wall time, start-up included; "
+          "in brackets featx's slowest–fastest run; peak RSS in MB: the largest process of the tree, "
+          "exact / the largest worker process, sampled):\n")
+    print("| photos | -j | featx photos/s | plain photos/s | wall s, featx / plain | featx / plain time | "
+          "of the stage-sum limit, featx / plain | peak RSS featx: largest / worker | plain: largest / worker |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print("\nSame numbers (featx's .npy against the plain loop's, last round):\n")
+    print("\n".join(f"* {c}" for c in checks))
+    small = min((t for t in targets if t[0] == 12 and t[2] == 2), key=lambda t: t[1], default=None)
+    large = max((t for t in targets if t[0] == 12 and t[2] == 2), key=lambda t: t[1], default=None)
+    worst = max(targets, key=lambda t: t[5]) if targets else None
+    print("\nTargets (issue 25, on a quiet 2-core machine):\n")
+    if small:
+        print(f"* {'PASS' if small[3] >= 35 else 'FAIL'}: >= 35 photos/s on {small[1]} 12-MP photos at -j 2: {small[3]:.1f}")
+    if large:
+        print(f"* {'PASS' if large[4] >= 0.9 else 'FAIL'}: >= 0.9 of the stage-sum limit on {large[1]} 12-MP photos "
+              f"at -j 2: {large[4]:.2f} ({large[3]:.1f} of {limits[12]:.1f} photos/s)")
+    if worst:
+        print(f"* {'PASS' if worst[5] <= 300 else 'FAIL'}: peak memory per worker <= 300 MB: largest {worst[5]:.0f} MB "
+              f"({worst[0]} MP x {worst[1]}, -j {worst[2]})")
+    print(f"\n# load at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n12", type=int, default=8, help="12-MP photos")
@@ -296,9 +616,25 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=6.0, help="sigma of the sensor-like noise")
     ap.add_argument("--sizes", default="12,48", help="megapixel sizes to run (12, 48)")
     ap.add_argument("--only", default=",".join(EXTRACTORS), help="extractors to run")
-    ap.add_argument("--repeats", type=int, default=1, help="runs of each variant (median; interleaved)")
-    ap.add_argument("--quick", action="store_true", help="3 photos of each size")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="runs of each variant (median; interleaved); default 1, with --overnight 3")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 photos of each size; with --overnight: 40 and 100 12-MP photos, 4 of 48 MP, one round")
+    ov = ap.add_argument_group("--overnight (issue 25): featx extract hog+cnn against plain_photos.py")
+    ov.add_argument("--overnight", action="store_true",
+                    help="featx extract hog+cnn FOLDER -o OUT/ --resize 256x256 against benchmarks/plain_photos.py, "
+                         "and the per-stage limit")
+    ov.add_argument("--sets", default="12x40,12x400,48x8", help="photo sets, MPxCOUNT (12 or 48 MP)")
+    ov.add_argument("--jobs", default="1,2", help="-j values")
+    ov.add_argument("--photos-dir", help="where the photos are made and kept for the next run "
+                                         "(default: featx-bench-photos in the temporary folder)")
+    ov.add_argument("--stage-photos", type=int, default=40, help="photos of each size the stages are timed on")
     args = ap.parse_args()
+    if args.overnight:
+        if args.quick:
+            args.sets, args.repeats = "12x40,12x100,48x4", args.repeats or 1
+        return overnight(args)
+    args.repeats = args.repeats or 1
     if args.quick:
         args.n12, args.n48 = 3, 3
     names = [n for n in args.only.split(",") if n]
