@@ -157,11 +157,12 @@ class ProcessPool:
     """
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
-                 fork: bool = False, counter=None, on_wait=None):
+                 fork: bool = False, counter=None, on_wait=None, extractors: list[Extractor] | None = None):
         import multiprocessing as mp
 
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         self.fork = fork
+        self.extractors = extractors   # the job's, built here: forked workers start with them
         self.counter, self.on_wait = counter, on_wait   # items loaded (shared), looked at while waiting
         self.limit = jobs * 3    # chunks in flight
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
@@ -181,6 +182,17 @@ class ProcessPool:
         # commit thread runs, and then the pool must not fork
         method = start_method(self.fork)
         ctx = mp.get_context(method)
+        inherited = None
+        if method == "fork":
+            # the workers are copies of this process: what they would each import (OpenCV,
+            # 30-50 ms) and build (cnn reads and checks its model, 50 ms) is done here once
+            import importlib
+
+            for name in worker_preload(self.job):
+                importlib.import_module(name)
+            method = start_method(self.fork)   # (an import that started a thread rules fork out)
+            inherited = self.extractors if method == "fork" else None
+            ctx = mp.get_context(method)
         if method == "forkserver":
             # the fork server imports these once; every worker forked from it starts with
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
@@ -189,7 +201,7 @@ class ProcessPool:
         from ..host import identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, identity(), self.counter, self.beats))
+                                   initargs=(self.job, identity(), self.counter, self.beats, inherited))
 
     def _spool(self) -> str:
         self._seq += 1

@@ -327,7 +327,7 @@ def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=No
             on_wait = feed.poll
         return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
                            fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
-                           on_wait=on_wait), spool_dir
+                           on_wait=on_wait, extractors=[t.extractor for t in targets]), spool_dir
     return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
 
 

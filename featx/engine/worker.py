@@ -455,11 +455,14 @@ def _starting(i: int) -> None:
 _WORKER: Worker | None = None
 
 
-def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None) -> None:
+def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None,
+                extractors: list[Extractor] | None = None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
-    ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`)."""
+    ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`);
+    ``extractors``: the job's, already built (a forked worker's copies of its parent's),
+    else built here from ``job``."""
     import signal
 
     from ..output import lock
@@ -471,7 +474,7 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     setup_worker_process()
     global _WORKER
-    _WORKER = Worker(job)
+    _WORKER = Worker(job, extractors)
     if counter is not None:
         def tick():
             with counter.get_lock():
