@@ -72,8 +72,6 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     ctx.ensure_object(dict)["traceback"] = traceback
 
 
-
-
 def _quiet_native_libraries() -> None:
     """Before numpy/OpenCV load: one BLAS thread per process (featx parallelises with
     processes; threaded BLAS in several of them made encodings 5-20x slower), and no

@@ -697,10 +697,6 @@ class CNN(Extractor):
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featx-cnn-prep") as pool:
             fut = pool.submit(next_prepared)
-            if self.params.backend == "onnxruntime" and not self._sessions:
-                # the first batch is decoded in the thread while the session is built here
-                # (0.05-0.1 s, once per process): the decoders release the GIL
-                self._session([self._tensor])
             while True:
                 item = fut.result()
                 if item is None:
