@@ -176,12 +176,9 @@ class ProcessPool:
 
         import multiprocessing as mp
 
-        if sys.stdout is not None:  # (None: featx was started with stdout closed, `>&-`)
-            sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
         # chosen at each (re)start: a restart after a crash may come while the
         # commit thread runs, and then the pool must not fork
         method = start_method(self.fork)
-        ctx = mp.get_context(method)
         inherited = None
         if method == "fork":
             # the workers are copies of this process: what they would each import (OpenCV,
@@ -192,7 +189,9 @@ class ProcessPool:
                 importlib.import_module(name)
             method = start_method(self.fork)   # (an import that started a thread rules fork out)
             inherited = self.extractors if method == "fork" else None
-            ctx = mp.get_context(method)
+        ctx = mp.get_context(method)
+        if sys.stdout is not None:  # (None: featx was started with stdout closed, `>&-`)
+            sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
         if method == "forkserver":
             # the fork server imports these once; every worker forked from it starts with
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
