@@ -145,3 +145,53 @@ def test_a_folded_or_odd_version_header_is_left_to_importlib(tmp_path, monkeypat
     with pytest.raises(dists.Unknown):
         dists.version("odd")
     assert dists.version("numpy")   # others still read
+
+
+# ---------------------------------------------------------------------------
+# workers forked from the main process start with its extractors
+
+COUNTED = '''
+import os
+import numpy as np
+from dataclasses import dataclass
+from featx.extractor import Extractor, OutputSpec, param
+
+@dataclass(frozen=True)
+class P:
+    scale: float = param(1.0, "Scale.", min=0)
+
+class Counted(Extractor):
+    """Mean brightness; notes the process that built it."""
+    name = "counted"
+    summary = "A test extractor that says where it was built"
+    Params = P
+    def __init__(self, params=None):
+        super().__init__(params)
+        with open(os.environ["BUILT_LOG"], "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+    def output_spec(self, h, w):
+        return OutputSpec("vector", (1,))
+    def extract(self, image):
+        return np.array([image.mean() * self.params.scale], np.float32)
+'''
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_forked_workers_use_the_extractors_their_parent_built(tmp_path, start):
+    """``-j 2`` forked from the CLI: the extractor is built in the main process only (the
+    workers are its copies); from a fork server each worker builds its own, as before.
+    The rows are the same either way."""
+    from helpers import featx_subprocess
+
+    env = fake_plugin(tmp_path / "plug", "counted", {"counted": "counted_ext:Counted"}, {"counted_ext.py": COUNTED})
+    log = tmp_path / "built.log"
+    env.update(BUILT_LOG=str(log), FEATX_START_METHOD=start)
+    photos = [SAMPLES / n for n in ("coffee.jpg", "chelsea.png", "astronaut.png", "camera.png")]
+    p = featx_subprocess("extract", "counted", *photos, "-o", tmp_path / "c.csv", "-j", "2", "-q", env=env)
+    assert p.returncode == 0, p.stderr
+    pids = log.read_text().split()
+    main = pids[0]   # (the main process builds first: to plan, and to describe the command)
+    workers = [p for p in pids if p != main]
+    assert len(workers) == (0 if start == "fork" else 2), pids
+    assert len(set(workers)) == len(workers)
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 5
