@@ -8,7 +8,7 @@ that extracts.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +96,7 @@ def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | Non
 
 
 def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | None, min_size, threads,
-                   lenient: bool, options: dict) -> Iterator[Item]:
+                   lenient: bool, options: dict, ahead=False) -> Iterator[Item]:
     """Items of a video or frame folder with segments (``--segments``): the frames the
     sampling picks that lie in a segment (``start <= time < end``), one item per
     (frame, segment holding it), in frame order and, for one frame, in the file's
@@ -107,9 +107,10 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
     segs = inp.segments or ()
     sampling = sampling_of(options)
     sweep = SegmentIndex(segs)   # frames come in time order: a sweep, not every segment per frame
+    picks = SegmentIndex(segs)   # keep()'s own: a video may decode on a thread of its own (ahead)
 
     def keep(t) -> bool:
-        return bool(sweep.holding(t))
+        return bool(picks.holding(t))
 
     def items(frame: int, time, image, path: str, mirror_of) -> Iterator[Item]:
         for j in sweep.holding(time):
@@ -119,7 +120,8 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
 
     if inp.kind == "video":
         until = max(b for _, b, _ in segs)
-        for fr in video.iter_video(inp.path, sampling=sampling, threads=threads, keep=keep, until=until):
+        for fr in video.iter_video(inp.path, sampling=sampling, threads=threads, keep=keep, until=until,
+                                   ahead=ahead):
             check_memory(memory, fr.image)
             yield from items(fr.index, fr.time, fr.image, inp.path,
                              lambda m, i=fr.index: layout.frame_mirror(m, i))
@@ -137,7 +139,7 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
 
 def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None = None,
          min_size: tuple[int, int] | None = None, *, threads: int | None = None,
-         **options: Any) -> Iterator[Item]:
+         ahead: bool | Callable[[], bool] = False, **options: Any) -> Iterator[Item]:
     """Decode one input into items.
 
     An image file gives one item; an input with ``boxes`` (``--regions``) one
@@ -151,7 +153,8 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
     images with boxes are always decoded in full, since a box may need every
     pixel of it.  ``threads``: FFmpeg's decoding threads for videos (None:
     OpenCV's default; featx's workers pass 1, several processes already use
-    the cores).  ``options``: the frame sampling (see
+    the cores).  ``ahead``: a video decodes on a thread of its own, a few frames ahead
+    (see :func:`featx.video.iter_video`).  ``options``: the frame sampling (see
     :func:`~featx.inputs.sampling_of`), ``frame_rate``, and ``lenient_decode``
     (accept pictures whose decoder reported damaged data, see
     :func:`~featx.decode.decode_image`).
@@ -163,12 +166,12 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
         yield from _load_regions(inp, max_pixels, memory, threads, lenient)
         return
     if inp.segments is not None:
-        yield from _load_segments(inp, max_pixels, memory, min_size, threads, lenient, options)
+        yield from _load_segments(inp, max_pixels, memory, min_size, threads, lenient, options, ahead)
         return
     if inp.kind in ("video", "frames", "sequence"):
         from . import video   # (videos and frame folders only: an image needs none of it)
     if inp.kind == "video":
-        for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads):
+        for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads, ahead=ahead):
             check_memory(memory, fr.image)
             yield Item({"path": inp.path, "frame": fr.index, "time": fr.time}, fr.image,
                        layout.frame_mirror(inp.mirror, fr.index))

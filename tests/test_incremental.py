@@ -173,6 +173,63 @@ def test_lock_refuses_or_waits_and_stale_lock_is_taken_over(tmp_path):
     assert r.returncode == 0 and b"did not finish" in r.stderr and b"999999" in r.stderr
 
 
+def _live_descendants(pid: int) -> list[int]:
+    """Processes below ``pid`` (children, theirs, ...) that are not zombies."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for t in os.listdir(f"/proc/{p}/task")
+                    for c in open(f"/proc/{p}/task/{t}/children").read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            try:
+                state = open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                out.append(k)
+                todo.append(k)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_refused_run_leaves_no_workers_started_for_it(tmp_path):
+    """A ``-j 2`` run onto a new output starts its workers before it locks the output: when
+    the lock is refused, they are stopped with it (none is left in the caller's process)."""
+    from featx.output.lock import OutputLock
+
+    src = make_folder(tmp_path / "in", 4)
+    out = tmp_path / "h.npy"
+    before = set(_live_descendants(os.getpid()))   # (a fork server of earlier tests stays)
+    lock = OutputLock(str(tmp_path / ".h.npy.featx-lock"))
+    lock.acquire()
+    try:
+        r = featx("extract", "hog", src, "-o", out, "-j", "2", *SMALL)
+    finally:
+        lock.release()
+    assert r.returncode == 75 and not out.exists(), r.stderr
+    # stopped, not left to wind down on their own once the pool is garbage: none is alive now
+    # (the fork server and resource tracker a first -j 2 in this process starts stay:
+    # multiprocessing keeps them for the process's life)
+    def helper(p: int) -> bool:   # this process's own child, running one of those two (or gone)
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{p}/cmdline") as fh:
+                cmd = fh.read()
+        except OSError:
+            return True
+        return ppid == os.getpid() and any(w in cmd for w in ("multiprocessing.forkserver",
+                                                              "multiprocessing.resource_tracker"))
+    left = [p for p in _live_descendants(os.getpid()) if p not in before and not helper(p)]
+    assert left == []
+    r = featx("extract", "hog", src, "-o", out, "-j", "2", *SMALL)
+    assert r.returncode == 0 and np.load(out).shape[0] == 4
+
+
 @pytest.mark.slow
 def test_hanging_and_crashing_inputs_fail_alone(tmp_path):
     import cv2

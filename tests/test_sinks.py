@@ -97,3 +97,45 @@ def test_format_inference():
     assert sinks.infer_format("feats/", None) == "npy-dir"
     with pytest.raises(OutputError, match="--format"):
         sinks.infer_format("features", None)
+
+
+@pytest.mark.parametrize("where", ["first part", "middle part", "last part", "none"])
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_a_commit_checks_every_part_of_what_was_appended(tmp_path, monkeypatch, where, fmt):
+    """What was appended since the last commit is checked in parts (each its own CRC-32, two
+    threads): a byte changed under the run in any part stops the commit; untouched, it commits."""
+    from featx.output.atomic import OutputWriteError
+    from featx.output.sinkbase import _StackedSink
+
+    monkeypatch.setattr(_StackedSink, "CRC_PART", 1000)   # many parts for a few rows
+    out = tmp_path / f"x.{fmt}"
+    sink = sinks.make_sink(str(out), fmt)
+    state = State(sink.state_path)
+    sink.open(state)
+    enc = sink.encoder()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        v = rng.standard_normal(100).astype(np.float32)
+        sink.append({"path": f"p{i}"}, enc.encode({"path": f"p{i}"}, f"p{i}", v), v.shape)
+    sink._drain()
+    sink._fh.flush()
+    assert len(sink._crc_parts) > 3
+    size = sink.data_len
+    at = {"first part": sink.data_start + 10, "middle part": (sink.data_start + size) // 2,
+          "last part": size - 3}.get(where)
+    if at is not None:
+        with open(sink._data_name(), "r+b") as fh:   # another program, same length
+            fh.seek(at)
+            b = fh.read(1)
+            fh.seek(at)
+            fh.write(bytes([b[0] ^ 0x20]))
+    try:
+        if at is None:
+            sink.commit(state, [])
+            assert sink.rows == 40
+        else:
+            with pytest.raises(OutputWriteError, match="changed in what featx wrote"):
+                sink.commit(state, [])
+    finally:
+        sink.close()
+        state.close()

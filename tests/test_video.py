@@ -448,3 +448,108 @@ def test_sample_clip():
     ext = Flow.create()
     vecs = [ext.extract(f.image) for f in frames[:3]]
     assert not vecs[0].any() and vecs[1].any()
+
+
+# ---------------------------------------------------------------------------
+# Decoding ahead on a thread (a lone video at -j N: the idle core decodes)
+
+
+def _decode_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "featx-video-decode"]
+
+
+def _same_frames(a, b):
+    assert [(f.index, f.time, f.path) for f in a] == [(f.index, f.time, f.path) for f in b]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.image, y.image)
+
+
+@pytest.mark.parametrize("kw", [{}, {"every": 3}, {"start": 0.5, "end": 1.5}, {"max_frames": 4}])
+def test_decoding_ahead_gives_the_same_frames(ffv1, vfr, kw, monkeypatch):
+    import threading
+
+    from featx import video
+
+    monkeypatch.setattr(video, "AHEAD_AFTER", 0.0)
+    for path in (ffv1, vfr):
+        plain = list(iter_video(path, **kw))
+        _same_frames(list(iter_video(path, ahead=True, **kw)), plain)
+        answers = iter([False, False, True, False] + [True] * 1000)   # moves to the thread mid-way
+        where = []
+
+        def keep(t):
+            where.append(threading.current_thread().name)
+            return True
+        _same_frames(list(iter_video(path, ahead=lambda last: next(answers), keep=keep, **kw)), plain)
+        assert where[0] == threading.current_thread().name
+        if len(plain) > 5:
+            assert where[-1] == "featx-video-decode"
+    assert not _decode_threads()
+
+
+def test_decoding_ahead_waits_for_a_lasting_answer(ffv1, monkeypatch):
+    """A worker between two chunks looks idle for a moment: decoding moves to a thread only
+    after ``ahead`` said True for AHEAD_AFTER seconds."""
+    import threading
+
+    from featx import video
+
+    monkeypatch.setattr(video, "AHEAD_AFTER", 3600.0)
+    where = []
+
+    def keep(t):
+        where.append(threading.current_thread().name)
+        return True
+    list(iter_video(ffv1, ahead=lambda last: True, keep=keep))
+    assert set(where) == {threading.current_thread().name}
+
+
+def test_decoding_ahead_keeps_segments_keep(ffv1):
+    seen = []
+
+    def keep(t):
+        seen.append(t)
+        return 0.3 <= t < 0.9
+    plain = list(iter_video(ffv1, keep=keep, until=1.2))
+    _same_frames(list(iter_video(ffv1, keep=keep, until=1.2, ahead=True)), plain)
+    assert [f.index for f in plain] == [3, 4, 5, 6, 7, 8]
+
+
+def test_decoding_ahead_raises_the_same_error_after_the_same_frames(tmp_path, frames20):
+    full = write_video(tmp_path / "full.avi", frames20 * 2, 10.0, "FFV1")
+    cut = tmp_path / "cut.avi"
+    data = full.read_bytes()
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    got, err = _collect(cut)
+    got2, err2 = _collect(cut, ahead=True)
+    _same_frames(got2, got)
+    assert (str(err2), err2.hint, err2.reason, err2.frames_read, err2.frames_yielded) == \
+        (str(err), err.hint, err.reason, err.frames_read, err.frames_yielded)
+    got3, err3 = _collect(tmp_path / "nope.mp4", ahead=True)
+    assert not got3 and err3.reason == "missing"
+    assert not _decode_threads()
+
+
+def test_decoding_ahead_stops_with_its_caller(tmp_path, sample):
+    """Closing the iterator (a break, an error in the caller) stops the thread and
+    releases the capture; the thread never holds more than AHEAD frames ready."""
+    import time
+
+    from featx import video
+
+    path = write_video(tmp_path / "long.avi", make_frames(sample, 60), 10.0, "FFV1")
+    it = iter_video(path, ahead=True)
+    first = next(it)
+    assert first.index == 0 and len(_decode_threads()) == 1
+    time.sleep(0.2)   # the thread fills its queue, then waits
+    assert len(_decode_threads()) == 1
+    it.close()
+    assert not _decode_threads()
+    with pytest.raises(ZeroDivisionError):
+        for f in iter_video(path, ahead=True):
+            if f.index == 5:
+                1 / 0
+    assert not _decode_threads()
+    assert video.AHEAD <= 3

@@ -134,6 +134,10 @@ class InProcess:
         pass
 
 
+def _ready() -> None:
+    """A worker's first task when the pool is started early (:meth:`ProcessPool.launch`)."""
+
+
 class _Hung(Exception):
     """An input in flight ran past ``--timeout``."""
 
@@ -168,6 +172,10 @@ class ProcessPool:
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
         # started (0: not started)
         self.beats = mp.Array("d", self.limit + 1, lock=False) if timeout is not None else None
+        # per slot: 1 while its chunk is handed out and not finished (set here, cleared by the
+        # worker); fewer than the cores means a core idles, and a worker's video then decodes
+        # on a thread of its own (Worker.ahead).  Plain stores, one writer at a time per slot.
+        self.busy = mp.Array("b", self.limit + 1, lock=False)
         self.pool = self._make()
         self._seq = 0
 
@@ -176,31 +184,31 @@ class ProcessPool:
 
         import multiprocessing as mp
 
+        if sys.stdout is not None:  # (None: featx was started with stdout closed, `>&-`)
+            sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
         # chosen at each (re)start: a restart after a crash may come while the
         # commit thread runs, and then the pool must not fork
         method = start_method(self.fork)
-        inherited = None
-        if method == "fork":
-            # the workers are copies of this process: what they would each import (OpenCV,
-            # 30-50 ms) and build (cnn reads and checks its model, 50 ms) is done here once
-            import importlib
-
-            for name in worker_preload(self.job):
-                importlib.import_module(name)
-            method = start_method(self.fork)   # (an import that started a thread rules fork out)
-            inherited = self.extractors if method == "fork" else None
         ctx = mp.get_context(method)
-        if sys.stdout is not None:  # (None: featx was started with stdout closed, `>&-`)
-            sys.stdout.flush()  # a forked worker must not inherit (and later flush) buffered output
+        # forked workers are copies of this process: they start with the extractors built
+        # here (cnn read and checked its model again in every worker, 50 ms)
+        inherited = self.extractors if method == "fork" else None
         if method == "forkserver":
             # the fork server imports these once; every worker forked from it starts with
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
             # 0.2-0.9 s per worker)
             ctx.set_forkserver_preload(worker_preload(self.job))
-        from ..host import identity
+        from ..host import default_jobs, identity
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
-                                   initargs=(self.job, identity(), self.counter, self.beats, inherited))
+                                   initargs=(self.job, identity(), self.counter, self.beats,
+                                             (self.busy, min(self.jobs, default_jobs())), inherited))
+
+    def launch(self) -> None:
+        """Start the worker processes now (they import and build their extractors while
+        the caller does other things), not at the first chunk."""
+        for _ in range(self.jobs):   # (forked workers all start at the first; the others one each)
+            self.pool.submit(_ready)
 
     def _spool(self) -> str:
         self._seq += 1
@@ -208,14 +216,15 @@ class ProcessPool:
 
     def _restart(self) -> None:
         self.close(cancel=True)
+        self.busy[:] = bytes(len(self.busy))   # what was in flight is redone (or failed) one at a time
         self.pool = self._make()
 
     def _submit(self, inputs: list[Input], slot: int):
         spool = self._spool()
+        self.busy[slot] = 1
         if self.beats is not None:
             self.beats[slot] = 0.0   # not started
-            return spool, self.pool.submit(run_chunk, inputs, spool, slot)
-        return spool, self.pool.submit(run_chunk, inputs, spool)
+        return spool, self.pool.submit(run_chunk, inputs, spool, slot)
 
     def results(self, inputs):
         from concurrent.futures.process import BrokenProcessPool

@@ -176,7 +176,9 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
         o.check_folder()
         o.sink.preflight()  # every output, before any is opened: --overwrite removes files there
     opened: list[Output] = []
+    pool = None
     try:
+        pool = _prestart(targets, outs, plan, first is not None, progress, fork, chunk)
         # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
         for o in sorted(outs, key=lambda o: o.sink.lock_path or ""):
             opened.append(o)
@@ -188,6 +190,8 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
             for o in outs:
                 o.summary.running = False
     except BaseException as exc:
+        if pool is not None:
+            pool.close(cancel=True)
         for o in opened:
             o.close()
         # a full disk before any work: a message and exit 74, not a traceback
@@ -197,7 +201,7 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
             raise
         raise err from None
     try:
-        _run_locked(targets, outs, inputs, plan, on_failure, note, progress, fork, chunk)
+        _run_locked(targets, outs, inputs, plan, on_failure, note, progress, fork, chunk, pool)
     except BrokenPipeError:
         # the reader of stdout (or stderr) went away: the outputs are interrupted, what was
         # done is committed; their sidecars say so now (the caller gets no summaries)
@@ -305,29 +309,70 @@ def _todo(inputs, outs: list[Output], plan, progress) -> Iterator[Input]:
         yield from decide()
 
 
+def _uses_pool(plan) -> bool:
+    return plan.executor != "ray" and (plan.jobs > 1 or plan.timeout is not None)
+
+
+def _job(targets: list[Target], outs: list[Output], plan) -> Job:
+    """The workers' job; the inputs' mirror paths are made against the first output's
+    base that has one (each output's own base is a property of its sink)."""
+    ref = next((o.base for o in outs if o.base is not None), None)
+    return job_for(targets, plan, ref)
+
+
+def _pool(targets: list[Target], plan, job: Job, feed=None, fork: bool = False, chunk: int = CHUNK,
+          spool_dir: str | None = None) -> ProcessPool:
+    chunk = max([chunk] + [t.extractor.batch_size for t in targets])
+    counter = on_wait = None
+    if feed is not None:  # workers count the items they load; the bar looks while waiting
+        import multiprocessing as mp
+
+        counter = feed.counter = mp.Value("q", 0)
+        on_wait = feed.poll
+    return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
+                       fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
+                       on_wait=on_wait, extractors=[t.extractor for t in targets])
+
+
+def _prestart(targets: list[Target], outs: list[Output], plan, have_inputs: bool, feed=None,
+              fork: bool = False, chunk: int = CHUNK) -> ProcessPool | None:
+    """The worker pool, started before the outputs are opened, when every output is made
+    afresh (none has a state to continue, or ``--overwrite``) so that every input will be
+    worked on: the workers then import OpenCV and build their extractors (0.1 s and more
+    each) while this process locks and opens the outputs, instead of after.  None (the
+    pool starts at the first chunk, as it always did) for a continued output (a re-run
+    may have nothing to do), ``--wait`` (the lock may take long), no inputs, or no pool."""
+    if not have_inputs or plan.wait or not _uses_pool(plan):
+        return None
+    if any(o.has_state() and not o.sink.overwrite for o in outs):
+        return None
+    pool = _pool(targets, plan, _job(targets, outs, plan), feed, fork, chunk)
+    try:
+        pool.launch()
+    except BaseException:
+        pool.close(cancel=True)
+        raise
+    return pool
+
+
 def _executor(targets: list[Target], outs: list[Output], plan, job: Job, feed=None,
-              fork: bool = False, chunk: int = CHUNK):
+              fork: bool = False, chunk: int = CHUNK, pool: ProcessPool | None = None):
     spool_dir = None
-    use_pool = plan.jobs > 1 or plan.timeout is not None
+    use_pool = _uses_pool(plan)
     if plan.executor == "ray" or use_pool:
         sink = outs[0].sink
         base = os.path.dirname(os.path.abspath(sink.output)) if sink.persistent else None
+        # (made once the outputs are open: opening one removes the spool folders a killed run left)
         spool_dir = tempfile.mkdtemp(prefix=outs[0].spool_prefix(), dir=base)
     if plan.executor == "ray":
         from .ray import RayExecutor
 
         return RayExecutor(job, plan, spool_dir, chunk=chunk), spool_dir
     if use_pool:
-        chunk = max([chunk] + [t.extractor.batch_size for t in targets])
-        counter = on_wait = None
-        if feed is not None:  # workers count the items they load; the bar looks while waiting
-            import multiprocessing as mp
-
-            counter = feed.counter = mp.Value("q", 0)
-            on_wait = feed.poll
-        return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
-                           fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
-                           on_wait=on_wait, extractors=[t.extractor for t in targets]), spool_dir
+        if pool is not None:   # started early (see _prestart)
+            pool.spool_dir = spool_dir
+            return pool, spool_dir
+        return _pool(targets, plan, job, feed, fork, chunk, spool_dir), spool_dir
     return InProcess(job, [t.extractor for t in targets], tick=None if feed is None else _ticker(feed)), spool_dir
 
 
@@ -354,11 +399,17 @@ def _report(failures: list, on_failure, progress) -> None:
 
 
 def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, progress,
-                fork: bool = False, chunk: int = CHUNK) -> None:
+                fork: bool = False, chunk: int = CHUNK, pool: ProcessPool | None = None) -> None:
     ref = next((o.base for o in outs if o.base is not None), None)
     for o in outs:
         o.ref_base = ref
-    executor, spool_dir = _executor(targets, outs, plan, job_for(targets, plan, ref), progress, fork, chunk)
+    try:
+        executor, spool_dir = _executor(targets, outs, plan, pool.job if pool is not None else _job(targets, outs, plan),
+                                        progress, fork, chunk, pool)
+    except BaseException:
+        if pool is not None:
+            pool.close(cancel=True)
+        raise
     ok = False
     closed: BrokenPipeError | None = None   # the reader of stdout or stderr went away
 

@@ -105,6 +105,9 @@ class Worker:
         self._inputs: list[Input] = []
         self._pooling: dict[int, tuple[int, Any]] = {}
         self.tick: Callable[[], None] = _nothing   # called once per item loaded (progress)
+        # asked between a video's frames: may it decode on a thread of its own, a few frames
+        # ahead (a core would idle otherwise)?  See featx.video.iter_video.
+        self.ahead: bool | Callable[[], bool] = False
         self.starting: Callable[[int], None] = _starting   # called with i as input i of a chunk starts
 
     @property
@@ -328,7 +331,7 @@ class Worker:
                     loaded = 0
                     try:
                         for item in load(inp, self.job.max_pixels, self.memory, min_size, threads=self.job.decode_threads,
-                                         lenient_decode=self.job.lenient_decode, **self.job.source_options):
+                                         ahead=self.ahead, lenient_decode=self.job.lenient_decode, **self.job.source_options):
                             if g == 0:
                                 self.tick()
                             loaded += 1
@@ -456,11 +459,16 @@ _WORKER: Worker | None = None
 
 
 def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None,
-                extractors: list[Extractor] | None = None) -> None:
+                inflight=None, extractors: list[Extractor] | None = None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
     ``beats``: a shared array of doubles, one per chunk slot (see :func:`run_chunk`);
+    ``inflight``: ``(busy, cores)``, a shared array of bytes, one per chunk slot, 1 while
+    the slot's chunk is handed out and not finished (the worker clears it as it ends the
+    chunk), and the cores the pool may use: while fewer chunks than cores are in flight a
+    core idles, and a video decodes on a thread of its own, a few frames ahead of its
+    extraction.
     ``extractors``: the job's, already built (a forked worker's copies of its parent's),
     else built here from ``job``."""
     import signal
@@ -480,11 +488,41 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
             with counter.get_lock():
                 counter.value += 1
         _WORKER.tick = tick
-    global _BEATS
+    global _BEATS, _BUSY
     _BEATS = beats
+    if inflight is not None:
+        _BUSY = busy = inflight[0]
+        # (an output that streams its batches, cnn, already decodes on a thread of its own
+        # while its network runs: a third thread would only take turns with them)
+        _WORKER.ahead = _ahead(busy, inflight[1], _WORKER.memory) if _WORKER.lead is None else False
 
 
 _BEATS = None
+_BUSY = None
+
+
+def _ahead(busy, cores: int, memory: MemoryBudget | None) -> Callable:
+    """A worker's answer to :func:`featx.video.iter_video`'s ``ahead``: decode its video on
+    a thread of its own when fewer chunks than ``cores`` are in flight (a core idles) and
+    the frames that thread holds (``AHEAD + 1``) fit the memory budget of an input beside
+    what the frame costs anyway."""
+    from ..video import AHEAD
+
+    fits: dict[tuple, bool] = {}
+
+    def ahead(last) -> bool:
+        if sum(busy) >= cores or last is None:
+            return False
+        if memory is None:
+            return True
+        img = last.image
+        key = (img.shape, img.itemsize)
+        if key not in fits:
+            c = img.shape[2] if img.ndim == 3 else 1
+            fits[key] = memory.cost(img.shape[1], img.shape[0], c, img.itemsize) + (AHEAD + 1) * img.nbytes \
+                <= memory.limit
+        return fits[key]
+    return ahead
 
 
 def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple[list, list[str]]:
@@ -492,7 +530,7 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
     ``beats[slot]`` when each input starts (``CLOCK_MONOTONIC``, one clock for every
     process), so the main process times out an input, not the chunk, whose length has
     nothing to do with ``--timeout`` (a batched extractor's batch counts against the input
-    that completed it)."""
+    that completed it), and clears ``busy[slot]`` as the chunk ends (see :func:`init_worker`)."""
     if slot is not None and _BEATS is not None:
         beats = _BEATS
 
@@ -501,6 +539,14 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
         _WORKER.starting = starting
     else:
         _WORKER.starting = _starting
+    try:
+        return _run_chunk(inputs, spool)
+    finally:
+        if _BUSY is not None and slot is not None:
+            _BUSY[slot] = 0
+
+
+def _run_chunk(inputs: list[Input], spool: str) -> tuple[list, list[str]]:
     trace = os.environ.get("FEATX_TRACE_CHUNKS")
     if not trace:
         return _WORKER.run_to_spool(inputs, spool)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -174,6 +175,34 @@ def _crc_of(fd: int, start: int, end: int) -> int:
         crc = zlib.crc32(piece, crc)
         pos += len(piece)
     return crc if pos == end else -1
+
+
+def _parts_match(fd: int, start: int, parts: list[tuple[int, int]]) -> bool:
+    """Do the bytes of ``fd`` from ``start`` on have, part after part, the lengths and
+    CRC-32s in ``parts`` (``(length, crc)``, one after the other)?  Every part is read
+    and checked; with several, two threads check halves of them at once (reading and
+    ``zlib.crc32`` let go of the GIL), so the check of a big commit takes half as long
+    on two free cores (the end of a run)."""
+    spans, pos = [], start
+    for n, crc in parts:
+        spans.append((pos, pos + n, crc))
+        pos += n
+
+    def ok(some) -> bool:
+        return all(_crc_of(fd, a, b) == crc for a, b, crc in some)
+    if len(spans) < 2:
+        return ok(spans)
+    import threading
+
+    half = len(spans) // 2
+    other: list[bool] = []
+    t = threading.Thread(target=lambda: other.append(ok(spans[:half])), name="featx-verify", daemon=True)
+    t.start()
+    try:
+        mine = ok(spans[half:])
+    finally:
+        t.join()
+    return mine and other == [True]
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -446,6 +475,8 @@ class _StackedSink(Sink):
         old = (state.get("checks") or {}).get("data") if state is not None and not self.created else None
         self._known = (self.data_len, old)
         self._crc = 0
+        self._crc_len = 0
+        self._crc_parts: list[tuple[int, int]] = []
 
     def _write(self, data) -> None:
         """Append to the data file through a writer thread, so that copying big rows
@@ -455,7 +486,22 @@ class _StackedSink(Sink):
         if self._writer.error is not None:
             self._drain()
         self._crc = zlib.crc32(data, self._crc)
+        self._crc_len += len(data)
+        if self._crc_len >= self.CRC_PART:
+            self._crc_parts.append((self._crc_len, self._crc))
+            self._crc, self._crc_len = 0, 0
         self._writer.put(data)
+
+    #: the bytes appended since the last commit are checked in parts of about this size
+    #: (each part's own CRC-32), so that the check can use two cores
+    CRC_PART = 1 << 23
+
+    def _take_crcs(self) -> list[tuple[int, int]]:
+        """``(length, crc)`` of each part appended since the last commit, in order; a new
+        list begins."""
+        parts = self._crc_parts + [(self._crc_len, self._crc)]
+        self._crc_parts, self._crc, self._crc_len = [], 0, 0
+        return parts
 
     def _drain(self) -> None:
         if self.broken is not None:
@@ -554,17 +600,19 @@ class _StackedSink(Sink):
             meta["renames"] = list(self._renames)
         name = self._data_name()
         end, old = self._known
-        self._verify(name, self._fh.fileno(), self.data_start, end, old, self.data_len, crc=self._crc)
+        # the disk may write what is left while the check reads it (the fsync comes after)
+        start_writeback(self._fh.fileno(), end, self.data_len)
+        self._verify(name, self._fh.fileno(), self.data_start, end, old, self.data_len, crcs=self._take_crcs())
         meta["checks"] = {"data": file_check(name, self.data_start, meta["data_len"])}
-        self._known, self._crc = (self.data_len, meta["checks"]["data"]), 0
+        self._known = (self.data_len, meta["checks"]["data"])
         return [self._fh.fileno()], meta, self._after_commit(meta)
 
     def _verify(self, name: str, fd: int, start: int, end: int, old: dict | None, size: int,
-                crc: int | None = None, expect: bytes | None = None) -> None:
+                crcs: list[tuple[int, int]] | None = None, expect: bytes | None = None) -> None:
         """Before a commit: the file ``name`` (open as ``fd``) is still exactly what featx left
         in it.  Its size is ``size``; ``[start, end)`` is what the last commit checked (``old``:
-        its :func:`file_check`); ``[end, size)`` was written since, with the CRC ``crc`` (or the
-        bytes ``expect``).  An output truncated or rewritten under the run stops it (exit 74):
+        its :func:`file_check`); ``[end, size)`` was written since, in parts with the lengths
+        and CRC-32s ``crcs`` (or the bytes ``expect``).  An output truncated or rewritten under the run stops it (exit 74):
         a commit must never vouch for rows that are no longer what was written."""
         why = None
         now = os.fstat(fd).st_size
@@ -574,7 +622,7 @@ class _StackedSink(Sink):
             why = "changed in its committed part"
         elif expect is not None and os.pread(fd, size - end, end) != expect:
             why = "changed in what featx wrote since its last commit"
-        elif crc is not None and _crc_of(fd, end, size) != crc:
+        elif crcs is not None and not _parts_match(fd, end, crcs):
             why = "changed in what featx wrote since its last commit"
         if why is None:
             return
@@ -632,8 +680,48 @@ class _StackedSink(Sink):
                 pass
 
 
+#: ``sync_file_range(2)``'s "start writing these pages back, do not wait"
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_range: Any = None   # libc's sync_file_range (False: not there), looked up once
+
+
+def start_writeback(fd: int, start: int, end: int) -> None:
+    """Have the kernel start writing ``[start, end)`` of ``fd`` to disk now, without
+    waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing).
+
+    Only a head start for the commit's ``fsync``, which still makes the data durable
+    (this call promises nothing, and a failure here is left for that ``fsync`` to
+    report): a commit then waits for what the disk has not yet written, not for every
+    byte appended since the last one (58 MB of HOG rows: 0.12 s, all at the end of a
+    short run)."""
+    global _sync_range
+    if end <= start:
+        return
+    if _sync_range is None:
+        _sync_range = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+                fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+                fn.restype = ctypes.c_int
+                _sync_range = fn
+            except (OSError, AttributeError):
+                pass
+    if _sync_range:
+        _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+
+
 class _Writer:
-    """A thread that appends byte strings to a file in order (bounded queue)."""
+    """A thread that appends byte strings to a file in order (bounded queue).
+
+    Every ``WRITEBACK`` bytes it has the kernel start writing the full pages appended
+    so far to disk (:func:`start_writeback`), so that a commit's ``fsync`` finds most
+    of them written already."""
+
+    #: bytes appended between two :func:`start_writeback` calls
+    WRITEBACK = 1 << 21
 
     def __init__(self, fh, depth: int = 16):
         import queue
@@ -642,6 +730,7 @@ class _Writer:
         self.fh = fh
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self._synced = self._pending = 0   # written back from (a page boundary); bytes since
         self.thread = threading.Thread(target=self._run, name="featx-writer", daemon=True)
         self.thread.start()
 
@@ -653,10 +742,26 @@ class _Writer:
                     return
                 if self.error is None:
                     self.fh.write(data)
+                    self._pending += len(data)
+                    if self._pending >= self.WRITEBACK:
+                        self._writeback()
             except BaseException as exc:  # reported to the main thread at the next drain
                 self.error = exc
             finally:
                 self.q.task_done()
+
+    def _writeback(self) -> None:
+        """Start the writeback of the whole pages written since the last call (a page
+        still being filled is left for later: writing it twice would cost twice)."""
+        self._pending = 0
+        try:
+            fd = self.fh.fileno()
+            end = os.lseek(fd, 0, os.SEEK_CUR) & ~4095   # what the kernel holds (not the buffer's)
+            if end > self._synced:
+                start_writeback(fd, self._synced, end)
+                self._synced = end
+        except (OSError, ValueError):   # a hint only: the commit's fsync reports real errors
+            pass
 
     def put(self, data) -> None:
         if self.error is not None:
