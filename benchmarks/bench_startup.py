@@ -10,6 +10,11 @@ command's start to the first decoded image and to each ONNX Runtime session it c
 featx) every case also runs against that code, interleaved, and the ratios are printed:
 both from the same run, so that a loaded machine moves both alike.
 
+Timed as users' installs run: with compiled bytecode.  Each checkout's ``featx`` is
+compiled first (``compileall``), the children run without ``PYTHONDONTWRITEBYTECODE``
+(a shell that sets it would recompile every module of featx at every start, 0.1-0.15 s
+that no installed featx pays), and one untimed run per checkout warms the caches.
+
 ``--graph`` compares the built-in model's inference as a session over its whole graph
 (embedding, classifier, class maps: what featx ran before) and over the graph cut to the
 embedding (what it runs now): the same numbers (checked), ms per photo at batch 16.
@@ -22,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -75,6 +81,7 @@ PROBE = textwrap.dedent('''
 
 def run_case(code: Path, probe_dir: Path, args: list[str], out: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(probe_dir), str(code)]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)   # timed with bytecode, as an install runs
     t0 = time.time()
     env["STARTUP_T0"] = repr(t0)
     p = subprocess.Popen([sys.executable, "-m", "featx", *args, "-o", str(out), "--overwrite", "-q"],
@@ -114,6 +121,9 @@ def startup(args) -> None:
                 cases.append((f"{name} one photo -j {j}", ["extract", name, *extra, "coffee.jpg", "-j", str(j)]))
                 cases.append((f"{name} {args.n} 12-MP photos -j {j}",
                               ["extract", name, *extra, str(photos), "-j", str(j)]))
+        for c, code in codes.items():   # compiled, and one untimed run each (see the docstring)
+            compileall.compile_dir(str(code / "featx"), quiet=1)
+            run_case(code, probe, cases[0][1], tmp / "out.npy")
         res: dict = {}
         for r in range(args.repeats):
             order = list(codes) if r % 2 == 0 else list(codes)[::-1]

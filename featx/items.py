@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from . import video
 from .decode import check_memory, decode_image
 from .errors import InputError
 from .inputs import Input, SegmentIndex, sampling_of
@@ -69,6 +68,8 @@ def _box_key(path: str, b: tuple) -> dict[str, Any]:
 def _load_regions(inp: Input, max_pixels: int | None, memory: MemoryBudget | None = None,
                   threads: int | None = None, lenient: bool = False) -> Iterator[Item]:
     """Items of an input with boxes: one per box (see :func:`~featx.inputs.read_regions`)."""
+    from . import video   # (videos and frame folders only: not at start-up)
+
     if inp.kind == "video":
         by_frame: dict[int, list[tuple]] = {}
         for b in inp.boxes:
@@ -101,6 +102,8 @@ def _load_segments(inp: Input, max_pixels: int | None, memory: MemoryBudget | No
     (frame, segment holding it), in frame order and, for one frame, in the file's
     order of segments.  The other frames are never converted (a video's are grabbed,
     not retrieved; decoding stops at the end of the last segment)."""
+    from . import video   # (videos and frame folders only: not at start-up)
+
     segs = inp.segments or ()
     sampling = sampling_of(options)
     sweep = SegmentIndex(segs)   # frames come in time order: a sweep, not every segment per frame
@@ -165,6 +168,8 @@ def load(inp: Input, max_pixels: int | None = None, memory: MemoryBudget | None 
     if inp.segments is not None:
         yield from _load_segments(inp, max_pixels, memory, min_size, threads, lenient, options, ahead)
         return
+    if inp.kind in ("video", "frames", "sequence"):
+        from . import video   # (videos and frame folders only: an image needs none of it)
     if inp.kind == "video":
         for fr in video.iter_video(inp.path, sampling=sampling_of(options), threads=threads, ahead=ahead):
             check_memory(memory, fr.image)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
+from . import dists
 from .errors import PluginError
 
 GROUP = "featx.extractors"
@@ -28,9 +28,22 @@ class PluginInfo:
         return self.cls is not None
 
 
-def _entry_points() -> dict:
+def _entry_points(full: bool = False) -> dict:
+    """name -> entry point; ``full``: importlib.metadata's own (which know their
+    distribution), else :mod:`featx.dists`' (the same ones, found without importing
+    importlib.metadata where it can tell)."""
+    found = None
+    if not full:
+        try:
+            found = dists.entry_points(GROUP)
+        except dists.Unknown:
+            pass
+    if found is None:
+        from importlib.metadata import entry_points
+
+        found = entry_points(group=GROUP)
     eps = {}
-    for ep in entry_points(group=GROUP):
+    for ep in found:
         eps.setdefault(ep.name, ep)  # first registration wins, deterministically
     return dict(sorted(eps.items()))
 
@@ -81,7 +94,7 @@ def target_of(cls: type) -> str:
 def discover() -> list[PluginInfo]:
     """Every registered extractor with its status (imports all of them)."""
     out = []
-    for name, ep in _entry_points().items():
+    for name, ep in _entry_points(full=True).items():
         package = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
         info = PluginInfo(name=name, target=ep.value, package=package)
         try:

@@ -389,7 +389,13 @@ def summary_line(summary, output: str, name: str | None = None) -> str:
     return (", ".join(parts) + f" in {summary.seconds:.1f} s -> {dest}" + (f" {tuple(shape)}" if shape else ""))
 
 
-run_cmd = _build_run()
+def __getattr__(name: str):
+    """``run_cmd`` (``featx run``), built when it is first asked for: ``featx extract``
+    need not build it."""
+    if name == "run_cmd":
+        cmd = globals()["run_cmd"] = _build_run()
+        return cmd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 extract_cmd = ExtractorGroup(
     "extract", build=_build_extract, build_multi=_build_multi, context_settings=CONTEXT,

@@ -11,13 +11,38 @@ import click
 
 from .. import __version__
 from ..errors import ExitCode
-from . import (codebook, convert, detect, duplicates, extract, htmlreport, info, inspect, list, merge, models, pool,
-               segments, show, similar)
 from .options import CONTEXT
 from .report import _pipe_closed, _say
 
 
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """The commands, each imported from its module when it is named (or listed, as by
+    ``featx --help``): ``featx extract`` does not build fifteen other commands first."""
+
+    #: name -> (module of featx.cli, attribute)
+    lazy = {"list": ("list", "list_cmd"), "info": ("info", "info_cmd"), "extract": ("extract", "extract_cmd"),
+            "run": ("extract", "run_cmd"), "show": ("show", "show_cmd"), "detect": ("detect", "detect_cmd"),
+            "codebook": ("codebook", "codebook_cmd"), "merge": ("merge", "merge_cmd"),
+            "inspect": ("inspect", "inspect_cmd"), "convert": ("convert", "convert_cmd"),
+            "models": ("models", "models_cmd"), "similar": ("similar", "similar_cmd"),
+            "duplicates": ("duplicates", "duplicates_cmd"), "report": ("htmlreport", "report_cmd"),
+            "pool": ("pool", "pool_cmd"), "segments": ("segments", "segments_cmd")}
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            import importlib
+
+            # an unknown name loads them all: click's "did you mean" looks among the loaded
+            for n in [name] if name in self.lazy else [n for n in self.lazy if n not in self.commands]:
+                module, attr = self.lazy[n]
+                self.add_command(getattr(importlib.import_module(f"{__package__}.{module}"), attr), n)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="featx")
 @click.option("--traceback", is_flag=True, help="Show the full Python traceback on errors.")
 @click.pass_context
@@ -45,14 +70,6 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     141 the reader of stdout went away.
     """
     ctx.ensure_object(dict)["traceback"] = traceback
-
-
-for _cmd in (list.list_cmd, info.info_cmd, extract.extract_cmd, extract.run_cmd, show.show_cmd, detect.detect_cmd,
-             codebook.codebook_cmd, merge.merge_cmd, inspect.inspect_cmd, convert.convert_cmd, models.models_cmd,
-             similar.similar_cmd, duplicates.duplicates_cmd, htmlreport.report_cmd,
-             pool.pool_cmd, segments.segments_cmd):
-    cli.add_command(_cmd)
-
 
 
 def _quiet_native_libraries() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import click
 
@@ -21,6 +20,8 @@ def _fail(exc: FeatxError, ctx: click.Context | None = None) -> None:
     if exc.hint:
         click.echo(f"  hint: {exc.hint}", err=True)
     if _show_traceback(ctx):
+        import traceback   # (only for --traceback: not at every start-up)
+
         traceback.print_exc()
     sys.exit(int(exc.exit_code))
 

@@ -161,11 +161,12 @@ class ProcessPool:
     """
 
     def __init__(self, job: Job, jobs: int, chunk: int, spool_dir: str, timeout: float | None,
-                 fork: bool = False, counter=None, on_wait=None):
+                 fork: bool = False, counter=None, on_wait=None, extractors: list[Extractor] | None = None):
         import multiprocessing as mp
 
         self.job, self.jobs, self.chunk, self.spool_dir, self.timeout = job, jobs, chunk, spool_dir, timeout
         self.fork = fork
+        self.extractors = extractors   # the job's, built here: forked workers start with them
         self.counter, self.on_wait = counter, on_wait   # items loaded (shared), looked at while waiting
         self.limit = jobs * 3    # chunks in flight
         # per slot (one per chunk in flight, +1 for an isolated input): when its current input
@@ -189,6 +190,9 @@ class ProcessPool:
         # commit thread runs, and then the pool must not fork
         method = start_method(self.fork)
         ctx = mp.get_context(method)
+        # forked workers are copies of this process: they start with the extractors built
+        # here (cnn read and checked its model again in every worker, 50 ms)
+        inherited = self.extractors if method == "fork" else None
         if method == "forkserver":
             # the fork server imports these once; every worker forked from it starts with
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
@@ -198,7 +202,7 @@ class ProcessPool:
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
                                    initargs=(self.job, identity(), self.counter, self.beats,
-                                             (self.busy, min(self.jobs, default_jobs()))))
+                                             (self.busy, min(self.jobs, default_jobs())), inherited))
 
     def launch(self) -> None:
         """Start the worker processes now (they import and build their extractors while

@@ -331,7 +331,7 @@ def _pool(targets: list[Target], plan, job: Job, feed=None, fork: bool = False, 
         on_wait = feed.poll
     return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
                        fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
-                       on_wait=on_wait)
+                       on_wait=on_wait, extractors=[t.extractor for t in targets])
 
 
 def _prestart(targets: list[Target], outs: list[Output], plan, have_inputs: bool, feed=None,

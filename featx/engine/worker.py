@@ -459,7 +459,7 @@ _WORKER: Worker | None = None
 
 
 def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None,
-                inflight=None) -> None:
+                inflight=None, extractors: list[Extractor] | None = None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
@@ -468,7 +468,9 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     the slot's chunk is handed out and not finished (the worker clears it as it ends the
     chunk), and the cores the pool may use: while fewer chunks than cores are in flight a
     core idles, and a video decodes on a thread of its own, a few frames ahead of its
-    extraction."""
+    extraction.
+    ``extractors``: the job's, already built (a forked worker's copies of its parent's),
+    else built here from ``job``."""
     import signal
 
     from ..output import lock
@@ -480,7 +482,7 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     setup_worker_process()
     global _WORKER
-    _WORKER = Worker(job)
+    _WORKER = Worker(job, extractors)
     if counter is not None:
         def tick():
             with counter.get_lock():
