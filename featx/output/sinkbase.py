@@ -20,14 +20,14 @@ exactly its committed rows, and ``NAME.index.csv`` always lists those rows.
 When inputs changed or were removed, the stacked outputs are compacted
 (rewritten under a temporary name, then renamed) so rows and index agree.
 The formats themselves are in :mod:`.csvsink`, :mod:`.npysink` and
-:mod:`.npydir`; :func:`featx.output.sinks.make_sink` picks one.
+:mod:`.npydir`; :func:`featx.output.sinks.make_sink` picks one.  The writer
+thread and the check of what was appended since a commit are in :mod:`.append`.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..names import escape_name
+from .append import Writer, parts_match, start_writeback
 from .atomic import OutputWriteError, disk_error, is_disk_error, tmp_name, write_atomic, write_file
 from .npyformat import NPY_HEADER_LEN, record_tail, write_whole
 
@@ -163,46 +164,6 @@ def csv_records(fh) -> Iterator[bytes]:
             part, quotes = [], 0
     if part:
         yield b"".join(part)
-
-
-def _crc_of(fd: int, start: int, end: int) -> int:
-    """CRC-32 of the bytes ``[start, end)`` of ``fd`` (read in pieces)."""
-    crc, pos = 0, start
-    while pos < end:
-        piece = os.pread(fd, min(end - pos, 1 << 22), pos)
-        if not piece:
-            break
-        crc = zlib.crc32(piece, crc)
-        pos += len(piece)
-    return crc if pos == end else -1
-
-
-def _parts_match(fd: int, start: int, parts: list[tuple[int, int]]) -> bool:
-    """Do the bytes of ``fd`` from ``start`` on have, part after part, the lengths and
-    CRC-32s in ``parts`` (``(length, crc)``, one after the other)?  Every part is read
-    and checked; with several, two threads check halves of them at once (reading and
-    ``zlib.crc32`` let go of the GIL), so the check of a big commit takes half as long
-    on two free cores (the end of a run)."""
-    spans, pos = [], start
-    for n, crc in parts:
-        spans.append((pos, pos + n, crc))
-        pos += n
-
-    def ok(some) -> bool:
-        return all(_crc_of(fd, a, b) == crc for a, b, crc in some)
-    if len(spans) < 2:
-        return ok(spans)
-    import threading
-
-    half = len(spans) // 2
-    other: list[bool] = []
-    t = threading.Thread(target=lambda: other.append(ok(spans[:half])), name="featx-verify", daemon=True)
-    t.start()
-    try:
-        mine = ok(spans[half:])
-    finally:
-        t.join()
-    return mine and other == [True]
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -468,7 +429,7 @@ class _StackedSink(Sink):
     def open(self, state) -> None:
         self._renames: list[tuple[str, str]] = []
         self._fh = self._open_data(state)
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         # what the last commit left (or the output as opened): its end and its check; the bytes
         # appended since are checked by their CRC, so that a commit never takes its check from a
         # file changed under the run (truncated, rewritten in place)
@@ -482,7 +443,7 @@ class _StackedSink(Sink):
         """Append to the data file through a writer thread, so that copying big rows
         into the page cache overlaps the next extraction (it releases the GIL)."""
         if self._writer is None:
-            self._writer = _Writer(self._fh)
+            self._writer = Writer(self._fh)
         if self._writer.error is not None:
             self._drain()
         self._crc = zlib.crc32(data, self._crc)
@@ -622,7 +583,7 @@ class _StackedSink(Sink):
             why = "changed in its committed part"
         elif expect is not None and os.pread(fd, size - end, end) != expect:
             why = "changed in what featx wrote since its last commit"
-        elif crcs is not None and not _parts_match(fd, end, crcs):
+        elif crcs is not None and not parts_match(fd, end, crcs):
             why = "changed in what featx wrote since its last commit"
         if why is None:
             return
@@ -678,106 +639,6 @@ class _StackedSink(Sink):
                 fh.close()
             except OSError:  # a full disk: what it could not flush is past the last commit anyway
                 pass
-
-
-#: ``sync_file_range(2)``'s "start writing these pages back, do not wait"
-_SYNC_FILE_RANGE_WRITE = 2
-_sync_range: Any = None   # libc's sync_file_range (False: not there), looked up once
-
-
-def start_writeback(fd: int, start: int, end: int) -> None:
-    """Have the kernel start writing ``[start, end)`` of ``fd`` to disk now, without
-    waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing).
-
-    Only a head start for the commit's ``fsync``, which still makes the data durable
-    (this call promises nothing, and a failure here is left for that ``fsync`` to
-    report): a commit then waits for what the disk has not yet written, not for every
-    byte appended since the last one (58 MB of HOG rows: 0.12 s, all at the end of a
-    short run)."""
-    global _sync_range
-    if end <= start:
-        return
-    if _sync_range is None:
-        _sync_range = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-                fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-                fn.restype = ctypes.c_int
-                _sync_range = fn
-            except (OSError, AttributeError):
-                pass
-    if _sync_range:
-        _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
-
-
-class _Writer:
-    """A thread that appends byte strings to a file in order (bounded queue).
-
-    Every ``WRITEBACK`` bytes it has the kernel start writing the full pages appended
-    so far to disk (:func:`start_writeback`), so that a commit's ``fsync`` finds most
-    of them written already."""
-
-    #: bytes appended between two :func:`start_writeback` calls
-    WRITEBACK = 1 << 21
-
-    def __init__(self, fh, depth: int = 16):
-        import queue
-        import threading
-
-        self.fh = fh
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self._synced = self._pending = 0   # written back from (a page boundary); bytes since
-        self.thread = threading.Thread(target=self._run, name="featx-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            data = self.q.get()
-            try:
-                if data is None:
-                    return
-                if self.error is None:
-                    self.fh.write(data)
-                    self._pending += len(data)
-                    if self._pending >= self.WRITEBACK:
-                        self._writeback()
-            except BaseException as exc:  # reported to the main thread at the next drain
-                self.error = exc
-            finally:
-                self.q.task_done()
-
-    def _writeback(self) -> None:
-        """Start the writeback of the whole pages written since the last call (a page
-        still being filled is left for later: writing it twice would cost twice)."""
-        self._pending = 0
-        try:
-            fd = self.fh.fileno()
-            end = os.lseek(fd, 0, os.SEEK_CUR) & ~4095   # what the kernel holds (not the buffer's)
-            if end > self._synced:
-                start_writeback(fd, self._synced, end)
-                self._synced = end
-        except (OSError, ValueError):   # a hint only: the commit's fsync reports real errors
-            pass
-
-    def put(self, data) -> None:
-        if self.error is not None:
-            self.drain()
-        self.q.put(data)
-
-    def drain(self) -> None:
-        self.q.join()
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-
 
 
 def _tail(state) -> bytes:
