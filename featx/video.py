@@ -59,6 +59,7 @@ from .decode import check_memory, decode_image, special_kind
 from .errors import InputError, UsageError
 from .inputs import FRAME_EXTENSIONS, TIME_EPS as _TIME_EPS, VIDEO_EXTENSIONS, Sampling
 from .memory import MemoryBudget
+from .videoahead import decoded_ahead
 
 __all__ = ["FRAME_EXTENSIONS", "VIDEO_EXTENSIONS", "Frame", "FrameRef", "Sampling", "VideoError", "VideoInfo",
            "decode_frames", "estimate_frames", "find_videos", "is_video", "iter_frame_folder", "iter_video",
@@ -449,12 +450,12 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
         Stop decoding at the first frame at or after this time (the end of
         the last segment): like ``end``, nothing after it is checked.
     ahead : bool or callable, optional
-        Decode on a thread of its own, up to :data:`AHEAD` frames ahead of
+        Decode on a thread of its own, up to :data:`~featx.videoahead.AHEAD` frames ahead of
         the caller, so that decoding overlaps with what the caller does with
         each frame (a core that would otherwise idle).  True: from the first
         frame; a callable: asked between frames with the frame last yielded
         (None before the first), decoding moves to the thread from the first
-        frame after it said True twice, ``AHEAD_AFTER`` seconds apart
+        frame after it said True twice, ``videoahead.AHEAD_AFTER`` seconds apart
         (featx's workers: when there are fewer inputs in flight than cores,
         and ``AHEAD + 1`` more frames fit the memory budget).  The frames,
         their order, the
@@ -501,100 +502,7 @@ def iter_video(path: str | os.PathLike, every: int = 1, fps: float | None = None
     if ahead is False or ahead is None:
         yield from frames
     else:
-        yield from _decoded_ahead(frames, ahead)
-
-
-#: Frames a video's decoding thread may hold ready (see :func:`iter_video`'s ``ahead``):
-#: enough to even out frames that take longer, few enough that memory stays bounded (the
-#: thread holds at most this many, plus the one it is decoding; 2.7 MB each at 720p).
-AHEAD = 2
-#: Seconds an ``ahead`` callable must keep saying True before decoding moves to a thread
-#: (a worker between two chunks looks idle for a moment).
-AHEAD_AFTER = 0.02
-
-
-def _decoded_ahead(frames: Iterator[Frame], ahead: bool | Callable[[Frame | None], bool]) -> Iterator[Frame]:
-    """``frames``, decoded on a thread ``AHEAD`` frames ahead once ``ahead`` says so.
-
-    One generator, resumed by one thread at a time: by the caller's until the switch, by
-    the decoding thread after it, so the frames and the error at the end are those of
-    ``frames`` whoever decodes.  The thread is a daemon (it never keeps a process alive)
-    and stops when the caller stops: closing this generator (an exception in the caller,
-    ``break``) sets ``stop``, empties the queue and waits for it; it then closes
-    ``frames``, which releases the capture."""
-    import queue
-    import threading
-    import time
-
-    it = iter(frames)
-    try:
-        if ahead is not True:
-            since = frame = None
-            while True:
-                if ahead(frame):
-                    now = time.monotonic()
-                    if since is None:
-                        since = now
-                    elif now - since >= AHEAD_AFTER:
-                        break
-                else:
-                    since = None
-                try:
-                    frame = next(it)
-                except StopIteration:
-                    return
-                yield frame
-        q: queue.Queue = queue.Queue(AHEAD)
-        stop = threading.Event()
-        done = object()
-
-        def decode() -> None:
-            try:
-                for fr in it:
-                    while True:
-                        if stop.is_set():
-                            return
-                        try:
-                            q.put((fr, None), timeout=0.05)
-                            break
-                        except queue.Full:
-                            pass
-                    del fr
-                item = (done, None)
-            except BaseException as exc:  # (noqa: handed over, raised by the caller)
-                item = (None, exc)
-            finally:
-                if stop.is_set():
-                    frames.close()
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.05)
-                    return
-                except queue.Full:
-                    pass
-
-        thread = threading.Thread(target=decode, name="featx-video-decode", daemon=True)
-        thread.start()
-        try:
-            while True:
-                fr, exc = q.get()
-                if exc is not None:
-                    raise exc
-                if fr is done:
-                    return
-                yield fr
-                del fr
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    while True:
-                        q.get_nowait()
-                except queue.Empty:
-                    pass
-                thread.join(0.05)
-    finally:
-        frames.close()
+        yield from decoded_ahead(frames, ahead)
 
 
 def _decode_video(path: Path, s: Sampling, threads: int | None, keep, until) -> Iterator[Frame]:

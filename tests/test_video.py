@@ -470,9 +470,9 @@ def _same_frames(a, b):
 def test_decoding_ahead_gives_the_same_frames(ffv1, vfr, kw, monkeypatch):
     import threading
 
-    from featx import video
+    from featx import videoahead
 
-    monkeypatch.setattr(video, "AHEAD_AFTER", 0.0)
+    monkeypatch.setattr(videoahead, "AHEAD_AFTER", 0.0)
     for path in (ffv1, vfr):
         plain = list(iter_video(path, **kw))
         _same_frames(list(iter_video(path, ahead=True, **kw)), plain)
@@ -494,9 +494,9 @@ def test_decoding_ahead_waits_for_a_lasting_answer(ffv1, monkeypatch):
     after ``ahead`` said True for AHEAD_AFTER seconds."""
     import threading
 
-    from featx import video
+    from featx import videoahead
 
-    monkeypatch.setattr(video, "AHEAD_AFTER", 3600.0)
+    monkeypatch.setattr(videoahead, "AHEAD_AFTER", 3600.0)
     where = []
 
     def keep(t):
@@ -537,7 +537,7 @@ def test_decoding_ahead_stops_with_its_caller(tmp_path, sample):
     releases the capture; the thread never holds more than AHEAD frames ready."""
     import time
 
-    from featx import video
+    from featx import videoahead
 
     path = write_video(tmp_path / "long.avi", make_frames(sample, 60), 10.0, "FFV1")
     it = iter_video(path, ahead=True)
@@ -552,4 +552,4 @@ def test_decoding_ahead_stops_with_its_caller(tmp_path, sample):
             if f.index == 5:
                 1 / 0
     assert not _decode_threads()
-    assert video.AHEAD <= 3
+    assert videoahead.AHEAD <= 3

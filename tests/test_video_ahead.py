@@ -59,7 +59,8 @@ def test_a_lone_video_in_a_pool_gives_the_rows_of_one_process_and_frees_its_slot
 def test_a_worker_decodes_ahead_only_while_a_core_idles_and_the_frames_fit_its_budget():
     from featx.engine.worker import _ahead
     from featx.memory import MemoryBudget
-    from featx.video import AHEAD, Frame
+    from featx.video import Frame
+    from featx.videoahead import AHEAD
 
     frame = Frame(0, 0.0, np.zeros((720, 1280, 3), np.uint8), "v.mp4")
     busy = bytearray(7)

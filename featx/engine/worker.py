@@ -506,7 +506,7 @@ def _ahead(busy, cores: int, memory: MemoryBudget | None) -> Callable:
     a thread of its own when fewer chunks than ``cores`` are in flight (a core idles) and
     the frames that thread holds (``AHEAD + 1``) fit the memory budget of an input beside
     what the frame costs anyway."""
-    from ..video import AHEAD
+    from ..videoahead import AHEAD
 
     fits: dict[tuple, bool] = {}
 
