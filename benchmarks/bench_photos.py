@@ -38,7 +38,7 @@ peak RSS of ``cnn`` and ``hog`` <= 300 MB at 12 and 48 MP (the 48-MP figure with
 ``--overnight`` (issue 25: a folder of camera photos overnight): ``featx extract hog+cnn
 FOLDER -o OUT/ --resize 256x256`` (one pass, two outputs: hog at 256x256, cnn at its own
 224x224 input) against ``benchmarks/plain_photos.py``, the same work in a plain loop (the
-decode featx picks, its crop and normalisation, its model cut to the embedding at batch 16,
+decode featx picks, its crop and normalisation, its model cut to the embedding at featx's batch size (8),
 its HOG; byte-identical outputs, checked here on every configuration and in
 tests/test_plain_photos.py), on 40 and 400 12-MP photos and 8 of 48 MP (``--sets``), at
 ``-j 1`` and ``-j 2`` (``--jobs``; the plain loop as two processes on the halves of the
@@ -50,7 +50,7 @@ featx and plain interleaved, the order reversed every round, medians of ``--repe
 * the per-stage limit: each stage timed in one process on the photos (the first
   ``--stage-photos``): decode (as featx decodes: simplejpeg where installed; OpenCV's
   reduced ``imread`` beside it), crop + normalise, hog resize, hog, the network per photo
-  at batch 16 with one inference thread; limit = cores / their sum, photos/s;
+  at featx's batch size (8) with one inference thread; limit = cores / their sum, photos/s;
 * per photo set and ``-j``: photos/s of featx and of the plain loop (photos / whole wall
   time), featx / plain time, the fraction of the stage-sum limit, peak RSS of the largest
   process of the tree (exact, ``wait4``) and of the largest worker (sampled every 50 ms);
@@ -579,7 +579,7 @@ def overnight(args) -> None:
                 import shutil
 
                 shutil.rmtree(work / f"{x[0]}-{mp}-{n}-j{x[1]}-r{repeats - 1}", ignore_errors=True)
-    print("Per-stage limit (one process, ms per photo, mean over the photos; network: batches of 16, one "
+    print("Per-stage limit (one process, ms per photo, mean over the photos; network: batches of 8, one "
           "inference thread, after a warm-up batch; decode as featx decodes, simplejpeg where installed, in "
           f"brackets `cv2.imread(IMREAD_REDUCED_COLOR_k)` + RGB); limit = {cores} cores / the sum:\n")
     print("| photos | decode (cv2) | crop + normalise | hog resize | hog | network | sum | limit, photos/s |")

@@ -8,7 +8,7 @@ featx does for sequential colour JPEGs; FEATX_FAST_JPEG=0: cv2.imread reduced, a
 hog: that image resized to 256x256 (area), then featx's HOG computation (the numbers of
 skimage.feature.hog, vectorised; skimage's own is 15x slower).  cnn: the central square of
 0.875 of the shorter side, float32, bicubic to 224x224, (x - 127) / 128, NCHW, in batches of
-16 through ONNX Runtime on featx's model cut to its embedding (--model; default: built from
+8 (featx's default) through ONNX Runtime on featx's model cut to its embedding (--model; default: built from
 featx's cache as featx runs it).  Writes OUT/hog.npy and OUT/cnn.npy, rows in sorted order,
 each row as it is computed.  ``-j 2``: two processes on the two halves of the list (one
 inference thread each), each writing its rows in place.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-SIDE, NET, CROP, BATCH = 256, 224, 0.875, 16
+SIDE, NET, CROP, BATCH = 256, 224, 0.875, 8   # featx's --batch-size default
 #: the lengths of a row: featx's hog defaults (8-pixel cells, blocks of 3x3 cells, 9 bins) at
 #: 256x256, and the network's embedding
 COLS = {"hog": (SIDE // 8 - 3 + 1) ** 2 * 3 * 3 * 9, "cnn": 1280}

@@ -424,7 +424,10 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
         # the parameters first, then one extractor (a cnn reads and checks its model file)
         params = build_params(cls, dict(o.params))
         runtime = {}
-        if getattr(params, "threads", None) == 0 and jobs > 1:  # engines with their own threads
+        if getattr(params, "threads", None) == 0 and jobs >= 1:
+            # engines with their own threads (ONNX Runtime) get the cores the workers leave them,
+            # set explicitly so that their idle threads sleep: at -j 1 too, where the next batch
+            # decodes on a thread of the same process and spinning threads would take its core
             runtime["threads"] = max(1, host.default_jobs() // jobs)
         if plan.executor == "ray" and getattr(params, "threads", None) == 0:
             runtime["threads"] = 1  # one Ray worker per CPU

@@ -159,7 +159,8 @@ class CNN(Extractor):
                    "provider when the installed engine has one, else CPU; the choice is "
                    "recorded)", choices=("cpu", "cuda", "auto"))
         batch_size: int = param(
-            16, "images per inference batch (batches of 8 equal 8 single images to 1e-5)", min=1, max=4096)
+            8, "images per inference batch (batches of 8 equal 8 single images to 1e-5; 8 is "
+               "as fast as 16 and holds half the activations)", min=1, max=4096)
         threads: int = param(
             0, "inference threads per worker (0: the engine's default; the CLI sets it "
                "from -j so workers do not oversubscribe the cores)", min=0, max=1024)
