@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import camera_photos  # noqa: E402
+from common import as_installed, camera_photos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -150,6 +150,7 @@ def main() -> None:
     if a.quick:
         a.small, a.big, a.repeats = min(a.small, 40), min(a.big, 4), 1
     names = [x for x in a.only.split(",") if x]
+    as_installed(ROOT, *([a.baseline] if a.baseline else []))
     print(f"bench_cores: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
           f"load {load()}")
     with tempfile.TemporaryDirectory(prefix="bench-cores-") as d:

@@ -74,6 +74,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -525,7 +526,6 @@ def overnight(args) -> None:
         for mp, n in sets:
             folder = folders[(mp, n)]
             load0 = os.getloadavg()[0]
-            runs = [("featx", j) for j in jobs] + [("plain", j) for j in jobs]
             order = [x for j in jobs for x in (("featx", j), ("plain", j))]
             if mp not in stage_ms:
                 order.append(("stages", 0))
@@ -549,8 +549,6 @@ def overnight(args) -> None:
                         continue
                     res[(tool, j)].append(whole_run(cmd, env))
                     if r < repeats - 1:
-                        import shutil
-
                         shutil.rmtree(out, ignore_errors=True)
                 print(f"  {mp} MP x {n}: round {r + 1} of {repeats} done", file=sys.stderr, flush=True)
             if ("stages", 0) in res:
@@ -576,8 +574,6 @@ def overnight(args) -> None:
                 targets.append((mp, n, j, n / f["wall"], n / f["wall"] / limit, fmax))
             print(f"  {mp} MP x {n}: load {load0:.2f} before, {os.getloadavg()[0]:.2f} after", file=sys.stderr, flush=True)
             for x in res:
-                import shutil
-
                 shutil.rmtree(work / f"{x[0]}-{mp}-{n}-j{x[1]}-r{repeats - 1}", ignore_errors=True)
     print("Per-stage limit (one process, ms per photo, mean over the photos; network: batches of 8, one "
           "inference thread, after a warm-up batch; decode as featx decodes, simplejpeg where installed, in "
@@ -630,6 +626,9 @@ def main() -> None:
                                          "(default: featx-bench-photos in the temporary folder)")
     ov.add_argument("--stage-photos", type=int, default=40, help="photos of each size the stages are timed on")
     args = ap.parse_args()
+    from common import as_installed
+
+    as_installed()
     if args.overnight:
         if args.quick:
             args.sets, args.repeats = "12x40,12x100,48x4", args.repeats or 1

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import timed  # noqa: E402
+from common import as_installed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -367,6 +367,7 @@ def main() -> None:
                     help="run every variant under glibc's default malloc settings (featx's CLI "
                          "still tunes its own), as a library caller's process would")
     args = ap.parse_args()
+    as_installed()
     if args.quick:
         args.seconds, args.every_seconds, args.repeats = 12.0, 4.0, 1
     samplings = [int(v) for v in args.sampling.split(",")]
