@@ -6,7 +6,6 @@ whose video runs while fewer chunks than cores are in flight decodes it a few fr
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
