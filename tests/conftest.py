@@ -77,6 +77,17 @@ def sample():
     return get
 
 
+@pytest.fixture(scope="module")
+def private_model_cache(tmp_path_factory):
+    """A private FEATX_CACHE_DIR for a whole test module (the cnn modules ask for it with
+    ``pytestmark = pytest.mark.usefixtures("private_model_cache")``): what they build or
+    damage in the model cache stays theirs."""
+    d = tmp_path_factory.mktemp("featx-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEATX_CACHE_DIR", str(d))
+        yield d
+
+
 @pytest.fixture(scope="session")
 def camera_photo(tmp_path_factory):
     """``camera_photo(sample, size=(4000, 3000), seed=0, orientation=1)``: the path of a

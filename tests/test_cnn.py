@@ -20,13 +20,7 @@ ALL_CATS = {281, 282, 283, 284, 285}   # + Persian, Siamese
 COFFEE_CLASSES = {967, 968}            # espresso, cup
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """A private cache directory for the whole module."""
-    d = tmp_path_factory.mktemp("featx-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEATX_CACHE_DIR", str(d))
-        yield d
+pytestmark = pytest.mark.usefixtures("private_model_cache")   # conftest.py: a cache of this module's own
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    """A private cache directory for the whole module."""
-    d = tmp_path_factory.mktemp("featx-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEATX_CACHE_DIR", str(d))
-        yield d
+pytestmark = pytest.mark.usefixtures("private_model_cache")   # conftest.py: a cache of this module's own
 
 
 #: imported first by every Python process of the run (PYTHONPATH): each InferenceSession
