@@ -241,3 +241,48 @@ def test_a_cnn_batch_holds_network_inputs_not_photos(tmp_path, camera_photo):
     one, eight = peak(1), peak(8)
     assert eight - one < 120 << 20, (one >> 20, eight >> 20)
     np.testing.assert_allclose(np.load(tmp_path / "b8.npy"), np.load(tmp_path / "b1.npy"), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------
+# one heap for all threads
+
+_HEAPS = r"""
+import ctypes, sys, threading
+import numpy as np
+if sys.argv[1] == "tuned":
+    from featx.engine.process import tune_allocator
+    tune_allocator()
+held, ready = [], threading.Barrier(5)
+def work():
+    held.append(np.ones(1 << 16))   # a malloc from this thread
+    ready.wait()
+    ready.wait()
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+ready.wait()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+f = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(f))
+libc.fclose(ctypes.c_void_p(f))
+ready.wait()
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_threads_of_a_tuned_process_share_one_heap(tmp_path):
+    """With the trim threshold raised, each heap keeps its freed memory: a thread that
+    allocates must not get a heap of its own (25-35 MB at the peak of a -j 1 cnn run).
+    glibc's own report (malloc_info) counts the heaps; untuned, the same threads make
+    several."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    heaps = {}
+    for mode in ("tuned", "plain"):
+        report = tmp_path / f"{mode}.xml"
+        subprocess.run([sys.executable, "-c", _HEAPS, mode, str(report)], env=env, check=True, timeout=60)
+        heaps[mode] = report.read_text().count("<heap nr=")
+    assert heaps["plain"] > 1, heaps        # the check can see more than one heap
+    assert heaps["tuned"] == 1, heaps
