@@ -53,9 +53,25 @@ def names() -> list[str]:
     return list(_entry_points())
 
 
+#: set once an extractor from outside featx has been imported in this process
+_foreign = False
+
+
+def foreign_code_ran() -> bool:
+    """Did this process import an extractor that is not featx's own (a plugin)?"""
+    return _foreign
+
+
+def _note_origin(module: str) -> None:
+    global _foreign
+    if module != "featx" and not module.startswith("featx."):
+        _foreign = True
+
+
 def _load(ep) -> type:
     from .extractor import Extractor
 
+    _note_origin(ep.value.partition(":")[0].strip())
     obj = ep.load()
     if not (isinstance(obj, type) and issubclass(obj, Extractor)):
         raise TypeError(f"{ep.value} is not a featx Extractor subclass")
@@ -84,6 +100,7 @@ def get(name: str) -> type:
 def load_target(target: str) -> type:
     """Import ``module:Class`` directly (used by worker processes)."""
     module, _, attr = target.partition(":")
+    _note_origin(module)
     return getattr(importlib.import_module(module), attr)
 
 

@@ -23,10 +23,11 @@ def test_one_module_per_command_none_over_800_lines():
     assert not long, long
 
 
-def test_console_script_and_python_m_share_main():
+def test_console_script_and_python_m_share_one_entry_point():
     import featx.cli
-    from featx.cli.main import main
+    from featx.cli.main import console, main
 
-    assert featx.cli.main is main
+    assert featx.cli.main is main and featx.cli.console is console
     text = (FEATX.parent / "pyproject.toml").read_text()
-    assert 'featx = "featx.cli:main"' in text
+    assert 'featx = "featx.cli:console"' in text
+    assert "console()" in (FEATX / "__main__.py").read_text()

@@ -6,6 +6,6 @@ One module per command (:mod:`.extract` with ``a+b`` and ``run``, :mod:`.info`,
 the ``--config`` loader); :mod:`.main` the group and the entry point.  Nothing in the
 library imports this package.
 """
-from .main import cli, main
+from .main import cli, console, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console", "main"]
