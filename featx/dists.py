@@ -40,7 +40,7 @@ class EntryPoint(NamedTuple):
 
             return Full(self.name, self.value, self.group).load()
         obj = importlib.import_module(m.group(1))
-        for attr in m.group(2).split("."):
+        for attr in filter(None, m.group(2).split(".")):   # as importlib.metadata: "A..B" is A.B
             obj = getattr(obj, attr)
         return obj
 
