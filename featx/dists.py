@@ -140,6 +140,42 @@ def entry_points(group: str) -> list[EntryPoint]:
     return out
 
 
+def unreadable_entry_points() -> tuple[str, str] | None:
+    """``(path, why)`` of the first entry_points.txt that :mod:`importlib.metadata`
+    cannot read (not UTF-8, a line of a section without ``=``): after it raised, to
+    name the file in the message.  None when none is found here (a zip...)."""
+    seen: set[str] = set()
+    for root in sys.path:
+        try:
+            found = _folder(root) if isinstance(root, str) else []
+        except Unknown:
+            continue
+        for norm, _s, folder in found:
+            if norm in seen:
+                continue
+            seen.add(norm)
+            path = os.path.join(folder, "entry_points.txt")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return path, f"not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start})"
+            section = None
+            for k, line in enumerate(text.splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("[") and line.endswith("]"):
+                    section = line
+                elif section is not None and "=" not in line:
+                    return path, f"line {k} has no '=': {line!r}"
+    return None
+
+
 _HEADER = re.compile(r"[\041-\071\073-\176]*:")
 
 

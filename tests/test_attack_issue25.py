@@ -41,21 +41,23 @@ def test_an_entry_point_with_empty_attribute_parts_loads_as_importlib_loads_it(t
     assert registry.get("nested").summary == "a class inside a class"
 
 
-def test_an_entry_points_file_that_is_not_utf8_is_a_clear_error(tmp_path):
-    """An installed distribution whose entry_points.txt is not UTF-8 (importlib.metadata
-    raises UnicodeDecodeError for every look-up): a usage error naming the file, exit 2,
-    not a traceback."""
+@pytest.mark.parametrize("text, why", [(b"[console_scripts]\ncaf\xe9 = cafe:main\n", "not UTF-8"),
+                                      (b"[console_scripts]\ncafe cafe:main\n", "line 2 has no '='")])
+def test_a_damaged_entry_points_file_is_a_clear_error(tmp_path, text, why):
+    """An installed distribution whose entry_points.txt is not UTF-8 or has a line without
+    ``=`` (importlib.metadata raises UnicodeDecodeError or ValueError for every look-up): a
+    usage error naming the file, exit 2, not a traceback."""
     info = tmp_path / "latin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: latin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_bytes(b"[console_scripts]\ncaf\xe9 = cafe:main\n")
+    (info / "entry_points.txt").write_bytes(text)
     env = {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for args in (["extract", "hog", "coffee.jpg", "-o", str(tmp_path / "h.npy"), "--resize", "32x32", "-q"],
                  ["list"]):
         r = featx_subprocess(*args, cwd=SAMPLES, env=env)
         err = r.stderr.decode()
         assert r.returncode == 2 and "Traceback" not in err, err
-        assert str(info / "entry_points.txt") in err and "UTF-8" in err, err
+        assert str(info / "entry_points.txt") in err and why in err, err
     assert not (tmp_path / "h.npy").exists()
 
 

@@ -10,9 +10,9 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import ExitCode
+from ..errors import ExitCode, FeatxError
 from .options import CONTEXT
-from .report import _pipe_closed, _say
+from .report import _fail, _pipe_closed, _say
 
 
 class _Commands(click.Group):
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         rc = int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         rc = _pipe_closed()
+    except FeatxError as exc:   # one no command turned into its message (featx list: a damaged plugin)
+        _fail(exc)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
