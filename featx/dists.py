@@ -182,6 +182,8 @@ _HEADER = re.compile(r"[\041-\071\073-\176]*:")
 def version(name: str) -> str | None:
     """The version of the installed distribution ``name`` (``importlib.metadata.version``),
     None when none is installed."""
+    if not name:
+        raise Unknown(name)   # importlib.metadata: ValueError, "A distribution name is required."
     want = _normalize(name)
     folder = next((f for norm, _s, f in _all() if norm == want), None)
     if folder is None:

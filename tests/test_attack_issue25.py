@@ -97,3 +97,98 @@ def test_a_read_error_in_either_half_of_the_check_is_raised_not_taken_for_a_chan
         os.close(fd)
     assert seen == []
     assert not [t for t in threading.enumerate() if t.name == "featx-verify"]
+
+
+_EP = "[featx.extractors]\n{n} = mod_{n}:X\n"
+_MD = "Metadata-Version: 2.1\nName: {n}\nVersion: {v}\n"
+#: odd site-packages: each answer of featx.dists must be importlib.metadata's (or Unknown)
+ODD = {
+    "no METADATA": {"a/noname-1.0.dist-info/entry_points.txt": _EP.format(n="noname")},
+    "egg-info file": {"a/legacy-0.3.egg-info": _MD.format(n="legacy", v="0.3")},
+    "two spellings, one folder": {"a/Foo_Bar-1.0.dist-info/METADATA": _MD.format(n="Foo_Bar", v="1.0"),
+                                  "a/Foo_Bar-1.0.dist-info/entry_points.txt": _EP.format(n="fb1"),
+                                  "a/foo.bar-2.0.dist-info/METADATA": _MD.format(n="foo.bar", v="2.0"),
+                                  "a/foo.bar-2.0.dist-info/entry_points.txt": _EP.format(n="fb2")},
+    "one name in two folders": {"a/dup-1.0.dist-info/METADATA": _MD.format(n="dup", v="1.0"),
+                                "a/dup-1.0.dist-info/entry_points.txt": _EP.format(n="d1"),
+                                "b/dup-2.0.dist-info/METADATA": _MD.format(n="dup", v="2.0"),
+                                "b/dup-2.0.dist-info/entry_points.txt": _EP.format(n="d2")},
+    "bare .dist-info": {"a/.dist-info/METADATA": _MD.format(n="bare", v="1")},
+    "upper-case suffix": {"a/UP-1.0.DIST-INFO/METADATA": _MD.format(n="UP", v="1.0"),
+                          "a/UP-1.0.DIST-INFO/entry_points.txt": _EP.format(n="up")},
+    "CRLF and CR": {"a/crlf-1.0.dist-info/METADATA": _MD.format(n="crlf", v="1.0").replace("\n", "\r\n"),
+                    "a/crlf-1.0.dist-info/entry_points.txt": _EP.format(n="crlf").replace("\n", "\r\n"),
+                    "a/cr-1.0.dist-info/METADATA": _MD.format(n="cr", v="1.0").replace("\n", "\r"),
+                    "a/cr-1.0.dist-info/entry_points.txt": _EP.format(n="cr").replace("\n", "\r")},
+    "BOM": {"a/bom-1.0.dist-info/METADATA": "\ufeff" + _MD.format(n="bom", v="1.0"),
+            "a/bom-1.0.dist-info/entry_points.txt": "\ufeff" + _EP.format(n="bom")},
+    "odd headers": {"a/lv-1.0.dist-info/METADATA": "Name: lv\nversion:1.0 \n",
+                    "a/ev-1.0.dist-info/METADATA": "Name: ev\nVersion:\n",
+                    "a/nv-1.0.dist-info/METADATA": "Name: nv\n",
+                    "a/tv-1.0.dist-info/METADATA": "Name: tv\nVersion: 1\nVersion: 2\n",
+                    "a/vb-1.0.dist-info/METADATA": "Name: vb\n\nVersion: 9\n",
+                    "a/tab-1.0.dist-info/METADATA": "Name: tab\nVersion:\t1.0\t\n",
+                    "a/uf-1.0.dist-info/METADATA": "From nobody\nName: uf\nVersion: 1\n",
+                    "a/cf-1.0.dist-info/METADATA": ":x\nName: cf\nVersion: 1\n",
+                    "a/cn-1.0.dist-info/METADATA": " x\nName: cn\nVersion: 1\n"},
+    "odd line breaks in entry points": {"a/ff-1.0.dist-info/entry_points.txt": "[featx.extractors]\nff = m:X\x0cgg = m:Y\n",
+                                        "a/nel-1.0.dist-info/entry_points.txt": "[featx.extractors]\nnl = m:X\x85hh = m:Y\n"},
+    "odd sections": {"a/ss-1.0.dist-info/entry_points.txt": "[ featx.extractors ]\nss = m:X\n[featx.extractors]\n"
+                                                            "ss2 = m : X [extra]\na = b = m:X\n[other]\no=1\n"
+                                                            "[featx.extractors]\nss3 = m:Y\n"},
+    "empty METADATA, METADATA a folder": {"a/em-1.0.dist-info/METADATA": "",
+                                          "a/em-1.0.dist-info/PKG-INFO": "Name: em\nVersion: 7\n",
+                                          "a/md-1.0.dist-info/METADATA/x": "",
+                                          "a/md-1.0.dist-info/PKG-INFO": "Name: md\nVersion: 8\n"},
+    "egg-info folder, no dash": {"a/eg.egg-info/PKG-INFO": "Name: eg\nVersion: 0.1\n",
+                                 "a/eg.egg-info/entry_points.txt": _EP.format(n="eg"),
+                                 "a/foo.baz.dist-info/METADATA": "Name: foo.baz\nVersion: 3\n",
+                                 "a/foo.baz.dist-info/entry_points.txt": _EP.format(n="fz")},
+    "x.y and x_y": {"a/x.y-1.dist-info/entry_points.txt": _EP.format(n="xy1"),
+                    "a/x_y-2.dist-info/entry_points.txt": _EP.format(n="xy2")},
+    "a .dist-info file": {"a/df-1.0.dist-info": _MD.format(n="df", v="1.0")},
+}
+_NAMES = ["noname", "legacy", "foo-bar", "Foo_Bar", "dup", "bare", "up", "crlf", "cr", "bom", "lv", "ev", "nv", "tv",
+          "vb", "tab", "em", "md", "eg", "foo.baz", "FOO-baz", "uf", "cf", "cn", "x.y", "df", "", "numpy"]
+
+
+def _answer(f):
+    try:
+        return ("ok", f())
+    except Exception as exc:   # noqa: an error is an answer to compare too
+        return ("error", type(exc).__name__)
+
+
+@pytest.mark.parametrize("case", list(ODD))
+def test_odd_site_packages_agree_with_importlib_metadata(tmp_path, monkeypatch, case):
+    import warnings
+    from importlib import metadata
+
+    for rel, text in ODD[case].items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(text.encode())
+    folders = [str(tmp_path / d) for d in ("a", "b") if (tmp_path / d).is_dir()]
+    for order in (folders, folders[::-1]):
+        with monkeypatch.context() as m:
+            for f in reversed(order):
+                m.syspath_prepend(f)
+            for group in ("featx.extractors", "other"):
+                try:
+                    ours = ("ok", [(e.name, e.value) for e in dists.entry_points(group)])
+                except dists.Unknown:
+                    continue
+                assert ours == _answer(lambda: [(e.name, e.value) for e in metadata.entry_points(group=group)])
+            for name in _NAMES:
+                try:
+                    ours = ("ok", dists.version(name))
+                except dists.Unknown:
+                    continue
+
+                def theirs():
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")   # (3.11: a missing Version header warns)
+                        try:
+                            return metadata.version(name)
+                        except metadata.PackageNotFoundError:
+                            return None
+                assert ours == _answer(theirs), (case, name)
