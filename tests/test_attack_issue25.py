@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import sys
 import threading
 import zlib
 
@@ -192,3 +194,93 @@ def test_odd_site_packages_agree_with_importlib_metadata(tmp_path, monkeypatch, 
                         except metadata.PackageNotFoundError:
                             return None
                 assert ours == _answer(theirs), (case, name)
+
+
+# ---------------------------------------------------------------------------
+# the pool started before the outputs are opened (engine/loop.py _prestart)
+
+#: featx's CLI, with its pool workers held where they have not yet set their own signal
+#: handlers (at the start of init_worker: a fork carries the main process's), and the main
+#: process held after the early pool start until every worker is there: a run stopped at
+#: that moment, deterministically
+HELD = """
+import glob, os, signal, sys, time
+MAIN = os.getpid()
+from featx.engine import lifeline, loop
+real_die, real_prestart, real_open = lifeline.die_with, loop._prestart, loop.Output.open
+
+def die_with(main, pdeathsig=True):
+    if os.getpid() != MAIN:
+        open(os.environ["READY"] + str(os.getpid()), "w").close()
+        while True:
+            time.sleep(0.05)
+    return real_die(main, pdeathsig)
+
+def ready():
+    while len(glob.glob(os.environ["READY"] + "*")) < 2:
+        time.sleep(0.01)
+
+def prestart(*args, **kwargs):
+    pool = real_prestart(*args, **kwargs)
+    if pool is not None:
+        ready()
+        if os.environ["THEN"] == "interrupt as the pool start returns":   # Ctrl-C: the whole process group
+            os.killpg(0, signal.SIGINT)
+    return pool
+
+def open_output(self, *args, **kwargs):
+    if os.environ["THEN"] == "interrupt at output open":
+        os.killpg(0, signal.SIGINT)
+    return real_open(self, *args, **kwargs)
+
+lifeline.die_with = die_with
+loop._prestart = prestart
+loop.Output.open = open_output
+from featx.cli.main import main
+sys.argv = ["featx"] + sys.argv[1:]
+main()
+"""
+
+
+def _marked(mark: str) -> list[int]:
+    from test_faults_workers import marked
+
+    return marked(mark)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("then", ["lock refused", "interrupt at output open", "interrupt as the pool start returns"])
+def test_a_run_stopped_while_its_early_workers_start_says_only_why(tmp_path, then):
+    """-j 2 onto a new output starts its workers before the output is locked: when the lock
+    is refused (exit 75) or Ctrl-C reaches the process group (exit 130) while the workers
+    are still starting, the run says only that -- a worker stopped before it set its own
+    signals printed a KeyboardInterrupt traceback (the main process's SIGTERM handler,
+    carried over by the fork) -- and no process of the run is left."""
+    import subprocess
+    import uuid
+
+    from featx.output.lock import OutputLock
+
+    mark = uuid.uuid4().hex
+    out = tmp_path / "h.npy"
+    lock = OutputLock(str(tmp_path / ".h.npy.featx-lock"))
+    if then == "lock refused":
+        lock.acquire()
+    env = {**os.environ, "FEATX_TEST_RUN": mark, "READY": str(tmp_path / "ready-"), "THEN": then}
+    env.pop("FEATX_CACHE_DIR", None)
+    try:
+        p = subprocess.run([sys.executable, "-c", HELD, "extract", "hog", "coffee.jpg", "rocket.jpg", "-o", str(out),
+                            "-j", "2", "--resize", "32x32", "-q"], cwd=SAMPLES, env=env, capture_output=True,
+                           timeout=30, start_new_session=True)
+    finally:
+        if then == "lock refused":
+            lock.release()
+        left = _marked(mark)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    err = p.stderr.decode()
+    assert len(list(tmp_path.glob("ready-*"))) == 2
+    assert p.returncode == (75 if then == "lock refused" else 130), err
+    assert err.strip() and all(line.startswith(("featx:", "  hint:")) for line in err.splitlines() if line), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert left == []
