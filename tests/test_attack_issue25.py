@@ -284,3 +284,32 @@ def test_a_run_stopped_while_its_early_workers_start_says_only_why(tmp_path, the
     assert err.strip() and all(line.startswith(("featx:", "  hint:")) for line in err.splitlines() if line), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert left == []
+
+
+# ---------------------------------------------------------------------------
+# output/append.py: early writeback (sync_file_range)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.EINVAL, errno.EIO])
+def test_writeback_that_fails_is_only_a_lost_hint(tmp_path, monkeypatch, err):
+    """start_writeback is a head start for the commit's fsync and promises nothing: where
+    sync_file_range fails (a filesystem or kernel without it, simulated by raising), the
+    run writes the same bytes as with it and says nothing about it (the fsync reports
+    real errors)."""
+    import numpy as np
+
+    from helpers import featx
+
+    args = ["extract", "hog", str(SAMPLES / "coffee.jpg"), str(SAMPLES / "rocket.jpg"), "--resize", "64x64", "-q",
+            "-j", "1"]
+    ref = featx(*args, "-o", str(tmp_path / "ref.npy"))
+    assert ref.returncode == 0
+
+    def boom(*a):
+        raise OSError(err, os.strerror(err))
+    monkeypatch.setattr(append, "_sync_range", boom)
+    monkeypatch.setattr(append.Writer, "WRITEBACK", 1)   # the writer thread's calls too
+    r = featx(*args, "-o", str(tmp_path / "h.npy"))
+    assert r.returncode == 0 and r.stderr == b"", r.stderr.decode()[-800:]
+    assert (tmp_path / "h.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert np.load(tmp_path / "h.npy").shape[0] == 2

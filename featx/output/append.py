@@ -95,7 +95,10 @@ def start_writeback(fd: int, start: int, end: int) -> None:
             except (OSError, AttributeError):
                 pass
     if _sync_range:
-        _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+        try:   # (-1 and errno where the filesystem has no such call: nothing to do)
+            _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+        except Exception:   # noqa: BLE001 -- a hint only, never an error of the commit it speeds up
+            pass
 
 
 class Writer:
