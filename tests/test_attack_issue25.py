@@ -313,3 +313,45 @@ def test_writeback_that_fails_is_only_a_lost_hint(tmp_path, monkeypatch, err):
     assert r.returncode == 0 and r.stderr == b"", r.stderr.decode()[-800:]
     assert (tmp_path / "h.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
     assert np.load(tmp_path / "h.npy").shape[0] == 2
+
+
+# ---------------------------------------------------------------------------
+# videoahead.py: a video decoded ahead on a thread
+
+
+def _video_run(path, **kw):
+    from featx.video import VideoError, iter_video
+
+    got, err = [], None
+    try:
+        for f in iter_video(path, threads=1, **kw):
+            got.append(f)
+    except VideoError as exc:
+        err = exc
+    return got, err
+
+
+@pytest.mark.parametrize("kw", [{"fps": 2}, {"fps": 7.5, "start": 0.3}, {"fps": 1000, "max_frames": 9}])
+@pytest.mark.parametrize("damage", ["none", "zeroed middle"])
+def test_decoding_ahead_with_fps_sampling_and_a_damaged_middle_gives_the_same_frames_and_error(tmp_path, kw, damage):
+    """--fps sampling (frames grabbed, not converted, between the sampled ones) and a video
+    whose middle is zeroed (it stops there: "truncated"): the same frames, the same error
+    after them, whoever decodes; no decoding thread is left."""
+    import numpy as np
+
+    path = SAMPLES / "clip.mp4"
+    if damage != "none":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3:len(data) // 3 + 5000] = bytes(5000)
+        path = tmp_path / "damaged.mp4"
+        path.write_bytes(data)
+    plain, err = _video_run(path, **kw)
+    ahead, err2 = _video_run(path, ahead=True, **kw)
+    assert plain and [(f.index, f.time) for f in ahead] == [(f.index, f.time) for f in plain]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(ahead, plain))
+    # (max_frames stops on purpose, before the damage: nothing is checked then)
+    assert (err is None) == (err2 is None) == (damage == "none" or "max_frames" in kw)
+    if err is not None:
+        assert (str(err2), err2.reason, err2.frames_read, err2.frames_yielded) == \
+            (str(err), err.reason, err.frames_read, err.frames_yielded)
+    assert not [t for t in threading.enumerate() if t.name == "featx-video-decode"]
