@@ -92,6 +92,8 @@ def _all() -> list[tuple[str, str, str]]:
 
     if any(hasattr(f, "find_distributions") and f is not importlib.machinery.PathFinder for f in sys.meta_path):
         raise Unknown("a finder of distributions")
+    if importlib.machinery.PathFinder not in sys.meta_path:   # then importlib.metadata looks at no sys.path
+        raise Unknown("no PathFinder")
     out = []
     for root in sys.path:
         if not isinstance(root, str):

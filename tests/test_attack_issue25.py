@@ -355,3 +355,22 @@ def test_decoding_ahead_with_fps_sampling_and_a_damaged_middle_gives_the_same_fr
         assert (str(err2), err2.reason, err2.frames_read, err2.frames_yielded) == \
             (str(err), err.reason, err.frames_read, err.frames_yielded)
     assert not [t for t in threading.enumerate() if t.name == "featx-video-decode"]
+
+
+def test_without_the_path_finder_importlib_metadata_answers(monkeypatch):
+    """importlib.metadata finds distributions through the finders on sys.meta_path: where the
+    standard PathFinder is not there (an embedding, a frozen application's own importer), it
+    finds none on sys.path, and featx.dists must not answer from sys.path either."""
+    import importlib.machinery
+    from importlib import metadata
+
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if f is not importlib.machinery.PathFinder])
+    want = [(e.name, e.value) for e in metadata.entry_points(group="featx.extractors")]
+    try:
+        assert [(e.name, e.value) for e in dists.entry_points("featx.extractors")] == want
+    except dists.Unknown:
+        pass
+    try:
+        assert dists.version("numpy") is None
+    except dists.Unknown:
+        pass
