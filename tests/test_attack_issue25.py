@@ -374,3 +374,62 @@ def test_without_the_path_finder_importlib_metadata_answers(monkeypatch):
         assert dists.version("numpy") is None
     except dists.Unknown:
         pass
+
+
+def _boom_class(fail_at: dict):
+    from featx.extractors.hog import HOG
+
+    class Boom(HOG):
+        calls = 0
+
+        def extract(self, image):
+            Boom.calls += 1
+            exc = fail_at.get(Boom.calls)
+            if exc is not None:
+                raise exc
+            return super().extract(image)
+    return Boom
+
+
+@pytest.mark.parametrize("stop", ["frames fail", "Ctrl-C in the extractor"])
+def test_an_extractor_failing_while_the_video_is_decoded_ahead(tmp_path, sample, stop):
+    """The worker's extractor raises on some frames (each is a failed row) or is interrupted
+    while the thread holds frames ahead: the same rows, errors and interruption as without
+    the thread, and no decoding thread is left."""
+    from featx import registry
+    from featx.engine.executors import InProcess
+    from featx.engine.worker import Job, Task
+    from featx.extractor import params_to_dict
+    from featx.extractors.hog import HOG
+    from featx.inputs import Input
+    from featx.output.sinkbase import RawEncoder
+
+    from test_video import make_frames, write_video
+
+    path = write_video(tmp_path / "v.avi", make_frames(sample, 30), 10.0, "FFV1")
+    fail_at = {5: ValueError("boom 5"), 6: ValueError("boom 6"), 40: ValueError("boom 40")}
+    if stop != "frames fail":
+        fail_at[9] = KeyboardInterrupt()
+
+    def run(ahead):
+        Boom = _boom_class(fail_at)
+        ext = Boom.create()
+        job = Job(tasks=(Task(target=registry.target_of(HOG), params=params_to_dict(ext.params), resize=(64, 64),
+                              encoder=RawEncoder()),), source_options={})
+        ip = InProcess(job, [ext])
+        ip.worker.ahead = ahead
+        got = []
+        try:
+            for _, recs, payloads in ip.results([Input(str(path), kind="video", mirror="v"),
+                                                 Input(str(path), kind="video", mirror="w")]):
+                got.append(([(r.key, r.shape, r.error) for rs in recs[0] for r in rs], payloads[0]))
+        except KeyboardInterrupt:
+            got.append("interrupted")
+        return got
+    plain, ahead = run(False), run(True)
+    assert ahead == plain
+    if stop == "frames fail":
+        assert [r[2] for r in plain[0][0] if r[2]][:2] == ["ValueError: boom 5", "ValueError: boom 6"]
+    else:
+        assert plain[-1] == "interrupted"
+    assert not [t for t in threading.enumerate() if t.name == "featx-video-decode"]
