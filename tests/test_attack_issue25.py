@@ -206,15 +206,16 @@ def test_odd_site_packages_agree_with_importlib_metadata(tmp_path, monkeypatch, 
 HELD = """
 import glob, os, signal, sys, time
 MAIN = os.getpid()
-from featx.engine import lifeline, loop
-real_die, real_prestart, real_open = lifeline.die_with, loop._prestart, loop.Output.open
+from featx.engine import loop
+from featx.output import lock
+real_drop, real_prestart, real_open = lock.drop_inherited, loop._prestart, loop.Output.open
 
-def die_with(main, pdeathsig=True):
+def drop_inherited():   # a worker's start, its lifeline set, its signal handlers not yet
     if os.getpid() != MAIN:
         open(os.environ["READY"] + str(os.getpid()), "w").close()
         while True:
             time.sleep(0.05)
-    return real_die(main, pdeathsig)
+    return real_drop()
 
 def ready():
     while len(glob.glob(os.environ["READY"] + "*")) < 2:
@@ -226,6 +227,8 @@ def prestart(*args, **kwargs):
         ready()
         if os.environ["THEN"] == "interrupt as the pool start returns":   # Ctrl-C: the whole process group
             os.killpg(0, signal.SIGINT)
+        while os.environ["THEN"] == "kill -9":   # (the test kills this process)
+            time.sleep(0.05)
     return pool
 
 def open_output(self, *args, **kwargs):
@@ -233,7 +236,7 @@ def open_output(self, *args, **kwargs):
         os.killpg(0, signal.SIGINT)
     return real_open(self, *args, **kwargs)
 
-lifeline.die_with = die_with
+lock.drop_inherited = drop_inherited
 loop._prestart = prestart
 loop.Output.open = open_output
 from featx.cli.main import main
@@ -249,14 +252,17 @@ def _marked(mark: str) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("then", ["lock refused", "interrupt at output open", "interrupt as the pool start returns"])
+@pytest.mark.parametrize("then", ["lock refused", "interrupt at output open", "interrupt as the pool start returns",
+                                  "kill -9"])
 def test_a_run_stopped_while_its_early_workers_start_says_only_why(tmp_path, then):
     """-j 2 onto a new output starts its workers before the output is locked: when the lock
     is refused (exit 75) or Ctrl-C reaches the process group (exit 130) while the workers
     are still starting, the run says only that -- a worker stopped before it set its own
     signals printed a KeyboardInterrupt traceback (the main process's SIGTERM handler,
-    carried over by the fork) -- and no process of the run is left."""
+    carried over by the fork) -- and no process of the run is left; kill -9 of the main
+    process then takes the starting workers with it."""
     import subprocess
+    import time
     import uuid
 
     from featx.output.lock import OutputLock
@@ -268,18 +274,31 @@ def test_a_run_stopped_while_its_early_workers_start_says_only_why(tmp_path, the
         lock.acquire()
     env = {**os.environ, "FEATX_TEST_RUN": mark, "READY": str(tmp_path / "ready-"), "THEN": then}
     env.pop("FEATX_CACHE_DIR", None)
+    cmd = [sys.executable, "-c", HELD, "extract", "hog", "coffee.jpg", "rocket.jpg", "-o", str(out), "-j", "2",
+           "--resize", "32x32", "-q"]
     try:
-        p = subprocess.run([sys.executable, "-c", HELD, "extract", "hog", "coffee.jpg", "rocket.jpg", "-o", str(out),
-                            "-j", "2", "--resize", "32x32", "-q"], cwd=SAMPLES, env=env, capture_output=True,
-                           timeout=30, start_new_session=True)
+        if then == "kill -9":
+            p = subprocess.Popen(cmd, cwd=SAMPLES, env=env, stderr=subprocess.PIPE, start_new_session=True)
+            while len(list(tmp_path.glob("ready-*"))) < 2 and p.poll() is None:
+                time.sleep(0.01)
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+            p.stderr.close()
+            from test_faults_workers import wait_gone
+
+            wait_gone(mark)   # (fails past 2 s)
+        else:
+            p = subprocess.run(cmd, cwd=SAMPLES, env=env, capture_output=True, timeout=30, start_new_session=True)
     finally:
         if then == "lock refused":
             lock.release()
         left = _marked(mark)
         for pid in left:
             os.kill(pid, signal.SIGKILL)
+    assert len(list(tmp_path.glob("ready-*"))) == 2 and left == []
+    if then == "kill -9":
+        return
     err = p.stderr.decode()
-    assert len(list(tmp_path.glob("ready-*"))) == 2
     assert p.returncode == (75 if then == "lock refused" else 130), err
     assert err.strip() and all(line.startswith(("featx:", "  hint:")) for line in err.splitlines() if line), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
