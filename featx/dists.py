@@ -40,7 +40,7 @@ class EntryPoint(NamedTuple):
 
             return Full(self.name, self.value, self.group).load()
         obj = importlib.import_module(m.group(1))
-        for attr in m.group(2).split("."):
+        for attr in filter(None, m.group(2).split(".")):   # as importlib.metadata: "A..B" is A.B
             obj = getattr(obj, attr)
         return obj
 
@@ -92,6 +92,8 @@ def _all() -> list[tuple[str, str, str]]:
 
     if any(hasattr(f, "find_distributions") and f is not importlib.machinery.PathFinder for f in sys.meta_path):
         raise Unknown("a finder of distributions")
+    if importlib.machinery.PathFinder not in sys.meta_path:   # then importlib.metadata looks at no sys.path
+        raise Unknown("no PathFinder")
     out = []
     for root in sys.path:
         if not isinstance(root, str):
@@ -140,12 +142,50 @@ def entry_points(group: str) -> list[EntryPoint]:
     return out
 
 
+def unreadable_entry_points() -> tuple[str, str] | None:
+    """``(path, why)`` of the first entry_points.txt that :mod:`importlib.metadata`
+    cannot read (not UTF-8, a line of a section without ``=``): after it raised, to
+    name the file in the message.  None when none is found here (a zip...)."""
+    seen: set[str] = set()
+    for root in sys.path:
+        try:
+            found = _folder(root) if isinstance(root, str) else []
+        except Unknown:
+            continue
+        for norm, _s, folder in found:
+            if norm in seen:
+                continue
+            seen.add(norm)
+            path = os.path.join(folder, "entry_points.txt")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return path, f"not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start})"
+            section = None
+            for k, line in enumerate(text.splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("[") and line.endswith("]"):
+                    section = line
+                elif section is not None and "=" not in line:
+                    return path, f"line {k} has no '=': {line!r}"
+    return None
+
+
 _HEADER = re.compile(r"[\041-\071\073-\176]*:")
 
 
 def version(name: str) -> str | None:
     """The version of the installed distribution ``name`` (``importlib.metadata.version``),
     None when none is installed."""
+    if not name:
+        raise Unknown(name)   # importlib.metadata: ValueError, "A distribution name is required."
     want = _normalize(name)
     folder = next((f for norm, _s, f in _all() if norm == want), None)
     if folder is None:

@@ -41,7 +41,15 @@ def _entry_points(full: bool = False) -> dict:
     if found is None:
         from importlib.metadata import entry_points
 
-        found = entry_points(group=GROUP)
+        try:
+            found = entry_points(group=GROUP)
+        except (ValueError, TypeError):   # an entry_points.txt not UTF-8, or a line without "="
+            where = dists.unreadable_entry_points()
+            if where is None:
+                raise
+            raise PluginError(f"cannot read the installed distributions' entry points: {where[0]}: {where[1]}",
+                              "an installed distribution's entry_points.txt is damaged (every featx command "
+                              "reads them all): reinstall or remove that distribution") from None
     eps = {}
     for ep in found:
         eps.setdefault(ep.name, ep)  # first registration wins, deterministically

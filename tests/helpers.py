@@ -67,7 +67,7 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.C
     runs :func:`featx_subprocess` (say so in the test: call that one).
 
     stdin, the environment, the working directory and the process-wide settings that
-    ``main`` and ``-j 1`` change (log handlers and level, SIGTERM handler, OpenCV threads)
+    ``main`` and ``-j 1`` change (log handlers and level, SIGTERM and SIGINT handlers, OpenCV threads)
     are put back afterwards, so that tests stay independent of order.  (Decode threads and
     whether a pool may fork are passed down through the run, not set in module globals.)
     """
@@ -87,7 +87,7 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.C
     _start_forkserver()
     log = logging.getLogger("featx")
     saved = (list(log.handlers), log.level, signal.getsignal(signal.SIGTERM), cv2.getNumThreads(),
-             os.getcwd(), dict(os.environ), sys.stdin)
+             os.getcwd(), dict(os.environ), sys.stdin, signal.getsignal(signal.SIGINT))
     out, err = io.BytesIO(), io.BytesIO()
     out_t = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
     err_t = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
@@ -116,6 +116,7 @@ def featx(*args, cwd=None, stdin: bytes | None = None, env=None) -> subprocess.C
         log.handlers[:] = saved[0]
         log.setLevel(saved[1])
         signal.signal(signal.SIGTERM, saved[2])
+        signal.signal(signal.SIGINT, saved[7])
         cv2.setNumThreads(saved[3])
         os.chdir(saved[4])
         os.environ.clear()

@@ -13,9 +13,9 @@ from typing import NoReturn
 import click
 
 from .. import __version__
-from ..errors import ExitCode
+from ..errors import ExitCode, FeatxError
 from .options import CONTEXT
-from .report import _pipe_closed, _say
+from .report import _fail, _pipe_closed, _say
 
 
 class _Commands(click.Group):
@@ -96,11 +96,28 @@ def main(argv: list[str] | None = None) -> None:
     log.addHandler(handler)
     log.setLevel(logging.WARNING if any(a in ("-q", "--quiet") for a in (argv or sys.argv[1:])) else logging.INFO)
 
+    me = os.getpid()
+
+    # A worker forked from this process runs these handlers until it sets its own (the start of
+    # its initializer): a pool stopped while its workers start (-j N starts them before the
+    # outputs are opened: a refused lock, a full disk, Ctrl-C) must not make them print a
+    # KeyboardInterrupt traceback.  There SIGTERM ends the process as by default, and SIGINT
+    # is ignored (the main process decides about interrupts), as a worker does once started.
     def on_term(signum, frame):
+        if os.getpid() != me:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise KeyboardInterrupt
+
+    def on_int(signum, frame):
+        if os.getpid() == me:
+            raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, on_term)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # (not where the caller chose)
+            signal.signal(signal.SIGINT, on_int)
     except ValueError:  # not the main thread (embedded use)
         pass
     try:
@@ -117,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         rc = int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         rc = _pipe_closed()
+    except FeatxError as exc:   # one no command turned into its message (featx list: a damaged plugin)
+        _fail(exc)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -176,9 +176,11 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
         o.check_folder()
         o.sink.preflight()  # every output, before any is opened: --overwrite removes files there
     opened: list[Output] = []
-    pool = None
+    early: list[ProcessPool] = []   # the pool started early, kept here before it starts (a Ctrl-C
+    pool = None                     # between its start and the return of _prestart must stop it too)
     try:
-        pool = _prestart(targets, outs, plan, first is not None, progress, fork, chunk)
+        _prestart(targets, outs, plan, first is not None, progress, fork, chunk, early)
+        pool = early[0] if early else None
         # locks in one order (of their paths), so that runs sharing outputs cannot deadlock with --wait
         for o in sorted(outs, key=lambda o: o.sink.lock_path or ""):
             opened.append(o)
@@ -190,8 +192,8 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
             for o in outs:
                 o.summary.running = False
     except BaseException as exc:
-        if pool is not None:
-            pool.close(cancel=True)
+        for p in early:
+            p.close(cancel=True)
         for o in opened:
             o.close()
         # a full disk before any work: a message and exit 74, not a traceback
@@ -335,7 +337,7 @@ def _pool(targets: list[Target], plan, job: Job, feed=None, fork: bool = False, 
 
 
 def _prestart(targets: list[Target], outs: list[Output], plan, have_inputs: bool, feed=None,
-              fork: bool = False, chunk: int = CHUNK) -> ProcessPool | None:
+              fork: bool = False, chunk: int = CHUNK, into: list | None = None) -> ProcessPool | None:
     """The worker pool, started before the outputs are opened, when every output is made
     afresh (none has a state to continue, or ``--overwrite``) so that every input will be
     worked on: the workers then import OpenCV and build their extractors (0.1 s and more
@@ -347,10 +349,13 @@ def _prestart(targets: list[Target], outs: list[Output], plan, have_inputs: bool
     if any(o.has_state() and not o.sink.overwrite for o in outs):
         return None
     pool = _pool(targets, plan, _job(targets, outs, plan), feed, fork, chunk)
+    if into is not None:   # (the caller stops it if anything, even an interrupt, comes between)
+        into.append(pool)
     try:
         pool.launch()
     except BaseException:
-        pool.close(cancel=True)
+        if into is None:
+            pool.close(cancel=True)
         raise
     return pool
 

@@ -47,14 +47,22 @@ def parts_match(fd: int, start: int, parts: list[tuple[int, int]]) -> bool:
     import threading
 
     half = len(spans) // 2
-    other: list[bool] = []
-    t = threading.Thread(target=lambda: other.append(ok(spans[:half])), name="featx-verify", daemon=True)
+    other: list = []   # the thread's answer, or the exception it met
+
+    def first_half() -> None:
+        try:
+            other.append(ok(spans[:half]))
+        except BaseException as exc:   # raised by the caller: a read error is no "mismatch"
+            other.append(exc)
+    t = threading.Thread(target=first_half, name="featx-verify", daemon=True)
     t.start()
     try:
         mine = ok(spans[half:])
     finally:
         t.join()
-    return mine and other == [True]
+    if isinstance(other[0], BaseException):
+        raise other[0]
+    return mine and other[0] is True
 
 
 #: ``sync_file_range(2)``'s "start writing these pages back, do not wait"
@@ -87,7 +95,10 @@ def start_writeback(fd: int, start: int, end: int) -> None:
             except (OSError, AttributeError):
                 pass
     if _sync_range:
-        _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+        try:   # (-1 and errno where the filesystem has no such call: nothing to do)
+            _sync_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+        except Exception:   # noqa: BLE001 -- a hint only, never an error of the commit it speeds up
+            pass
 
 
 class Writer:
