@@ -138,3 +138,16 @@ def test_a_plugin_keeps_the_interpreters_whole_exit(tmp_path):
     # (its worker processes, started afresh for a plugin, end as they always did)
     assert f"plugin freed {p.pid}" in (tmp_path / "plugin.txt").read_text().splitlines()
     assert marks[:2] == ["thread", "atexit"] and "teardown" in marks
+
+
+def test_a_profiler_gets_the_end_of_the_command(tmp_path):
+    """``python -m cProfile -o F -m featx ...`` writes F after the command returns: under a
+    profiler (or a tracer: a debugger, coverage) the interpreter exits as it always does."""
+    prof = tmp_path / "run.prof"
+    p = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "featx", "extract", "hog",
+                        str(SAMPLES / "coffee.jpg"), "-o", str(tmp_path / "h.npy"), "--resize", "64x64", "-q"],
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    import pstats
+
+    assert pstats.Stats(str(prof)).total_calls > 0

@@ -151,8 +151,10 @@ def console() -> NoReturn:
     changes nothing outside this process and cost 50-100 ms of a 0.3-0.8-s command
     (ONNX Runtime's and numpy's modules, the extractors' tables), so it is skipped
     (``os._exit``).  Not when code that is not featx's ran in this process (an
-    extractor plugin: an object of its may write something when it is freed), and not
-    when flushing stdout or stderr fails: then the interpreter exits as it always does.
+    extractor plugin: an object of its may write something when it is freed), not under
+    a tracer or profiler (``python -m cProfile -m featx`` writes its numbers after the
+    command returns; a debugger, coverage), and not when flushing stdout or stderr fails:
+    then the interpreter exits as it always does.
     """
     try:
         main()
@@ -162,7 +164,8 @@ def console() -> NoReturn:
         code = 0
     from ..registry import foreign_code_ran
 
-    if not isinstance(code, int) or foreign_code_ran():
+    if not isinstance(code, int) or foreign_code_ran() or sys.gettrace() is not None \
+            or sys.getprofile() is not None:
         sys.exit(code)
     import atexit
     import threading
