@@ -41,7 +41,7 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
-from ..errors import FeatxError, UsageError
+from ..errors import FeatxError, UsageError, WorkerStartError
 
 #: Aim for tasks of about this many seconds of compute.
 BATCH_SECONDS = 0.25
@@ -257,7 +257,7 @@ class RayExecutor:
             ray.get([a.ping.remote() for a in actors])
         except ray.exceptions.RayError as exc:
             cause = str(exc).strip().splitlines()
-            raise FeatxError("Ray workers could not start featx's extractor: " + (cause[-1] if cause else "?"),
+            raise WorkerStartError("Ray workers could not start featx's extractor: " + (cause[-1] if cause else "?"),
                              hint="install featx (the same version) and any plugin extractors on every "
                                   "node of the cluster") from exc
 
