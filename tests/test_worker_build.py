@@ -48,6 +48,11 @@ class Sturdy(Extractor):
             os.kill(os.getpid(), 9)
         return np.array([image.mean() * self.params.scale], np.float32)
 
+class Forkable(Sturdy):
+    """Sturdy, and fork-safe: -j N forks its workers (while nothing else runs in the main process)."""
+    name = "forkable"
+    fork_safe = True
+
 class Licensed(Sturdy):
     """Needs a licence file only featx's own process can read."""
     name = "licensed"
@@ -71,7 +76,7 @@ class Broken(Sturdy):
         raise RuntimeError("the model file is damaged")
 '''
 
-NAMES = ("sturdy", "licensed", "fragile", "broken")
+NAMES = ("sturdy", "forkable", "licensed", "fragile", "broken")
 
 
 @pytest.fixture(scope="module")
@@ -202,5 +207,23 @@ def test_a_worker_that_dies_on_one_input_fails_that_input_alone(world, tmp_path)
     assert r.returncode == 1, err
     assert "b-crash.png: the worker process crashed on this input" in err
     assert "could not build" not in err
+    rows = out.read_text().splitlines()[1:]
+    assert [Path(line.split(",")[0]).stem for line in rows] == ["a", "c", "d"]
+
+
+@pytest.mark.parametrize("name", ["sturdy", "forkable"])
+def test_a_worker_that_dies_on_one_input_under_a_progress_bar(world, tmp_path, monkeypatch, name):
+    """The same with stderr on a terminal (a progress bar, whose counter the workers share):
+    workers started from the fork server (an extractor that is not fork-safe; or the pool
+    that replaces the broken one, as the commit thread runs by then: no fork) were handed a
+    counter made for forked workers only, and the run stopped with a traceback."""
+    from test_progress import run_in_pty
+
+    monkeypatch.setenv("PYTHONPATH", world["env"]["PYTHONPATH"])
+    monkeypatch.delenv("FEATX_START_METHOD", raising=False)
+    out = tmp_path / "s.csv"
+    code, text = run_in_pty(["extract", name, world["crash"], "-o", out, "-j", "2"], tmp_path)
+    assert code == 1, text[-2000:]
+    assert "b-crash.png: the worker process crashed on this input" in text and "Traceback" not in text
     rows = out.read_text().splitlines()[1:]
     assert [Path(line.split(",")[0]).stem for line in rows] == ["a", "c", "d"]
