@@ -345,7 +345,11 @@ def _pool(targets: list[Target], plan, job: Job, feed=None, fork: bool = False, 
     if feed is not None:  # workers count the items they load; the bar looks while waiting
         import multiprocessing as mp
 
-        counter = feed.counter = mp.Value("q", 0)
+        # (its lock made by the spawn context: forked workers inherit it, and it may also be
+        # handed to workers started by the fork server -- an extractor that is not fork-safe, or
+        # the pool that replaces a broken one while the commit thread runs -- which a lock of
+        # the fork context refuses: a RuntimeError that ended the run)
+        counter = feed.counter = mp.get_context("spawn").Value("q", 0)
         on_wait = feed.poll
     return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
                        fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
