@@ -227,3 +227,57 @@ def test_a_worker_that_dies_on_one_input_under_a_progress_bar(world, tmp_path, m
     assert "b-crash.png: the worker process crashed on this input" in text and "Traceback" not in text
     rows = out.read_text().splitlines()[1:]
     assert [Path(line.split(",")[0]).stem for line in rows] == ["a", "c", "d"]
+
+
+# ---------------------------------------------------------------------------
+# the attribution itself, in this process: a pool's start-up table and its processes' exits
+
+
+class _Exited:
+    def __init__(self, code):
+        self.exitcode = code
+
+
+def _attribution(rows, exits):
+    """ProcessPool._start_failure over a start-up table holding ``rows`` (phase, task, pid)
+    and processes that ended with ``exits`` (pid -> exit code)."""
+    import multiprocessing as mp
+
+    from featx import registry
+    from featx.api import open_extractor
+    from featx.engine import worker as w
+    from featx.engine.executors import ProcessPool
+    from featx.extractor import params_to_dict
+
+    ex = open_extractor("hog")
+    job = w.Job(tasks=(w.Task(target=registry.target_of(type(ex)), params=params_to_dict(ex.params)),))
+    pool = object.__new__(ProcessPool)
+    pool.job, pool.startup = job, w.startup_table(2, mp.get_context("spawn"))
+    raw = pool.startup.get_obj()
+    raw[0] = len(rows)
+    for i, row in enumerate(rows):
+        raw[1 + 3 * i:4 + 3 * i] = list(row)
+    return pool._start_failure({pid: _Exited(code) for pid, code in exits.items()})
+
+
+def test_a_death_is_the_start_only_when_no_worker_had_taken_an_input():
+    from featx.engine import worker as w
+
+    B, W, R, S = w.BUILDING, w.WORKING, w.READY, w.STARTING
+    # one died building the extractor (its own exit), the other was stopped by the pool
+    err = _attribution([(B, 0, 11), (B, 0, 12)], {11: 3, 12: -15})
+    assert err.message == "the workers could not build extractor 'hog': a worker process exited with code 3 " \
+                          "while building it"
+    err = _attribution([(B, 0, 11)], {11: -11})
+    assert err.message.endswith("a worker process was killed by SIGSEGV while building it")
+    # a worker had taken an input: the death is an input's, whoever else was starting
+    assert _attribution([(W, 0, 11), (B, 0, 12)], {11: -9, 12: -15}) is None
+    assert _attribution([(W, 0, 11), (B, 0, 12)], {11: -15, 12: 3}) is None
+    # the only one starting was stopped by the pool; the dead one was idle (killed from outside)
+    assert _attribution([(R, 0, 11), (B, 0, 12)], {11: -9, 12: -15}) is None
+    # one that died before its start was noted (its interpreter failed to start featx's worker)
+    err = _attribution([(S, 0, 12)], {11: 1, 12: -15})
+    assert err.message == "the worker processes could not start: a worker process exited with code 1 before " \
+                          "it took any input"
+    # exits unknown (a Python that forgets its pool's processes): the phases decide
+    assert _attribution([(B, 0, 11)], {}).message.endswith("a worker process ended while building it")
