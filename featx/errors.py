@@ -57,6 +57,13 @@ class OutputError(UsageError):
     """The output cannot be written as asked (exists, incompatible format...)."""
 
 
+class WorkerStartError(FeatxError):
+    """The worker processes could not start: an extractor that builds in this process
+    failed to build in them (its constructor raised, or its process died before its
+    first input).  The run's error, never an input's: the run stops (exit 2), and no
+    input is recorded as failed because of it."""
+
+
 class InputError(FeatxError):
     """One input could not be read or decoded.  Per-item: the run goes on."""
 

@@ -55,6 +55,15 @@ class Picky(Flaky):
         if not os.environ.get("PICKY_HERE"):
             raise ModuleNotFoundError("No module named 'picky_dependency'")
         super().__init__(params)
+
+class Doomed(Flaky):
+    """Kills its process as it is built anywhere but in the test's own process (a native library
+    that does not start there)."""
+    name = "doomed"
+    def __init__(self, params):
+        if not os.environ.get("PICKY_HERE"):
+            os._exit(3)
+        super().__init__(params)
 '''
 
 
@@ -257,6 +266,30 @@ def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, 
     assert time.monotonic() - t < 30
     assert "picky_dependency" in e.value.message and "every node" in e.value.hint
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.slow
+def test_workers_killed_as_they_build_the_extractor_stop_the_run(tmp_path, cluster, monkeypatch):
+    """An actor whose process dies as it builds the extractor: Ray restarted an actor whose
+    constructor died for ever (the run hung); the build is the actor's first task, retried
+    a few times, and the run stops with the reason."""
+    from featx import inputs, registry
+    from featx.engine import loop as pipeline
+    from featx.output import sinks
+    from featx.errors import WorkerStartError
+    from featx.plan import Plan
+
+    monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
+    ext = registry.load_target("flaky_ext:Doomed").create()
+    src = photos(tmp_path / "in", 3)
+    sink = sinks.make_sink(str(tmp_path / "d.csv"), None)
+    t = time.monotonic()
+    with pytest.raises(WorkerStartError) as e:
+        pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]),
+                     Plan(outputs=(), jobs=2, executor="ray"))
+    assert time.monotonic() - t < 60
+    assert "a worker process died while building it" in e.value.message
+    assert not (tmp_path / "d.csv").exists()
 
 
 def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):

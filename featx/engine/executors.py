@@ -17,8 +17,10 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from ..inputs import Input
+from ..errors import WorkerStartError
 from ..extractor import Extractor
 from .process import start_method
+from . import worker as _w
 from .worker import Job, Record, Worker, init_worker, run_chunk
 
 
@@ -153,7 +155,12 @@ class ProcessPool:
 
     A worker that dies (a decoder crash, the OOM killer) or an input that runs
     past ``timeout`` breaks the pool: it is restarted and what was in flight
-    is redone one input at a time, so only the guilty input fails.  The
+    is redone one input at a time, so only the guilty input fails.  A worker
+    that cannot start — its extractor, built in this process, raises as it is
+    built in the worker, or the worker dies before it took any input — is no
+    input's fault: the run stops with a :class:`~featx.errors.WorkerStartError`
+    that says why (each worker notes how far its start went in a shared table,
+    :func:`featx.engine.worker.startup_table`).  The
     timeout is the input's own: each worker notes in shared memory when it
     started its current input (see :func:`featx.engine.worker.run_chunk`), so a
     hang is seen ``timeout`` after that input started, whatever the chunk's
@@ -193,6 +200,7 @@ class ProcessPool:
         # forked workers are copies of this process: they start with the extractors built
         # here (cnn read and checked its model again in every worker, 50 ms)
         inherited = self.extractors if method == "fork" else None
+        self.startup = _w.startup_table(self.jobs, ctx)   # this pool's own: a restart starts afresh
         if method == "forkserver":
             # the fork server imports these once; every worker forked from it starts with
             # them (a spawned interpreter re-imports numpy, OpenCV, an inference engine:
@@ -202,7 +210,8 @@ class ProcessPool:
 
         return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=init_worker,
                                    initargs=(self.job, identity(), self.counter, self.beats,
-                                             (self.busy, min(self.jobs, default_jobs())), inherited))
+                                             (self.busy, min(self.jobs, default_jobs())), inherited,
+                                             self.startup))
 
     def launch(self) -> None:
         """Start the worker processes now (they import and build their extractors while
@@ -214,10 +223,55 @@ class ProcessPool:
         self._seq += 1
         return os.path.join(self.spool_dir, f"chunk-{self._seq}.bin")
 
-    def _restart(self) -> None:
+    def _restart(self, broken: bool = False) -> None:
+        """A new pool in place of this one.  ``broken``: a worker died; if it died before
+        any worker took an input, its start failed: raise :class:`WorkerStartError`."""
+        procs = dict(getattr(self.pool, "_processes", None) or {})   # (before the pool forgets them)
         self.close(cancel=True)
+        if broken:
+            err = self._start_failure(procs)
+            if err is not None:
+                raise err
         self.busy[:] = bytes(len(self.busy))   # what was in flight is redone (or failed) one at a time
         self.pool = self._make()
+
+    def _start_failure(self, procs: dict) -> WorkerStartError | None:
+        """After a worker died and the pool is closed: the run's error when no worker of
+        the pool had taken an input and one died in its start (``procs``: the pool's
+        processes by pid, their exit codes known now), else None (the death is an input's:
+        what was in flight is redone one input at a time)."""
+        import signal
+
+        rows = _w.startup_rows(self.startup)
+        if any(phase == _w.WORKING for phase, _, _ in rows):
+            return None
+        codes = {pid: p.exitcode for pid, p in procs.items()}
+        # a worker the pool stopped as it broke ended by SIGTERM: not the one that died
+        stopped = -int(signal.SIGTERM)
+        dead = [(phase, task, codes.get(pid)) for phase, task, pid in rows
+                if phase in (0, _w.STARTING, _w.BUILDING) and codes.get(pid) != stopped]
+        known = {pid for _, _, pid in rows}
+        dead += [(0, 0, code) for pid, code in codes.items()
+                 if pid not in known and code is not None and code != stopped]   # died before its start
+        if not dead:
+            return None   # (a worker killed while it waited, between inputs: as before)
+        # the one that died while building an extractor first, one whose exit is known first
+        phase, task, code = min(dead, key=lambda d: (d[0] != _w.BUILDING, d[2] is None))
+        if code is None:
+            how = "ended"
+        elif code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        if phase == _w.BUILDING:
+            name = _w.task_name(self.job, task)
+            return WorkerStartError(f"the workers could not build extractor '{name}': a worker process {how} "
+                                    "while building it", _w.build_hint(name))
+        return WorkerStartError(f"the worker processes could not start: a worker process {how} before it took "
+                                "any input", "-j 1 without --timeout runs without worker processes")
 
     def _submit(self, inputs: list[Input], slot: int):
         spool = self._spool()
@@ -233,25 +287,29 @@ class ProcessPool:
         chunks = guided_chunks(inputs, self.chunk, self.jobs)
         exhausted = False
         while True:
-            while not exhausted and len(window) < self.limit:
-                try:
-                    c = next(chunks)
-                except StopIteration:
-                    exhausted = True
-                    break
-                slot = min(set(range(self.limit)) - {w[3] for w in window})
-                window.append((c, *self._submit(c, slot), slot))
-            if not window:
-                return
-            c, spool, fut, _ = window[0]
+            unsent = []   # a chunk taken whose submission found the pool broken
             try:
+                while not exhausted and len(window) < self.limit:
+                    try:
+                        c = next(chunks)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    slot = min(set(range(self.limit)) - {w[3] for w in window})
+                    unsent = [c]
+                    window.append((c, *self._submit(c, slot), slot))
+                    unsent = []
+                if not window:
+                    return
+                c, spool, fut, _ = window[0]
                 recs, spools = self._wait(fut, window)
-            except (BrokenProcessPool, _Hung):
+            except (BrokenProcessPool, _Hung) as exc:
                 # every input in flight is redone alone, the one that hung too: in a batched
                 # extractor the input that was starting is not always the one that hangs
-                pending = [w[0] for w in window]
+                # (unless the workers could not even start: then the run stops)
+                pending = [w[0] for w in window] + unsent
                 window.clear()
-                self._restart()
+                self._restart(broken=isinstance(exc, BrokenProcessPool))
                 for chunk_inputs in pending:
                     for inp in chunk_inputs:
                         yield self._isolated(inp)
@@ -288,15 +346,17 @@ class ProcessPool:
         from concurrent.futures.process import BrokenProcessPool
 
         slot = self.limit   # the spare slot: nothing else is in flight
-        spool, fut = self._submit([inp], slot)
         try:
+            spool, fut = self._submit([inp], slot)
             recs, spools = self._wait(fut, [([inp], spool, fut, slot)])
             return [inp], recs, spools
         except BrokenProcessPool:
             why = "the worker process crashed on this input"
+            broken = True
         except _Hung:
             why = f"timed out after {self.timeout:g} s"
-        self._restart()
+            broken = False
+        self._restart(broken)   # (raises if the input was never started: the workers could not start)
         return failed(self.job, inp, why)
 
     def close(self, cancel: bool = False) -> None:

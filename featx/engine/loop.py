@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import memory, registry
 from ..inputs import Canonical, Input
-from ..errors import UsageError
+from ..errors import UsageError, WorkerStartError
 from ..extractor import Extractor, params_to_dict
 from ..output import layout
 from ..output.atomic import OutputWriteError
@@ -145,7 +145,10 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
     :func:`~featx.engine.process.start_method`).
 
     Raises :class:`NoInputs` when ``inputs`` is empty and no output exists
-    yet: nothing is created.
+    yet: nothing is created; :class:`~featx.errors.WorkerStartError` when the
+    workers cannot start (an extractor that builds here does not build in them):
+    no input is failed for it, what was committed before is kept, and the
+    summaries (and sidecars, through ``on_start``) say ``failed``.
     """
     note = on_note or (lambda msg: None)
     _standard_fds()
@@ -204,6 +207,19 @@ def run(targets: list[Target], inputs: Iterable[Input], plan, *,
         raise err from None
     try:
         _run_locked(targets, outs, inputs, plan, on_failure, note, progress, fork, chunk, pool)
+    except WorkerStartError as exc:
+        # the workers could not start (an extractor that does not build in them): the run's
+        # error, raised; the sidecars, which say "running", say "failed" now
+        seconds = time.perf_counter() - t0
+        for o in outs:
+            o.summary.error = o.summary.error or exc
+            o.summary.seconds = seconds
+        if on_start is not None:
+            try:
+                on_start([o.summary for o in outs])
+            except Exception:  # noqa: BLE001 - the error that stopped the run is the one to tell
+                pass
+        raise
     except BrokenPipeError:
         # the reader of stdout (or stderr) went away: the outputs are interrupted, what was
         # done is committed; their sidecars say so now (the caller gets no summaries)
@@ -329,7 +345,11 @@ def _pool(targets: list[Target], plan, job: Job, feed=None, fork: bool = False, 
     if feed is not None:  # workers count the items they load; the bar looks while waiting
         import multiprocessing as mp
 
-        counter = feed.counter = mp.Value("q", 0)
+        # (its lock made by the spawn context: forked workers inherit it, and it may also be
+        # handed to workers started by the fork server -- an extractor that is not fork-safe, or
+        # the pool that replaces a broken one while the commit thread runs -- which a lock of
+        # the fork context refuses: a RuntimeError that ended the run)
+        counter = feed.counter = mp.get_context("spawn").Value("q", 0)
         on_wait = feed.poll
     return ProcessPool(job, plan.jobs, chunk, spool_dir, plan.timeout,
                        fork=fork and all(t.extractor.fork_safe for t in targets), counter=counter,
@@ -468,6 +488,10 @@ def _run_locked(targets, outs: list[Output], inputs, plan, on_failure, note, pro
                 o.summary.interrupted = True
         ok = True
     except Exception as exc:
+        if isinstance(exc, WorkerStartError):   # no input's fault: the run stops, keeping what was committed
+            for o in outs:
+                o.summary.error = o.summary.error or exc
+            raise
         err = next(((o, e) for o, e in ((o, o.write_error(exc)) for o in outs) if e is not None), None)
         if err is None:
             raise

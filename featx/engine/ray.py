@@ -41,7 +41,7 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
-from ..errors import FeatxError, UsageError
+from ..errors import FeatxError, UsageError, WorkerStartError
 
 #: Aim for tasks of about this many seconds of compute.
 BATCH_SECONDS = 0.25
@@ -116,12 +116,16 @@ def _unreachable(address: str) -> str | None:
 
 
 class _RayWorker:
-    """The body of one actor: a :class:`featx.engine.worker.Worker` kept for the actor's life."""
+    """The body of one actor: a :class:`featx.engine.worker.Worker` kept for the actor's life.
+
+    The Worker (the extractors) is built by the actor's first task (:meth:`ping`), not by
+    its constructor: Ray restarts an actor whose constructor kills its process for ever
+    (``max_restarts=-1``), and the run hung; a task that kills it is retried
+    :data:`TASK_RETRIES` times and then fails, and the run stops with the reason."""
 
     def __init__(self, job, cwd: str | None, main: tuple | None = None):
         from .lifeline import die_with
         from .process import setup_worker_process
-        from .worker import Worker
 
         # a private local Ray's actors end with the driver at once (Ray's own reaper takes
         # a second or two); ``main`` is None on a cluster, where the driver's pid means nothing
@@ -130,9 +134,20 @@ class _RayWorker:
         setup_worker_process()
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)  # relative input paths mean the same as on the driver (shared storage)
-        self.worker = Worker(job)
+        self.job = job
+        self.worker = None
+
+    def _built(self):
+        """The actor's Worker, built at its first use (after a restart too)."""
+        if self.worker is None:
+            from .worker import Worker
+
+            self.worker = Worker(self.job)
+        return self.worker
 
     def ping(self) -> int:
+        """The actor's pid, once its extractors are built."""
+        self._built()
         return os.getpid()
 
     def run(self, inputs, spool: str | None = None):
@@ -144,10 +159,11 @@ class _RayWorker:
         import numpy as np
 
         t0 = time.perf_counter()
+        worker = self._built()
         if spool is not None and os.path.isdir(os.path.dirname(spool)):
-            records, paths = self.worker.run_to_spool(inputs, spool)
+            records, paths = worker.run_to_spool(inputs, spool)
             return records, paths, time.perf_counter() - t0
-        records, data = self.worker.run_to_bytes(inputs)
+        records, data = worker.run_to_bytes(inputs)
         return records, [np.frombuffer(d, dtype=np.uint8) for d in data], time.perf_counter() - t0
 
 
@@ -251,15 +267,20 @@ class RayExecutor:
         self.owns_ray = True
 
     def _check_started(self, actors) -> None:
-        """Fail the whole run early (not every input) when workers cannot even start."""
+        """Fail the whole run early (not every input) when workers cannot even start: their
+        first task (:meth:`_RayWorker.ping`) builds the extractors."""
         ray = self.ray
         try:
             ray.get([a.ping.remote() for a in actors])
         except ray.exceptions.RayError as exc:
-            cause = str(exc).strip().splitlines()
-            raise FeatxError("Ray workers could not start featx's extractor: " + (cause[-1] if cause else "?"),
-                             hint="install featx (the same version) and any plugin extractors on every "
-                                  "node of the cluster") from exc
+            if isinstance(exc, ray.exceptions.RayTaskError):   # the build raised: its last line says why
+                lines = str(exc).strip().splitlines()
+                cause = lines[-1] if lines else "?"
+            else:   # the actor's process died (its task retried) before it answered: as it built them
+                cause = f"a worker process died while building it ({type(exc).__name__})"
+            raise WorkerStartError("Ray workers could not start featx's extractor: " + cause,
+                                   hint="install featx (the same version) and any plugin extractors on every "
+                                        "node of the cluster") from exc
 
     def _replace(self, i: int) -> None:
         """Kill actor ``i`` (stuck) and start a fresh one in its place."""

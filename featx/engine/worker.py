@@ -24,7 +24,7 @@ import numpy as np
 from .. import imageops, registry
 from ..inputs import Input
 from ..items import Item, load
-from ..errors import FeatxError, InputError
+from ..errors import FeatxError, InputError, WorkerStartError
 from ..extractor import Extractor, Keypoints
 from ..memory import MemoryBudget
 from ..output.atomic import OutputWriteError
@@ -78,6 +78,17 @@ class Record:
 # worker side
 
 
+def build_extractors(job: Job, building: Callable[[int], None] | None = None) -> list[Extractor]:
+    """The extractors of ``job``'s tasks, built from their frozen parameters;
+    ``building(k)`` is called as the build of task ``k``'s starts."""
+    out = []
+    for k, t in enumerate(job.tasks):
+        if building is not None:
+            building(k)
+        out.append(registry.load_target(t.target).create(**t.params))
+    return out
+
+
 class Worker:
     """Decode each input once and hand it to every output that needs it: resize,
     extract and encode per output.
@@ -90,10 +101,7 @@ class Worker:
     def __init__(self, job: Job, extractors: list[Extractor] | None = None):
         self.job = job
         if extractors is None:
-            extractors = []
-            for t in job.tasks:
-                cls = registry.load_target(t.target)
-                extractors.append(cls.create(**t.params))
+            extractors = build_extractors(job)
         self.extractors: list[Extractor] = list(extractors)
         self.memory = None if not job.max_memory else MemoryBudget.for_extractors(
             job.max_memory, [(e, t.resize) for e, t in zip(self.extractors, job.tasks)])
@@ -456,10 +464,97 @@ def _starting(i: int) -> None:
 
 
 _WORKER: Worker | None = None
+#: why this worker could not start (its extractors did not build): raised by every chunk it gets
+_START_ERROR: WorkerStartError | None = None
+
+# A pool's start-up table (:func:`startup_table`), shared with its workers: where each worker
+# is in its start, so that the main process, when a worker dies, can tell a worker that died
+# before it took any input (its extractor does not build in a worker: the run's error) from
+# one that died on an input (that input's failure).
+#: the phases of a worker's start, as it writes them into its row of the table
+STARTING, BUILDING, READY, WORKING, FAILED = 1, 2, 3, 4, 5
+_ROW = 3                     # per worker: phase, the task whose extractor it builds, pid
+_MY_ROW: tuple | None = None  # (table, offset) of this worker's row
+
+
+def startup_table(workers: int, ctx):
+    """A start-up table for a pool of ``workers`` processes started by the multiprocessing
+    context ``ctx`` (its lock must be of theirs): a shared array of ints, the next free row
+    first, then one row per worker (phase, task being built, pid)."""
+    return ctx.Array("i", 1 + _ROW * (workers + 1))
+
+
+def startup_rows(table) -> list[tuple[int, int, int]]:
+    """(phase, task, pid) of every worker that has started (a snapshot, read without the
+    table's lock: a worker killed while it held it would hold it for ever)."""
+    raw = table.get_obj()[:]
+    n = min(raw[0], (len(raw) - 1) // _ROW)
+    return [tuple(raw[1 + _ROW * w:1 + _ROW * (w + 1)]) for w in range(n)]
+
+
+def _enter(table) -> None:
+    """Take a row of the start-up table and say this worker is starting."""
+    global _MY_ROW
+    _MY_ROW = None
+    if table is None:
+        return
+    raw = table.get_obj()
+    with table.get_lock():   # (only to take a row: the row is then this worker's alone)
+        w = raw[0]
+        if 1 + _ROW * (w + 1) > len(raw):
+            return   # (more workers than rows: never, a pool restarts rather than replace one)
+        raw[0] = w + 1
+    off = 1 + _ROW * w
+    raw[off + 2] = os.getpid()
+    raw[off] = STARTING
+    _MY_ROW = (raw, off)
+
+
+def _phase(phase: int, task: int = 0) -> None:
+    if _MY_ROW is not None:
+        raw, off = _MY_ROW
+        raw[off + 1] = task
+        raw[off] = phase
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception (its message's first line; a FeatxError's message)."""
+    if isinstance(exc, FeatxError):
+        text = exc.message
+    else:
+        text = str(exc).strip()
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def task_name(job: Job, k: int) -> str:
+    """The name of task ``k``'s extractor (its target where its class cannot be loaded)."""
+    try:
+        return getattr(registry.load_target(job.tasks[k].target), "name", None) or job.tasks[k].target
+    except Exception:   # noqa: BLE001 - only a name for a message
+        return job.tasks[k].target
+
+
+def build_hint(name: str) -> str:
+    """What to try when extractor ``name`` built in featx's own process but not in a worker."""
+    return (f"{name} builds in featx's own process but not in a fresh worker process, so it may need "
+            "something only that process has (a file, an environment variable, a device, a library set "
+            "up there); -j 1 without --timeout runs it in featx's own process")
+
+
+def start_error(job: Job, task: int | None, exc: BaseException) -> WorkerStartError:
+    """The run's error for a worker whose start raised ``exc`` (while building task
+    ``task``'s extractor, or None: before or after the builds)."""
+    if task is None:
+        return WorkerStartError(f"the worker processes could not start: {_first_line(exc)}",
+                                "-j 1 without --timeout runs without worker processes")
+    name = task_name(job, task)
+    hint = exc.hint if isinstance(exc, FeatxError) and exc.hint else build_hint(name)
+    return WorkerStartError(f"the workers could not build extractor '{name}': {_first_line(exc)}", hint)
 
 
 def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=None, beats=None,
-                inflight=None, extractors: list[Extractor] | None = None) -> None:
+                inflight=None, extractors: list[Extractor] | None = None, startup=None) -> None:
     """A pool worker's start.  ``main``: the featx main process (``lifeline.identity()``,
     passed explicitly: with a forkserver start the parent is the fork server); ``counter``:
     a shared ``multiprocessing.Value`` counting the items loaded (the progress bar);
@@ -470,19 +565,42 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
     core idles, and a video decodes on a thread of its own, a few frames ahead of its
     extraction.
     ``extractors``: the job's, already built (a forked worker's copies of its parent's),
-    else built here from ``job``."""
-    import signal
+    else built here from ``job``.  ``startup``: the pool's start-up table
+    (:func:`startup_table`), where this worker notes how far its start went.
 
-    from ..output import lock
-    from . import lifeline
+    A start that raises (an extractor that does not build here) leaves the worker without
+    a :class:`Worker`: every chunk it is given raises the :class:`WorkerStartError` that says
+    why, the run's error (not a failed input)."""
+    global _WORKER, _START_ERROR, _WORKING
+    _WORKER, _START_ERROR, _WORKING = None, None, False
+    _enter(startup)
+    task = None
+    try:
+        import signal
 
-    lifeline.die_with(main)  # never outlive the run, however its main process ends
-    lock.drop_inherited()    # never hold the output's lock (a fork shares the flock)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    setup_worker_process()
-    global _WORKER
-    _WORKER = Worker(job, extractors)
+        from ..output import lock
+        from . import lifeline
+
+        lifeline.die_with(main)  # never outlive the run, however its main process ends
+        lock.drop_inherited()    # never hold the output's lock (a fork shares the flock)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides about interrupts
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        setup_worker_process()
+        if extractors is None:
+            def building(k: int) -> None:
+                nonlocal task
+                task = k
+                _phase(BUILDING, k)
+            extractors = build_extractors(job, building)
+            task = None
+        worker = Worker(job, extractors)
+    except BaseException as exc:   # (SystemExit too: a constructor that calls sys.exit)
+        err = start_error(job, task, exc)
+        err.__cause__ = exc   # (its traceback goes with it: `featx --traceback` shows it)
+        _START_ERROR = err
+        _phase(FAILED, task or 0)
+        return
+    _WORKER = worker
     if counter is not None:
         def tick():
             with counter.get_lock():
@@ -495,10 +613,12 @@ def init_worker(job: Job, main: tuple[int, int | None] | None = None, counter=No
         # (an output that streams its batches, cnn, already decodes on a thread of its own
         # while its network runs: a third thread would only take turns with them)
         _WORKER.ahead = _ahead(busy, inflight[1], _WORKER.memory) if _WORKER.lead is None else False
+    _phase(READY)
 
 
 _BEATS = None
 _BUSY = None
+_WORKING = False
 
 
 def _ahead(busy, cores: int, memory: MemoryBudget | None) -> Callable:
@@ -530,7 +650,14 @@ def run_chunk(inputs: list[Input], spool: str, slot: int | None = None) -> tuple
     ``beats[slot]`` when each input starts (``CLOCK_MONOTONIC``, one clock for every
     process), so the main process times out an input, not the chunk, whose length has
     nothing to do with ``--timeout`` (a batched extractor's batch counts against the input
-    that completed it), and clears ``busy[slot]`` as the chunk ends (see :func:`init_worker`)."""
+    that completed it), and clears ``busy[slot]`` as the chunk ends (see :func:`init_worker`).
+    A worker whose start failed raises why (:class:`WorkerStartError`)."""
+    if _START_ERROR is not None:
+        raise _START_ERROR.with_traceback(None)
+    global _WORKING
+    if not _WORKING:   # from now on, a death of this worker is an input's
+        _WORKING = True
+        _phase(WORKING)
     if slot is not None and _BEATS is not None:
         beats = _BEATS
 
