@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import SAMPLES, fake_plugin, featx, featx_subprocess
+from helpers import SAMPLES, fake_plugin, featx_subprocess
 
 SMALL = ["--resize", "96x64", "-q"]
 
@@ -247,25 +247,33 @@ def test_missing_ray_is_a_usage_error_with_a_hint(tmp_path, monkeypatch):
     assert r.stdout == b"" and not (tmp_path / "h.npy").exists()
 
 
-@pytest.mark.slow
-def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
+def _run_on_cluster(tmp_path, target: str, out: str, error: type):
+    """Run the extractor ``target`` (built here) on 3 photos with Ray's workers; it must stop
+    with ``error`` and write nothing.  Returns the error and the seconds it took."""
     from featx import inputs, registry
     from featx.engine import loop as pipeline
     from featx.output import sinks
-    from featx.errors import FeatxError
     from featx.plan import Plan
 
-    monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
-    ext = registry.load_target("flaky_ext:Picky").create()
+    ext = registry.load_target(target).create()
     src = photos(tmp_path / "in", 3)
-    sink = sinks.make_sink(str(tmp_path / "p.csv"), None)
+    sink = sinks.make_sink(str(tmp_path / out), None)
     t = time.monotonic()
-    with pytest.raises(FeatxError) as e:
+    with pytest.raises(error) as e:
         pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]),
                      Plan(outputs=(), jobs=2, executor="ray"))
-    assert time.monotonic() - t < 30
-    assert "picky_dependency" in e.value.message and "every node" in e.value.hint
-    assert not (tmp_path / "p.csv").exists()
+    assert not (tmp_path / out).exists()
+    return e.value, time.monotonic() - t
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_build_the_extractor_stop_the_run_at_once(tmp_path, cluster, monkeypatch):
+    from featx.errors import FeatxError
+
+    monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
+    err, took = _run_on_cluster(tmp_path, "flaky_ext:Picky", "p.csv", FeatxError)
+    assert took < 30
+    assert "picky_dependency" in err.message and "every node" in err.hint
 
 
 @pytest.mark.slow
@@ -273,23 +281,12 @@ def test_workers_killed_as_they_build_the_extractor_stop_the_run(tmp_path, clust
     """An actor whose process dies as it builds the extractor: Ray restarted an actor whose
     constructor died for ever (the run hung); the build is the actor's first task, retried
     a few times, and the run stops with the reason."""
-    from featx import inputs, registry
-    from featx.engine import loop as pipeline
-    from featx.output import sinks
     from featx.errors import WorkerStartError
-    from featx.plan import Plan
 
     monkeypatch.setenv("PICKY_HERE", "1")  # this process can build it; the cluster's workers cannot
-    ext = registry.load_target("flaky_ext:Doomed").create()
-    src = photos(tmp_path / "in", 3)
-    sink = sinks.make_sink(str(tmp_path / "d.csv"), None)
-    t = time.monotonic()
-    with pytest.raises(WorkerStartError) as e:
-        pipeline.run([pipeline.Target(ext, sink)], inputs.enumerate_inputs([str(src)]),
-                     Plan(outputs=(), jobs=2, executor="ray"))
-    assert time.monotonic() - t < 60
-    assert "a worker process died while building it" in e.value.message
-    assert not (tmp_path / "d.csv").exists()
+    err, took = _run_on_cluster(tmp_path, "flaky_ext:Doomed", "d.csv", WorkerStartError)
+    assert took < 60
+    assert "a worker process died while building it" in err.message
 
 
 def test_actor_hands_back_bytes_by_spool_file_or_object_store(tmp_path):
