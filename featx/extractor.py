@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .errors import ParamError
+from .errors import FeatxError, ParamError, UsageError
 
 # ---------------------------------------------------------------------------
 # Parameter declaration
@@ -227,6 +227,21 @@ def build_params(extractor_cls: type[Extractor], values: dict[str, Any] | None =
     if check is not None:
         check()
     return params
+
+
+def construct(extractor_cls: type[Extractor], params: Any) -> Extractor:
+    """``extractor_cls(params)``: an extractor whose own code fails as it is built (a
+    plugin's missing file, a library that does not start) is one clear usage error, not
+    a traceback (``featx --traceback`` shows where it failed)."""
+    try:
+        return extractor_cls(params)
+    except FeatxError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip()
+        why = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__).splitlines()[0]
+        raise UsageError(f"cannot build extractor '{getattr(extractor_cls, 'name', extractor_cls.__name__)}': "
+                         f"{why}", "its own code failed as featx built it; featx --traceback shows where") from exc
 
 
 def params_to_dict(params: Any) -> dict[str, Any]:

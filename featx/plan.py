@@ -408,7 +408,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
     :func:`execute`."""
     from . import host, inputs, memory
     from .engine import loop
-    from .extractor import build_params
+    from .extractor import build_params, construct
     from .output import sinks
 
     plan.check()
@@ -433,7 +433,7 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
             runtime["threads"] = 1  # one Ray worker per CPU
         if runtime:
             params = dataclasses.replace(params, **runtime)
-        extractors.append(_built(cls, params))
+        extractors.append(construct(cls, params))
     sampling = plan.sampling
     if sampling:
         inputs.sampling_of(sampling)  # invalid combinations are usage errors, before any work
@@ -509,21 +509,6 @@ def build(plan: Plan, *, descriptors: bool = False, on_row: Callable[[int, dict,
                        exact_decode=plan.exact_decode or bool(plan.regions))  # a box may need every pixel
     return _Built(plan, classes, extractors, built_sinks, run, video_mode, temporal, jobs, max_pixels, max_memory,
                   pools=pools, keys=source_keys)
-
-
-def _built(cls, params):
-    """``cls(params)``: an extractor whose own code fails as it is built (a plugin's
-    missing file, a library that does not start) is one clear usage error, not a
-    traceback (``featx --traceback`` shows where it failed)."""
-    try:
-        return cls(params)
-    except FeatxError:
-        raise
-    except Exception as exc:
-        text = str(exc).strip()
-        why = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__).splitlines()[0]
-        raise UsageError(f"cannot build extractor '{getattr(cls, 'name', cls.__name__)}': {why}",
-                         "its own code failed as featx built it; featx --traceback shows where") from exc
 
 
 def _pooled_names(pool, width: int) -> list[str]:

@@ -200,6 +200,21 @@ def test_an_extractor_that_builds_nowhere_is_one_clear_error_at_j1(world, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("cmd", [["info", "broken"], ["show", "broken", "IMG", "-o", "OUT"]], ids=["info", "show"])
+def test_info_and_show_of_an_extractor_that_builds_nowhere_say_so_in_one_line(world, tmp_path, cmd):
+    """(Its --help needs no extractor built, and shows.)"""
+    assert run(world, "extract", "broken", "--help").returncode == 0
+    out = tmp_path / "b.png"
+    args = [str(world["src"] / sorted(os.listdir(world["src"]))[0]) if a == "IMG" else out if a == "OUT" else a
+            for a in cmd]
+    r = run(world, *args)
+    err = lines(r)
+    assert r.returncode == 2, err
+    assert err[0] == "featx: error: cannot build extractor 'broken': RuntimeError: the model file is damaged", err
+    assert "Traceback" not in r.stderr.decode()
+    assert not out.exists()
+
+
 def test_a_worker_that_dies_on_one_input_fails_that_input_alone(world, tmp_path):
     out = tmp_path / "s.csv"
     r = run(world, "extract", "sturdy", world["crash"], "-o", out, "-j", "2")

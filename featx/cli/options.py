@@ -437,13 +437,13 @@ class _Described:
 
     @staticmethod
     def of(cls, params=None):
-        from ..extractor import build_params
+        from ..extractor import build_params, construct
 
         params = build_params(cls, {}) if params is None else params
         spec_of = getattr(cls, "static_output_spec", None)
         if spec_of is not None and spec_of(params, 480, 640) is not None:
             return _Described(cls, params)
-        return cls(params)
+        return construct(cls, params)
 
 
 def _split_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:

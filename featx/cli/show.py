@@ -40,11 +40,11 @@ def _build_show(cls) -> click.Command:
             from .. import imageops, memory
             from ..engine.worker import DEFAULT_MAX_PIXELS
             from ..errors import InputError
-            from ..extractor import build_params
+            from ..extractor import build_params, construct
             from ..output.atomic import write_atomic
 
             check_show_output(output, images, overwrite)   # before any work
-            extractor = cls(build_params(cls, params))
+            extractor = construct(cls, build_params(cls, params))
             limit = memory.resolve(max_memory, 1)
             budget = memory.MemoryBudget.for_extractor(limit, extractor, resize) if limit else None
             pics, sheet = frames_to_show(cls, images, frame, resize, resize_mode, on_note=_say,
