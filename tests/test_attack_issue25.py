@@ -288,7 +288,11 @@ def test_a_run_stopped_while_its_early_workers_start_says_only_why(tmp_path, the
 
             wait_gone(mark)   # (fails past 2 s)
         else:
-            p = subprocess.run(cmd, cwd=SAMPLES, env=env, capture_output=True, timeout=30, start_new_session=True)
+            # a shell that starts the suite in the background (CI, nohup, `&` without job control)
+            # ignores SIGINT, its children inherit that, and Python then rightly leaves Ctrl-C
+            # ignored: the run here must start as from a terminal, where Ctrl-C interrupts
+            p = subprocess.run(cmd, cwd=SAMPLES, env=env, capture_output=True, timeout=30, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     finally:
         if then == "lock refused":
             lock.release()
